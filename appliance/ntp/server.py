@@ -1,0 +1,246 @@
+"""The NTP server's request handling, sans I/O (RFC 5905 sections 8 and 9.2, RFC 8633 section 4).
+
+:meth:`NtpServer.handle` takes one datagram, the client's address and the
+kernel's receive timestamp, and returns the reply to send or None. It never
+reads a clock: the caller appends the transmit timestamp just before the send
+(:func:`finish_reply`), so the time between the two is as short as it can be.
+
+What gets an answer:
+
+- mode 3 (client) requests of versions 1 to 4, and NTPv1 requests with mode 0
+  from a port other than 123 (NTPv1 had no mode field), get a mode 4 reply
+  that echoes version and poll, carries the client's transmit timestamp as
+  origin, the receive timestamp, and the system state (leap, stratum,
+  precision, root delay, root dispersion, reference ID and time);
+- mode 1 (symmetric active) gets a mode 2 reply only from a configured
+  ``peer`` address whose restrictions lack ``nopeer``; otherwise it is dropped;
+- mode 6 (control, ntpq) is dropped for ``noquery`` addresses and otherwise
+  handed to :mod:`appliance.ntp.mode6`;
+- mode 7 (ntpdc, the old monlist amplifier) never gets an answer, nor do modes
+  2, 4 and 5, which are replies and broadcasts, not requests.
+
+Access control is ntpd's ``restrict`` (:mod:`appliance.ntp.access`); clients
+with ``limited`` pass the rate limiter (:mod:`appliance.ntp.ratelimit`) and,
+with ``kod``, a limited client may get a RATE Kiss-o'-Death (stratum 0, the
+client's own transmit timestamp in every timestamp field, so it carries no
+time). No reply is ever longer than its request: a client request is at
+least 48 octets and the reply is 48 (52 with a crypto-NAK).
+
+Everything dropped is counted by reason in :class:`ServerCounters`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from appliance.ntp import access as acl
+from appliance.ntp import mode6
+from appliance.ntp.packet import (
+    HEADER_LEN,
+    LEAP_UNSYNC,
+    MODE_ACTIVE,
+    MODE_CLIENT,
+    MODE_CONTROL,
+    MODE_PASSIVE,
+    MODE_PRIVATE,
+    MODE_RESERVED,
+    MODE_SERVER,
+    PacketError,
+    parse_trailer,
+    refid_from_text,
+)
+from appliance.ntp.ratelimit import LIMITED_KOD, PASS, RateLimiter
+from appliance.sources.state import STRATUM_UNSYNC, UNSYNCHRONISED, SystemState
+from appliance.timebase import NS_PER_S, ntp64_from_ns, short_from_ns
+
+_PREFIX = struct.Struct("!BBBbII4sQ")  # li_vn_mode .. reference timestamp: 24 octets
+_TS = struct.Struct("!Q")
+NTP_PORT = 123
+_RATE = refid_from_text("RATE")
+_CRYPTO_NAK = b"\0\0\0\0"
+
+
+@dataclass(slots=True)
+class ServerCounters:
+    """What the server did with each datagram, by outcome. Plain ints: cheap on the hot path."""
+
+    received: int = 0
+    served: int = 0
+    kod_sent: int = 0
+    control: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+class NtpServer:
+    """Answers NTP requests from the current :class:`SystemState`.
+
+    ``peers`` is the set of numeric addresses configured with ``peer`` lines
+    (symmetric mode). ``system_variables`` is called by mode 6 to read the
+    state as name/value pairs; it may be None.
+    """
+
+    def __init__(
+        self,
+        access: acl.AccessTable,
+        limiter: RateLimiter,
+        *,
+        peers: frozenset[str] = frozenset(),
+        state: SystemState = UNSYNCHRONISED,
+        control: mode6.ControlHandler | None = None,
+    ) -> None:
+        self.access = access
+        self.limiter = limiter
+        self.peers = peers
+        self.counters = ServerCounters()
+        self.control = control or mode6.ControlHandler()
+        self._state = state
+        self._cache: dict[tuple[int, int, bool], bytes] = {}
+        self._cache_second = -1
+
+    @property
+    def state(self) -> SystemState:
+        return self._state
+
+    def set_state(self, state: SystemState) -> None:
+        """Serve ``state`` from now on."""
+        self._state = state
+        self._cache.clear()
+
+    def handle(self, data: bytes, ip: str, port: int, rx_ns: int) -> tuple[bytes, bytes | None] | None:
+        """Return ``(head, tail)`` for one datagram, or None to send nothing.
+
+        ``rx_ns`` is the receive time (POSIX ns, the kernel's timestamp where
+        there is one). When ``tail`` is None, ``head`` is the whole reply.
+        Otherwise the reply is ``head``, then the transmit timestamp, then
+        ``tail``: :func:`finish_reply` joins them with a clock reading taken
+        just before the send.
+        """
+        c = self.counters
+        c.received += 1
+        if not data:
+            c.drop("short")
+            return None
+        b0 = data[0]
+        version = (b0 >> 3) & 7
+        mode = b0 & 7
+        if version < 1 or version > 4:
+            c.drop("version")
+            return None
+        restriction = self.access.lookup(ip, port)
+        flags = restriction.flags
+        if flags & acl.IGNORE:
+            c.drop("ignore")
+            return None
+        if mode == MODE_CLIENT or (mode == MODE_RESERVED and version == 1 and port != NTP_PORT):
+            return self._time_request(data, version, MODE_SERVER, restriction, ip, rx_ns)
+        if mode == MODE_ACTIVE:
+            if flags & acl.NOPEER or ip not in self.peers:
+                c.drop("peer")
+                return None
+            return self._time_request(data, version, MODE_PASSIVE, restriction, ip, rx_ns)
+        if mode == MODE_CONTROL:
+            if flags & acl.NOQUERY:
+                c.drop("noquery")
+                return None
+            c.control += 1
+            reply = self.control.handle(data, flags, self._state, rx_ns)
+            if reply is None:
+                c.drop("control")
+                return None
+            return reply, None
+        if mode == MODE_PRIVATE:
+            c.drop("mode7")
+            return None
+        c.drop("mode")
+        return None
+
+    def _time_request(
+        self, data: bytes, version: int, reply_mode: int, r: acl.Restriction, ip: str, rx_ns: int
+    ) -> tuple[bytes, bytes | None] | None:
+        c = self.counters
+        n = len(data)
+        if n < HEADER_LEN:
+            c.drop("short")
+            return None
+        mac = None
+        if n > HEADER_LEN:
+            try:
+                _, mac = parse_trailer(data, version)
+            except PacketError as e:
+                c.drop(e.reason)
+                return None
+        flags = r.flags
+        if flags & acl.NOSERVE:
+            c.drop("noserve")
+            return None
+        if flags & acl.VERSION and version != 4:
+            c.drop("version-restricted")
+            return None
+        if flags & acl.NOTRUST and mac is None:
+            c.drop("notrust")
+            return None
+        if flags & acl.LIMITED:
+            verdict = self.limiter.check(ip, rx_ns, bool(flags & acl.KOD))
+            if verdict != PASS:
+                if verdict == LIMITED_KOD:
+                    c.kod_sent += 1
+                    return _kiss(data, version, reply_mode), None
+                c.drop("rate")
+                return None
+        c.served += 1
+        prefix = self._prefix(version, reply_mode, data[2], r.is_default, rx_ns)
+        head = prefix + data[40:48] + _TS.pack(ntp64_from_ns(rx_ns))
+        if mac is not None:
+            # We hold no keys: answer an authenticated request with a crypto-NAK
+            # (RFC 5905 section 7.4), 4 octets, shorter than the request's MAC.
+            return head, _CRYPTO_NAK
+        return head, b""
+
+    def _prefix(self, version: int, mode: int, poll: int, is_default: bool, rx_ns: int) -> bytes:
+        second = rx_ns // NS_PER_S
+        if second != self._cache_second:
+            self._cache.clear()
+            self._cache_second = second
+        public = is_default and self._state.public_unsync
+        key = (version << 3 | mode, poll, public)
+        prefix = self._cache.get(key)
+        if prefix is None:
+            prefix = self._build_prefix(version, mode, poll, public, second * NS_PER_S)
+            self._cache[key] = prefix
+        return prefix
+
+    def _build_prefix(self, version: int, mode: int, poll: int, public_unsync: bool, now_ns: int) -> bytes:
+        s = self._state
+        if public_unsync or not s.synchronised:
+            leap, stratum, refid, ref_ts = LEAP_UNSYNC, STRATUM_UNSYNC, b"INIT", 0
+            delay = disp = 0
+        else:
+            leap, stratum, refid = s.leap, s.stratum, s.refid
+            ref_ts = ntp64_from_ns(s.reference_ns) if s.reference_ns is not None else 0
+            delay = short_from_ns(s.root_delay_ns)
+            # One second of extra growth covers the cache's one-second granularity.
+            disp = short_from_ns(s.root_dispersion_at(now_ns + NS_PER_S))
+        return _PREFIX.pack((leap << 6) | (version << 3) | mode, stratum, poll, s.precision, delay, disp, refid, ref_ts)
+
+
+def finish_reply(head: bytes, tail: bytes | None, tx_ns: int) -> bytes:
+    """Join a reply from :meth:`NtpServer.handle` with the transmit timestamp (POSIX ns, read just before the send)."""
+    if tail is None:
+        return head
+    return head + _TS.pack(ntp64_from_ns(tx_ns)) + tail
+
+
+def _kiss(data: bytes, version: int, mode: int) -> bytes:
+    """A RATE Kiss-o'-Death for a request (RFC 5905 section 7.4): no usable time in it."""
+    xmt = data[40:48]
+    head = _PREFIX.pack((LEAP_UNSYNC << 6) | (version << 3) | mode, 0, data[2], 0, 0, 0, _RATE, 0)
+    # reference, origin, receive and transmit all carry the client's own transmit timestamp (as ntpd does)
+    return head[:16] + xmt + xmt + xmt + xmt
