@@ -1,0 +1,131 @@
+"""The NMEA decoder as one object: bytes and their arrival time in, fixes out, sans I/O.
+
+:class:`NmeaStream` is what a serial driver holds: it feeds every chunk it
+reads, with the local time it read it, and gets :class:`~appliance.nmea.epoch.Fix`
+values back. It reads no clock and touches no port; the layers it chains are
+:mod:`~appliance.nmea.framing` (bytes -> lines), :mod:`~appliance.nmea.sentence`
+(lines -> sentences, via pynmea2) and :mod:`~appliance.nmea.epoch`
+(sentences -> fixes, with :mod:`~appliance.nmea.rollover` repairing dates).
+:class:`SentenceStream` stops after the sentences, for tools that want them.
+
+Nothing raises on input: whatever is dropped is counted in
+:attr:`NmeaStream.counters`.
+
+>>> from appliance.nmea.rollover import RolloverPolicy
+>>> s = NmeaStream(RolloverPolicy(build_date_ns=1_700_000_000 * 10**9))
+>>> s.feed(b"$GPRMC,120000.00,A,4807.038,N,01131.000,E,0.0,0.0,230324,,,A*5B\\r\\n", 42)
+[]
+>>> [(f.utc_ns, f.arrival_ns, f.valid) for f in s.flush()]
+[(1711195200000000000, 42, True)]
+"""
+
+from __future__ import annotations
+
+from appliance.nmea.counters import NmeaCounters, Tally
+from appliance.nmea.epoch import EpochAssembler, Fix
+from appliance.nmea.framing import DEFAULT_MAX_LINE, Framer, RawLine
+from appliance.nmea.rollover import RolloverPolicy
+from appliance.nmea.sentence import Reject, Sentence, decode
+
+
+class SentenceStream:
+    """Framing and decoding: feed byte chunks, get the usable sentences.
+
+    ``checksum_optional`` accepts complete lines without a ``*hh`` checksum
+    (for the few receivers that send none; a wrong checksum is still refused).
+    ``max_line`` is the longest line kept, ``$`` included, CR LF not.
+    """
+
+    __slots__ = ("_tally", "_framer", "_checksum_optional")
+
+    def __init__(
+        self,
+        *,
+        checksum_optional: bool = False,
+        max_line: int = DEFAULT_MAX_LINE,
+        tally: Tally | None = None,
+    ) -> None:
+        self._tally = tally if tally is not None else Tally()
+        self._framer = Framer(self._tally, max_line)
+        self._checksum_optional = checksum_optional
+
+    @property
+    def counters(self) -> NmeaCounters:
+        """The counts so far (a frozen snapshot)."""
+        return self._tally.snapshot()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an unfinished line waiting for the next chunk."""
+        return self._framer.pending_bytes
+
+    def feed(self, data: bytes, now_ns: int) -> list[Sentence]:
+        """Take a chunk read at local time ``now_ns`` (POSIX ns); return its complete sentences."""
+        return self._decode_all(self._framer.feed(data, now_ns))
+
+    def flush(self) -> list[Sentence]:
+        """End of stream: decode the unfinished line, if it is a sentence."""
+        return self._decode_all(self._framer.flush())
+
+    def _decode_all(self, lines: list[RawLine]) -> list[Sentence]:
+        out: list[Sentence] = []
+        for line in lines:
+            result = decode(line, self._checksum_optional)
+            if isinstance(result, Reject):
+                self._tally.add(result.value)
+            else:
+                self._tally.add("decoded")
+                if result.bad_field:
+                    self._tally.add("bad_field")
+                out.append(result)
+        return out
+
+
+class NmeaStream:
+    """The whole decoder: feed byte chunks with their arrival time, get fixes.
+
+    ``rollover`` holds the firmware build date that bounds the dates we
+    believe; the other options are :class:`SentenceStream`'s.
+    """
+
+    __slots__ = ("_tally", "_sentences", "_epochs")
+
+    def __init__(
+        self,
+        rollover: RolloverPolicy,
+        *,
+        checksum_optional: bool = False,
+        max_line: int = DEFAULT_MAX_LINE,
+    ) -> None:
+        self._tally = Tally()
+        self._sentences = SentenceStream(checksum_optional=checksum_optional, max_line=max_line, tally=self._tally)
+        self._epochs = EpochAssembler(rollover, self._tally)
+
+    @property
+    def counters(self) -> NmeaCounters:
+        """The counts so far (a frozen snapshot)."""
+        return self._tally.snapshot()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an unfinished line waiting for the next chunk."""
+        return self._sentences.pending_bytes
+
+    def feed(self, data: bytes, now_ns: int) -> list[Fix]:
+        """Take a chunk read at local time ``now_ns`` (POSIX ns); return the fixes it completes.
+
+        A fix is reported when the next epoch starts or, once the decoder has
+        learned which sentence ends this receiver's epochs, as soon as it
+        arrives.
+        """
+        out: list[Fix] = []
+        for s in self._sentences.feed(data, now_ns):
+            out += self._epochs.add(s)
+        return out
+
+    def flush(self) -> list[Fix]:
+        """End of stream: decode what is pending and report the open epoch."""
+        out: list[Fix] = []
+        for s in self._sentences.flush():
+            out += self._epochs.add(s)
+        return out + self._epochs.flush()

@@ -1,0 +1,301 @@
+"""The GPS reference clock: NMEA numbers the seconds, PPS marks them (pure; the time is passed in).
+
+A receiver sends two things. Its PPS edge marks the start of a UTC second to
+a microsecond or better, but carries no number (:class:`Pulse`). Its NMEA
+epoch (:class:`~appliance.nmea.epoch.Fix`) names a second, but arrives late
+by a receiver-specific delay of tens to hundreds of milliseconds, with
+jitter. This module pairs them (chrony's ``lock``):
+
+- **Which second a pulse marks.** Most receivers (u-blox, MediaTek MT3339 of
+  the Adafruit HAT, Quectel) send the epoch of second *T* after the pulse
+  that started *T*: :attr:`Convention.CURRENT`. Some send it before the pulse
+  it names: :attr:`Convention.NEXT`. The two differ by exactly one second and
+  cannot be told apart from the timing alone; the hardware profile says
+  which, and CURRENT, the common case, is the default.
+- **The NMEA delay** (ntpd's ``time2``), calibrated automatically: for every
+  fix, the time from the pulse it belongs to until the epoch's first byte.
+  Its interquartile mean (the mean of the middle half: robust to outliers,
+  steadier than the median) over the last :data:`CALIBRATION_WINDOW` epochs
+  is the offset
+  used for NMEA-only samples when PPS is lost, so nobody has to find a
+  ``time2`` by hand. A configured ``time2`` is the starting value.
+- **Samples.** A numbered pulse gives a PPS sample (refid ``PPS``): local =
+  the pulse's local time, reference = the second it marks. A fix without a
+  usable pulse gives an NMEA sample (refid ``GPS``): local = arrival minus the
+  calibrated delay, reference = the labelled time, with a dispersion that
+  covers the delay's jitter.
+- **PPS without NMEA** is used only while the caller says the clock is
+  already within 0.4 s from another source (``clock_within_0_4s``): the
+  pulse then takes the nearest second of the local clock.
+- **Sanity.** A fix whose second does not follow the last one by the local
+  time elapsed (a week jump, a second slip, a receiver reset) breaks the lock:
+  no samples until :data:`RELOCK_EPOCHS` consecutive epochs agree again; the
+  source is unusable meanwhile. A new timeline that contradicts the last
+  good lock (projected by the local clock) must hold for
+  :data:`JUMP_RELOCK_EPOCHS` before it is believed: a receiver that jumps
+  by a week and stays there is not followed at once. Pulses not about 1 s apart are rejected.
+  Without fixes for :data:`FIX_TIMEOUT_NS` or pulses for
+  :data:`PULSE_TIMEOUT_NS`, that part is unusable.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+from appliance.nmea.epoch import Fix
+from appliance.refclock.sample import Pulse, Sample
+from appliance.timebase import NS_PER_S
+
+CALIBRATION_WINDOW = 64
+RELOCK_EPOCHS = 3
+#: Epochs a timeline that contradicts the last lock must hold before it is believed (10 minutes).
+JUMP_RELOCK_EPOCHS = 600
+FIX_TIMEOUT_NS = 3 * NS_PER_S
+PULSE_TIMEOUT_NS = 3 * NS_PER_S // 2
+#: A pulse interval must be this close to a whole number of seconds.
+PULSE_TOLERANCE_NS = NS_PER_S // 5
+#: The most an epoch may lag its pulse (CURRENT) or lead it (NEXT).
+MAX_NMEA_DELAY_NS = 950_000_000
+#: PPS samples' own dispersion: the edge is sharp; the kernel or GPIO jitter shows in the filter.
+PPS_DISPERSION_NS = 1_000
+#: NMEA-only samples: the delay's jitter is unknown to a few ms; never claim better than this.
+NMEA_MIN_DISPERSION_NS = 5_000_000
+
+
+class Convention(enum.Enum):
+    """Which second an NMEA epoch names, relative to the pulses around it."""
+
+    CURRENT = "current"  # the second that began at the pulse before the epoch
+    NEXT = "next"  # the second that begins at the pulse after the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class GpsSettings:
+    """How to pair this receiver's NMEA and PPS.
+
+    ``nmea_delay_ns`` is the starting NMEA delay (ntpd's ``time2``; None: the
+    calibration starts from nothing and NMEA-only samples wait for it).
+    ``pps_offset_ns`` (ntpd's ``time1``) is added to every pulse's local time
+    (cable and receiver delay, positive when the edge is seen late).
+    """
+
+    convention: Convention = Convention.CURRENT
+    nmea_delay_ns: int | None = None
+    pps_offset_ns: int = 0
+
+
+@dataclass(slots=True)
+class GpsCounters:
+    fixes: int = 0
+    fixes_without_time: int = 0
+    pulses: int = 0
+    pulses_rejected: int = 0
+    pps_samples: int = 0
+    nmea_samples: int = 0
+    lock_breaks: int = 0
+    unpaired_fixes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GpsStatus:
+    """What the GPS clock can give now: for the status pages and for selection."""
+
+    fix_ok: bool
+    pps_ok: bool
+    locked: bool
+    nmea_delay_ns: int | None
+    last_fix: Fix | None
+
+    @property
+    def usable(self) -> bool:
+        return self.locked and (self.fix_ok or self.pps_ok)
+
+
+@dataclass(slots=True)
+class _Pending:
+    pulse: Pulse
+    local_ns: int  # corrected by pps_offset
+
+
+@dataclass
+class GpsClock:
+    """Pairs pulses with NMEA seconds; see the module docstring.
+
+    Feed it with :meth:`on_fix` and :meth:`on_pulse`; both return the samples
+    they complete. :meth:`status` says what is usable at a given time.
+    """
+
+    settings: GpsSettings = field(default_factory=GpsSettings)
+    counters: GpsCounters = field(default_factory=GpsCounters)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget pulses, epochs and the lock (the local clock was stepped: they carry its old timescale)."""
+        self._pulses: deque[_Pending] = deque(maxlen=4)
+        self._delays: deque[int] = deque(maxlen=CALIBRATION_WINDOW)
+        self._last_fix: Fix | None = None
+        self._last_timed: Fix | None = None
+        self._agree = 0
+        self._required = RELOCK_EPOCHS
+        self._anchor: tuple[int, int] | None = None  # (arrival ns, second) of the last locked epoch
+        self._last_pulse_ns: int | None = None
+        self._last_pulse_seen: int | None = None
+        self._numbered: tuple[int, int] | None = None  # (pulse local ns, second it marks)
+
+    # -- calibration ---------------------------------------------------------
+
+    @property
+    def nmea_delay_ns(self) -> int | None:
+        """The NMEA delay in use: the interquartile mean of the calibration window, else the configured start."""
+        if self._delays:
+            ordered = sorted(self._delays)
+            n = len(ordered)
+            middle = ordered[n // 4 : n - n // 4] or ordered
+            return sum(middle) // len(middle)
+        return self.settings.nmea_delay_ns
+
+    @property
+    def locked(self) -> bool:
+        return self._agree >= self._required
+
+    # -- input ---------------------------------------------------------------
+
+    def on_pulse(self, pulse: Pulse, *, clock_within_0_4s: bool = False) -> Sample | None:
+        """Take a pulse; return a PPS sample when it can be numbered now."""
+        c = self.counters
+        c.pulses += 1
+        local = pulse.local_ns + self.settings.pps_offset_ns
+        if self._last_pulse_ns is not None:
+            gap = local - self._last_pulse_ns
+            whole = round(gap / NS_PER_S)
+            if gap <= 0 or whole < 1 or abs(gap - whole * NS_PER_S) > PULSE_TOLERANCE_NS:
+                c.pulses_rejected += 1
+                if gap > 0 and whole >= 1:
+                    self._last_pulse_ns = local  # a glitch edge: let the next real one be judged from here
+                return None
+        self._last_pulse_ns = local
+        self._last_pulse_seen = pulse.local_ns
+        self._pulses.append(_Pending(pulse, local))
+        # While locked with a recent numbered pulse, the next pulse is that second plus the seconds elapsed:
+        # it is numbered at once, without waiting for its epoch (CURRENT receivers send theirs afterwards).
+        if self.locked and self._numbered is not None and self._fix_recent(pulse.local_ns):
+            prev_local, prev_second = self._numbered
+            elapsed = round((local - prev_local) / NS_PER_S)
+            if 1 <= elapsed <= 2:
+                return self._pps_sample(local, prev_second + elapsed * NS_PER_S)
+        if clock_within_0_4s and not self._fix_recent(pulse.local_ns):
+            nearest = (local + NS_PER_S // 2) // NS_PER_S * NS_PER_S
+            if abs(local - nearest) < 2 * NS_PER_S // 5:
+                return self._pps_sample(local, nearest, numbered=False)
+        return None
+
+    def on_fix(self, fix: Fix) -> list[Sample]:
+        """Take an NMEA epoch; return the samples it completes (a numbered pulse, or an NMEA sample)."""
+        c = self.counters
+        c.fixes += 1
+        self._last_fix = fix
+        if not fix.has_time or fix.utc_ns is None:
+            c.fixes_without_time += 1
+            return []
+        second = _nearest_second(fix.utc_ns)
+        self._check_continuity(fix, second)
+        self._last_timed = fix
+        found = self._pulse_for(fix.arrival_ns)
+        if found is None:
+            c.unpaired_fixes += 1
+            return self._nmea_sample(fix, second)
+        pulse, shift = found
+        # the NMEA delay: from the start of the named second (as the local clock saw it) to the arrival
+        self._delays.append(fix.arrival_ns - (pulse.local_ns - shift))
+        if not self.locked:
+            return []
+        if self._numbered is not None and self._numbered[0] == pulse.local_ns:
+            return []  # numbered already on arrival
+        return [self._pps_sample(pulse.local_ns, second + shift)]
+
+    # -- helpers -------------------------------------------------------------
+
+    def _pulse_for(self, arrival_ns: int) -> tuple[_Pending, int] | None:
+        """The pulse before an epoch arriving at ``arrival_ns``, and what it marks relative to the named second.
+
+        CURRENT: that pulse began the named second (shift 0). NEXT: the epoch
+        precedes its own pulse, so the pulse before it began the second
+        before the named one (shift -1 s).
+        """
+        shift = 0 if self.settings.convention is Convention.CURRENT else -NS_PER_S
+        for p in reversed(self._pulses):
+            if 0 <= arrival_ns - p.local_ns < MAX_NMEA_DELAY_NS:
+                return p, shift
+        return None
+
+    def _check_continuity(self, fix: Fix, second: int) -> None:
+        """Count epochs that follow on from the last; break the lock on a jump (see the module docstring)."""
+        prev = self._last_timed
+        if (
+            prev is not None
+            and prev.utc_ns is not None
+            and second == _projected(prev.arrival_ns, _nearest_second(prev.utc_ns), fix.arrival_ns)
+        ):
+            self._agree += 1
+        else:
+            if self.locked:
+                self.counters.lock_breaks += 1
+            self._agree = 1
+            self._numbered = None
+            self._delays.clear()
+        if self._anchor is not None:
+            if second == _projected(*self._anchor, fix.arrival_ns):
+                self._required = RELOCK_EPOCHS
+            elif self._agree == 1:
+                self._required = JUMP_RELOCK_EPOCHS
+        if self.locked:
+            self._anchor = (fix.arrival_ns, second)
+
+    def _fix_recent(self, now_ns: int) -> bool:
+        f = self._last_timed
+        return f is not None and now_ns - f.arrival_ns < FIX_TIMEOUT_NS
+
+    def _pps_sample(self, local_ns: int, second_ns: int, *, numbered: bool = True) -> Sample:
+        self.counters.pps_samples += 1
+        if numbered:
+            self._numbered = (local_ns, second_ns)
+        return Sample(local_ns=local_ns, reference_ns=second_ns, dispersion_ns=PPS_DISPERSION_NS)
+
+    def _nmea_sample(self, fix: Fix, second: int) -> list[Sample]:
+        delay = self.nmea_delay_ns
+        if delay is None or not self.locked or fix.utc_ns is None:
+            return []
+        self.counters.nmea_samples += 1
+        spread = self._delay_spread()
+        return [
+            Sample(
+                local_ns=fix.arrival_ns - delay,
+                reference_ns=fix.utc_ns,
+                dispersion_ns=max(NMEA_MIN_DISPERSION_NS, spread),
+            )
+        ]
+
+    def _delay_spread(self) -> int:
+        if len(self._delays) < 4:
+            return 50_000_000
+        ordered = sorted(self._delays)
+        return ordered[-1] - ordered[0]
+
+    def status(self, now_ns: int) -> GpsStatus:
+        """What is usable at ``now_ns``: fixes within 3 s, pulses within 1.5 s, and the lock."""
+        fix_ok = self._fix_recent(now_ns)
+        pps_ok = self._last_pulse_seen is not None and now_ns - self._last_pulse_seen < PULSE_TIMEOUT_NS
+        return GpsStatus(fix_ok, pps_ok and self.locked, self.locked and fix_ok, self.nmea_delay_ns, self._last_fix)
+
+
+def _nearest_second(t_ns: int) -> int:
+    return (t_ns + NS_PER_S // 2) // NS_PER_S * NS_PER_S
+
+
+def _projected(local_ns: int, second_ns: int, now_local_ns: int) -> int:
+    """The second an epoch arriving at ``now_local_ns`` should name, going on from (local_ns, second_ns)."""
+    return second_ns + round((now_local_ns - local_ns) / NS_PER_S) * NS_PER_S

@@ -1,0 +1,50 @@
+"""The local clock as a reference (ntpd's ``server 127.127.1.0``, chrony's ``local``).
+
+The machine's own clock, undisciplined, served at a configured stratum
+(``fudge 127.127.1.0 stratum 10``). It is the last fallback: it says only
+"this clock, as it is". Pure: the caller passes the time.
+
+ntpd would serve stratum 11 for ``fudge ... stratum 10`` (its LOCAL driver is
+stratum 10 and the server one more); stratum1 serves the fudged stratum
+itself, as chrony's ``local stratum 10`` does, which is what the tutorials
+that write ``stratum 10`` mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.config.model import Config
+from appliance.sources.state import SystemState, local_clock_state
+
+LOCAL_DRIVER = 1
+DEFAULT_STRATUM = 10
+#: ntpd's LOCAL driver polls every 64 s: the reference time advances in these steps.
+POLL_NS = 64 * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class LocalClock:
+    """The local clock reference: its stratum and refid from the config."""
+
+    stratum: int = DEFAULT_STRATUM
+    refid: str = "LOCL"
+
+    @classmethod
+    def from_config(cls, config: Config) -> LocalClock | None:
+        """The local clock the config asks for (``server 127.127.1.u`` or ``refclock local``), or None."""
+        for s in config.servers:
+            rc = s.refclock
+            if rc is not None and rc[0] == LOCAL_DRIVER:
+                fudge = config.fudge_for(s.host)
+                stratum = fudge.stratum if fudge and fudge.stratum is not None else DEFAULT_STRATUM
+                refid = fudge.refid if fudge and fudge.refid else "LOCL"
+                return cls(stratum, refid)
+        for r in config.refclocks:
+            if r.driver == "local":
+                return cls(r.stratum if r.stratum is not None else DEFAULT_STRATUM, r.refid or "LOCL")
+        return None
+
+    def state(self, now_ns: int, precision: int) -> SystemState:
+        """The system state while serving this clock, with the reference time of the last 64 s poll."""
+        return local_clock_state(self.stratum, precision, now_ns - now_ns % POLL_NS, self.refid)

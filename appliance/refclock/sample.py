@@ -1,0 +1,44 @@
+"""What a reference clock driver hands up: samples and pulses (the refclock/sources boundary).
+
+A driver knows nothing about selection or discipline. It produces:
+
+- :class:`Sample`: "at local time ``local_ns`` the reference said it was
+  ``reference_ns``" (both POSIX ns), with the reference's leap warning and
+  the driver's own dispersion estimate. ``offset_ns`` is reference minus
+  local: positive means the local clock is behind and must move forwards.
+- :class:`Pulse`: a bare edge at local time ``local_ns`` that marks the start
+  of *some* second. It carries no second number; :mod:`appliance.refclock`
+  pairs it with the seconds an NMEA source numbers (chrony's ``lock``).
+
+Times are local-clock readings taken as close to the event as the hardware
+allows (kernel PPS timestamps, the arrival of a sentence's first byte).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.ntp.packet import LEAP_NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One comparison of the local clock against a reference (all times POSIX ns)."""
+
+    local_ns: int
+    reference_ns: int
+    leap: int = LEAP_NONE
+    dispersion_ns: int = 0
+
+    @property
+    def offset_ns(self) -> int:
+        """Reference minus local in ns: positive when the local clock is behind."""
+        return self.reference_ns - self.local_ns
+
+
+@dataclass(frozen=True, slots=True)
+class Pulse:
+    """A PPS edge at local time ``local_ns`` (POSIX ns); ``sequence`` is the kernel's count, if any."""
+
+    local_ns: int
+    sequence: int | None = None

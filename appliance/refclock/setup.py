@@ -1,0 +1,91 @@
+"""Which GPS receiver the config describes, in any of the three spellings (pure).
+
+- NTPsec: ``refclock nmea unit 0 path /dev/serial0 baud 9600 time2 0.35`` and
+  ``refclock pps unit 0 path /dev/pps0 [time1 S]``;
+- ntpd: ``server 127.127.20.u mode M`` (NMEA on ``/dev/gpsU``; the baud rate
+  in mode bits 4-6: 0 4800, 1 9600, 2 19200, 3 38400, 4 57600, 5 115200) with
+  ``fudge 127.127.20.u time2 S``, and ``server 127.127.22.u`` (PPS on
+  ``/dev/ppsU``) or fudge ``flag1 1`` on the NMEA clock (PPS on ``/dev/gpsppsU``);
+- ours: ``refclock nmea ... ppspath /dev/pps0`` or ``ppspath gpio:4`` (a GPIO
+  line through libgpiod), ``baud auto`` to detect the rate.
+
+``time2`` (NMEA delay) is only where calibration starts; ``time1`` shifts the
+pulse. :func:`gps_setup` returns None when no GPS is configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.config.model import Config, Location
+from appliance.refclock.gps import Convention
+
+NMEA_DRIVER = 20
+PPS_DRIVER = 22
+_MODE_BAUDS = {0: 4800, 1: 9600, 2: 19200, 3: 38400, 4: 57600, 5: 115200}
+
+
+@dataclass(frozen=True, slots=True)
+class GpsSetup:
+    """One GPS receiver: serial port and rate, PPS source, and the pairing settings."""
+
+    serial_path: str
+    baud: int
+    location: Location
+    pps_path: str | None = None  # /dev/ppsN, or gpio:N
+    nmea_delay_ns: int | None = None
+    pps_offset_ns: int = 0
+    convention: Convention = Convention.CURRENT
+    autobaud: bool = False
+    prefer: bool = False
+
+
+def gps_setup(config: Config) -> GpsSetup | None:
+    """The configured GPS receiver, or None."""
+    for r in config.refclocks:
+        if r.driver == "nmea":
+            opts = dict(r.options)
+            pps = opts.get("ppspath")
+            if pps is None:
+                pps = next((_pps_path(p.options, p.unit) for p in config.refclocks if p.driver == "pps"), None)
+            pps_offset = next((p.time1_ns for p in config.refclocks if p.driver == "pps" and p.time1_ns), None)
+            baud = opts.get("baud", "9600")
+            return GpsSetup(
+                serial_path=opts.get("path", f"/dev/gps{r.unit}"),
+                baud=int(baud) if baud.isdigit() else 9600,
+                location=r.location,
+                pps_path=pps,
+                nmea_delay_ns=r.time2_ns,
+                pps_offset_ns=pps_offset or r.time1_ns or 0,
+                autobaud=baud == "auto",
+                prefer=r.prefer,
+            )
+    for s in config.servers:
+        rc = s.refclock
+        if rc is None or rc[0] != NMEA_DRIVER:
+            continue
+        unit = rc[1]
+        fudge = config.fudge_for(s.host)
+        flags = dict(fudge.flags) if fudge else {}
+        pps = None
+        if flags.get(1):
+            pps = f"/dev/gpspps{unit}"
+        for other in config.servers:
+            orc = other.refclock
+            if orc is not None and orc[0] == PPS_DRIVER:
+                pps = f"/dev/pps{orc[1]}"
+        mode = s.mode or 0
+        return GpsSetup(
+            serial_path=f"/dev/gps{unit}",
+            baud=_MODE_BAUDS.get((mode >> 4) & 7, 4800),
+            location=s.location,
+            pps_path=pps,
+            nmea_delay_ns=fudge.time2_ns if fudge else None,
+            pps_offset_ns=(fudge.time1_ns or 0) if fudge else 0,
+            prefer=s.prefer,
+        )
+    return None
+
+
+def _pps_path(options: tuple[tuple[str, str], ...], unit: int) -> str:
+    return dict(options).get("path", f"/dev/pps{unit}")
