@@ -1,0 +1,474 @@
+"""The clock discipline: offset samples and time in, clock operations out (pure).
+
+Algorithm: a two-state Kalman filter (phase and frequency) on the
+*free-running* offset, with chrony-style bookkeeping of the corrections,
+a robust jitter estimate and a change detector that restarts the estimate
+from recent samples, like chrony's regression dropping old samples.
+
+The free-running offset. Every correction the discipline orders (a step, an
+accrued offset, a frequency change) is known exactly, so it keeps their sum
+``K(t)``: how far its corrections have moved the clock by time ``t``
+(accrued offsets count at once, as chrony's "cooked" time does: the caller
+passes the clock's pending slew with each sample). A sample's offset plus
+``K(t)`` is ``z``, the offset the clock would show had the discipline never
+touched it: reference minus free-running clock. ``z`` is a straight line
+(the oscillator's frequency error) plus wander plus measurement jitter,
+whatever the discipline did, so the estimator never has to undo its own
+actions (chrony achieves the same by slewing its stored samples,
+``SST_SlewSamples``).
+
+The estimator. State ``[Z, dZ/dt]`` (ns, ppb). Between samples, the
+frequency wanders as a random walk with diffusion ``D = wander**2``
+(:mod:`appliance.clock.allan`; ``wander`` defaults to a Raspberry Pi crystal,
+ADEV 1e-8 at 100 s), so the prediction adds process noise
+``D * [[dt^3/3, dt^2/2], [dt^2/2, dt]]``. Each sample is a measurement of
+``Z`` with variance ``R = jitter**2``. In steady state this filter is the
+optimal type-2 phase-locked loop for white phase noise plus random-walk FM
+(the loop RFC 5905 section 12 / ntpd's kernel PPS discipline approximate with
+fixed gains), with a time constant ``(R / D)**(1/4)``: about 24 s for 1 us
+PPS jitter, 8 s for 100 ns, adapted automatically.
+
+The jitter is measured, not configured: each sample's deviation from the
+chord through its neighbours (a second difference of ``z``, normalised to
+unit variance) is kept for the last 64 samples and the jitter is their
+median absolute value / 0.6745 (robust to a frequency step or an outlier).
+Until 8 deviations exist, ``initial_jitter_ns`` stands in.
+
+Changes (a temperature step of the crystal, a phase jump): a two-sided
+CUSUM on the normalised innovations (drift ``change_drift``, threshold
+``change_threshold``; innovations clipped to ``innovation_clip`` sigma so a
+single outlier neither drags the estimate nor raises the alarm). On an
+alarm the state is re-estimated by least squares over the samples since the
+CUSUM excursion began, with the regression's covariance, and the filter goes
+on from there.
+
+Corrections. After each sample the clock gets the estimated frequency,
+initial + ``dZ/dt`` (``SetFrequency``, absolute, limited to +-500 ppm), and
+the remaining phase ``Z - K`` is removed in one of two ways
+(:class:`PhaseCorrection`):
+
+- ``FREQUENCY`` (default): the phase is slewed through the frequency, which
+  is raised by ``phase / T`` for ``T``, the interval since the previous
+  sample (the expected time to the next one); the next sample re-orders,
+  and :meth:`Discipline.tick` ends the extra rate if no sample came. This is
+  how chrony slews on Linux (its generic driver slews by frequency); it uses
+  only the frequency, so every backend behaves alike (the kernel's
+  ``ADJ_FREQUENCY`` resolves 0.015 ppb).
+- ``SLEW``: ``AccrueOffset(phase)``, keeping the clock's pending slew within
+  ``max_pending_ns``. How fast the clock works it off is up to the backend:
+  at once for a 500 ppm ``adjtime``-like slew, over ~4 s for the kernel PLL,
+  whose lag then adds to the error (``bench/discipline.py``, 100 ns PPS: 55 ns
+  RMS with the fast slew, 210 ns with the kernel PLL's, from its slow tail
+  after the initial frequency acquisition).
+
+A step is ordered instead when the offset exceeds ``step_threshold_ns``
+(128 ms, ntpd's "step threshold") during the first ``step_limit`` updates
+(chrony's ``makestep``).
+
+Holdover: without samples the clock keeps the last frequency;
+:meth:`Discipline.error_estimate_ns` grows with the filter's predicted phase
+variance (frequency uncertainty times elapsed time plus the wander's
+``D t^3 / 3``), and :meth:`Discipline.tick`, which the caller runs when a
+sample is missing (at the latest by :meth:`Discipline.deadline_ns`), ends
+any phase slew and reports the grown error to the clock. The next sample
+after a gap carries its full weight again, because the predicted variance
+has grown.
+
+All times are POSIX ns; offsets follow :class:`appliance.refclock.sample.Sample`
+(reference minus local, positive: the clock is behind); frequencies are ppb
+with positive meaning the clock runs faster. The time axis of the filter is
+the samples' reference time, which does not jump when the clock is stepped.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB
+from appliance.clock.base import (
+    MAX_FREQUENCY_PPB,
+    AccrueOffset,
+    ClockOp,
+    SetFrequency,
+    SetSyncStatus,
+    Step,
+    SyncStatus,
+)
+from appliance.refclock.sample import Sample
+from appliance.timebase import NS_PER_S
+
+
+class PhaseCorrection(enum.Enum):
+    """How the discipline removes a phase error: through the frequency, or with ``AccrueOffset``."""
+
+    FREQUENCY = "frequency"
+    SLEW = "slew"
+
+
+#: Median absolute deviation of a unit normal: sigma = MAD / 0.6745.
+_MAD_TO_SIGMA = 1.0 / 0.6745
+
+
+@dataclass(frozen=True, slots=True)
+class DisciplineConfig:
+    """Tuning of :class:`Discipline`; the defaults suit a PPS-disciplined Raspberry Pi.
+
+    - ``phase_correction``: see :class:`PhaseCorrection`.
+    - ``step_threshold_ns``: step instead of slewing when the offset is larger (128 ms).
+    - ``step_limit``: steps are allowed during this many first updates; -1: always, 0: never.
+    - ``max_frequency_ppb``: the frequency correction is limited to +- this (500 ppm).
+    - ``max_pending_ns``: with ``SLEW``, the clock's pending slew is kept within +- this
+      (the kernel's 0.5 s).
+    - ``min_correction_ns`` / ``max_correction_ns``: with ``FREQUENCY``, the phase is slewed over
+      the last sample interval limited to this range (1 s .. 1024 s).
+    - ``wander_ppb_per_sqrt_s``: the oscillator's random-walk FM, ``sqrt(D)`` (ppb/sqrt(s)).
+    - ``initial_jitter_ns``: the measurement jitter assumed until it has been measured.
+    - ``min_jitter_ns``: floor of the measured jitter.
+    - ``cold_frequency_sd_ppb`` / ``warm_frequency_sd_ppb``: the uncertainty of the
+      initial frequency without / with a drift file.
+    - ``change_drift`` / ``change_threshold`` / ``innovation_clip``: the CUSUM (sigma units).
+    - ``history``: samples kept for a re-estimate after a change, and for the jitter.
+    - ``holdover_after_ns``: with no sample for this long the discipline reports holdover.
+    - ``unsync_error_ns``: the clock is reported unsynchronised when the error estimate exceeds this.
+    """
+
+    phase_correction: PhaseCorrection = PhaseCorrection.FREQUENCY
+    step_threshold_ns: int = 128_000_000
+    step_limit: int = 3
+    max_frequency_ppb: float = MAX_FREQUENCY_PPB
+    max_pending_ns: int = 500_000_000
+    min_correction_ns: int = NS_PER_S
+    max_correction_ns: int = 1024 * NS_PER_S
+    wander_ppb_per_sqrt_s: float = PI_CRYSTAL_WANDER_PPB
+    initial_jitter_ns: float = 1_000.0
+    min_jitter_ns: float = 1.0
+    cold_frequency_sd_ppb: float = 100_000.0
+    warm_frequency_sd_ppb: float = 1_000.0
+    change_drift: float = 0.5
+    change_threshold: float = 8.0
+    innovation_clip: float = 5.0
+    history: int = 64
+    holdover_after_ns: int = 10 * NS_PER_S
+    unsync_error_ns: int = 100_000_000
+
+    def __post_init__(self) -> None:
+        if self.step_threshold_ns <= 0 or self.max_pending_ns <= 0:
+            raise ValueError("step threshold and pending limit must be positive")
+        if not 0 < self.max_frequency_ppb <= MAX_FREQUENCY_PPB:
+            raise ValueError(f"max frequency must be in (0, {MAX_FREQUENCY_PPB}] ppb")
+        if self.wander_ppb_per_sqrt_s < 0 or self.initial_jitter_ns <= 0 or self.min_jitter_ns <= 0:
+            raise ValueError("wander must be >= 0 and jitters > 0")
+        if not 0 < self.min_correction_ns <= self.max_correction_ns:
+            raise ValueError("correction interval must satisfy 0 < min <= max")
+        if self.history < 8:
+            raise ValueError("history must hold at least 8 samples")
+
+
+class Mode(enum.Enum):
+    """What the discipline is doing."""
+
+    UNSYNCHRONISED = "unsynchronised"  # no sample yet
+    TRACKING = "tracking"
+    HOLDOVER = "holdover"  # no sample for holdover_after_ns
+
+
+@dataclass(frozen=True, slots=True)
+class DisciplineStatus:
+    """A snapshot for status pages: mode, the frequency estimate (ppb, +: faster) and its
+    1-sigma uncertainty, the last offset seen (ns, +: clock behind), the measured jitter, the
+    error estimate (ns), the number of updates, the reference time of the last one and the
+    number of changes (frequency steps, phase jumps) detected."""
+
+    mode: Mode
+    frequency_ppb: float
+    frequency_sd_ppb: float
+    offset_ns: float
+    jitter_ns: float
+    est_error_ns: int
+    updates: int
+    last_update_ns: int | None
+    changes: int
+
+
+class _Filter:
+    """The Kalman filter on the free-running offset ``Z`` (ns) and its rate (ppb)."""
+
+    __slots__ = ("t", "z", "rate", "p00", "p01", "p11")
+
+    def __init__(self, t: int, z: float, rate: float, var_z: float, var_rate: float) -> None:
+        self.t = t
+        self.z = z
+        self.rate = rate
+        self.p00 = var_z
+        self.p01 = 0.0
+        self.p11 = var_rate
+
+    def predicted(self, t: int, d: float) -> tuple[float, float, float, float, float]:
+        """Return (z, rate, p00, p01, p11) predicted to ``t`` with diffusion ``d`` (ppb^2/s)."""
+        dt = (t - self.t) / NS_PER_S
+        z = self.z + self.rate * dt
+        p00 = self.p00 + 2.0 * self.p01 * dt + self.p11 * dt * dt + d * dt**3 / 3.0
+        p01 = self.p01 + self.p11 * dt + d * dt * dt / 2.0
+        p11 = self.p11 + d * dt
+        return z, self.rate, p00, p01, p11
+
+    def predict(self, t: int, d: float) -> None:
+        self.z, self.rate, self.p00, self.p01, self.p11 = self.predicted(t, d)
+        self.t = t
+
+    def update(self, innovation: float, r: float) -> None:
+        s = self.p00 + r
+        k0 = self.p00 / s
+        k1 = self.p01 / s
+        self.z += k0 * innovation
+        self.rate += k1 * innovation
+        self.p11 -= k1 * self.p01
+        self.p00 *= r / s
+        self.p01 *= r / s
+
+
+def _fit(points: list[tuple[int, float]], t: int, r: float) -> tuple[float, float, float, float, float]:
+    """Least-squares line through ``points`` (t ns, z ns): (z at t, rate ppb, p00, p01, p11) for variance r."""
+    n = len(points)
+    xs = [(pt - t) / NS_PER_S for pt, _ in points]
+    x_mean = sum(xs) / n
+    z_mean = sum(z for _, z in points) / n
+    sxx = sum((x - x_mean) ** 2 for x in xs)
+    sxz = sum((x - x_mean) * (z - z_mean) for x, (_, z) in zip(xs, points, strict=True))
+    rate = sxz / sxx
+    z_now = z_mean - rate * x_mean
+    return z_now, rate, r * (1.0 / n + x_mean * x_mean / sxx), -r * x_mean / sxx, r / sxx
+
+
+class Discipline:
+    """The loop; see the module docstring. One instance per disciplined clock.
+
+    ``frequency_ppb`` is the drift file's frequency (the clock runs with it
+    already, or the first update sets it), or None for a cold start at 0 ppb
+    with a wide uncertainty.
+    """
+
+    def __init__(self, config: DisciplineConfig | None = None, *, frequency_ppb: float | None = None) -> None:
+        self._cfg = config if config is not None else DisciplineConfig()
+        warm = frequency_ppb is not None
+        self._freq0 = max(-self._cfg.max_frequency_ppb, min(self._cfg.max_frequency_ppb, frequency_ppb or 0.0))
+        self._freq = self._freq0  # frequency ordered, phase slew included
+        self._base = self._freq0  # frequency estimate, without the phase slew
+        self._slew_end = 0  # FREQUENCY mode: the extra rate is due to end here
+        self._interval = self._cfg.min_correction_ns  # the last sample interval, ns
+        self._rate_sd0 = self._cfg.warm_frequency_sd_ppb if warm else self._cfg.cold_frequency_sd_ppb
+        self._diffusion = self._cfg.wander_ppb_per_sqrt_s**2
+        # K(t) = _k + (_freq - _freq0) * (t - _k_t): the correction ordered so far, ns
+        self._k = 0.0
+        self._k_t = 0
+        self._filter: _Filter | None = None
+        self._updates = 0
+        self._changes = 0
+        self._last_offset = 0.0
+        self._last_dispersion = 0
+        # samples as (sequence number, t, z) for re-estimates and the jitter
+        self._history: deque[tuple[int, int, float]] = deque(maxlen=self._cfg.history)
+        self._deviations: deque[float] = deque(maxlen=self._cfg.history)
+        self._cusum_pos = 0.0
+        self._cusum_neg = 0.0
+        self._cusum_pos_start = 0
+        self._cusum_neg_start = 0
+
+    # --- bookkeeping of the corrections ----------------------------------------------------------
+
+    def _correction(self, t: int) -> float:
+        """K(t): how far the ordered corrections have moved the clock by reference time ``t``, ns."""
+        return self._k + (self._freq - self._freq0) * 1e-9 * (t - self._k_t)
+
+    def _reanchor(self, t: int) -> None:
+        self._k = self._correction(t)
+        self._k_t = t
+
+    # --- measurement jitter ----------------------------------------------------------------------
+
+    def jitter_ns(self) -> float:
+        """The measured jitter of the samples (1 sigma, ns), or the configured prior."""
+        if len(self._deviations) < 8:
+            return self._cfg.initial_jitter_ns
+        return max(self._cfg.min_jitter_ns, statistics.median(self._deviations) * _MAD_TO_SIGMA)
+
+    def _note_deviation(self, t: int, z: float) -> None:
+        if len(self._history) >= 2:
+            (_, t0, z0), (_, t1, z1) = self._history[-2], self._history[-1]
+            span = t - t0
+            if span > 0:
+                wa, wb = (t - t1) / span, (t1 - t0) / span
+                chord = wa * z0 + wb * z
+                self._deviations.append(abs(z1 - chord) / math.sqrt(1.0 + wa * wa + wb * wb))
+
+    # --- the update ------------------------------------------------------------------------------
+
+    def update(self, sample: Sample, pending_ns: int = 0) -> tuple[ClockOp, ...]:
+        """Take one sample and return the clock operations to perform, in order.
+
+        ``pending_ns`` is the clock's offset correction still pending (see
+        :meth:`appliance.clock.base.Clock.offset_correction_ns`) read when
+        the sample was taken. Samples not newer (by reference time) than the
+        last one are ignored (no operations).
+        """
+        t = sample.reference_ns
+        filt = self._filter
+        if filt is not None and t <= filt.t:
+            return ()
+        cfg = self._cfg
+        self._reanchor(t)
+        offset = sample.offset_ns - pending_ns  # against the clock once its slew is done
+        z = offset + self._k
+        r = self.jitter_ns() ** 2
+        ops: list[ClockOp] = []
+        may_step = cfg.step_limit < 0 or self._updates < cfg.step_limit
+        stepped = may_step and abs(offset) > cfg.step_threshold_ns
+        if stepped:
+            ops.append(Step(offset))
+            self._k += offset
+        if filt is not None:
+            self._interval = t - filt.t
+        if filt is None:
+            filt = self._filter = _Filter(t, z, 0.0, r, self._rate_sd0**2)
+        elif stepped:
+            filt.predict(t, self._diffusion)
+            filt.z, filt.p00, filt.p01 = z, r, 0.0
+            self._reset_cusum()
+        else:
+            self._estimate(filt, t, z, r)
+        self._note_deviation(t, z)
+        self._history.append((self._updates, t, z))
+        self._updates += 1
+        self._last_offset = float(offset)
+        self._last_dispersion = sample.dispersion_ns
+        ops.extend(self._correct(filt, t, pending_ns))
+        ops.append(SetSyncStatus(self._sync_status(t)))
+        return tuple(ops)
+
+    def _estimate(self, filt: _Filter, t: int, z: float, r: float) -> None:
+        cfg = self._cfg
+        filt.predict(t, self._diffusion)
+        innovation = z - filt.z
+        sigma = math.sqrt(filt.p00 + r)
+        u = max(-cfg.innovation_clip, min(cfg.innovation_clip, innovation / sigma))
+        if self._cusum(u):
+            since = self._cusum_pos_start if self._cusum_pos > self._cusum_neg else self._cusum_neg_start
+            points = [(pt, pz) for seq, pt, pz in self._history if seq >= since] + [(t, z)]
+            self._reset_cusum()
+            if len(points) >= 2:
+                self._changes += 1
+                filt.z, filt.rate, filt.p00, filt.p01, filt.p11 = _fit(points, t, r)
+                return
+        filt.update(u * sigma, r)
+
+    def _cusum(self, u: float) -> bool:
+        """Feed one normalised innovation; True when a change is detected."""
+        drift = self._cfg.change_drift
+        if self._cusum_pos <= 0.0:
+            self._cusum_pos_start = self._updates
+        if self._cusum_neg <= 0.0:
+            self._cusum_neg_start = self._updates
+        self._cusum_pos = max(0.0, self._cusum_pos + u - drift)
+        self._cusum_neg = max(0.0, self._cusum_neg - u - drift)
+        return max(self._cusum_pos, self._cusum_neg) > self._cfg.change_threshold
+
+    def _reset_cusum(self) -> None:
+        self._cusum_pos = self._cusum_neg = 0.0
+
+    def _correct(self, filt: _Filter, t: int, pending_ns: int) -> list[ClockOp]:
+        """Order the frequency estimate and the removal of the phase error, at reference time ``t``."""
+        cfg = self._cfg
+        limit = cfg.max_frequency_ppb
+        self._base = max(-limit, min(limit, self._freq0 + filt.rate))
+        phase = filt.z - self._k  # still to correct, ns (+: the clock is behind the estimate)
+        if cfg.phase_correction is PhaseCorrection.FREQUENCY:
+            period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, self._interval))
+            self._freq = max(-limit, min(limit, self._base + phase * NS_PER_S / period))
+            self._slew_end = t + period
+            return [SetFrequency(self._freq)]
+        self._freq = self._base  # K is anchored at t: the new rate counts from here
+        ops: list[ClockOp] = [SetFrequency(self._freq)]
+        # keep what the clock will have pending within +-max_pending_ns
+        room_hi = cfg.max_pending_ns - pending_ns
+        room_lo = -cfg.max_pending_ns - pending_ns
+        slew = round(max(room_lo, min(room_hi, phase)))
+        if slew:
+            ops.append(AccrueOffset(slew))
+            self._k += slew
+        return ops
+
+    # --- holdover and status -----------------------------------------------------------------------
+
+    def error_estimate_ns(self, now_ns: int) -> int:
+        """The clock's estimated error (1 sigma, ns) at ``now_ns``; grows without samples.
+
+        Unknown (no sample yet): ``unsync_error_ns``.
+        """
+        filt = self._filter
+        if filt is None:
+            return self._cfg.unsync_error_ns
+        t = max(now_ns, filt.t)
+        z, _, p00, _, _ = filt.predicted(t, self._diffusion)
+        gap = abs(z - self._correction(t))
+        return round(math.sqrt(max(p00, 0.0)) + gap)
+
+    def _sync_status(self, now_ns: int) -> SyncStatus:
+        est = self.error_estimate_ns(now_ns)
+        synchronised = self._filter is not None and est < self._cfg.unsync_error_ns
+        return SyncStatus(synchronised, est, 3 * est + self._last_dispersion)
+
+    def deadline_ns(self) -> int | None:
+        """When :meth:`tick` must run if no sample has come by then (POSIX ns), or None.
+
+        With ``PhaseCorrection.FREQUENCY`` this is the end of the current
+        phase slew; otherwise there is no deadline.
+        """
+        return self._slew_end if self._freq != self._base else None
+
+    def tick(self, now_ns: int) -> tuple[ClockOp, ...]:
+        """The operations for a moment without a sample (holdover): run it when a sample is missing.
+
+        Ends a phase slew that is due to end (the clock goes on with the
+        frequency estimate, as it does through holdover) and reports the
+        grown error estimate (``SetSyncStatus``). Running it more often than
+        needed is harmless.
+        """
+        ops: list[ClockOp] = []
+        if self._freq != self._base and now_ns >= self._slew_end:
+            self._reanchor(now_ns)
+            self._freq = self._base
+            ops.append(SetFrequency(self._base))
+        ops.append(SetSyncStatus(self._sync_status(now_ns)))
+        return tuple(ops)
+
+    @property
+    def frequency_ppb(self) -> float:
+        """The frequency estimate, ppb (+: faster), without any phase slew: what a drift file records."""
+        return self._base
+
+    def mode(self, now_ns: int) -> Mode:
+        """UNSYNCHRONISED before the first sample, HOLDOVER after ``holdover_after_ns`` without one."""
+        if self._filter is None:
+            return Mode.UNSYNCHRONISED
+        if now_ns - self._filter.t > self._cfg.holdover_after_ns:
+            return Mode.HOLDOVER
+        return Mode.TRACKING
+
+    def status(self, now_ns: int) -> DisciplineStatus:
+        """A snapshot of the discipline at ``now_ns``."""
+        filt = self._filter
+        return DisciplineStatus(
+            mode=self.mode(now_ns),
+            frequency_ppb=self._base,
+            frequency_sd_ppb=math.sqrt(filt.p11) if filt is not None else self._rate_sd0,
+            offset_ns=self._last_offset,
+            jitter_ns=self.jitter_ns(),
+            est_error_ns=self.error_estimate_ns(now_ns),
+            updates=self._updates,
+            last_update_ns=filt.t if filt is not None else None,
+            changes=self._changes,
+        )

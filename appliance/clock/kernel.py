@@ -1,0 +1,283 @@
+"""The real clock: Linux ``CLOCK_REALTIME`` steered through ``adjtimex(2)``.
+
+This is the I/O edge of the clock layer (chrony's ``sys_linux.c`` plays the
+same part). libc is called through ``ctypes.CDLL(None)`` so that
+interposing harnesses (libfaketime and the like) see the calls. Nothing is
+called at import or construction; the first operation resolves ``adjtimex``.
+
+``struct timex`` (``<sys/timex.h>``, kernel ``include/uapi/linux/timex.h``)
+is built from ``ctypes.c_long``: its ``long`` fields are 8 bytes on 64-bit
+Linux (the struct is 208 bytes) and 4 bytes on 32-bit ARM (128 bytes). On
+32-bit glibc with 64-bit ``time_t`` the header maps ``adjtimex`` to
+``__adjtimex64`` with a wider struct, but the plain ``adjtimex`` symbol that
+``ctypes`` finds keeps the ``long`` layout used here; the only time value we
+pass through it is a step *delta* (``ADJ_SETOFFSET``), so 2038 does not
+matter.
+
+How each operation maps onto the kernel (sign conventions as in
+:mod:`appliance.clock.base`):
+
+- frequency: ``ADJ_FREQUENCY``, ``freq`` in ppm scaled by 2**16 (positive:
+  faster), limited by the kernel to +-500 ppm. Resolution 0.015 ppb.
+- accrue offset: the kernel PLL in nanosecond mode with the frequency held
+  (``STA_PLL | STA_FREQHOLD``, ``ADJ_OFFSET | ADJ_NANO``, time constant 0),
+  so the kernel only slews the phase: each second it applies a quarter of
+  what is pending (:class:`~appliance.clock.slew.ExponentialSlew` models
+  this) and never touches the frequency we set. ``ADJ_OFFSET`` replaces the
+  pending offset, so the backend reads what is pending and writes the sum.
+  The kernel takes at most +-0.5 s (``MAXPHASE``); more raises ValueError
+  (step instead).
+- offset correction: the ``offset`` that ``adjtimex`` reports (ns when
+  ``STA_NANO`` is set, else us).
+- step: ``ADJ_SETOFFSET | ADJ_NANO`` with the delta in ``time``.
+- leap: ``STA_INS`` / ``STA_DEL`` in ``status``.
+- sync status: ``STA_UNSYNC``, ``maxerror`` and ``esterror`` (us).
+
+Status writes read the current status first and change only our bits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliance.clock.base import check_leap, clamp_frequency
+from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT
+from appliance.timebase import NS_PER_S
+
+# modes (include/uapi/linux/timex.h)
+ADJ_OFFSET = 0x0001
+ADJ_FREQUENCY = 0x0002
+ADJ_MAXERROR = 0x0004
+ADJ_ESTERROR = 0x0008
+ADJ_STATUS = 0x0010
+ADJ_TIMECONST = 0x0020
+ADJ_TAI = 0x0080
+ADJ_SETOFFSET = 0x0100
+ADJ_MICRO = 0x1000
+ADJ_NANO = 0x2000
+ADJ_TICK = 0x4000
+
+# status bits
+STA_PLL = 0x0001
+STA_PPSFREQ = 0x0002
+STA_PPSTIME = 0x0004
+STA_FLL = 0x0008
+STA_INS = 0x0010
+STA_DEL = 0x0020
+STA_UNSYNC = 0x0040
+STA_FREQHOLD = 0x0080
+STA_PPSSIGNAL = 0x0100
+STA_PPSJITTER = 0x0200
+STA_PPSWANDER = 0x0400
+STA_PPSERROR = 0x0800
+STA_CLOCKERR = 0x1000
+STA_NANO = 0x2000
+STA_MODE = 0x4000
+STA_CLK = 0x8000
+#: Bits the kernel ignores in writes.
+STA_RONLY = STA_PPSSIGNAL | STA_PPSJITTER | STA_PPSWANDER | STA_PPSERROR | STA_CLOCKERR | STA_NANO | STA_MODE | STA_CLK
+
+# clock states returned by adjtimex
+TIME_OK, TIME_INS, TIME_DEL, TIME_OOP, TIME_WAIT, TIME_ERROR = range(6)
+
+#: ``timex.freq`` units per ppb (ppm * 2**16).
+FREQ_SCALE_PER_PPB = 65536 / 1000
+#: The largest phase the kernel PLL accepts (``MAXPHASE``), ns.
+MAXPHASE_NS = 500_000_000
+#: The largest maxerror/esterror the kernel keeps (``NTP_PHASE_LIMIT``, 16 s), us.
+PHASE_LIMIT_US = 16_000_000
+
+
+class Timeval(ctypes.Structure):
+    """``struct timeval`` as in ``struct timex`` (``tv_usec`` holds ns with ``ADJ_NANO``)."""
+
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+class Timex(ctypes.Structure):
+    """``struct timex``; ``long`` fields follow the platform's ``c_long``."""
+
+    _fields_ = [
+        ("modes", ctypes.c_uint),
+        ("offset", ctypes.c_long),
+        ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long),
+        ("esterror", ctypes.c_long),
+        ("status", ctypes.c_int),
+        ("constant", ctypes.c_long),
+        ("precision", ctypes.c_long),
+        ("tolerance", ctypes.c_long),
+        ("time", Timeval),
+        ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long),
+        ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long),
+        ("jitcnt", ctypes.c_long),
+        ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long),
+        ("stbcnt", ctypes.c_long),
+        ("tai", ctypes.c_int),
+        ("_reserved", ctypes.c_int * 11),
+    ]
+
+
+Adjtimex = Callable[[Timex], int]
+
+
+@dataclass(frozen=True, slots=True)
+class KernelState:
+    """What ``adjtimex(modes=0)`` reports, decoded (times ns, frequency ppb +: faster)."""
+
+    clock_state: int
+    status: int
+    frequency_ppb: float
+    offset_ns: int
+    max_error_ns: int
+    est_error_ns: int
+    time_constant: int
+    tick_us: int
+    tai_offset_s: int
+
+    @property
+    def synchronised(self) -> bool:
+        return not self.status & STA_UNSYNC
+
+
+def decode(tx: Timex, clock_state: int) -> KernelState:
+    """Decode a ``struct timex`` that ``adjtimex`` filled in."""
+    offset_ns = tx.offset if tx.status & STA_NANO else tx.offset * 1000
+    return KernelState(
+        clock_state=clock_state,
+        status=tx.status,
+        frequency_ppb=tx.freq / FREQ_SCALE_PER_PPB,
+        offset_ns=offset_ns,
+        max_error_ns=tx.maxerror * 1000,
+        est_error_ns=tx.esterror * 1000,
+        time_constant=tx.constant,
+        tick_us=tx.tick,
+        tai_offset_s=tx.tai,
+    )
+
+
+def libc_adjtimex() -> Adjtimex:
+    """Return libc's ``adjtimex`` (through ``ctypes.CDLL(None)``) raising OSError on failure."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = libc.adjtimex
+    fn.argtypes = [ctypes.POINTER(Timex)]
+    fn.restype = ctypes.c_int
+
+    def call(tx: Timex) -> int:
+        rc = int(fn(ctypes.byref(tx)))
+        if rc == -1:
+            err = ctypes.get_errno()
+            raise OSError(err, f"adjtimex: {os.strerror(err)}")
+        return rc
+
+    return call
+
+
+def _us_ceil(ns: int) -> int:
+    return max(0, min(PHASE_LIMIT_US, -(-ns // 1000)))
+
+
+class KernelClock:
+    """The host's ``CLOCK_REALTIME`` as a :class:`~appliance.clock.base.Clock` (needs CAP_SYS_TIME to write).
+
+    ``adjtimex`` defaults to libc's (resolved on first use); tests pass a fake.
+    ``read_ns`` reads the clock (default ``time.time_ns``, i.e. libc's
+    ``clock_gettime(CLOCK_REALTIME)``).
+    """
+
+    def __init__(self, adjtimex: Adjtimex | None = None, read_ns: Callable[[], int] = time.time_ns) -> None:
+        self._adjtimex = adjtimex
+        self._read_ns = read_ns
+
+    def _call(self, tx: Timex) -> int:
+        if self._adjtimex is None:
+            self._adjtimex = libc_adjtimex()
+        return self._adjtimex(tx)
+
+    def _read(self) -> tuple[Timex, int]:
+        tx = Timex()
+        tx.modes = 0
+        return tx, self._call(tx)
+
+    def read_state(self) -> KernelState:
+        """Read the kernel's clock state; read-only (``modes = 0``), needs no privileges."""
+        tx, rc = self._read()
+        return decode(tx, rc)
+
+    def _write_status(self, modes: int, set_bits: int, clear_bits: int, **fields: int) -> None:
+        current, _ = self._read()
+        tx = Timex()
+        tx.modes = modes | ADJ_STATUS
+        tx.status = ((current.status & ~STA_RONLY) | set_bits) & ~clear_bits
+        for name, value in fields.items():
+            setattr(tx, name, value)
+        self._call(tx)
+
+    def now_ns(self) -> int:
+        """Read ``CLOCK_REALTIME``, POSIX ns."""
+        return self._read_ns()
+
+    def frequency_ppb(self) -> float:
+        """The kernel's frequency correction, ppb (+: faster)."""
+        return self.read_state().frequency_ppb
+
+    def set_frequency_ppb(self, frequency_ppb: float) -> None:
+        """Set the kernel frequency (``ADJ_FREQUENCY``), ppb (+: faster), clamped to +-500 ppm."""
+        tx = Timex()
+        tx.modes = ADJ_FREQUENCY
+        tx.freq = round(clamp_frequency(frequency_ppb) * FREQ_SCALE_PER_PPB)
+        self._call(tx)
+
+    def accrue_offset_ns(self, offset_ns: int) -> None:
+        """Add ``offset_ns`` (+: forwards) to the kernel PLL's pending phase, frequency held.
+
+        ValueError if the total pending would exceed +-0.5 s (the kernel's MAXPHASE).
+        """
+        state = self.read_state()
+        total = state.offset_ns + offset_ns
+        if abs(total) > MAXPHASE_NS:
+            raise ValueError(f"cannot slew {total} ns: the kernel takes at most +-{MAXPHASE_NS} ns; step instead")
+        self._write_status(
+            ADJ_OFFSET | ADJ_NANO | ADJ_TIMECONST,
+            STA_PLL | STA_FREQHOLD,
+            STA_FLL | STA_PPSFREQ | STA_PPSTIME,
+            offset=total,
+            constant=0,
+        )
+
+    def offset_correction_ns(self) -> int:
+        """The phase the kernel has still to slew, ns (+: the clock will still move forwards)."""
+        return self.read_state().offset_ns
+
+    def step_ns(self, offset_ns: int) -> None:
+        """Step the clock by ``offset_ns`` (+: forwards) with ``ADJ_SETOFFSET``."""
+        tx = Timex()
+        tx.modes = ADJ_SETOFFSET | ADJ_NANO
+        sec, nsec = divmod(offset_ns, NS_PER_S)
+        tx.time.tv_sec = sec
+        tx.time.tv_usec = nsec
+        self._call(tx)
+
+    def set_leap(self, leap: int) -> None:
+        """Arm the kernel leap second: 1 sets ``STA_INS``, 2 ``STA_DEL``, 0 clears both."""
+        bit = {LEAP_INSERT: STA_INS, LEAP_DELETE: STA_DEL}.get(check_leap(leap), 0)
+        self._write_status(0, bit, (STA_INS | STA_DEL) & ~bit)
+
+    def set_sync_status(self, synchronised: bool, est_error_ns: int, max_error_ns: int) -> None:
+        """Set ``STA_UNSYNC`` (cleared when synchronised) and ``esterror``/``maxerror`` (rounded up to us)."""
+        unsync = 0 if synchronised else STA_UNSYNC
+        self._write_status(
+            ADJ_MAXERROR | ADJ_ESTERROR,
+            unsync,
+            STA_UNSYNC & ~unsync,
+            maxerror=_us_ceil(max_error_ns),
+            esterror=_us_ceil(est_error_ns),
+        )
