@@ -1,0 +1,337 @@
+"""The composition root: the one place that picks backends and wires the appliance together.
+
+An :class:`Appliance` owns its event loop, sockets, server core and sources;
+nothing is global, so tests run two in one process. The CLI builds one from a
+:class:`~appliance.config.model.Config` and :class:`ServeSettings` and runs
+it; tests build one on loopback, run it in a thread and stop it.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.clock.base import Clock
+from appliance.clock.discipline import Discipline
+from appliance.clock.soft import SoftClock
+from appliance.config.model import Config
+from appliance.io.loop import EventLoop
+from appliance.io.udp import UdpServerSocket
+from appliance.nmea.rollover import RolloverPolicy
+from appliance.nmea.stream import NmeaStream
+from appliance.ntp.access import AccessTable
+from appliance.ntp.ratelimit import RateLimiter
+from appliance.ntp.server import NtpServer
+from appliance.refclock.gps import Convention, GpsClock, GpsSettings
+from appliance.refclock.local import LocalClock
+from appliance.refclock.setup import GpsSetup, gps_setup
+from appliance.sources.state import UNSYNCHRONISED, SystemState
+from appliance.sources.timekeeper import Timekeeper
+from appliance.timebase import NS_PER_S, log2_from_ns
+
+log = logging.getLogger("stratum1")
+
+NTP_PORT = 123
+SIMULATE_PORT = 11123
+ALL_ADDRESSES = ("0.0.0.0", "::")
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """Where to serve: addresses and port, and the receive buffer size (None: the kernel's)."""
+
+    listen: tuple[str, ...] = ALL_ADDRESSES
+    port: int = NTP_PORT
+    rcvbuf: int | None = None
+    #: "soft" (a software-corrected clock: never touches the host clock) or "kernel" (adjtimex).
+    clock: str = "soft"
+
+
+#: The firmware's build date: the GPS week-rollover repair moves dates before it (minus a year) forward.
+BUILD_DATE_NS = 1_795_392_000 * NS_PER_S  # 2026-11-23
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """``serve --simulate``: a fake receiver in a pty and a fake PPS, on the host's time as the truth.
+
+    The served clock is a soft clock that starts ``initial_offset_ns`` wrong,
+    so the GPS has something to correct.
+    """
+
+    receiver: str = "mtk3339"
+    pps_jitter_ns: float = 1000.0
+    initial_offset_ns: int = 250_000_000
+    seed: int = 1
+
+
+def measure_precision(read_ns: Callable[[], int], samples: int = 200) -> int:
+    """The clock's precision as log2 seconds: the smallest step seen between successive readings."""
+    best = None
+    last = read_ns()
+    for _ in range(samples):
+        now = read_ns()
+        step = now - last
+        if step > 0 and (best is None or step < best):
+            best = step
+        last = now
+    return log2_from_ns(best or 1000)
+
+
+def listen_addresses(config: Config, requested: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The addresses to bind: those asked for on the command line, else the config's, else all."""
+    if requested:
+        return requested
+    chosen: list[str] = []
+    for entry in config.listen:
+        a = entry.address
+        if a in ("all", "wildcard"):
+            return ALL_ADDRESSES
+        if a == "ipv4":
+            chosen.append("0.0.0.0")
+        elif a == "ipv6":
+            chosen.append("::")
+        else:
+            try:
+                chosen.append(str(ipaddress.ip_address(a.split("%")[0])))
+            except ValueError:
+                log.warning("%s: interface names are not supported in 'interface listen', ignored", entry.location)
+    return tuple(chosen) or ALL_ADDRESSES
+
+
+class Appliance:
+    """One running stratum1: config in, NTP served on the settings' addresses."""
+
+    def __init__(
+        self,
+        config: Config,
+        settings: ServeSettings,
+        *,
+        read_ns: Callable[[], int] = time.time_ns,
+        simulation: Simulation | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.simulation = simulation
+        self.loop = EventLoop()
+        self.precision = measure_precision(read_ns)
+        self.local_clock = LocalClock.from_config(config)
+        self.clock: Clock | None = None
+        self.timekeeper: Timekeeper | None = None
+        self.fakes: dict[str, Any] = {}
+        self._closers: list[Callable[[], Any]] = []
+        from_kernel_ns: Callable[[int], int] | None = None
+        setup = gps_setup(config)
+        if simulation is not None or setup is not None:
+            clock = self._make_clock(settings.clock, read_ns)
+            if isinstance(clock, SoftClock):
+                from_kernel_ns = clock.at_base_ns
+            self.clock = clock
+            read_ns = clock.now_ns
+        self.read_ns = read_ns
+        peers = frozenset(_numeric(s.host) for s in config.servers if s.kind == "peer" and _numeric(s.host))
+        self.server = NtpServer(
+            AccessTable.from_rules(config.restricts),
+            RateLimiter(config.discard),
+            peers=peers,
+        )
+        self.sockets: list[UdpServerSocket] = []
+        self._from_kernel_ns = from_kernel_ns
+        try:
+            for address in settings.listen:
+                self._open(address)
+            if self.clock is not None:
+                self._start_gps(self.clock, setup, simulation)
+        except BaseException:
+            self.close()
+            raise
+        self.refresh_state()
+        self.loop.call_every(1.0 if self.timekeeper else 16.0, self.refresh_state)
+        self.loop.call_every(3600.0, self.log_counters)
+        self._thread: threading.Thread | None = None
+
+    def _open(self, address: str) -> None:
+        try:
+            sock = UdpServerSocket(
+                address,
+                self.settings.port,
+                self.server,
+                read_ns=self.read_ns,
+                from_kernel_ns=self._from_kernel_ns,
+                rcvbuf=self.settings.rcvbuf,
+            )
+        except OSError as e:
+            if e.errno == errno.EAFNOSUPPORT or (":" in address and not socket.has_ipv6):
+                log.warning("IPv6 is not available here: not listening on %s", address)
+                return
+            raise ListenError(address, self.settings.port, e) from e
+        self.sockets.append(sock)
+        self.loop.add_reader(sock, sock.on_readable)
+
+    @staticmethod
+    def _make_clock(kind: str, read_ns: Callable[[], int]) -> Clock:
+        if kind == "kernel":
+            from appliance.clock.kernel import KernelClock
+
+            return KernelClock()
+        return SoftClock(read_ns)
+
+    def _start_gps(self, clock: Clock, setup: GpsSetup | None, simulation: Simulation | None) -> None:
+        """Wire the GPS receiver (real or simulated) into a timekeeper that steers ``clock``."""
+        convention = setup.convention if setup else Convention.CURRENT
+        if simulation is not None:
+            from appliance.fakes.gps import MODELS
+
+            convention = Convention.NEXT if MODELS[simulation.receiver].labels == "next" else Convention.CURRENT
+        delay = setup.nmea_delay_ns if setup else None
+        gps = GpsClock(GpsSettings(convention, delay, setup.pps_offset_ns if setup else 0))
+        tk = Timekeeper(clock, gps, Discipline(), precision=self.precision, local=self.local_clock)
+        self.timekeeper = tk
+        stream = NmeaStream(RolloverPolicy(BUILD_DATE_NS))
+        from appliance.io.serial import SerialGps
+
+        if simulation is not None:
+            from appliance.fakes.gps import FakeGps, PtyWriter
+            from appliance.fakes.pps import FakePps
+
+            clock.step_ns(simulation.initial_offset_ns)
+            true_ns = time.time_ns
+            receiver = FakeGps(simulation.receiver, start_ns=true_ns(), seed=simulation.seed)
+            import shutil
+            import tempfile
+
+            link_dir = tempfile.mkdtemp(prefix="stratum1-sim-")
+            self._closers.append(lambda: shutil.rmtree(link_dir, ignore_errors=True))
+            # the driver opens a symlink, so the fake receiver can be unplugged and plugged back in
+            writer = PtyWriter(receiver, true_ns, link=f"{link_dir}/gps0")
+            writer.attach(self.loop, 0.005)
+            pps = FakePps(true_ns, clock.now_ns, jitter_ns=simulation.pps_jitter_ns, seed=simulation.seed)
+            self.loop.call_every(0.01, lambda: [tk.on_pulse(p) for p in pps.tick()])
+            self.fakes.update(gps=receiver, pty=writer, pps=pps)
+            self._closers.append(writer.close)
+            serial = SerialGps(self.loop, writer.path, stream, tk.on_fix, now_ns=clock.now_ns)
+        else:
+            assert setup is not None
+            serial = SerialGps(
+                self.loop,
+                setup.serial_path,
+                stream,
+                tk.on_fix,
+                baud=setup.baud,
+                autobaud=setup.autobaud,
+                now_ns=clock.now_ns,
+            )
+            if setup.pps_path:
+                self._start_pps(setup.pps_path, tk)
+        serial.start()
+        self.serial = serial
+        self._closers.append(serial.stop)
+        self.loop.call_every(1.0, tk.tick)
+
+    def _start_pps(self, path: str, tk: Timekeeper) -> None:
+        from appliance.io.pps import KernelPps, PpsPoller
+
+        try:
+            if path.startswith("gpio:"):
+                from appliance.io.gpio import open_gpio_pps
+
+                source: Any = open_gpio_pps(int(path[5:]))
+            else:
+                source = KernelPps(path)
+        except (OSError, ValueError, ImportError) as e:
+            log.error("PPS %s unusable, serving from NMEA alone: %s", path, e)
+            return
+        poller = PpsPoller(source, tk.on_pulse)
+        poller.start(self.loop)
+        self._closers.append(poller.stop)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [s.address for s in self.sockets]
+
+    def current_state(self, now_ns: int) -> SystemState:
+        """The system state to serve at ``now_ns`` (sources and selection plug in here)."""
+        if self.timekeeper is not None:
+            return self.timekeeper.state(now_ns)
+        if self.local_clock is not None:
+            return self.local_clock.state(now_ns, self.precision)
+        return UNSYNCHRONISED
+
+    def refresh_state(self) -> None:
+        state = self.current_state(self.read_ns())
+        if state != self.server.state:
+            self.server.set_state(state)
+
+    def log_counters(self) -> None:
+        c = self.server.counters
+        log.info(
+            "received %d, served %d, KoD %d, dropped %d %s",
+            c.received,
+            c.served,
+            c.kod_sent,
+            c.dropped_total,
+            dict(sorted(c.dropped.items())),
+        )
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` (blocking, on this thread)."""
+        self.loop.run()
+
+    def start_thread(self) -> None:
+        """Serve on a background thread (tests)."""
+        self._thread = threading.Thread(target=self.run, name="stratum1", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+            self._thread = None
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:
+                log.exception("closing failed")
+        self._closers = []
+        for s in self.sockets:
+            self.loop.remove_reader(s)
+            s.close()
+        self.sockets = []
+        self.loop.close()
+
+    def __enter__(self) -> Appliance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.close()
+
+
+class ListenError(OSError):
+    """A listen address could not be bound; says which and why in one line."""
+
+    def __init__(self, address: str, port: int, cause: OSError) -> None:
+        where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        hint = ""
+        if cause.errno == errno.EACCES and port < 1024:
+            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE; try --port 11123)"
+        elif cause.errno == errno.EADDRINUSE:
+            hint = " (another NTP server is running: stop chronyd/ntpd/systemd-timesyncd, or pick --port)"
+        super().__init__(cause.errno, f"cannot listen on {where}: {cause.strerror}{hint}")
+
+
+def _numeric(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return ""
