@@ -1,0 +1,63 @@
+"""Long fuzzing of the request handler with atheris (coverage-guided), outside CI.
+
+    pip install atheris
+    python tests/fuzz/atheris_server.py -max_total_time=600 -rss_limit_mb=2048
+
+Each input is one datagram, its first octet choosing the source address. The
+handler must never raise, never answer mode 7, and never send a reply
+longer than the request. CI runs the same properties with hypothesis
+(tests/unit/ntp/test_server.py); this finds deeper paths given time.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports():
+    import ipaddress
+
+    from appliance.config.model import Discard, Location, RestrictRule
+    from appliance.ntp.access import AccessTable
+    from appliance.ntp.ratelimit import RateLimiter
+    from appliance.ntp.server import NtpServer, finish_reply
+    from appliance.sources.state import local_clock_state
+
+NOW = 1_795_000_000_000_000_000
+HERE = Location("fuzz", 1)
+RULES = [
+    RestrictRule(None, None, frozenset({"kod", "limited", "nomodify", "notrap", "nopeer", "noquery"}), HERE),
+    RestrictRule(ipaddress.ip_network("127.0.0.1/32"), 4, frozenset(), HERE),
+    RestrictRule(ipaddress.ip_network("192.168.0.0/24"), 4, frozenset({"nomodify", "notrap"}), HERE),
+]
+SOURCES = ["127.0.0.1", "203.0.113.5", "192.168.0.9", "::1", "2001:db8::7"]
+SERVER = NtpServer(
+    AccessTable.from_rules(RULES),
+    RateLimiter(Discard()),
+    peers=frozenset({"192.168.0.9"}),
+    state=local_clock_state(1, -20, NOW),
+)
+_tick = [0]
+
+
+def one_input(data: bytes) -> None:
+    if not data:
+        return
+    ip = SOURCES[data[0] % len(SOURCES)]
+    packet = data[1:]
+    _tick[0] += 1
+    out = SERVER.handle(packet, ip, 40000 + data[0], NOW + _tick[0] * 1000)
+    if out is None:
+        return
+    head, tail = out
+    reply = finish_reply(head, tail, NOW)
+    if len(reply) > len(packet):
+        raise AssertionError(f"amplification: {len(packet)} -> {len(reply)} octets from {ip}")
+    if packet[0] & 7 == 7:
+        raise AssertionError("mode 7 answered")
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()

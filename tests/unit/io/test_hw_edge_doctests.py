@@ -1,0 +1,24 @@
+"""The examples in the docstrings of the hardware-edge modules run (those that need hardware are skipped)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "appliance.refclock.pps",
+    "appliance.refclock.profiles",
+    "appliance.io.pps",
+    "appliance.io.gpio",
+    "appliance.io.serial",
+    "appliance.fakes.pps",
+    "appliance.fakes.gps",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

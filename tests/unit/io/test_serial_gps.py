@@ -1,0 +1,278 @@
+"""The serial GPS driver: baud detection (pure), and the driver on real ptys through pyserial.
+
+A pty stands for the receiver: the driver opens a symlink we control (as udev
+gives a USB receiver a stable name); closing the pty simulates unplugging it,
+a new pty behind the same symlink plugging it back.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.fakes.gps import FakeGps, PtyWriter, sentence
+from appliance.io.loop import EventLoop
+from appliance.io.serial import (
+    BaudDecision,
+    BaudSearch,
+    SerialGps,
+    SerialPort,
+    checksummed_sentences,
+    open_error_hint,
+    open_serial,
+)
+from appliance.nmea import Fix, NmeaStream, RolloverPolicy
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+POLICY = RolloverPolicy(build_date_ns=T0 - 30 * 86_400 * S)
+NOISE = bytes(range(128, 256)) * 8
+
+
+def epoch(second: int) -> bytes:
+    """One MTK3339 burst labelled POSIX second ``second``."""
+    return b"".join(FakeGps("mtk3339", start_ns=T0).epoch_sentences(second))
+
+
+# ---------------------------------------------------------------- pure baud detection
+
+
+def test_checksummed_sentences_counts_only_good_ones() -> None:
+    good = sentence("GPZDA,201530.00,04,07,2002,00,00")
+    bad = good.replace(b"*", b"0*")
+    assert checksummed_sentences(good + bad + b"noise$GP*" + good) == 2
+    assert checksummed_sentences(NOISE) == 0
+
+
+def test_locks_after_two_good_sentences_even_split_across_chunks() -> None:
+    s = BaudSearch([9600, 4800])
+    data = sentence("GPZDA,201530.00,04,07,2002,00,00") + sentence("GPZDA,201531.00,04,07,2002,00,00")
+    assert s.feed(data[:20]) is BaudDecision.WAIT
+    assert s.feed(data[20:50]) is BaudDecision.WAIT
+    assert s.feed(data[50:]) is BaudDecision.LOCKED
+    assert s.locked == 9600
+    assert s.feed(NOISE) is BaudDecision.LOCKED
+    assert s.expire() is BaudDecision.LOCKED
+
+
+def test_noise_or_silence_moves_on_round_and_round() -> None:
+    s = BaudSearch([9600, 4800, 38400])
+    assert s.feed(NOISE[:300]) is BaudDecision.WAIT
+    assert s.feed(NOISE[:300]) is BaudDecision.NEXT  # 600 bytes and not one good sentence
+    assert s.current == 4800
+    assert s.expire() is BaudDecision.NEXT  # the dwell time passed in silence
+    assert s.current == 38400
+    assert s.expire() is BaudDecision.NEXT
+    assert s.current == 9600
+    assert s.tried == 3
+
+
+def test_restart_tries_the_last_good_rate_first() -> None:
+    s = BaudSearch([9600, 4800, 38400])
+    s.expire()
+    s.expire()
+    assert s.feed(epoch(1_700_000_001)) is BaudDecision.LOCKED
+    s.restart(s.locked)
+    assert (s.current, s.locked) == (38400, None)
+    with pytest.raises(ValueError):
+        BaudSearch([])
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.ENOENT, "enable_uart=1"),
+        (errno.EACCES, "dialout"),
+        (errno.EAGAIN, "console=serial0"),
+        (errno.EBUSY, "gpsd"),
+        (errno.ENXIO, "unplugged"),
+        (errno.EIO, "cannot open"),
+    ],
+)
+def test_open_error_hints(code: int, words: str) -> None:
+    msg = open_error_hint("/dev/serial0", OSError(code, os.strerror(code)))
+    assert msg.startswith("/dev/serial0: ") and words in msg
+
+
+# ---------------------------------------------------------------- the driver on ptys
+
+
+def run_until(loop: EventLoop, cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Run ``loop`` until ``cond()``; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    ticker = loop.call_every(0.005, lambda: None)
+    try:
+        loop.run(until=lambda: cond() or time.monotonic() > deadline)
+    finally:
+        ticker.cancel()
+    assert cond(), "condition not reached in time"
+
+
+@pytest.fixture
+def loop() -> Any:
+    lp = EventLoop()
+    yield lp
+    lp.close()
+
+
+class Clock:
+    """A local clock for the driver that counts up by 1 ms per reading (never the host's clock)."""
+
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> int:
+        self.t += 1_000_000
+        return self.t
+
+
+def make_driver(loop: EventLoop, path: str, **kw: Any) -> tuple[SerialGps, list[Fix]]:
+    fixes: list[Fix] = []
+    gps = SerialGps(loop, path, NmeaStream(POLICY), fixes.append, retry_s=0.02, now_ns=Clock(), **kw)
+    return gps, fixes
+
+
+def test_bytes_written_to_the_pty_arrive_as_fixes_with_read_times(loop: EventLoop, tmp_path: Path) -> None:
+    pty = PtyWriter(None, lambda: 0, link=tmp_path / "gps0")
+    gps, fixes = make_driver(loop, pty.path)
+    try:
+        gps.start()
+        assert gps.usable
+        for k in range(1, 4):
+            pty.write(epoch(1_700_000_000 + k))
+            run_until(loop, lambda k=k: gps.counters.fixes >= k - 1 and gps.counters.chunks >= k)  # type: ignore[misc]
+        run_until(loop, lambda: len(fixes) >= 2)
+        assert [f.utc_ns for f in fixes[:2]] == [T0 + S, T0 + 2 * S]
+        assert all(f.valid for f in fixes)
+        assert fixes[0].arrival_ns > T0  # the driver's clock reading, not the host's
+        assert gps.counters.bytes > 0 and gps.counters.opens == 1
+    finally:
+        gps.stop()
+        pty.close()
+    assert not gps.is_open
+
+
+def test_unplug_and_replug_behind_a_symlink(loop: EventLoop, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="appliance.io.serial")
+    pty = PtyWriter(None, lambda: 0, link=tmp_path / "gps0")
+    gps, fixes = make_driver(loop, pty.path)
+    try:
+        gps.start()
+        pty.write(epoch(1_700_000_001) + epoch(1_700_000_002))
+        run_until(loop, lambda: len(fixes) >= 1)
+
+        pty.unplug()  # the receiver is pulled out: read fails (EIO), the symlink goes
+        run_until(loop, lambda: not gps.is_open)
+        assert not gps.usable and gps.counters.losses == 1
+        run_until(loop, lambda: gps.counters.open_failures >= 3)  # retries, quietly
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "lost" in warnings[0].getMessage()
+
+        pty.replug()  # a new pty behind the same name
+        assert Path(pty.path).resolve() == Path(pty.slave_name)
+        run_until(loop, lambda: gps.usable)
+        assert any("is back" in r.getMessage() for r in caplog.records)
+        n = len(fixes)
+        for k in range(3, 6):
+            pty.write(epoch(1_700_000_000 + k))
+        run_until(loop, lambda: len(fixes) >= n + 2)
+        assert fixes[-1].utc_ns is not None and fixes[-1].utc_ns >= T0 + 3 * S
+        assert gps.counters.opens == 2
+    finally:
+        gps.stop()
+        pty.close()
+
+
+def test_missing_device_at_start_is_retried_not_raised(
+    loop: EventLoop, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    link = tmp_path / "ttyACM0"
+    gps, fixes = make_driver(loop, str(link))
+    gps.start()  # no exception
+    assert not gps.usable
+    run_until(loop, lambda: gps.counters.open_failures >= 2)
+    assert sum("no such device" in r.getMessage() for r in caplog.records) == 1
+    pty = PtyWriter(None, lambda: 0, link=link)
+    try:
+        run_until(loop, lambda: gps.usable)
+        pty.write(epoch(1_700_000_001) + epoch(1_700_000_002))
+        run_until(loop, lambda: len(fixes) >= 1)
+    finally:
+        gps.stop()
+        pty.close()
+
+
+def test_exclusive_open(loop: EventLoop, tmp_path: Path) -> None:
+    pty = PtyWriter(None, lambda: 0, link=tmp_path / "gps0")
+    port = open_serial(pty.path, 9600)  # somebody else holds the port
+    gps, _ = make_driver(loop, pty.path)
+    try:
+        gps.start()
+        assert not gps.is_open and gps.counters.open_failures == 1
+        port.close()
+        run_until(loop, lambda: gps.usable)
+    finally:
+        gps.stop()
+        pty.close()
+
+
+class PipePort:
+    """A stand-in for a serial port over a pipe: records baud changes; the test plays the receiver."""
+
+    def __init__(self, baudrate: int) -> None:
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        self.baudrate = baudrate
+        self.flushes = 0
+
+    def fileno(self) -> int:
+        return self.r
+
+    def reset_input_buffer(self) -> None:
+        self.flushes += 1
+
+    def close(self) -> None:
+        os.close(self.r)
+
+
+def test_autobaud_finds_the_rate_and_keeps_the_first_epochs(loop: EventLoop) -> None:
+    ports: list[PipePort] = []
+
+    def opener(path: str, baud: int) -> SerialPort:
+        ports.append(PipePort(baud))
+        return ports[-1]
+
+    gps, fixes = make_driver(loop, "/dev/fake", autobaud=True, open_port=opener, dwell_s=0.05)
+    try:
+        gps.start()
+        port = ports[0]
+        assert port.baudrate == 9600 and gps.is_open and not gps.usable
+        second = 1_700_000_001
+        while not gps.usable:
+            # the receiver talks at 38400: at any other rate the UART reads noise
+            os.write(port.w, epoch(second) if port.baudrate == 38400 else NOISE[:200])
+            second += 1
+            run_until(loop, lambda: True)
+            assert second < 1_700_000_100
+        assert gps.baud == 38400 and gps.counters.baud_switches == 2  # 9600 -> 4800 -> 38400
+        os.write(port.w, epoch(second))
+        run_until(loop, lambda: len(fixes) >= 1)
+        assert fixes[0].valid  # the locking chunks were decoded too
+
+        # the device goes away (EOF) and comes back: the locked rate is tried first
+        os.close(port.w)
+        run_until(loop, lambda: len(ports) == 2)
+        assert ports[1].baudrate == 38400
+        os.write(ports[1].w, epoch(second + 1) + epoch(second + 2))
+        run_until(loop, lambda: gps.usable)
+    finally:
+        gps.stop()
+        if len(ports) > 1:
+            os.close(ports[1].w)

@@ -1,0 +1,235 @@
+"""The pure request handler: what each kind of datagram gets, and that nothing gets amplified."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance.config.model import Discard, Location, RestrictRule
+from appliance.ntp.access import AccessTable
+from appliance.ntp.exchange import client_request, evaluate
+from appliance.ntp.mode6 import HEADER as MODE6_HEADER
+from appliance.ntp.packet import LEAP_UNSYNC, MODE_PASSIVE, MODE_SERVER, NtpPacket
+from appliance.ntp.ratelimit import RateLimiter
+from appliance.ntp.server import NtpServer, finish_reply
+from appliance.sources.state import SystemState, local_clock_state
+from appliance.timebase import NS_PER_S, ns_from_ntp64, ntp64_from_ns
+
+NOW = 1_795_000_000 * NS_PER_S
+HERE = Location("test.conf", 1)
+STATE = local_clock_state(10, -20, NOW - 30 * NS_PER_S)
+
+
+def rule(net: str | None, *flags: str, family: int | None = None) -> RestrictRule:
+    network = ipaddress.ip_network(net) if net else None
+    return RestrictRule(network, family if net is None else network.version, frozenset(flags), HERE)  # type: ignore[union-attr]
+
+
+POOL_RULES = [
+    rule(None, "kod", "limited", "nomodify", "notrap", "nopeer", "noquery"),
+    rule("127.0.0.1/32"),
+    rule("::1/128"),
+    rule("192.168.0.0/24", "nomodify", "notrap"),
+]
+
+
+def make_server(rules: list[RestrictRule] = POOL_RULES, state: SystemState = STATE, **kw: object) -> NtpServer:
+    return NtpServer(AccessTable.from_rules(rules), RateLimiter(Discard()), state=state, **kw)  # type: ignore[arg-type]
+
+
+def request(version: int = 4, poll: int = 6, t1: int = NOW - 1000) -> tuple[bytes, int]:
+    return client_request(t1, version=version, poll=poll)
+
+
+def serve(server: NtpServer, data: bytes, ip: str = "203.0.113.5", port: int = 40000, rx: int = NOW) -> bytes | None:
+    out = server.handle(data, ip, port, rx)
+    if out is None:
+        return None
+    head, tail = out
+    return finish_reply(head, tail, rx + 20_000)
+
+
+def test_client_request_gets_mode_4_with_system_state() -> None:
+    s = make_server()
+    data, xmt = request(version=4, poll=7)
+    reply = serve(s, data)
+    assert reply is not None and len(reply) == 48
+    p = NtpPacket.decode(reply)
+    assert (p.mode, p.version, p.poll) == (MODE_SERVER, 4, 7)
+    assert p.origin == xmt
+    assert p.receive == ntp64_from_ns(NOW)
+    assert ns_from_ntp64(p.transmit, NOW) == NOW + 20_000
+    assert (p.leap, p.stratum, p.refid, p.precision) == (0, 10, b"LOCL", -20)
+    assert p.reference == ntp64_from_ns(STATE.reference_ns or 0)
+    m = evaluate(reply, xmt, NOW + 21_000)
+    assert m.offset_ns == ((NOW - (NOW - 1000)) + (NOW + 20_000 - NOW - 21_000)) // 2
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_every_version_is_echoed(version: int) -> None:
+    reply = serve(make_server(), request(version=version)[0])
+    assert reply is not None and NtpPacket.decode(reply).version == version
+
+
+def test_ntpv1_mode_0_from_client_port_is_a_client_request() -> None:
+    data = bytearray(request(version=1)[0])
+    data[0] = 1 << 3  # version 1, mode 0
+    assert serve(make_server(), bytes(data), port=40000) is not None
+    assert serve(make_server(), bytes(data), port=123) is None
+
+
+def test_unsynchronised_server_says_leap_3_stratum_16() -> None:
+    reply = serve(make_server(state=SystemState()), request()[0])
+    assert reply is not None
+    p = NtpPacket.decode(reply)
+    assert (p.leap, p.stratum) == (LEAP_UNSYNC, 16)
+
+
+def test_public_unsync_hides_local_clock_from_default_clients_only() -> None:
+    s = make_server(state=dataclasses.replace(STATE, public_unsync=True))
+    public = NtpPacket.decode(serve(s, request()[0], ip="203.0.113.5") or b"")
+    lan = NtpPacket.decode(serve(s, request()[0], ip="192.168.0.9") or b"")
+    assert (public.leap, public.stratum) == (LEAP_UNSYNC, 16)
+    assert (lan.leap, lan.stratum) == (0, 10)
+
+
+def test_root_dispersion_grows_with_age() -> None:
+    s = make_server()
+    early = NtpPacket.decode(serve(s, request()[0], rx=NOW) or b"").root_dispersion
+    late = NtpPacket.decode(serve(s, request()[0], ip="127.0.0.1", rx=NOW + 1000 * NS_PER_S) or b"").root_dispersion
+    assert late > early
+
+
+def test_mode_7_is_never_answered() -> None:
+    s = make_server([rule(None)])
+    for ip in ("127.0.0.1", "203.0.113.5"):
+        assert serve(s, bytes([0x17, 0x00, 0x03, 0x2A]) + b"\0" * 44, ip=ip) is None
+    assert s.counters.dropped["mode7"] == 2
+
+
+def readstat() -> bytes:
+    return MODE6_HEADER.pack((2 << 3) | 6, 1, 7, 0, 0, 0, 0)
+
+
+def test_mode_6_dropped_for_noquery_and_answered_for_localhost() -> None:
+    s = make_server()
+    assert serve(s, readstat(), ip="203.0.113.5") is None
+    reply = serve(s, readstat(), ip="127.0.0.1")
+    assert reply is not None and len(reply) <= len(readstat())
+    b0, b1, seq, status, *_ = MODE6_HEADER.unpack(reply)
+    assert b1 & 0x80 and not b1 & 0x40 and seq == 7
+    assert status >> 14 == 0  # leap bits: none
+
+
+def test_mode_6_writes_refused_under_nomodify() -> None:
+    s = make_server()
+    write = MODE6_HEADER.pack((2 << 3) | 6, 3, 1, 0, 0, 0, 0)
+    reply = serve(s, write, ip="192.168.0.9")
+    assert reply is not None
+    assert MODE6_HEADER.unpack(reply)[1] & 0x40  # error bit
+
+
+def test_symmetric_active_needs_peer_line_and_no_nopeer() -> None:
+    data = bytearray(request()[0])
+    data[0] = (4 << 3) | 1
+    peer = "192.168.0.50"
+    assert serve(make_server(), bytes(data), ip=peer) is None
+    s = make_server(peers=frozenset({peer}))
+    reply = serve(s, bytes(data), ip=peer)
+    assert reply is not None and NtpPacket.decode(reply).mode == MODE_PASSIVE
+    s = make_server([rule(None, "nopeer")], peers=frozenset({peer}))
+    assert serve(s, bytes(data), ip=peer) is None
+
+
+@pytest.mark.parametrize("mode", [2, 4, 5])
+def test_replies_and_broadcasts_are_not_requests(mode: int) -> None:
+    data = bytearray(request()[0])
+    data[0] = (4 << 3) | mode
+    assert serve(make_server(), bytes(data)) is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "version", "answered"),
+    [
+        (("ignore",), 4, False),
+        (("noserve",), 4, False),
+        (("version",), 3, False),
+        (("version",), 4, True),
+        (("notrust",), 4, False),
+        (("noquery", "nomodify", "notrap", "nopeer"), 4, True),
+    ],
+)
+def test_restrict_flags(flags: tuple[str, ...], version: int, answered: bool) -> None:
+    s = make_server([rule(None, *flags)])
+    assert (serve(s, request(version=version)[0]) is not None) is answered
+
+
+def test_flood_is_limited_with_rate_kod_and_kod_carries_no_time() -> None:
+    s = make_server()
+    replies = []
+    for i in range(50):
+        data, xmt = request(t1=NOW + i * NS_PER_S // 10)
+        replies.append((serve(s, data, rx=NOW + i * NS_PER_S // 10), xmt))
+    served = [r for r, _ in replies if r is not None and NtpPacket.decode(r).stratum != 0]
+    kods = [(r, x) for r, x in replies if r is not None and NtpPacket.decode(r).stratum == 0]
+    assert 1 <= len(served) <= 10
+    assert 1 <= len(kods) <= 3
+    kod, xmt = kods[0]
+    p = NtpPacket.decode(kod)
+    assert p.kiss_code == "RATE" and p.origin == xmt and p.receive == xmt and p.transmit == xmt
+    assert s.counters.dropped["rate"] >= 30
+
+
+def test_localhost_is_not_limited() -> None:
+    s = make_server()
+    for i in range(100):
+        assert serve(s, request()[0], ip="127.0.0.1", rx=NOW + i * 1000) is not None
+
+
+def test_authenticated_request_gets_crypto_nak_no_larger_than_request() -> None:
+    data = request()[0] + struct.pack("!I", 5) + b"\x11" * 16
+    reply = serve(make_server(), data)
+    assert reply is not None and len(reply) == 52 and reply[48:] == b"\0\0\0\0"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\x23", b"\x23" * 47, b"\x23" + b"\0" * 47 + b"\0" * 7, bytes([0x03]) + b"\0" * 47, b"\x2b" + b"\0" * 47],
+)
+def test_malformed_requests_are_dropped_and_counted(data: bytes) -> None:
+    s = make_server()
+    assert serve(s, data) is None
+    assert s.counters.dropped_total == 1
+
+
+valid = st.builds(lambda v, p: request(version=v, poll=p)[0], st.integers(1, 4), st.integers(-10, 17))
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(valid))
+    for _ in range(draw(st.integers(0, 6))):
+        i = draw(st.integers(0, len(data) - 1))
+        data[i] = draw(st.integers(0, 255))
+    tail = draw(st.binary(max_size=120))
+    cut = draw(st.integers(0, len(data) + len(tail)))
+    return bytes(data + tail)[:cut] if draw(st.booleans()) else bytes(data + tail)
+
+
+@settings(max_examples=600)
+@given(
+    st.one_of(st.binary(max_size=600), mutated()), st.sampled_from(["127.0.0.1", "203.0.113.5", "::1", "2001:db8::7"])
+)
+def test_fuzz_no_exception_no_mode7_no_amplification(data: bytes, ip: str) -> None:
+    s = make_server([rule(None, "kod", "limited"), rule("127.0.0.1/32"), rule("::1/128")])
+    reply = serve(s, data, ip=ip)
+    if reply is None:
+        return
+    assert len(reply) <= len(data)
+    assert data[0] & 7 != 7
+    assert s.counters.received == 1

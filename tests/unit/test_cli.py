@@ -1,0 +1,119 @@
+"""The stratum1 command as a person uses it: one clear line and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import format_query, parse_host_port
+from appliance.ntp.exchange import Measurement
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_check_config_accepts_every_seed_config(shared_data: Path) -> None:
+    for conf in sorted((shared_data / "seed-configs").glob("*.conf")):
+        out = run("check-config", str(conf))
+        assert out.returncode == 0, out.stderr
+        assert f"{conf}: OK" in out.stdout
+
+
+def test_check_config_error_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "ntp.conf"
+    bad.write_text("driftfile /var/lib/ntp/drift\nrestrict default kod nomodfy\n")
+    out = run("check-config", str(bad))
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"stratum1: {bad}:2:") and "nomodfy" in out.stderr
+
+
+def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
+    out = run("check-config", str(tmp_path / "nope.conf"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_default_config_prints_a_config_that_checks(tmp_path: Path) -> None:
+    out = run("default-config")
+    assert out.returncode == 0 and "restrict default" in out.stdout
+    f = tmp_path / "default.conf"
+    f.write_text(out.stdout)
+    checked = run("check-config", str(f))
+    assert checked.returncode == 0 and "0 warnings" in checked.stdout
+
+
+def test_query_without_answer_is_one_line() -> None:
+    out = run("query", "127.0.0.1:9", "-n", "1", "-t", "0.5")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("stratum1: 127.0.0.1:9:")
+
+
+def test_serve_on_a_busy_port_says_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        out = run("serve", "--listen", "127.0.0.1", "--port", str(port), "--log", "stderr")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+
+
+def test_serve_simulate_serves_loopback_until_sigterm() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "serve", "--simulate", "--port", "0", "--log", "stderr"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        line = ""
+        for line in proc.stderr:
+            if "serving NTP on" in line:
+                break
+        m = re.search(r"serving NTP on 127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        # the simulated GPS HAT makes it a stratum 1 within a minute
+        deadline = time.monotonic() + 60
+        while True:
+            q = run("query", f"127.0.0.1:{m.group(1)}", "-n", "1")
+            if "stratum 1," in q.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert re.match(r"server 127\.0\.0\.1, stratum 1, offset -?0\.000\d+, delay 0\.\d+\n  refid PPS,", q.stdout)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(10)
+    assert rc == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ntp.example", ("ntp.example", 123)),
+        ("127.0.0.1:11123", ("127.0.0.1", 11123)),
+        ("[::1]:11123", ("::1", 11123)),
+        ("[::1]", ("::1", 123)),
+        ("2001:db8::1", ("2001:db8::1", 123)),
+    ],
+)
+def test_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text) == expected
+
+
+def test_query_output_matches_ntpdate() -> None:
+    m = Measurement(1_172_000, 164_280_000, 2, 0, bytes([192, 0, 2, 1]), 4, 6, -20, 0, 0)
+    first = format_query("192.0.2.10", m).splitlines()[0]
+    assert first == "server 192.0.2.10, stratum 2, offset 0.001172, delay 0.16428"
