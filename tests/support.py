@@ -1,8 +1,10 @@
-"""Shared test helpers: where ../shared/data is, and whether missing tools skip or fail."""
+"""Shared test helpers: where ../shared/data is, whether missing tools skip or fail, the receiver logs."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,24 @@ def require(condition: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {why}")
     pytest.skip(why)
+
+
+def nmea_logs(data: Path) -> list[Path]:
+    """The receiver logs (gpsd's regression suite) in ``data/nmea``."""
+    logs = sorted((data / "nmea").glob("*.log"))
+    assert logs, f"no *.log in {data / 'nmea'}"
+    return logs
+
+
+def log_payload(log: Path) -> bytes:
+    """The bytes the receiver sent: the log without its ``#`` header lines (as gpsfake does)."""
+    lines = log.read_bytes().splitlines(keepends=True)
+    return b"".join(line for line in lines if not line.startswith(b"#"))
+
+
+def log_build_date_ns(log: Path) -> int:
+    """The log's ``# Date:`` header as POSIX ns: stands for "the firmware was built no later than the capture"."""
+    m = re.search(rb"^# Date:\s*(\d{4})-(\d{1,2})-(\d{1,2})", log.read_bytes(), re.M)
+    assert m, f"{log.name}: no '# Date:' header"
+    day = dt.datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=dt.UTC)
+    return int(day.timestamp()) * 1_000_000_000

@@ -20,12 +20,12 @@ import datetime as dt
 import functools
 import json
 import random
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import log_build_date_ns, log_payload, nmea_logs
 
 from appliance.nmea import Fix, NmeaCounters, NmeaStream, RolloverPolicy
 from appliance.nmea.rollover import WEEK_ROLLOVER_NS
@@ -69,23 +69,7 @@ PINNED: dict[str, Pin] = {
 }
 
 
-def _logs(data: Path) -> list[Path]:
-    logs = sorted((data / "nmea").glob("*.log"))
-    assert logs, f"no *.log in {data / 'nmea'}"
-    return logs
-
-
-def _payload(log: Path) -> bytes:
-    """The bytes the receiver sent: the log without its ``#`` header lines (as gpsfake does)."""
-    lines = log.read_bytes().splitlines(keepends=True)
-    return b"".join(line for line in lines if not line.startswith(b"#"))
-
-
-def _build_date_ns(log: Path) -> int:
-    m = re.search(rb"^# Date:\s*(\d{4})-(\d{1,2})-(\d{1,2})", log.read_bytes(), re.M)
-    assert m, f"{log.name}: no '# Date:' header"
-    day = dt.datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=dt.UTC)
-    return int(day.timestamp()) * NS_PER_S
+_logs, _payload, _build_date_ns = nmea_logs, log_payload, log_build_date_ns
 
 
 def _iso_ms(t_ns: int) -> str:
