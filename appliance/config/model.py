@@ -174,6 +174,32 @@ class Refclock:
     time2_ns: int | None = None
 
 
+#: The values of ``localclock public``: what clients admitted only by a ``default`` restrict entry get.
+LOCALCLOCK_PUBLIC = ("unsync", "serve")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalClockOptions:
+    """``localclock public unsync|serve``: who is served the free-running local clock.
+
+    While the appliance serves its own clock (``server 127.127.1.0``), a
+    client that only a ``default`` restrict entry matches (``restrict
+    default``, ``-4 default``, ``-6 default`` or stratum1's implicit default)
+    gets "unsynchronised" (leap 3, stratum 16) with ``public = "unsync"``
+    (the default), or the local clock at its fudged stratum with ``"serve"``.
+    Clients matched by a more specific ``restrict`` line always get the local
+    clock. ``location`` is the line that set ``public`` (None: the default).
+    """
+
+    public: str = "unsync"
+    location: Location | None = None
+
+    @property
+    def public_unsync(self) -> bool:
+        """True when default-only clients are told "unsynchronised" while the local clock is served."""
+        return self.public == "unsync"
+
+
 @dataclass(frozen=True, slots=True)
 class Listen:
     """An address (or ``all``/``wildcard``/interface name) to listen on, from ``interface listen X``."""
@@ -197,6 +223,7 @@ class Config:
     logfile: str | None = None
     statsdir: str | None = None
     listen: tuple[Listen, ...] = ()
+    localclock: LocalClockOptions = field(default_factory=LocalClockOptions)
     warnings: tuple[ConfigWarning, ...] = ()
 
     def fudge_for(self, host: str) -> Fudge | None:

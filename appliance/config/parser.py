@@ -45,6 +45,7 @@ from typing import NoReturn
 from appliance.config.errors import ConfigError
 from appliance.config.lexer import Token, tokenize
 from appliance.config.model import (
+    LOCALCLOCK_PUBLIC,
     REFCLOCK_TYPES,
     RESTRICT_FLAGS,
     Config,
@@ -53,6 +54,7 @@ from appliance.config.model import (
     Fudge,
     IPNetwork,
     Listen,
+    LocalClockOptions,
     Location,
     Refclock,
     RestrictRule,
@@ -253,6 +255,7 @@ class _Builder:
         self.discard = Discard()
         self.paths: dict[str, str | None] = {}
         self.listen: list[Listen] = []
+        self.localclock = LocalClockOptions()
         self.warnings: list[ConfigWarning] = []
         #: (driver name, unit) -> where that reference clock was configured
         self.clocks: dict[tuple[str, int], Location] = {}
@@ -308,6 +311,7 @@ class _Builder:
 
     def finish(self, filename: str) -> Config:
         self.check_fudges()
+        self.check_localclock()
         return Config(
             path=filename,
             servers=tuple(self.servers),
@@ -320,6 +324,7 @@ class _Builder:
             logfile=self.paths.get("logfile"),
             statsdir=self.paths.get("statsdir"),
             listen=tuple(self.listen),
+            localclock=self.localclock,
             warnings=tuple(self.warnings),
         )
 
@@ -348,6 +353,12 @@ class _Builder:
             t, u = (int(p) for p in host.split(".")[2:])
             if (REFCLOCK_TYPES[t], u) not in self.clocks:
                 self.warn(fudge.location, f"fudge for {host}, but no 'server {host}' line: it has no effect")
+
+    def check_localclock(self) -> None:
+        """Warn about a ``localclock`` line when no local clock is configured: it has no effect."""
+        where = self.localclock.location
+        if where is not None and not any(driver == "local" for driver, _ in self.clocks):
+            self.warn(where, "localclock, but no local clock ('server 127.127.1.0'): it has no effect")
 
 
 # -- server, pool, peer ---------------------------------------------------------
@@ -732,6 +743,26 @@ def _driftfile(b: _Builder, c: _Cursor) -> None:
     c.end()
 
 
+_LOCALCLOCK_OPTIONS = ("public",)
+
+
+def _localclock(b: _Builder, c: _Cursor) -> None:
+    """``localclock public unsync|serve`` (stratum1's): who gets the free-running local clock.
+
+    See :class:`~appliance.config.model.LocalClockOptions`. A later line wins.
+    """
+    if not c:
+        c.fail("localclock needs an option: 'public unsync' or 'public serve'")
+    while c:
+        opt = c.keyword()
+        if opt not in _LOCALCLOCK_OPTIONS:
+            c.fail(_unknown("localclock option", opt, _LOCALCLOCK_OPTIONS))
+        value = c.value(opt)
+        if value.text not in LOCALCLOCK_PUBLIC:
+            c.fail(f"localclock public needs {' or '.join(LOCALCLOCK_PUBLIC)}, not '{value.text}'")
+        b.localclock = LocalClockOptions(value.text, c.where)
+
+
 _INTERFACE_CLASSES = frozenset({"all", "ipv4", "ipv6", "wildcard"})
 
 
@@ -777,6 +808,7 @@ _HANDLERS: Mapping[str, Callable[[_Builder, _Cursor], None]] = MappingProxyType(
         "statsdir": _file_directive,
         "interface": _interface,
         "nic": _interface,
+        "localclock": _localclock,
     }
 )
 

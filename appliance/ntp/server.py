@@ -26,6 +26,14 @@ client's own transmit timestamp in every timestamp field, so it carries no
 time). No reply is ever longer than its request: a client request is at
 least 48 octets and the reply is 48 (52 with a crypto-NAK).
 
+Who is told what: while the state says ``public_unsync`` (the free-running
+local clock is served and ``localclock public unsync`` is in force), a client
+whose address only a default entry matches (``restrict default``, ``-4
+default``, ``-6 default``, ``0.0.0.0 mask 0.0.0.0`` or the implicit default:
+:attr:`~appliance.ntp.access.Restriction.is_default`) gets leap 3, stratum
+16, refid ``INIT`` in time replies and leap 3 in mode 6 status words; a client
+matched by a more specific ``restrict`` line gets the local clock's stratum.
+
 Everything dropped is counted by reason in :class:`ServerCounters`.
 """
 
@@ -151,7 +159,8 @@ class NtpServer:
                 c.drop("noquery")
                 return None
             c.control += 1
-            reply = self.control.handle(data, flags, self._state, rx_ns)
+            state = UNSYNCHRONISED if restriction.is_default and self._state.public_unsync else self._state
+            reply = self.control.handle(data, flags, state, rx_ns)
             if reply is None:
                 c.drop("control")
                 return None

@@ -26,8 +26,13 @@ class SystemState:
     ``root_delay_ns`` and ``root_dispersion_ns`` are the totals to the primary
     reference at ``reference_ns`` (POSIX ns, None when never synchronised).
     ``precision`` is log2 seconds. ``public_unsync`` asks the server to tell
-    clients admitted only by a ``restrict default`` line that it is
-    unsynchronised (used when it serves a free-running local clock).
+    clients that only a default restrict entry matches (``restrict default``,
+    ``-4 default``, ``-6 default`` or the implicit default) that it is
+    unsynchronised (leap 3, stratum 16), while clients matched by a more
+    specific ``restrict`` line get this state. The local clock's state sets
+    it (:class:`appliance.refclock.local.LocalClock`, config ``localclock
+    public unsync``, the default), so the public and the Pool's monitors are
+    never handed a free-running clock; GPS and upstream states leave it off.
     """
 
     leap: int = LEAP_UNSYNC
@@ -54,8 +59,14 @@ class SystemState:
 UNSYNCHRONISED = SystemState()
 
 
-def local_clock_state(stratum: int, precision: int, reference_ns: int, refid: str = "LOCL") -> SystemState:
-    """The state served from the free-running local clock (``server 127.127.1.0``) at ``stratum``."""
+def local_clock_state(
+    stratum: int, precision: int, reference_ns: int, refid: str = "LOCL", *, public_unsync: bool = False
+) -> SystemState:
+    """A synchronised state at ``stratum`` with no root delay or dispersion of its own.
+
+    The free-running local clock (``server 127.127.1.0``) is served with it,
+    ``public_unsync`` set as configured (see :class:`SystemState`).
+    """
     return SystemState(
         leap=LEAP_NONE,
         stratum=stratum,
@@ -64,4 +75,5 @@ def local_clock_state(stratum: int, precision: int, reference_ns: int, refid: st
         root_dispersion_ns=0,
         refid=refid_from_text(refid),
         reference_ns=reference_ns,
+        public_unsync=public_unsync,
     )
