@@ -41,9 +41,11 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str]]] = {
     "ubuntu-default.conf": POOL,
     "lan-server-local-fallback.conf": {
         LAN: ("time 10", "all", "reply"),  # restrict 192.168.0.0 mask 255.255.255.0 nomodify notrap
-        OUTSIDE: ("time 10", "all", "none"),  # no restrict default: stratum1's implicit default has noquery
-        OUTSIDE6: ("time 10", "all", "none"),
-        "127.0.0.1": ("time 10", "all", "none"),
+        # only the implicit default matches (noquery), and the local clock is not for the public:
+        # 'localclock public unsync' (the default) tells them "unsynchronised"
+        OUTSIDE: ("unsync", "all", "none"),
+        OUTSIDE6: ("unsync", "all", "none"),
+        "127.0.0.1": ("unsync", "all", "none"),
     },
     "lan-client.conf": {
         LAN_HOST: ("unsync", "all", "none"),  # restrict 192.168.0.140 nomodify notrap noquery

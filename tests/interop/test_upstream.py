@@ -36,6 +36,7 @@ restrict default kod limited nomodify notrap nopeer noquery
 discard average 6 minimum 1 burst 1
 server 127.127.1.0
 fudge 127.127.1.0 stratum 10
+localclock public serve
 """
 IGNORE_CONF = """
 restrict default ignore
