@@ -21,7 +21,15 @@ Sign conventions (all times POSIX ns, :mod:`appliance.timebase`):
   Pending slews are unaffected.
 - *leap*: the NTP leap indicator (RFC 5905 section 7.3): 0 none, 1 insert a
   second at the end of the UTC day, 2 delete one. "Unsynchronised" (3) is
-  not a leap: it is :meth:`Clock.set_sync_status`.
+  not a leap: it is :meth:`Clock.set_sync_status`. Every backend executes an
+  armed leap the way the Linux kernel does (:func:`leap_schedule`): to insert,
+  at the next midnight UTC the clock steps back one second, so POSIX time
+  repeats 23:59:59 (that repeat is 23:59:60); to delete, when the clock
+  reaches 23:59:59 it steps forwards one second to 00:00:00. A leap happens
+  once per arming: afterwards the clock keeps the indicator (the kernel's
+  ``TIME_WAIT``) until it is set to 0, which the daemon does once the leap
+  has passed (:func:`appliance.leap.leap_to_serve` returns 0 from then on).
+  Setting the value already set changes nothing, so the daemon may repeat it.
 - *sync status*: the kernel's ``STA_UNSYNC`` with its ``esterror`` and
   ``maxerror`` (ns here, us in the kernel).
 
@@ -39,6 +47,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE
+from appliance.timebase import NS_PER_S
 
 #: The largest frequency correction any backend accepts, in ppb (the kernel's MAXFREQ, 500 ppm).
 MAX_FREQUENCY_PPB = 500_000.0
@@ -96,7 +105,11 @@ class Clock(Protocol):
         ...
 
     def set_leap(self, leap: int) -> None:
-        """Arm a leap second: 0 none, 1 insert at the end of the UTC day, 2 delete; ValueError otherwise."""
+        """Arm a leap second: 0 none (disarm), 1 insert at the end of the UTC day, 2 delete; ValueError otherwise.
+
+        The leap happens at the next midnight UTC of the clock's own reading
+        (see the module docstring); repeating the current value changes nothing.
+        """
         ...
 
     def set_sync_status(self, synchronised: bool, est_error_ns: int, max_error_ns: int) -> None:
@@ -109,6 +122,30 @@ def check_leap(leap: int) -> int:
     if leap not in LEAP_VALUES:
         raise ValueError(f"leap indicator must be 0 (none), 1 (insert) or 2 (delete), not {leap!r}")
     return leap
+
+
+#: One UTC day (86400 s), ns.
+DAY_NS = 86_400 * NS_PER_S
+
+
+def leap_schedule(reading_ns: int, leap: int) -> tuple[int, int]:
+    """When and how an armed leap moves a clock that reads ``reading_ns`` now: (threshold_ns, step_ns).
+
+    From the moment the clock's own (pre-leap) reading reaches ``threshold_ns``
+    it shows ``step_ns`` more, as Linux's ``second_overflow()`` does: insert
+    (1): threshold the next midnight UTC, step -1 s (23:59:59 is shown twice);
+    delete (2): threshold the next 23:59:59 UTC that is still ahead, step
+    +1 s (23:59:59 never shows). ValueError for 0 or anything else.
+    """
+    if check_leap(leap) == LEAP_NONE:
+        raise ValueError("no leap second is armed")
+    midnight = (reading_ns // DAY_NS + 1) * DAY_NS
+    if leap == LEAP_INSERT:
+        return midnight, -NS_PER_S
+    threshold = midnight - NS_PER_S
+    if reading_ns >= threshold:
+        threshold += DAY_NS
+    return threshold, NS_PER_S
 
 
 def clamp_frequency(frequency_ppb: float) -> float:

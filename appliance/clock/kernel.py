@@ -30,7 +30,21 @@ How each operation maps onto the kernel (sign conventions as in
 - offset correction: the ``offset`` that ``adjtimex`` reports (ns when
   ``STA_NANO`` is set, else us).
 - step: ``ADJ_SETOFFSET | ADJ_NANO`` with the delta in ``time``.
-- leap: ``STA_INS`` / ``STA_DEL`` in ``status``.
+- leap: ``STA_INS`` / ``STA_DEL`` in ``status``; the kernel does the rest.
+  With ``STA_INS`` set its state goes ``TIME_OK`` -> ``TIME_INS``; at the
+  next midnight UTC it steps ``CLOCK_REALTIME`` back one second
+  (``TIME_OOP`` during the repeated 23:59:59, i.e. 23:59:60), then sits in
+  ``TIME_WAIT`` until both bits are cleared, so the daemon clears them after
+  the leap (``set_leap(0)``; :func:`appliance.leap.leap_to_serve` goes to 0
+  at 00:00:00). ``STA_DEL`` skips 23:59:59 the same way. Clearing the bits
+  before midnight cancels the leap. The write changes only these two bits:
+  ``STA_UNSYNC`` (which the kernel also sets on its own once ``maxerror``
+  passes 16 s) and ``STA_PLL`` (whose clearing would reset the kernel's
+  leap state) are written back as read. Nothing is written when the bits
+  are already as asked, so the daemon may repeat the call every second.
+- TAI offset (:meth:`KernelClock.set_tai_offset`, kernel only): ``ADJ_TAI``
+  with the offset in ``constant``, so ``CLOCK_TAI`` is right; the kernel
+  adjusts it itself at a leap.
 - sync status: ``STA_UNSYNC``, ``maxerror`` and ``esterror`` (us).
 
 Status writes read the current status first and change only our bits.
@@ -181,6 +195,11 @@ def libc_adjtimex() -> Adjtimex:
     return call
 
 
+def _status_word(current: int, set_bits: int, clear_bits: int) -> int:
+    """The status to write: ``current`` without the read-only bits, ``set_bits`` set, ``clear_bits`` cleared."""
+    return ((current & ~STA_RONLY) | set_bits) & ~clear_bits
+
+
 def _us_ceil(ns: int) -> int:
     return max(0, min(PHASE_LIMIT_US, -(-ns // 1000)))
 
@@ -216,7 +235,7 @@ class KernelClock:
         current, _ = self._read()
         tx = Timex()
         tx.modes = modes | ADJ_STATUS
-        tx.status = ((current.status & ~STA_RONLY) | set_bits) & ~clear_bits
+        tx.status = _status_word(current.status, set_bits, clear_bits)
         for name, value in fields.items():
             setattr(tx, name, value)
         self._call(tx)
@@ -267,9 +286,31 @@ class KernelClock:
         self._call(tx)
 
     def set_leap(self, leap: int) -> None:
-        """Arm the kernel leap second: 1 sets ``STA_INS``, 2 ``STA_DEL``, 0 clears both."""
+        """Arm the kernel leap second: 1 sets ``STA_INS``, 2 ``STA_DEL``, 0 clears both (after the leap, too).
+
+        Every other status bit (``STA_UNSYNC`` included) is written back as
+        read; no write when the bits are already so.
+        """
         bit = {LEAP_INSERT: STA_INS, LEAP_DELETE: STA_DEL}.get(check_leap(leap), 0)
-        self._write_status(0, bit, (STA_INS | STA_DEL) & ~bit)
+        current, _ = self._read()
+        if current.status & (STA_INS | STA_DEL) == bit:
+            return
+        tx = Timex()
+        tx.modes = ADJ_STATUS
+        tx.status = _status_word(current.status, bit, (STA_INS | STA_DEL) & ~bit)
+        self._call(tx)
+
+    def set_tai_offset(self, tai_offset_s: int) -> None:
+        """Set the kernel's TAI - UTC offset (``ADJ_TAI``), seconds, for ``CLOCK_TAI``; ValueError if negative."""
+        if tai_offset_s < 0:
+            raise ValueError(f"TAI - UTC is not negative: {tai_offset_s}")
+        current = self.read_state()
+        if current.tai_offset_s == tai_offset_s:
+            return
+        tx = Timex()
+        tx.modes = ADJ_TAI
+        tx.constant = tai_offset_s
+        self._call(tx)
 
     def set_sync_status(self, synchronised: bool, est_error_ns: int, max_error_ns: int) -> None:
         """Set ``STA_UNSYNC`` (cleared when synchronised) and ``esterror``/``maxerror`` (rounded up to us)."""

@@ -26,7 +26,18 @@ Pi crystal with ADEV 1e-8 at 100 s has ``wander = sqrt(3) = 1.73``
 (:data:`PI_CRYSTAL_WANDER_PPB`, :mod:`appliance.clock.allan`). The unit tests estimate the ADEV from the
 simulated phase and check this relation.
 
-Leap seconds are recorded (:attr:`SimulatedClock.leap`) but not executed.
+Leap seconds are executed as the kernel executes them
+(:func:`~appliance.clock.base.leap_schedule`): once armed with
+:meth:`SimulatedClock.set_leap`, the clock's reading steps back one second
+when it reaches midnight UTC (insert: 23:59:59 shows twice) or forwards one
+second when it reaches 23:59:59 (delete). True time is the elapsed-time
+scale and has no leap seconds: after an inserted second the clock reads one
+second less than ``true_ns`` (plus its phase error). The executed steps are
+kept apart from the phase error, so :meth:`SimulatedClock.time_error_ns`
+stays the oscillator's and the discipline's error, and
+:meth:`SimulatedClock.leap_offset_ns` says how far the leaps moved the
+reading. A harness whose reference follows UTC subtracts the world's leap
+seconds from ``true_ns`` the same way.
 """
 
 from __future__ import annotations
@@ -36,8 +47,9 @@ import random
 from dataclasses import dataclass
 
 from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB, wander_for_adev
-from appliance.clock.base import SyncStatus, check_leap, clamp_frequency
+from appliance.clock.base import SyncStatus, check_leap, clamp_frequency, leap_schedule
 from appliance.clock.slew import RateLimitedSlew, SlewModel
+from appliance.ntp.packet import LEAP_NONE
 from appliance.timebase import NS_PER_S
 
 #: 2024-01-01T00:00:00Z, where simulated time starts unless told otherwise (POSIX ns).
@@ -110,7 +122,11 @@ class SimulatedClock:
         self._wander_ppb = 0.0
         self._frequency_ppb = 0.0
         self._pending_ns = 0.0
-        self._leap = 0
+        self._leap = LEAP_NONE
+        self._leap_offset_ns = 0  # the steps of executed leap seconds
+        # an armed leap not executed yet: from the (pre-leap) reading _leap_at on, add _leap_step
+        self._leap_at: int | None = None
+        self._leap_step = 0
         self._sync = SyncStatus()
         self._apply_due_steps()
 
@@ -135,8 +151,25 @@ class SimulatedClock:
 
     @property
     def leap(self) -> int:
-        """The leap indicator last set (recorded only; leap seconds are not executed)."""
+        """The leap indicator last set; it stays set after the leap has happened until set to 0."""
         return self._leap
+
+    def leap_offset_ns(self) -> int:
+        """How far executed leap seconds have moved the reading, ns: -1 s per insertion, +1 s per deletion."""
+        return self._leap_offset_ns
+
+    def leap_pending(self) -> bool:
+        """True while an armed leap second has not happened yet."""
+        return self._leap_at is not None
+
+    def _reading(self) -> int:
+        """The reading before a pending leap: true time, phase error and the leaps already executed."""
+        return self._true_ns + round(self._phase_ns) + self._leap_offset_ns
+
+    def _execute_due_leap(self) -> None:
+        if self._leap_at is not None and self._reading() >= self._leap_at:
+            self._leap_offset_ns += self._leap_step
+            self._leap_at = None
 
     @property
     def sync_status(self) -> SyncStatus:
@@ -159,6 +192,7 @@ class SimulatedClock:
                 self._next_tick_ns += self._tick_ns
             self._apply_due_steps()
             if stop == end:
+                self._execute_due_leap()
                 return
 
     def advance_to(self, true_ns: int) -> None:
@@ -183,8 +217,8 @@ class SimulatedClock:
     # --- the clock interface -----------------------------------------------------------------------
 
     def now_ns(self) -> int:
-        """Read the clock: true time plus the phase error, POSIX ns."""
-        return self._true_ns + round(self._phase_ns)
+        """Read the clock: true time plus the phase error plus executed leap seconds, POSIX ns."""
+        return self._reading()
 
     def frequency_ppb(self) -> float:
         """The frequency correction in effect, ppb (+: faster)."""
@@ -203,12 +237,24 @@ class SimulatedClock:
         return round(self._pending_ns)
 
     def step_ns(self, offset_ns: int) -> None:
-        """Jump by ``offset_ns`` now (+: forwards); the pending slew is kept."""
+        """Jump by ``offset_ns`` now (+: forwards); the pending slew is kept. A jump past an armed leap executes it."""
         self._phase_ns += offset_ns
+        self._execute_due_leap()
 
     def set_leap(self, leap: int) -> None:
-        """Record the leap indicator (0, 1 insert, 2 delete); ValueError for anything else."""
-        self._leap = check_leap(leap)
+        """Arm (1 insert, 2 delete) a leap second at the next midnight UTC of this clock, or disarm (0).
+
+        Setting the value already set changes nothing (an executed leap is
+        not repeated until the clock is disarmed and armed again); ValueError
+        for anything but 0, 1, 2.
+        """
+        if check_leap(leap) == self._leap:
+            return
+        self._leap = leap
+        if leap == LEAP_NONE:
+            self._leap_at, self._leap_step = None, 0
+        else:
+            self._leap_at, self._leap_step = leap_schedule(self._reading(), leap)
 
     def set_sync_status(self, synchronised: bool, est_error_ns: int, max_error_ns: int) -> None:
         """Record the sync status and error estimates (ns)."""

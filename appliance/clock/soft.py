@@ -13,6 +13,17 @@ and ``slewed`` is the part of the pending offset the slew model
 Every operation first re-anchors at the current reading, so a frequency
 change never moves the clock and a slew continues across operations.
 Sign conventions are those of :mod:`appliance.clock.base`.
+
+Leap seconds are executed as the kernel executes them
+(:func:`~appliance.clock.base.leap_schedule`): armed with
+:meth:`SoftClock.set_leap`, an insertion steps the reading back one second
+when it reaches midnight UTC (23:59:59 shows twice; readings stay
+monotonic only across each half), a deletion steps it forwards one second
+when it reaches 23:59:59. The step is worked out from the reading itself,
+so it takes effect at exactly that reading however rarely the clock is
+read. :meth:`SoftClock.at_base_ns` maps base times after the leap; a base
+time from before the leap mapped after it is off by the leap second (the
+kernel's timestamps during 23:59:60 are ambiguous in the same way).
 """
 
 from __future__ import annotations
@@ -20,8 +31,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from appliance.clock.base import SyncStatus, check_leap, clamp_frequency
+from appliance.clock.base import SyncStatus, check_leap, clamp_frequency, leap_schedule
 from appliance.clock.slew import RateLimitedSlew, SlewModel
+from appliance.ntp.packet import LEAP_NONE
 
 
 class SoftClock:
@@ -44,7 +56,10 @@ class SoftClock:
         self._local_frac = 0.0
         self._frequency_ppb = 0.0
         self._pending_ns = 0.0  # still to slew at the anchor
-        self._leap = 0
+        self._leap = LEAP_NONE
+        # an armed leap not executed yet: from the (pre-leap) reading _leap_at on, add _leap_step
+        self._leap_at: int | None = None
+        self._leap_step = 0
         self._sync = SyncStatus()
 
     def _state(self, base: int) -> tuple[float, float]:
@@ -61,11 +76,24 @@ class SoftClock:
         self._local_anchor += whole
         self._local_frac = delta - whole
         self._base_anchor = base
+        if self._leap_at is not None and self._local_anchor + round(self._local_frac) >= self._leap_at:
+            self._local_anchor += self._leap_step  # the leap is behind us: make it part of the anchor
+            self._leap_at = None
+
+    def _leaped(self, reading: int) -> int:
+        """``reading`` (before any pending leap) with the armed leap applied if it has been reached."""
+        if self._leap_at is not None and reading >= self._leap_at:
+            return reading + self._leap_step
+        return reading
 
     @property
     def leap(self) -> int:
-        """The leap indicator last set (recorded only; no leap is executed)."""
+        """The leap indicator last set; it stays set after the leap has happened until set to 0."""
         return self._leap
+
+    def leap_pending(self) -> bool:
+        """True while an armed leap second has not happened yet (reads the clock)."""
+        return self._leap_at is not None and self._local_anchor + round(self._state(self._read())[0]) < self._leap_at
 
     @property
     def sync_status(self) -> SyncStatus:
@@ -73,8 +101,8 @@ class SoftClock:
         return self._sync
 
     def now_ns(self) -> int:
-        """Read the corrected clock, POSIX ns."""
-        return self._local_anchor + round(self._state(self._read())[0])
+        """Read the corrected clock, POSIX ns (a leap second that has happened included)."""
+        return self._leaped(self._local_anchor + round(self._state(self._read())[0]))
 
     def at_base_ns(self, base_ns: int) -> int:
         """What this clock read (or will read) when the base clock read ``base_ns``.
@@ -82,7 +110,7 @@ class SoftClock:
         Maps kernel timestamps (taken on the base clock, e.g. a socket's
         receive time) onto this clock without reading anything.
         """
-        return self._local_anchor + round(self._state(base_ns)[0])
+        return self._leaped(self._local_anchor + round(self._state(base_ns)[0]))
 
     def frequency_ppb(self) -> float:
         """The frequency correction relative to the base, ppb (+: faster)."""
@@ -109,8 +137,20 @@ class SoftClock:
         self._local_anchor += offset_ns
 
     def set_leap(self, leap: int) -> None:
-        """Record the leap indicator (0, 1 insert, 2 delete); ValueError for anything else."""
-        self._leap = check_leap(leap)
+        """Arm (1 insert, 2 delete) a leap second at the next midnight UTC of this clock, or disarm (0).
+
+        Setting the value already set changes nothing (an executed leap is
+        not repeated until the clock is disarmed and armed again); ValueError
+        for anything but 0, 1, 2.
+        """
+        if check_leap(leap) == self._leap:
+            return
+        self._reanchor()
+        self._leap = leap
+        if leap == LEAP_NONE:
+            self._leap_at, self._leap_step = None, 0
+        else:
+            self._leap_at, self._leap_step = leap_schedule(self._local_anchor + round(self._local_frac), leap)
 
     def set_sync_status(self, synchronised: bool, est_error_ns: int, max_error_ns: int) -> None:
         """Record the sync status and error estimates (ns)."""
