@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,10 +19,13 @@ from appliance.clock.base import (
     apply,
     check_leap,
     clamp_frequency,
+    leap_schedule,
 )
 from appliance.clock.kernel import KernelClock
 from appliance.clock.simulated import SimulatedClock
 from appliance.clock.soft import SoftClock
+from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE
+from appliance.timebase import NS_PER_S
 
 
 def test_every_backend_is_a_clock() -> None:
@@ -74,3 +78,31 @@ def test_frequency_is_clamped_and_must_be_finite() -> None:
 def test_sync_status_rejects_negative_errors() -> None:
     with pytest.raises(ValueError):
         SyncStatus(True, -1, 0)
+
+
+# --- leap seconds: when the backends execute them ------------------------------------------------
+
+MIDNIGHT = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_S
+
+
+@pytest.mark.parametrize(
+    "reading", [MIDNIGHT - 86_400 * NS_PER_S, MIDNIGHT - NS_PER_S - 1, MIDNIGHT - 1, MIDNIGHT - 5 * 3_600 * NS_PER_S]
+)
+def test_insert_happens_at_the_next_midnight_stepping_back(reading: int) -> None:
+    assert leap_schedule(reading, LEAP_INSERT) == (MIDNIGHT, -NS_PER_S)
+
+
+def test_insert_armed_at_midnight_waits_for_the_next_one() -> None:
+    assert leap_schedule(MIDNIGHT, LEAP_INSERT) == (MIDNIGHT + 86_400 * NS_PER_S, -NS_PER_S)
+
+
+def test_delete_happens_at_235959_stepping_forwards() -> None:
+    assert leap_schedule(MIDNIGHT - NS_PER_S - 1, LEAP_DELETE) == (MIDNIGHT - NS_PER_S, NS_PER_S)
+    # already inside 23:59:59: too late for today, as in the kernel
+    assert leap_schedule(MIDNIGHT - NS_PER_S // 2, LEAP_DELETE) == (MIDNIGHT + 86_399 * NS_PER_S, NS_PER_S)
+
+
+@pytest.mark.parametrize("leap", [LEAP_NONE, 3])
+def test_leap_schedule_needs_an_armed_leap(leap: int) -> None:
+    with pytest.raises(ValueError):
+        leap_schedule(MIDNIGHT, leap)

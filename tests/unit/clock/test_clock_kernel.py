@@ -23,6 +23,7 @@ class FakeKernel:
         self.status = status
         self.offset = offset  # ns
         self.freq = 0
+        self.tai = 0
         self.calls: list[dict[str, int]] = []
 
     def __call__(self, tx: Timex) -> int:
@@ -41,7 +42,9 @@ class FakeKernel:
             self.freq = tx.freq
         if tx.modes & k.ADJ_OFFSET and not tx.modes & k.ADJ_SETOFFSET:
             self.offset = tx.offset
-        tx.status, tx.freq = self.status, self.freq
+        if tx.modes & k.ADJ_TAI:
+            self.tai = tx.constant
+        tx.status, tx.freq, tx.tai = self.status, self.freq, self.tai
         tx.offset = self.offset if self.status & k.STA_NANO else self.offset // 1000
         return k.TIME_OK
 
@@ -150,3 +153,54 @@ def test_construction_calls_nothing() -> None:
     fake = FakeKernel()
     KernelClock(adjtimex=fake)
     assert fake.calls == []
+
+
+@pytest.mark.parametrize("unsync", [0, k.STA_UNSYNC])
+@pytest.mark.parametrize(("leap", "bit"), [(1, k.STA_INS), (2, k.STA_DEL)])
+def test_arming_a_leap_writes_only_its_bit_and_keeps_sta_unsync(unsync: int, leap: int, bit: int) -> None:
+    fake = FakeKernel(status=unsync | k.STA_PLL | k.STA_FREQHOLD | k.STA_NANO | k.STA_PPSSIGNAL)
+    KernelClock(adjtimex=fake).set_leap(leap)
+    (write,) = fake.writes
+    assert write["modes"] == k.ADJ_STATUS
+    assert write["status"] == unsync | k.STA_PLL | k.STA_FREQHOLD | bit  # read-only bits not written back
+    assert fake.status & k.STA_UNSYNC == unsync
+
+
+@pytest.mark.parametrize("unsync", [0, k.STA_UNSYNC])
+def test_clearing_after_the_leap_drops_ins_and_keeps_the_rest(unsync: int) -> None:
+    fake = FakeKernel(status=unsync | k.STA_PLL | k.STA_INS)  # the kernel's TIME_WAIT keeps STA_INS
+    KernelClock(adjtimex=fake).set_leap(0)
+    (write,) = fake.writes
+    assert write["modes"] == k.ADJ_STATUS
+    assert write["status"] == unsync | k.STA_PLL
+
+
+@pytest.mark.parametrize(("leap", "status"), [(0, 0), (1, k.STA_INS), (2, k.STA_DEL)])
+def test_repeating_the_armed_leap_writes_nothing(leap: int, status: int) -> None:
+    fake = FakeKernel(status=status | k.STA_UNSYNC)
+    KernelClock(adjtimex=fake).set_leap(leap)
+    assert fake.writes == []
+    assert len(fake.calls) == 1  # one read
+
+
+def test_sync_status_changes_keep_an_armed_leap() -> None:
+    fake = FakeKernel(status=k.STA_UNSYNC | k.STA_INS)
+    clock = KernelClock(adjtimex=fake)
+    clock.set_sync_status(True, 1_000, 2_000)
+    assert fake.status & (k.STA_INS | k.STA_DEL | k.STA_UNSYNC) == k.STA_INS
+    clock.set_sync_status(False, 0, 0)
+    assert fake.status & (k.STA_INS | k.STA_UNSYNC) == k.STA_INS | k.STA_UNSYNC
+
+
+def test_tai_offset_goes_in_constant_with_adj_tai() -> None:
+    fake = FakeKernel()
+    clock = KernelClock(adjtimex=fake)
+    clock.set_tai_offset(37)
+    (write,) = fake.writes
+    assert write["modes"] == k.ADJ_TAI
+    assert write["constant"] == 37
+    assert clock.read_state().tai_offset_s == 37
+    clock.set_tai_offset(37)
+    assert len(fake.writes) == 1  # already so: no write
+    with pytest.raises(ValueError):
+        clock.set_tai_offset(-1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -175,3 +176,68 @@ def test_adev_of_the_pi_crystal_model_is_near_1e_8_at_100_s() -> None:
     assert all(0.5e-8 < a < 2e-8 for a in estimates), estimates
     mean = sum(estimates) / len(estimates)
     assert 0.8e-8 < mean < 1.2e-8, estimates
+
+
+# --- leap seconds --------------------------------------------------------------------------------
+
+MIDNIGHT = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp()) * S
+
+
+def on_leap_day(**kw: object) -> SimulatedClock:
+    return SimulatedClock(random.Random(0), start_ns=MIDNIGHT - 10 * S, **kw)  # type: ignore[arg-type]
+
+
+def test_inserted_second_is_executed_at_the_clocks_midnight() -> None:
+    clock = on_leap_day()
+    clock.set_leap(1)
+    seen = []
+    for _ in range(13):
+        clock.advance(S)
+        seen.append(clock.now_ns() - MIDNIGHT)
+    # ..., 23:59:59, 23:59:59 again (the 23:59:60), 00:00:00, ...
+    assert seen == [s * S for s in range(-9, 0)] + [-S, 0, S, 2 * S]
+    assert clock.leap_offset_ns() == -S
+    assert clock.now_ns() == clock.true_ns - S
+    assert clock.time_error_ns() == 0  # the leap is not an error of the oscillator
+    assert not clock.leap_pending()
+
+
+def test_deleted_second_is_skipped() -> None:
+    clock = on_leap_day()
+    clock.set_leap(2)
+    clock.advance(9 * S - 1)
+    assert clock.now_ns() == MIDNIGHT - S - 1
+    clock.advance(1)
+    assert clock.now_ns() == MIDNIGHT
+    assert clock.leap_offset_ns() == S
+
+
+def test_one_advance_across_midnight_gives_the_same_reading() -> None:
+    stepped, jumped = on_leap_day(initial_offset_ns=250), on_leap_day(initial_offset_ns=250)
+    for clock in (stepped, jumped):
+        clock.set_leap(1)
+    for _ in range(20):
+        stepped.advance(S)
+    jumped.advance(20 * S)
+    assert stepped.now_ns() == jumped.now_ns() == MIDNIGHT + 9 * S + 250
+
+
+def test_leap_happens_once_until_rearmed() -> None:
+    clock = on_leap_day()
+    clock.set_leap(1)
+    clock.advance(20 * S)
+    clock.set_leap(1)  # repeated: no second leap the next day
+    clock.advance(86_400 * S)
+    assert clock.leap_offset_ns() == -S
+    clock.set_leap(0)
+    clock.set_leap(1)
+    clock.advance(86_400 * S)
+    assert clock.leap_offset_ns() == -2 * S
+
+
+def test_step_past_midnight_executes_an_armed_leap() -> None:
+    clock = on_leap_day()
+    clock.set_leap(1)
+    clock.step_ns(20 * S)
+    assert clock.leap_offset_ns() == -S
+    assert clock.now_ns() == MIDNIGHT + 9 * S

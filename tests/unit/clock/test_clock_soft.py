@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from appliance.clock.slew import ExponentialSlew
 from appliance.clock.soft import SoftClock
+from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE
 from appliance.timebase import NS_PER_S
 
 S = NS_PER_S
@@ -103,3 +106,71 @@ def test_reads_only_the_function_it_was_given() -> None:
 
     SoftClock(base).now_ns()
     assert len(calls) == 2  # construction anchors, now_ns reads
+
+
+# --- leap seconds --------------------------------------------------------------------------------
+
+MIDNIGHT = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp()) * S
+HALF = S // 2
+
+
+def test_inserted_second_repeats_235959_at_midnight() -> None:
+    base = Base(MIDNIGHT - 10 * S)
+    clock = SoftClock(base)
+    clock.set_leap(LEAP_INSERT)
+    readings = []
+    for t in (MIDNIGHT - HALF, MIDNIGHT, MIDNIGHT + HALF, MIDNIGHT + S, MIDNIGHT + S + HALF):
+        base.t = t
+        readings.append(clock.now_ns())
+    # 23:59:59.5, then 23:59:59.0 again (that is 23:59:60), 23:59:59.5, 00:00:00.0, 00:00:00.5
+    assert readings == [MIDNIGHT - HALF, MIDNIGHT - S, MIDNIGHT - HALF, MIDNIGHT, MIDNIGHT + HALF]
+    assert not clock.leap_pending()
+    assert clock.leap == LEAP_INSERT  # kept until disarmed, like the kernel's TIME_WAIT
+
+
+def test_deleted_second_skips_235959() -> None:
+    base = Base(MIDNIGHT - 10 * S)
+    clock = SoftClock(base)
+    clock.set_leap(LEAP_DELETE)
+    base.t = MIDNIGHT - S - 1
+    assert clock.now_ns() == MIDNIGHT - S - 1
+    base.t = MIDNIGHT - S
+    assert clock.now_ns() == MIDNIGHT
+    base.t = MIDNIGHT - HALF
+    assert clock.now_ns() == MIDNIGHT + HALF
+
+
+def test_a_leap_happens_once_and_disarming_after_it_keeps_the_time() -> None:
+    base = Base(MIDNIGHT - 10 * S)
+    clock = SoftClock(base)
+    clock.set_leap(LEAP_INSERT)
+    assert clock.leap_pending()
+    base.t = MIDNIGHT + 2 * S
+    clock.set_frequency_ppb(1_000.0)  # re-anchors after the leap
+    clock.set_leap(LEAP_INSERT)  # repeated by the daemon: no second leap
+    base.t = MIDNIGHT + 2 * S + 86_400 * S
+    assert clock.now_ns() == MIDNIGHT + S + 86_400 * S + 86_400_000
+    clock.set_leap(LEAP_NONE)
+    assert clock.now_ns() == MIDNIGHT + S + 86_400 * S + 86_400_000
+
+
+def test_disarming_before_midnight_cancels_the_leap() -> None:
+    base = Base(MIDNIGHT - 10 * S)
+    clock = SoftClock(base)
+    clock.set_leap(LEAP_INSERT)
+    base.t = MIDNIGHT - S
+    clock.set_leap(LEAP_NONE)
+    base.t = MIDNIGHT + HALF
+    assert clock.now_ns() == MIDNIGHT + HALF
+
+
+def test_leap_follows_the_clocks_own_midnight_not_the_bases() -> None:
+    base = Base(MIDNIGHT - 10 * S)
+    clock = SoftClock(base)
+    clock.step_ns(3 * S)  # the clock is 3 s ahead of its base
+    clock.set_leap(LEAP_INSERT)
+    base.t = MIDNIGHT - 3 * S - 1
+    assert clock.now_ns() == MIDNIGHT - 1
+    base.t = MIDNIGHT - 3 * S
+    assert clock.now_ns() == MIDNIGHT - S
+    assert clock.at_base_ns(MIDNIGHT) == MIDNIGHT + 2 * S
