@@ -381,6 +381,16 @@ def leap_to_serve(table: LeapTable | None, now_ns: int, source_leap: int) -> int
     return source_leap
 
 
+def leap_to_arm(served_leap: int) -> int:
+    """The value for :meth:`appliance.clock.base.Clock.set_leap` given the served indicator: 3 arms nothing.
+
+    Call it with what :func:`leap_to_serve` returned, every tick: the
+    clocks ignore a repeated value, arm the leap during the last day and
+    are disarmed from 00:00:00 on, after the leap.
+    """
+    return served_leap if served_leap in (LEAP_INSERT, LEAP_DELETE) else LEAP_NONE
+
+
 def render_leapfile(updated_ns: int, expires_ns: int, entries: Sequence[tuple[int, int]]) -> str:
     """A valid ``leap-seconds.list`` text (with its hash) for ``entries`` of (POSIX ns, TAI - UTC s).
 

@@ -25,6 +25,7 @@ from appliance.leap import (
     expiry_warning,
     find_leap_table,
     hash_fields,
+    leap_to_arm,
     leap_to_serve,
     load_leapfile,
     parse_leapfile,
@@ -320,6 +321,14 @@ def test_leap_to_serve_falls_back_to_the_source_when_the_table_has_expired() -> 
     expired = load_leapfile(str(BOOKWORM))
     assert leap_to_serve(expired, TODAY, LEAP_INSERT) == LEAP_INSERT
     assert leap_to_serve(expired, TODAY, LEAP_NONE) == LEAP_NONE
+
+
+@pytest.mark.parametrize(
+    ("served", "armed"),
+    [(LEAP_NONE, LEAP_NONE), (LEAP_INSERT, LEAP_INSERT), (LEAP_DELETE, LEAP_DELETE), (LEAP_UNSYNC, LEAP_NONE)],
+)
+def test_unsynchronised_arms_no_leap(served: int, armed: int) -> None:
+    assert leap_to_arm(served) == armed
 
 
 def test_table_values_check_their_order() -> None:
