@@ -16,10 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from appliance.clock.base import Clock
 from appliance.clock.discipline import Discipline
+from appliance.clock.drift import DriftFile
 from appliance.clock.soft import SoftClock
 from appliance.config.model import Config
 from appliance.io.loop import EventLoop
@@ -126,6 +128,7 @@ class Appliance:
         self.local_clock = LocalClock.from_config(config)
         self.clock: Clock | None = None
         self.timekeeper: Timekeeper | None = None
+        self.drift_file: DriftFile | None = None
         self.fakes: dict[str, Any] = {}
         self._closers: list[Callable[[], Any]] = []
         from_kernel_ns: Callable[[int], int] | None = None
@@ -193,7 +196,8 @@ class Appliance:
             convention = Convention.NEXT if MODELS[simulation.receiver].labels == "next" else Convention.CURRENT
         delay = setup.nmea_delay_ns if setup else None
         gps = GpsClock(GpsSettings(convention, delay, setup.pps_offset_ns if setup else 0))
-        tk = Timekeeper(clock, gps, Discipline(), precision=self.precision, local=self.local_clock)
+        discipline = self._start_drift_file(clock, simulation)
+        tk = Timekeeper(clock, gps, discipline, precision=self.precision, local=self.local_clock)
         self.timekeeper = tk
         stream = NmeaStream(RolloverPolicy(BUILD_DATE_NS))
         from appliance.io.serial import SerialGps
@@ -235,6 +239,38 @@ class Appliance:
         self.serial = serial
         self._closers.append(serial.stop)
         self.loop.call_every(1.0, tk.tick)
+
+    def _start_drift_file(self, clock: Clock, simulation: Simulation | None) -> Discipline:
+        """Read the config's ``driftfile`` and keep it; return the discipline to start with (warm from the file).
+
+        The file's frequency is set on ``clock`` too. The file is written at most
+        hourly while the timekeeper's discipline tracks, and at :meth:`close`.
+        With ``simulation`` it lives in a temporary directory, never where the config says.
+        """
+        if self.config.driftfile is None:
+            return Discipline()
+        path = Path(self.config.driftfile)
+        if simulation is not None:
+            import shutil
+            import tempfile
+
+            sim_dir = tempfile.mkdtemp(prefix="stratum1-sim-drift-")
+            self._closers.append(lambda: shutil.rmtree(sim_dir, ignore_errors=True))
+            path = Path(sim_dir) / path.name
+        drift = DriftFile(path)
+        frequency_ppb = drift.load(time.monotonic_ns())
+        if frequency_ppb is not None:
+            clock.set_frequency_ppb(frequency_ppb)
+
+        def keep(final: bool) -> None:
+            if self.timekeeper is not None:  # Timekeeper.discipline: the loop in use now
+                status = self.timekeeper.discipline.status(clock.now_ns())
+                (drift.close if final else drift.update)(time.monotonic_ns(), status)
+
+        self.loop.call_every(60.0, lambda: keep(False))
+        self._closers.append(lambda: keep(True))
+        self.drift_file = drift
+        return Discipline(frequency_ppb=frequency_ppb)
 
     def _start_pps(self, path: str, tk: Timekeeper) -> None:
         from appliance.io.pps import KernelPps, PpsPoller

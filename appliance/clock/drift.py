@@ -13,6 +13,13 @@ for example ``-12.345``. chrony's two-number drift file is not accepted.
 - :func:`write_drift_file` replaces the file atomically: a temporary file in
   the same directory, written, fsync'd, renamed over the old one, and the
   directory fsync'd, so a power cut leaves the old file or the new one.
+- :class:`DriftFile` is what the daemon holds: read once at start, then
+  :meth:`DriftFile.update` (run it every minute or so) writes the discipline's
+  frequency estimate at most once an hour while the discipline is tracking
+  with an estimate at least as good as a warm start assumes, and
+  :meth:`DriftFile.close` writes it once more at a clean shutdown. A file that
+  cannot be written is a warning naming it, never a crash. The caller passes
+  the time (any monotonic ns count) and the discipline's status.
 """
 
 from __future__ import annotations
@@ -24,12 +31,20 @@ import tempfile
 from pathlib import Path
 
 from appliance.clock.base import MAX_FREQUENCY_PPB
+from appliance.clock.discipline import DisciplineConfig, DisciplineStatus, Mode
 from appliance.timebase import NS_PER_S
 
 _log = logging.getLogger(__name__)
 
 #: Write the drift file at most this often (ns): an hour, like ntpd.
 WRITE_INTERVAL_NS = 3600 * NS_PER_S
+#: Write only an estimate this good (1-sigma, ppb): a tenth of what a warm start assumes of the file (1 ppm),
+#: because the loop's own uncertainty is optimistic in its first seconds (a step or a slew still settling).
+WRITE_MAX_SD_PPB = DisciplineConfig().warm_frequency_sd_ppb / 10
+#: ... and only after this many samples: a minute of PPS, a quarter of an hour of an upstream at 64 s.
+WRITE_MIN_UPDATES = 16
+#: A drift file is one short line: larger content is not one (and is not read into memory).
+MAX_FILE_BYTES = 4096
 
 
 class DriftFileError(ValueError):
@@ -65,13 +80,16 @@ def read_drift_file(path: Path) -> float | None:
     and a warning naming the file. Never raises for the file's sake.
     """
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
         _log.warning("drift file %s unreadable, starting without it: %s", path, exc)
         return None
     try:
+        if len(data) > MAX_FILE_BYTES:
+            raise DriftFileError(f"longer than {MAX_FILE_BYTES} bytes")
         return parse_drift(data.decode("ascii"))
     except (UnicodeDecodeError, DriftFileError) as exc:
         _log.warning("drift file %s ignored, starting without it: %s", path, exc)
@@ -113,3 +131,86 @@ def write_drift_file(path: Path, frequency_ppb: float) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def worth_writing(
+    status: DisciplineStatus, max_sd_ppb: float = WRITE_MAX_SD_PPB, min_updates: int = WRITE_MIN_UPDATES
+) -> bool:
+    """Whether the discipline's frequency estimate belongs in the drift file.
+
+    Only a discipline that has taken ``min_updates`` samples and whose
+    frequency is known within ``max_sd_ppb`` (1 sigma): a rough first
+    estimate would give the next start a wrong frequency that it trusts.
+    """
+    return (
+        status.mode is not Mode.UNSYNCHRONISED
+        and status.updates >= min_updates
+        and status.frequency_sd_ppb <= max_sd_ppb
+    )
+
+
+class DriftFile:
+    """One daemon's drift file at ``path``: read at start, written at most hourly and at shutdown.
+
+    Times are the caller's (ns of any monotonic count: the hour is measured
+    on it, not on the disciplined clock, which a step may move). Nothing
+    here raises for the file's sake: failures are logged with the path.
+    """
+
+    def __init__(self, path: Path, *, interval_ns: int = WRITE_INTERVAL_NS) -> None:
+        self.path = path
+        self.interval_ns = interval_ns
+        self.writes = 0
+        self.failures = 0
+        self._last_write_ns: int | None = None
+
+    def load(self, now_ns: int) -> float | None:
+        """Read the file (ppb, or None for a cold start); the first write is due an hour from ``now_ns``."""
+        self._last_write_ns = now_ns
+        self._remove_stale_temporaries()
+        frequency = read_drift_file(self.path)
+        if frequency is not None:
+            _log.info("drift file %s: starting at %+.3f ppm", self.path, frequency / 1000.0)
+        return frequency
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove temporaries that a crash between write and rename left behind (the old file stands)."""
+        try:
+            stale = list(self.path.parent.glob(f".{self.path.name}.*.tmp"))
+        except OSError:
+            return
+        for tmp in stale:
+            try:
+                tmp.unlink()
+            except OSError as exc:
+                _log.warning("drift file: cannot remove stale temporary %s: %s", tmp, exc)
+
+    def update(self, now_ns: int, status: DisciplineStatus) -> bool:
+        """Write the frequency estimate if an hour has passed and the discipline is tracking; True if written."""
+        if status.mode is not Mode.TRACKING or not worth_writing(status):
+            return False
+        if not should_write(self._last_write_ns, now_ns, self.interval_ns):
+            return False
+        return self.save(now_ns, status.frequency_ppb)
+
+    def close(self, now_ns: int, status: DisciplineStatus) -> bool:
+        """At a clean shutdown: write the estimate if it is worth keeping (also in holdover); True if written."""
+        if not worth_writing(status):
+            return False
+        return self.save(now_ns, status.frequency_ppb)
+
+    def save(self, now_ns: int, frequency_ppb: float) -> bool:
+        """Write ``frequency_ppb`` now; False (and a warning naming the file) when it cannot be written.
+
+        A failed write counts as an attempt: the next one is an hour later, so
+        a read-only or full disk costs one log line an hour.
+        """
+        self._last_write_ns = now_ns
+        try:
+            write_drift_file(self.path, frequency_ppb)
+        except OSError as exc:
+            self.failures += 1
+            _log.warning("drift file %s not written (the next try is in an hour): %s", self.path, exc)
+            return False
+        self.writes += 1
+        return True
