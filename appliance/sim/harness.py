@@ -1,4 +1,22 @@
-"""The discipline on virtual time: a simulated clock, sample sources and the loop, hours in seconds.
+"""The discipline and the whole timekeeper on virtual time: a simulated clock, GPS and servers, hours in seconds.
+
+Two levels:
+
+- :func:`run` / :func:`play`: the bare discipline loop fed by
+  :class:`SampleSource` values (``bench/discipline.py`` and
+  ``tests/sim/test_sim_discipline.py`` measure the loop with it);
+- :func:`run_system`: the daemon's :class:`~appliance.sources.timekeeper.Timekeeper`
+  (GPS pairing, selection, fallback chain, discipline) on a
+  :class:`SystemScenario`: a simulated GPS (:class:`GpsSpec`: PPS edges with
+  jitter plus the NMEA epoch naming each second, which can be lost and
+  regained or jump by a second or 1024 weeks) and simulated upstream NTP
+  servers (:class:`ServerSpec`: their own clock error, network delay and
+  asymmetry, losses), reached through the real
+  :class:`~appliance.sources.client.Upstreams` state machine (iburst, poll
+  adaptation, origin check) with real NTP packets. It returns a
+  :class:`SystemTrace`.
+
+The rest of this docstring is about the first level.
 
 :func:`run` plays a :class:`Scenario`: a :class:`~appliance.clock.simulated.SimulatedClock`
 (frequency error, random-walk wander, temperature steps), sources that hand
@@ -20,8 +38,10 @@ machine.
 
 from __future__ import annotations
 
+import heapq
 import random
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,8 +50,15 @@ from appliance.clock.base import apply
 from appliance.clock.discipline import Discipline, DisciplineConfig, DisciplineStatus
 from appliance.clock.simulated import DEFAULT_START_NS, FrequencyStep, Oscillator, SimulatedClock
 from appliance.clock.slew import SlewModel
-from appliance.refclock.sample import Sample
-from appliance.timebase import NS_PER_S
+from appliance.config.parser import parse_config
+from appliance.nmea.epoch import Fix, FixMode
+from appliance.ntp.packet import MODE_SERVER, NtpPacket, refid_from_text
+from appliance.refclock.gps import GpsClock
+from appliance.refclock.local import LocalClock
+from appliance.refclock.sample import Pulse, Sample
+from appliance.sources.client import RESPONSE_TIMEOUT_NS, Association, Upstreams
+from appliance.sources.timekeeper import Basis, Timekeeper, TimekeeperCounters, TimekeeperStatus
+from appliance.timebase import NS_PER_S, ntp64_from_ns, short_from_ns
 
 
 class SampleSource(Protocol):
@@ -189,3 +216,286 @@ def play(clock: SimulatedClock, discipline: Discipline, sources: list[SampleSour
             # the daemon's once-a-second timer when no sample came
             apply(clock, discipline.tick(clock.now_ns()))
     return Trace(start, errors, estimates, frequencies, discipline.status(clock.now_ns()))
+
+
+# --- the whole timekeeper: GPS, upstream servers and the local clock ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GpsSpec:
+    """A simulated GPS receiver. Times count from the scenario's start (ns).
+
+    - ``pps_jitter_ns``: 1-sigma timestamping jitter of the PPS edge;
+    - ``nmea_delay_ns`` / ``nmea_jitter_ns``: the epoch's first byte arrives
+      this long after its pulse, +- a uniform jitter (CURRENT convention);
+    - ``outages``: half-open ``[start, end)`` intervals without pulses or
+      epochs (the receiver unplugged);
+    - ``jumps``: ``(at, jump_ns)``: from ``at`` on, the epochs name seconds
+      ``jump_ns`` off (cumulative): a receiver that slips a second, or one
+      that falls back 1024 weeks (``-WEEKS_1024_NS``).
+    """
+
+    pps_jitter_ns: float = 1_000.0
+    nmea_delay_ns: int = 200_000_000
+    nmea_jitter_ns: int = 10_000_000
+    outages: tuple[tuple[int, int], ...] = ()
+    jumps: tuple[tuple[int, int], ...] = ()
+
+
+#: 1024 GPS weeks in ns: the week-number rollover period.
+WEEKS_1024_NS = 1024 * 7 * 86_400 * NS_PER_S
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """A simulated upstream NTP server at ``address`` (numeric; it names the source).
+
+    - ``clock_error_ns``: its clock minus true time (it believes it is right);
+    - ``delay_ns``: the network round trip without jitter; ``asymmetry_ns``:
+      outbound minus return delay (the offset error it causes is half of it);
+    - ``delay_jitter_ns``: mean of an exponential queueing delay added to each way;
+    - ``stratum``, ``root_delay_ns``, ``root_dispersion_ns``: what it says about itself;
+    - ``outages``: half-open ``[start, end)`` intervals (from the start, ns) when it does not answer.
+    """
+
+    address: str
+    clock_error_ns: int = 0
+    delay_ns: int = 2_000_000
+    asymmetry_ns: int = 0
+    delay_jitter_ns: float = 50_000.0
+    stratum: int = 1
+    root_delay_ns: int = 0
+    root_dispersion_ns: int = 100_000
+    outages: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SystemScenario:
+    """What :func:`run_system` simulates (times from the start, ns).
+
+    The clock: as :class:`Scenario`. ``gps``: the receiver, or None.
+    ``servers``: upstream NTP servers, polled with ``server_options`` (an
+    ntp.conf ``server`` line's options). ``local_stratum``: ``server
+    127.127.1.0`` with ``fudge ... stratum N``, or None. ``tick_ns``: how
+    often the timekeeper's :meth:`~appliance.sources.timekeeper.Timekeeper.tick`
+    runs and the trace takes a point (the daemon ticks every second; long
+    scenarios without a GPS may tick less often).
+    """
+
+    seed: int = 1
+    duration_ns: int = 3600 * NS_PER_S
+    frequency_error_ppb: float = 25_000.0
+    wander_ppb_per_sqrt_s: float = PI_CRYSTAL_WANDER_PPB
+    frequency_steps: tuple[FrequencyStep, ...] = ()
+    initial_offset_ns: int = 0
+    gps: GpsSpec | None = None
+    servers: tuple[ServerSpec, ...] = ()
+    server_options: str = "iburst minpoll 4 maxpoll 6"
+    local_stratum: int | None = None
+    holdover_bound_ns: int = 1_000_000
+    tick_ns: int = NS_PER_S
+    start_ns: int = DEFAULT_START_NS
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The basis changed at ``at_ns`` (from the start): what the timekeeper said then."""
+
+    at_ns: int
+    basis: Basis
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class SystemTrace:
+    """One point per tick (``tick_ns`` apart from the first tick at ``tick_ns``).
+
+    ``time_error_ns``: clock minus true time; ``stratum`` / ``refid`` /
+    ``root_dispersion_ns``: the state served; ``basis``: the timekeeper's
+    basis (a :class:`Basis` value string). ``changes``: every basis change
+    with the status summary; ``final``: the status at the end.
+    """
+
+    tick_ns: int
+    time_error_ns: array[float]
+    stratum: array[int]
+    refid: tuple[bytes, ...]
+    root_dispersion_ns: array[float]
+    basis: tuple[str, ...]
+    changes: tuple[Change, ...]
+    final: TimekeeperStatus
+    counters: TimekeeperCounters
+
+    def at(self, since_start_ns: int) -> int:
+        """The index of the last point at or before ``since_start_ns``."""
+        return max(0, since_start_ns // self.tick_ns - 1)
+
+    def bases(self) -> list[str]:
+        """The bases in the order they were taken (consecutive repeats folded)."""
+        out: list[str] = []
+        for b in self.basis:
+            if not out or out[-1] != b:
+                out.append(b)
+        return out
+
+
+def _within(t: int, intervals: tuple[tuple[int, int], ...]) -> bool:
+    return any(a <= t < b for a, b in intervals)
+
+
+class _Sim:
+    """The event queue of :func:`run_system`; true time is the scheduling clock."""
+
+    def __init__(self, scenario: SystemScenario) -> None:
+        sc = self.scenario = scenario
+        self.start = start = sc.start_ns
+        oscillator = Oscillator(
+            frequency_error_ppb=sc.frequency_error_ppb,
+            wander_ppb_per_sqrt_s=sc.wander_ppb_per_sqrt_s,
+            steps=tuple(FrequencyStep(start + s.at_ns, s.delta_ppb) for s in sc.frequency_steps),
+        )
+        self.clock = SimulatedClock(
+            random.Random(f"clock:{sc.seed}"), oscillator, start_ns=start, initial_offset_ns=sc.initial_offset_ns
+        )
+        lines = [f"server {s.address} {sc.server_options}" for s in sc.servers]
+        if sc.local_stratum is not None:
+            lines += ["server 127.127.1.0", f"fudge 127.127.1.0 stratum {sc.local_stratum}"]
+        config = parse_config("\n".join(lines) + "\n", "<simulation>")
+        self.upstreams = Upstreams(config.servers, start, precision=-20, rng=random.Random(f"ntp:{sc.seed}"))
+        self.by_address = {s.address: s for s in sc.servers}
+        self.tk = Timekeeper(
+            self.clock,
+            GpsClock() if sc.gps is not None else None,
+            precision=-20,
+            local=LocalClock.from_config(config),
+            upstreams=self.upstreams,
+            holdover_bound_ns=sc.holdover_bound_ns,
+        )
+        self.gps_rng = random.Random(f"gps:{sc.seed}")
+        self.net_rng = random.Random(f"net:{sc.seed}")
+        self.queue: list[tuple[int, int, Callable[[int], None]]] = []
+        self.seq = 0
+        self.sent: dict[Association, int] = {}
+
+    def at(self, true_ns: int, action: Callable[[int], None]) -> None:
+        self.seq += 1
+        heapq.heappush(self.queue, (true_ns, self.seq, action))
+
+    # -- the GPS ------------------------------------------------------------------
+
+    def pulse(self, edge: int) -> None:
+        gps = self.scenario.gps
+        assert gps is not None
+        self.at(edge + NS_PER_S, self.pulse)
+        since = edge - self.start
+        if _within(since, gps.outages):
+            return
+        noise = round(self.gps_rng.gauss(0.0, gps.pps_jitter_ns)) if gps.pps_jitter_ns > 0 else 0
+        self.tk.on_pulse(Pulse(self.clock.now_ns() + noise))
+        delay = gps.nmea_delay_ns + self.gps_rng.randint(-gps.nmea_jitter_ns, gps.nmea_jitter_ns)
+        label = edge + sum(j for at, j in gps.jumps if at <= since)
+        self.at(edge + delay, lambda _t: self.fix(label))
+
+    def fix(self, label_ns: int) -> None:
+        tod = label_ns % (86_400 * NS_PER_S)
+        self.tk.on_fix(Fix(self.clock.now_ns(), tod, label_ns, True, FixMode.THREE_D))
+
+    # -- the servers ----------------------------------------------------------------
+
+    def wake(self, now: int) -> None:
+        for a in self.upstreams.due(now):
+            self.request(a, now)
+        nxt = self.upstreams.next_wakeup_ns()
+        if nxt is not None:
+            self.at(max(nxt, now + 1), self.wake)
+
+    def request(self, a: Association, now: int) -> None:
+        data = a.request(now)
+        a.sent(self.clock.now_ns())
+        self.seq += 1
+        token = self.sent[a] = self.seq
+        self.at(now + RESPONSE_TIMEOUT_NS, lambda _t: self.expire(a, token))
+        spec = self.by_address.get(a.address)
+        if spec is None or _within(now - self.start, spec.outages):
+            return
+        out = (spec.delay_ns + spec.asymmetry_ns) // 2 + round(self.net_rng.expovariate(1 / spec.delay_jitter_ns))
+        back = (spec.delay_ns - spec.asymmetry_ns) // 2 + round(self.net_rng.expovariate(1 / spec.delay_jitter_ns))
+        t2 = now + out + spec.clock_error_ns
+        t3 = t2 + 20_000
+        reply = NtpPacket(
+            mode=MODE_SERVER,
+            stratum=spec.stratum,
+            poll=a.poll,
+            precision=-20,
+            root_delay=short_from_ns(spec.root_delay_ns),
+            root_dispersion=short_from_ns(spec.root_dispersion_ns),
+            refid=refid_from_text("GPS") if spec.stratum == 1 else bytes([192, 0, 2, 99]),
+            reference=ntp64_from_ns(t3 - 16 * NS_PER_S),
+            origin=NtpPacket.decode(data).transmit,
+            receive=ntp64_from_ns(t2),
+            transmit=ntp64_from_ns(t3),
+        ).encode()
+        self.at(now + out + 20_000 + back, lambda _t: self.answer(a, reply))
+
+    def answer(self, a: Association, data: bytes) -> None:
+        reply = a.receive(data, self.clock.now_ns())
+        if reply.answered:
+            self.sent.pop(a, None)
+        if reply.sample is not None:
+            self.tk.on_upstream(a.name, reply.sample)
+        self.wake(self.clock.true_ns)
+
+    def expire(self, a: Association, token: int) -> None:
+        if self.sent.get(a) == token and a.waiting:
+            del self.sent[a]
+            a.timed_out()
+
+    # -- the run ------------------------------------------------------------------
+
+    def run(self) -> SystemTrace:
+        sc = self.scenario
+        end = self.start + sc.duration_ns
+        errors: array[float] = array("d")
+        strata: array[int] = array("i")
+        dispersions: array[float] = array("d")
+        refids: list[bytes] = []
+        bases: list[str] = []
+        changes: list[Change] = []
+
+        def tick(now: int) -> None:
+            self.at(now + sc.tick_ns, tick)
+            self.tk.tick()
+            state = self.tk.state(self.clock.now_ns())
+            errors.append(self.clock.time_error_ns())
+            strata.append(state.stratum)
+            refids.append(state.refid)
+            dispersions.append(float(state.root_dispersion_ns))
+            basis = self.tk.basis
+            if not bases or bases[-1] != basis.value:
+                changes.append(Change(now - self.start, basis, self.tk.status().summary()))
+            bases.append(basis.value)
+
+        if sc.gps is not None:
+            self.at(self.start + NS_PER_S, self.pulse)
+        self.at(self.start + sc.tick_ns, tick)
+        self.at(self.start, self.wake)
+        while self.queue and self.queue[0][0] < end:
+            when, _, action = heapq.heappop(self.queue)
+            self.clock.advance_to(when)
+            action(when)
+        return SystemTrace(
+            sc.tick_ns,
+            errors,
+            strata,
+            tuple(refids),
+            dispersions,
+            tuple(bases),
+            tuple(changes),
+            self.tk.status(),
+            self.tk.counters,
+        )
+
+
+def run_system(scenario: SystemScenario) -> SystemTrace:
+    """Play ``scenario`` with the daemon's timekeeper on virtual time; see the module docstring."""
+    return _Sim(scenario).run()

@@ -191,6 +191,7 @@ class _Pending:
     xmt: int
     sent_at: int
     t1_ns: int | None = None
+    stepped: bool = False  # the clock was stepped while it was in flight: T1 and T4 differ in scale
 
 
 class Association:
@@ -314,6 +315,18 @@ class Association:
         if self._pending is not None:
             self._unanswered()
 
+    def clock_stepped(self, step_ns: int) -> None:
+        """The disciplined clock was stepped by ``step_ns`` (positive: forwards).
+
+        The stored samples are restated on the new scale
+        (:meth:`~appliance.sources.source.Source.shift`); a reply to the
+        request in flight, whose T1 was read before the step, is dropped as
+        ``stepped`` (it still counts as an answer).
+        """
+        self.source.shift(step_ns)
+        if self._pending is not None:
+            self._pending.stepped = True
+
     def receive(self, data: bytes, t4_ns: int) -> Reply:
         """Take a datagram received at ``t4_ns`` (disciplined clock, POSIX ns); see :class:`Reply`."""
         self.counters.received += 1
@@ -339,6 +352,8 @@ class Association:
         kiss = p.kiss_code
         if kiss is not None:
             return self._kiss(kiss, p, pending)
+        if pending.stepped:
+            return self._drop("stepped", answered=True)
         # The reply's origin is our random transmit timestamp; evaluate() computes with T1.
         t1 = ntp64_from_ns(pending.t1_ns)
         try:
@@ -517,6 +532,11 @@ class Upstreams:
     def estimates(self, now_ns: int) -> list[SourceEstimate]:
         """The estimates of every association at ``now_ns`` (disciplined clock)."""
         return [a.estimate(now_ns) for a in self.associations]
+
+    def clock_stepped(self, step_ns: int) -> None:
+        """The disciplined clock was stepped by ``step_ns``: see :meth:`Association.clock_stepped`."""
+        for a in self.associations:
+            a.clock_stepped(step_ns)
 
     def next_wakeup_ns(self) -> int | None:
         """The earliest time (scheduling clock) something is due: a request or a name lookup."""

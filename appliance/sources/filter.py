@@ -129,6 +129,28 @@ class ClockFilter:
         self._stages.appendleft(Stage(time_ns, offset_ns, max(0, delay_ns), dispersion))
         return self._run(time_ns)
 
+    def shift(self, step_ns: int) -> None:
+        """The local clock was stepped by ``step_ns`` (positive: forwards): restate every stage on the new scale.
+
+        A stored offset (reference minus local) falls by the step and its
+        local time rises by it, so the samples stay usable (chrony slews its
+        stored samples the same way) instead of being thrown away.
+        """
+        self._stages = deque(
+            (Stage(s.time_ns + step_ns, s.offset_ns - step_ns, s.delay_ns, s.dispersion_ns) for s in self._stages),
+            maxlen=NSTAGES,
+        )
+        o = self._output
+        if o is not None:
+            self._output = FilterOutput(
+                o.sample_ns + step_ns,
+                o.run_ns + step_ns,
+                o.offset_ns - step_ns,
+                o.delay_ns,
+                o.dispersion_ns,
+                o.jitter_ns,
+            )
+
     def add_dummy(self) -> None:
         """Shift in a timeout stage (MAXDISP): the source's dispersion rises.
 

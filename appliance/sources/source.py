@@ -135,7 +135,8 @@ class SourceEstimate:
 
     ``dispersion_ns`` and ``distance_ns`` are as of the time the estimate was
     made; ``updated_ns`` is when the filter last ran (the newest sample),
-    None before any sample. ``refid`` is what an NTP server says its
+    None before any sample; ``sample_ns`` the local time of the sample whose
+    offset the estimate carries (a new value means a new measurement). ``refid`` is what an NTP server says its
     reference is (as ntpq's ``refid`` column), a refclock's code otherwise.
     ``why_unusable`` is empty when ``usable`` and says why not otherwise.
     """
@@ -160,6 +161,7 @@ class SourceEstimate:
     address: str | None = None
     poll: int = 6
     why_unusable: str = ""
+    sample_ns: int | None = None
 
 
 def root_distance(
@@ -226,6 +228,10 @@ class Source:
         """Forget the samples (after the clock was stepped); the reach register stays."""
         self.filter.clear()
 
+    def shift(self, step_ns: int) -> None:
+        """The local clock was stepped by ``step_ns`` (positive: forwards): restate the stored samples."""
+        self.filter.shift(step_ns)
+
     def estimate(self, now_ns: int) -> SourceEstimate:
         """The source as it stands at ``now_ns`` (see :class:`SourceEstimate`)."""
         c = self.config
@@ -235,11 +241,12 @@ class Source:
         if out is None:
             offset = delay = jitter = 0
             dispersion = MAXDISP_NS
-            updated = None
+            updated = sampled = None
         else:
             offset, delay, jitter = out.offset_ns, out.delay_ns, out.jitter_ns
             dispersion = out.dispersion_at(now_ns)
             updated = out.run_ns
+            sampled = out.sample_ns
         distance = root_distance(self.root_delay_ns, delay, self.root_dispersion_ns, dispersion, jitter)
         why = self._why_unusable(out is not None, distance)
         return SourceEstimate(
@@ -263,6 +270,7 @@ class Source:
             address=c.address,
             poll=self.poll,
             why_unusable=why,
+            sample_ns=sampled,
         )
 
     def _why_unusable(self, has_sample: bool, distance_ns: int) -> str:

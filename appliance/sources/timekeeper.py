@@ -1,92 +1,347 @@
-"""Keeping time from the GPS: samples in, clock operations out, the system state to serve (pure).
+"""Keeping time: GPS, upstream NTP servers and the local clock as one system (pure; the time is passed in).
 
-The :class:`Timekeeper` joins three parts that know nothing of each other:
-the GPS reference clock (:class:`~appliance.refclock.gps.GpsClock`: pulses
-and fixes in, samples out), the discipline loop
-(:class:`~appliance.clock.discipline.Discipline`: samples in, clock
-operations out) and the clock behind :class:`~appliance.clock.base.Clock`
-(kernel, soft or simulated). The caller passes pulses, fixes and the time;
-nothing here reads a clock except through that interface.
+The :class:`Timekeeper` joins parts that know nothing of each other:
 
-What is served (the fallback chain):
+- the GPS reference clock (:class:`~appliance.refclock.gps.GpsClock`:
+  pulses and fixes in, samples out), seen by selection as one
+  :class:`~appliance.sources.source.Source` of kind REFCLOCK named
+  :data:`GPS_NAME` (stratum 0, refid ``PPS`` for numbered pulses, ``GPS``
+  for NMEA alone). Its reach register shifts every ``2**gps_poll`` s
+  (:meth:`Timekeeper.tick`); it is also unusable whenever the GPS clock
+  itself says so (no lock, no recent pulses or fixes);
+- the upstream NTP servers (:class:`~appliance.sources.client.Upstreams`,
+  whose sockets :mod:`appliance.io.ntpclient` runs): their associations'
+  estimates;
+- the local clock (``server 127.127.1.0`` + ``fudge 127.127.1.0 stratum
+  10``), a source of kind LOCAL that selection uses only when nothing
+  else survives;
+- the discipline loop (:class:`~appliance.clock.discipline.Discipline`:
+  samples in, clock operations out) and the clock behind
+  :class:`~appliance.clock.base.Clock` (kernel, soft or simulated).
 
-1. GPS usable and the loop tracking: stratum 1, refid ``PPS`` while pulses
-   are numbered, ``GPS`` on NMEA alone;
-2. GPS lost: holdover at stratum 1 while the loop's estimated error stays
-   under ``holdover_bound_ns`` (root dispersion grows with it, honestly);
-3. then the local clock at its fudged stratum, when the config has one
-   (``server 127.127.1.0``), else unsynchronised (leap 3, stratum 16).
+**Selection** (RFC 5905 section 11, :func:`~appliance.sources.selection.select`)
+runs over all of them after every GPS sample, every upstream sample
+(:meth:`Timekeeper.on_upstream`) and every :meth:`Timekeeper.tick`:
+truechimers are chosen, falsetickers marked (a GPS that disagrees with
+three upstream servers, by a second or by 1024 weeks, is a falseticker and
+never steers the clock), ``prefer`` and ``noselect`` are honoured. The
+outcome is a :class:`Basis`, the reason for the time served:
 
-Upstream NTP servers join this chain with selection (RFC 5905 section 11).
+1. ``GPS``: the GPS is the system peer. Its samples (every PPS pulse, or
+   NMEA epochs without PPS) go to the discipline. Served: stratum 1, refid
+   ``PPS`` (``GPS`` on NMEA alone), root dispersion as
+   :func:`~appliance.sources.system.system_state` computes it, plus the
+   discipline's error estimate.
+2. ``HOLDOVER``: the GPS was the basis and is now lost (or outvoted), and
+   the discipline's estimated error (1 sigma, growing without samples) is
+   still under ``holdover_bound_ns``. The clock runs on with the frequency
+   the GPS trained; nothing steers it. Served: stratum 1, the last GPS
+   refid, root dispersion = that error estimate plus the last sample's
+   dispersion (and PHI times the age, which the server adds).
+3. ``UPSTREAM``: an NTP server is the system peer. Each fresh sample of
+   the system peer goes to the discipline, moved by what the other
+   survivors say (:meth:`Timekeeper.on_upstream`). Served: stratum = the
+   peer's + 1, refid = its IPv4 address (or the MD5 code of an IPv6 one).
+   When every server is lost and no local clock is configured, the last
+   upstream state is kept while its root distance, growing at PHI, stays
+   under MAXDIST (:mod:`appliance.sources.system`).
+4. ``LOCAL``: only the local clock survives: served at its fudged stratum,
+   refid ``LOCL``; nothing steers the clock.
+5. ``UNSYNCHRONISED``: nothing: leap 3, stratum 16.
+
+**One loop per kind of source.** A discipline measures its samples' jitter
+from their own history, so PPS samples (a microsecond) and network offsets
+(tens of microseconds and more) must not share one: when the samples
+switch from one kind to the other, a new :class:`Discipline` takes over,
+warm-started with the frequency the old one estimated (its phase slew, if
+any, is ended first). :attr:`Timekeeper.discipline` is always the loop in
+use (the one a drift file should record).
+
+**Steps.** When the discipline steps the clock, every source's stored
+samples are restated on the new scale
+(:meth:`~appliance.sources.source.Source.shift`, chrony's way) and the GPS
+pairing starts again (its pulses in flight carry the old scale).
+
+**Leap.** ``leap(now_ns)``, when given (the leap-second table), says what
+the served leap indicator is while synchronised; without it the
+selection's leap (the GPS's own, or the upstream servers' majority) is
+served.
+
+:meth:`Timekeeper.status` returns a :class:`TimekeeperStatus` for the
+daemon's log and status pages: the basis, the system peer, each source's
+tally code (ntpq's ``*``, ``o``, ``+``, ``x``...) and why.
+
+Times: ``now_ns`` arguments and sample times are readings of the
+disciplined clock (POSIX ns); offsets are reference minus local (positive:
+the clock is behind).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from appliance.clock.base import Clock, Step, apply
-from appliance.clock.discipline import Discipline, Mode
+from appliance.clock.base import Clock, SetFrequency, Step, apply
+from appliance.clock.discipline import Discipline, DisciplineConfig, Mode
 from appliance.nmea.epoch import Fix
 from appliance.ntp.packet import LEAP_NONE, refid_from_text
 from appliance.refclock.gps import PPS_DISPERSION_NS, GpsClock
 from appliance.refclock.local import LocalClock
 from appliance.refclock.sample import Pulse, Sample
-from appliance.sources.state import UNSYNCHRONISED, SystemState
+from appliance.sources.client import POLL_GATE, Upstreams
+from appliance.sources.selection import Selection, select
+from appliance.sources.source import Source, SourceConfig, SourceEstimate, SourceKind, SourceSample
+from appliance.sources.state import SystemState
+from appliance.sources.system import system_state
+from appliance.timebase import NS_PER_S
 
 #: Holdover keeps stratum 1 while the estimated error is below this (1 ms: an NTP client cannot tell).
 DEFAULT_HOLDOVER_BOUND_NS = 1_000_000
+#: The GPS's source name in selection and status (ntpq shows refclocks as NAME(unit)).
+GPS_NAME = "GPS(0)"
+#: The local clock's source name (ntpd's LOCAL driver).
+LOCAL_NAME = "LOCAL(0)"
+#: The GPS source's poll exponent: its reach register shifts every 2**4 = 16 s.
+DEFAULT_GPS_POLL = 4
+#: PPS pulses count as recent (NMEA samples are then ignored) for this long.
+PPS_RECENT_NS = 3 * NS_PER_S
+#: A discipline fed with network offsets assumes this jitter until it has measured it.
+UPSTREAM_INITIAL_JITTER_NS = 100_000.0
+#: An upstream sample steers the clock only this soon after it arrived (the loop takes samples as they happen).
+UPSTREAM_FRESH_NS = 4 * NS_PER_S
+#: A loop that takes over never starts more certain of the frequency than this (ppb, 1 sigma).
+MIN_FREQUENCY_SD_PPB = 5.0
+
+_PPS_REFID = refid_from_text("PPS")
+_GPS_REFID = refid_from_text("GPS")
+
+
+class Basis(enum.Enum):
+    """Why the time is served as it is (see the module docstring)."""
+
+    GPS = "gps"
+    HOLDOVER = "holdover"
+    UPSTREAM = "upstream"
+    LOCAL = "local"
+    UNSYNCHRONISED = "unsynchronised"
 
 
 @dataclass(slots=True)
 class TimekeeperCounters:
     pps_samples: int = 0
     nmea_samples: int = 0
+    upstream_updates: int = 0
+    upstream_queued: int = 0
     clock_steps: int = 0
+    basis_changes: int = 0
+    disciplines: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TimekeeperStatus:
+    """The timekeeper at one moment: what is served and why.
+
+    ``error_ns`` is the discipline's estimated error (1 sigma, ns);
+    ``selection`` the last selection, with every source's estimate and tally.
+    """
+
+    time_ns: int
+    basis: Basis
+    state: SystemState
+    error_ns: int
+    selection: Selection
+
+    @property
+    def system_peer(self) -> str | None:
+        return self.selection.system_peer
+
+    @property
+    def falsetickers(self) -> tuple[str, ...]:
+        return self.selection.falsetickers
+
+    def summary(self) -> str:
+        """One line for the log: the basis, stratum and refid served, and any falsetickers."""
+        s = self.state
+        if self.basis is Basis.UPSTREAM:
+            refid = ".".join(str(b) for b in s.refid)
+        else:
+            refid = s.refid.rstrip(b"\0").decode("ascii", "replace")
+        line = f"{self.basis.value}: stratum {s.stratum}, refid {refid}"
+        if self.system_peer is not None:
+            line += f", system peer {self.system_peer}"
+        line += f", estimated error {self.error_ns / 1000:.1f} us"
+        if self.falsetickers:
+            line += "; falsetickers (outvoted): " + ", ".join(self._describe(n) for n in self.falsetickers)
+        return line
+
+    def source_lines(self) -> list[str]:
+        """One line per source, ntpq ``peers``-like: tally, name, stratum, reach, offset, distance, why not."""
+        out = []
+        for e in self.selection.estimates:
+            why = f"  ({e.why_unusable})" if e.why_unusable else ""
+            out.append(
+                f"{self.selection.tally_code(e.name)}{e.name:<24} st {e.stratum:>2} reach {e.reach:03o}"
+                f" offset {e.offset_ns / 1e6:+.6f} ms distance {e.distance_ns / 1e6:.3f} ms{why}"
+            )
+        return out
+
+    def _describe(self, name: str) -> str:
+        for e in self.selection.estimates:
+            if e.name == name:
+                return f"{name} (offset {e.offset_ns / NS_PER_S:+.6f} s)"
+        return name
 
 
 class Timekeeper:
-    """GPS + discipline + clock, and the state they justify; see the module docstring."""
+    """GPS, upstream servers, local clock, selection, discipline and clock; see the module docstring.
+
+    ``gps`` is None when no receiver is configured; ``discipline`` the loop
+    to start with (None: a cold one with ``discipline_config``; pass one
+    warm-started from a drift file). ``upstreams`` is shared with the I/O
+    edge that polls them (None: no servers). ``precision`` is log2 s.
+    """
 
     def __init__(
         self,
         clock: Clock,
-        gps: GpsClock,
-        discipline: Discipline,
+        gps: GpsClock | None = None,
+        discipline: Discipline | None = None,
         *,
         precision: int,
         local: LocalClock | None = None,
+        upstreams: Upstreams | None = None,
         holdover_bound_ns: int = DEFAULT_HOLDOVER_BOUND_NS,
+        leap: Callable[[int], int] | None = None,
+        gps_prefer: bool = False,
+        gps_noselect: bool = False,
+        gps_poll: int = DEFAULT_GPS_POLL,
+        discipline_config: DisciplineConfig | None = None,
     ) -> None:
         self.clock = clock
         self.gps = gps
-        self.discipline = discipline
+        self._config = discipline_config or DisciplineConfig()
+        self.discipline = discipline if discipline is not None else Discipline(self._config)
         self.precision = precision
         self.local = local
+        self.upstreams = upstreams
         self.holdover_bound_ns = holdover_bound_ns
+        self.leap = leap
         self.counters = TimekeeperCounters()
-        self._last_sample: Sample | None = None
+        self.gps_source: Source | None = None
+        if gps is not None:
+            self.gps_source = Source(
+                SourceConfig(
+                    name=GPS_NAME,
+                    kind=SourceKind.REFCLOCK,
+                    refid=_GPS_REFID,
+                    prefer=gps_prefer,
+                    noselect=gps_noselect,
+                    minpoll=gps_poll,
+                    maxpoll=gps_poll,
+                    precision=precision,
+                )
+            )
+        self.local_source: Source | None = None
+        if local is not None:
+            self.local_source = Source(
+                SourceConfig(
+                    name=LOCAL_NAME,
+                    kind=SourceKind.LOCAL,
+                    refid=refid_from_text(local.refid),
+                    stratum=local.stratum,
+                    precision=precision,
+                )
+            )
+        self._gps_poll_ns = NS_PER_S << gps_poll
+        self._next_gps_poll: int | None = None
         self._last_pps_ns: int | None = None
+        self._fed_by: Basis | None = None  # the kind of samples the current discipline has taken
+        self._gps_refid = _GPS_REFID
+        self._gps_reference_ns: int | None = None
+        self._gps_dispersion_ns = 0
+        self._basis = Basis.UNSYNCHRONISED
+        self._selection: Selection = select([], 0)
+        self._state = SystemState(precision=precision)
+        self._error_ns = self.discipline.error_estimate_ns(0)
+        self._time_ns = 0
+
+    @property
+    def basis(self) -> Basis:
+        """The basis of the last selection."""
+        return self._basis
 
     # -- input: the refclock drivers call these --------------------------------
 
     def on_pulse(self, pulse: Pulse) -> None:
+        """A PPS edge (local time on the disciplined clock)."""
+        if self.gps is None:
+            return
         now = self.clock.now_ns()
         trusted = self.discipline.mode(now) is not Mode.UNSYNCHRONISED and (
             self.discipline.error_estimate_ns(now) < 100_000_000
         )
         sample = self.gps.on_pulse(pulse, clock_within_0_4s=trusted)
         if sample is not None:
-            self._use(sample)
+            self._gps_sample(sample)
 
     def on_fix(self, fix: Fix) -> None:
+        """An NMEA epoch."""
+        if self.gps is None:
+            return
         for sample in self.gps.on_fix(fix):
-            self._use(sample)
+            self._gps_sample(sample)
+
+    # -- input: the NTP client's edge calls this ----------------------------------
+
+    def on_upstream(self, name: str, sample: SourceSample) -> None:
+        """Upstream server ``name`` gave ``sample`` (already in its association): select again, maybe steer.
+
+        While the servers are the basis, a fresh sample of the system peer
+        steers the clock: its own offset, moved by what the other combined
+        survivors say (the combined offset minus the peer's filtered one),
+        unless its delay shows it queued: more than 4 jitters (RFC 5905's
+        PGATE) above the lowest delay in the peer's filter. Each
+        measurement is used once, when it arrives.
+        """
+        now = self.clock.now_ns()
+        self._reselect(now)
+        peer = self._selection.peer
+        if self._basis is not Basis.UPSTREAM or peer is None or peer.kind is not SourceKind.SERVER:
+            return
+        if peer.name != name or now - sample.time_ns > UPSTREAM_FRESH_NS:
+            return
+        if sample.delay_ns - peer.delay_ns > POLL_GATE * max(peer.jitter_ns, 1):
+            self.counters.upstream_queued += 1
+            return
+        self.counters.upstream_updates += 1
+        offset = sample.offset_ns + self._selection.offset_ns - peer.offset_ns
+        steer = Sample(
+            local_ns=sample.time_ns,
+            reference_ns=sample.time_ns + offset,
+            leap=self._selection.leap,
+            dispersion_ns=peer.distance_ns,
+        )
+        self._discipline(Basis.UPSTREAM, steer)
+        self._reselect(self.clock.now_ns())
+
+    # -- the clock -------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Run about once a second: ends slews and grows the error estimate when samples stop."""
-        apply(self.clock, self.discipline.tick(self.clock.now_ns()))
+        """Run about once a second: the GPS's reach, the discipline's holdover, a new selection."""
+        now = self.clock.now_ns()
+        if self.gps_source is not None:
+            if self._next_gps_poll is None or now - self._next_gps_poll > 4 * self._gps_poll_ns:
+                self._next_gps_poll = now + self._gps_poll_ns  # first tick, or the clock jumped
+            elif now >= self._next_gps_poll:
+                self.gps_source.polled()
+                self._next_gps_poll += self._gps_poll_ns
+        apply(self.clock, self.discipline.tick(now))
+        self._reselect(now)
 
-    def _use(self, sample: Sample) -> None:
+    def _gps_sample(self, sample: Sample) -> None:
+        assert self.gps_source is not None
         pps = sample.dispersion_ns <= PPS_DISPERSION_NS
         if not pps and self._pps_recent(sample.local_ns):
             return  # NMEA samples only while there are no numbered pulses
@@ -95,39 +350,154 @@ class Timekeeper:
             self._last_pps_ns = sample.local_ns
         else:
             self.counters.nmea_samples += 1
+        self.gps_source.add(
+            SourceSample(
+                time_ns=sample.local_ns,
+                offset_ns=sample.offset_ns,
+                dispersion_ns=sample.dispersion_ns,
+                leap=sample.leap,
+                refid=_PPS_REFID if pps else _GPS_REFID,
+            )
+        )
+        self._reselect(self.clock.now_ns())
+        if self._basis is Basis.GPS:
+            self._gps_dispersion_ns = sample.dispersion_ns
+            self._discipline(Basis.GPS, sample)
+
+    def _discipline(self, kind: Basis, sample: Sample) -> None:
+        """Feed ``sample`` to the loop for ``kind`` of samples (a new loop if the kind changed)."""
+        first_upstream = self._fed_by is None and kind is Basis.UPSTREAM
+        if first_upstream or (self._fed_by is not None and self._fed_by is not kind):
+            old = self.discipline
+            if old.deadline_ns() is not None:
+                apply(self.clock, [SetFrequency(old.frequency_ppb)])  # end the old loop's phase slew
+            self.discipline = self._successor(old, kind, sample.local_ns)
+            self.counters.disciplines += 1
+        self._fed_by = kind
         ops = self.discipline.update(sample, self.clock.offset_correction_ns())
-        steps = [op for op in ops if isinstance(op, Step)]
-        self.counters.clock_steps += len(steps)
+        steps = [op.offset_ns for op in ops if isinstance(op, Step)]
         apply(self.clock, ops)
         if steps:
-            # the clock jumped: pulses and epochs in flight carry the old timescale
-            self.gps.reset()
-        self._last_sample = sample
+            self._stepped(sum(steps))
+
+    def _successor(self, old: Discipline, kind: Basis, now_ns: int) -> Discipline:
+        """A new loop for ``kind`` of samples, starting from ``old``'s frequency and its uncertainty now.
+
+        The uncertainty is the old estimate's, grown by the wander since its
+        last update (a random walk: variance ``wander**2`` per second).
+        """
+        config = self._config
+        status = old.status(now_ns)
+        age_s = 0.0 if status.last_update_ns is None else max(0, now_ns - status.last_update_ns) / NS_PER_S
+        sd = math.sqrt(status.frequency_sd_ppb**2 + config.wander_ppb_per_sqrt_s**2 * age_s)
+        config = replace(config, warm_frequency_sd_ppb=max(MIN_FREQUENCY_SD_PPB, sd))
+        if kind is Basis.UPSTREAM:
+            config = replace(config, initial_jitter_ns=max(config.initial_jitter_ns, UPSTREAM_INITIAL_JITTER_NS))
+        return Discipline(config, frequency_ppb=old.frequency_ppb)
+
+    def _stepped(self, step_ns: int) -> None:
+        """The clock jumped by ``step_ns``: restate every stored sample on the new scale."""
+        self.counters.clock_steps += 1
+        if self.gps is not None:
+            self.gps.reset()  # pulses and epochs in flight carry the old timescale
+        if self.gps_source is not None:
+            self.gps_source.shift(step_ns)
+        if self.upstreams is not None:
+            self.upstreams.clock_stepped(step_ns)
+        for attr in ("_last_pps_ns", "_gps_reference_ns", "_next_gps_poll"):
+            value = getattr(self, attr)
+            if value is not None:
+                setattr(self, attr, value + step_ns)
 
     def _pps_recent(self, now_ns: int) -> bool:
-        return self._last_pps_ns is not None and now_ns - self._last_pps_ns < 3_000_000_000
+        return self._last_pps_ns is not None and now_ns - self._last_pps_ns < PPS_RECENT_NS
+
+    # -- selection -------------------------------------------------------------------
+
+    def estimates(self, now_ns: int) -> list[SourceEstimate]:
+        """Every source's estimate at ``now_ns``: the GPS, the upstream servers, the local clock."""
+        out: list[SourceEstimate] = []
+        if self.gps_source is not None and self.gps is not None:
+            e = self.gps_source.estimate(now_ns)
+            if e.usable and not self.gps.status(now_ns).usable:
+                e = replace(e, usable=False, why_unusable="GPS: no lock, or no recent pulses and fixes")
+            out.append(e)
+        if self.upstreams is not None:
+            out.extend(self.upstreams.estimates(now_ns))
+        if self.local_source is not None:
+            out.append(self.local_source.estimate(now_ns))
+        return out
+
+    def _reselect(self, now_ns: int) -> None:
+        sel = select(self.estimates(now_ns), now_ns, previous=self._selection.system_peer)
+        error = self.discipline.error_estimate_ns(now_ns)
+        basis = self._basis_for(sel, error)
+        if basis is not self._basis:
+            self.counters.basis_changes += 1
+        peer = sel.peer
+        if basis is Basis.GPS and peer is not None:
+            self._gps_refid = peer.refid
+            self._gps_reference_ns = peer.updated_ns
+        previous = self._state if self._basis is Basis.UPSTREAM else None
+        self._basis = basis
+        self._selection = sel
+        self._error_ns = error
+        self._time_ns = now_ns
+        self._state = self._serve(sel, basis, error, now_ns, previous)
+
+    def _basis_for(self, sel: Selection, error_ns: int) -> Basis:
+        peer = sel.peer
+        if peer is not None and peer.kind is SourceKind.REFCLOCK:
+            return Basis.GPS
+        if (
+            self._basis in (Basis.GPS, Basis.HOLDOVER)
+            and self._fed_by is Basis.GPS
+            and error_ns < self.holdover_bound_ns
+        ):
+            return Basis.HOLDOVER
+        if peer is not None:
+            return Basis.UPSTREAM if peer.kind is SourceKind.SERVER else Basis.LOCAL
+        if self._basis is Basis.UPSTREAM and self._state.synchronised:
+            return Basis.UPSTREAM  # lost every server: the last state ages (system.py's holdover)
+        return Basis.UNSYNCHRONISED
+
+    def _serve(
+        self, sel: Selection, basis: Basis, error_ns: int, now_ns: int, previous: SystemState | None
+    ) -> SystemState:
+        if basis is Basis.HOLDOVER:
+            state = SystemState(
+                leap=LEAP_NONE,
+                stratum=1,
+                precision=self.precision,
+                root_delay_ns=0,
+                root_dispersion_ns=error_ns + self._gps_dispersion_ns,
+                refid=self._gps_refid,
+                reference_ns=self._gps_reference_ns,
+            )
+        elif basis is Basis.UNSYNCHRONISED:
+            state = SystemState(precision=self.precision)
+        else:
+            steered = basis in (Basis.GPS, Basis.UPSTREAM)
+            state = system_state(
+                sel,
+                now_ns,
+                self.precision,
+                discipline_error_ns=error_ns if steered else 0,
+                previous=previous,
+            )
+        if basis is Basis.LOCAL and self.local is not None:
+            state = replace(state, public_unsync=self.local.public_unsync)  # config: localclock public
+        if state.synchronised and self.leap is not None:
+            state = replace(state, leap=self.leap(now_ns))
+        return state
 
     # -- output ------------------------------------------------------------------
 
     def state(self, now_ns: int) -> SystemState:
-        """The system state to serve at ``now_ns`` (clock time), following the fallback chain."""
-        mode = self.discipline.mode(now_ns)
-        error = self.discipline.error_estimate_ns(now_ns)
-        status = self.gps.status(now_ns)
-        last = self._last_sample
-        if mode is not Mode.UNSYNCHRONISED and last is not None:
-            live = mode is Mode.TRACKING and status.usable
-            if live or error < self.holdover_bound_ns:
-                refid = "PPS" if self._pps_recent(now_ns) else "GPS"
-                return SystemState(
-                    leap=LEAP_NONE,
-                    stratum=1,
-                    precision=self.precision,
-                    root_delay_ns=0,
-                    root_dispersion_ns=error + last.dispersion_ns,
-                    refid=refid_from_text(refid),
-                    reference_ns=last.reference_ns,
-                )
-        if self.local is not None:
-            return self.local.state(now_ns, self.precision)
-        return UNSYNCHRONISED
+        """The system state to serve at ``now_ns`` (clock time): selects again, then follows the basis."""
+        self._reselect(now_ns)
+        return self._state
+
+    def status(self) -> TimekeeperStatus:
+        """The outcome of the last selection (see :class:`TimekeeperStatus`)."""
+        return TimekeeperStatus(self._time_ns, self._basis, self._state, self._error_ns, self._selection)

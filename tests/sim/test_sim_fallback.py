@@ -1,0 +1,143 @@
+"""Scenarios on virtual time: the daemon's timekeeper with a simulated GPS, upstream servers and the local clock.
+
+Each plays an hour or more of virtual time in seconds (:func:`appliance.sim.harness.run_system`):
+the real GPS pairing, upstream client state machine (real NTP packets), selection and discipline.
+They check the fallback chain (what is served, and that the clock stays right), never wall-clock timings.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.ntp.packet import refid_from_text
+from appliance.sim.harness import WEEKS_1024_NS, GpsSpec, ServerSpec, SystemScenario, SystemTrace, run_system
+from appliance.sim.metrics import max_abs
+from appliance.sources.system import refid_for_address
+from appliance.sources.timekeeper import GPS_NAME
+from appliance.timebase import NS_PER_S
+
+S = NS_PER_S
+MIN = 60 * S
+US = 1_000.0
+PPS = refid_from_text("PPS")
+LOCL = refid_from_text("LOCL")
+
+
+def servers(n: int = 3, **kwargs: object) -> tuple[ServerSpec, ...]:
+    """``n`` stratum-1 servers 2 ms away whose clocks are 30 us apart (-30, 0, +30 us...)."""
+    return tuple(
+        ServerSpec(f"192.0.2.{i + 1}", clock_error_ns=(i - 1) * 30_000, **kwargs)  # type: ignore[arg-type]
+        for i in range(n)
+    )
+
+
+def window(trace: SystemTrace, start_ns: int, end_ns: int) -> slice:
+    return slice(trace.at(start_ns) + 1, trace.at(end_ns) + 1)
+
+
+def test_gps_lost_and_regained_walks_the_whole_chain() -> None:
+    lost, back = 20 * MIN, 80 * MIN
+    trace = run_system(
+        SystemScenario(
+            seed=1,
+            duration_ns=100 * MIN,
+            initial_offset_ns=150_000_000,
+            gps=GpsSpec(outages=((lost, back),)),
+            servers=servers(),
+            holdover_bound_ns=20_000,
+            local_stratum=10,
+        )
+    )
+    # settled on the GPS: stratum 1, refid PPS, the clock within microseconds
+    tracking = window(trace, 10 * MIN, lost)
+    assert set(trace.basis[tracking]) == {"gps"}
+    assert set(trace.stratum[tracking]) == {1} and set(trace.refid[tracking]) == {PPS}
+    assert max_abs(trace.time_error_ns[tracking]) < 5 * US
+    # then holdover (still stratum 1), then the upstream servers (stratum 2, refid one of their addresses)
+    after = trace.bases()[trace.bases().index("gps") :]
+    assert after[:4] == ["gps", "holdover", "upstream", "gps"], trace.changes
+    lost_at = trace.at(lost) + 3
+    held = [i for i in range(lost_at, trace.at(back)) if trace.basis[i] == "holdover"]
+    assert held and held[0] <= lost_at
+    assert {trace.stratum[i] for i in held} == {1}
+    dispersion = [trace.root_dispersion_ns[i] for i in held]
+    assert dispersion == sorted(dispersion) and dispersion[-1] > 2 * dispersion[0]  # honestly growing
+    upstream = [i for i in range(lost_at, trace.at(back)) if trace.basis[i] == "upstream"]
+    assert upstream and {trace.stratum[i] for i in upstream} == {2}
+    assert {trace.refid[i] for i in upstream} <= {refid_for_address(s.address) for s in servers()}
+    # the upstreams keep the clock within their own spread and the network's noise
+    assert max_abs([trace.time_error_ns[i] for i in upstream]) < 200 * US
+    # back on the GPS: stratum 1 PPS, microseconds again
+    final = window(trace, back + 5 * MIN, 100 * MIN)
+    assert set(trace.basis[final]) == {"gps"} and set(trace.refid[final]) == {PPS}
+    assert max_abs(trace.time_error_ns[final]) < 5 * US
+    assert trace.final.system_peer == GPS_NAME and trace.counters.clock_steps == 1
+
+
+@pytest.mark.parametrize("jump_ns", [S, -WEEKS_1024_NS], ids=["one-second", "1024-weeks"])
+def test_a_jumping_gps_is_outvoted_by_three_upstreams(jump_ns: int) -> None:
+    jump = 15 * MIN
+    trace = run_system(
+        SystemScenario(
+            seed=2,
+            duration_ns=60 * MIN,
+            initial_offset_ns=150_000_000,
+            gps=GpsSpec(jumps=((jump, jump_ns),)),
+            servers=servers(),
+            holdover_bound_ns=20_000,
+        )
+    )
+    after = window(trace, jump, 60 * MIN)
+    # the clock never follows the GPS: it stays within the upstreams' microseconds, never near a second off
+    assert max_abs(trace.time_error_ns[after]) < 300 * US
+    assert trace.counters.clock_steps == 1  # the start-up step only
+    assert "gps" not in trace.basis[after]
+    assert min(trace.stratum[after]) >= 1
+    # the GPS relocked to its wrong time (after 10 minutes) and selection marks it a falseticker
+    final = trace.final
+    assert final.falsetickers == (GPS_NAME,), final.source_lines()
+    assert final.selection.tally_code(GPS_NAME) == "x"
+    gps = next(e for e in final.selection.estimates if e.name == GPS_NAME)
+    assert gps.usable and abs(gps.offset_ns - jump_ns) < 1_000_000  # it says the clock is off by the jump
+    assert "falsetickers (outvoted): GPS(0)" in final.summary()
+    assert trace.basis[-1] == "upstream" and trace.stratum[-1] == 2
+
+
+@pytest.mark.parametrize("local", [10, None], ids=["local-clock", "no-local-clock"])
+def test_all_upstreams_lost(local: int | None) -> None:
+    lost = 60 * MIN
+    everything = ((lost, 10**9 * MIN),)
+    trace = run_system(
+        SystemScenario(
+            seed=3,
+            duration_ns=30 * 3600 * S,
+            initial_offset_ns=-2_000_000,
+            servers=servers(outages=everything),
+            server_options="iburst minpoll 4 maxpoll 6",
+            local_stratum=local,
+            tick_ns=16 * S,
+        )
+    )
+    before = window(trace, 40 * MIN, lost)
+    assert set(trace.basis[before]) == {"upstream"} and set(trace.stratum[before]) == {2}
+    assert max_abs(trace.time_error_ns[before]) < 200 * US
+    if local is not None:
+        # the servers become unreachable within a few polls; then the local clock at its fudged stratum
+        assert trace.bases()[-2:] == ["upstream", "local"]
+        switched = next(c.at_ns for c in trace.changes if c.basis.value == "local" and c.at_ns > lost)
+        assert switched < lost + 30 * MIN
+        assert trace.stratum[-1] == 10 and trace.refid[-1] == LOCL
+    else:
+        # the last upstream state is kept while its root distance, growing at 15 ppm, stays under 1.5 s
+        # (hours: it starts from where the fading servers left it), then unsynchronised
+        assert trace.bases()[-2:] == ["upstream", "unsynchronised"]
+        switched = next(c.at_ns for c in trace.changes if c.basis.value == "unsynchronised")
+        assert lost + 3 * 3600 * S < switched < 28 * 3600 * S
+        held = trace.at(switched) - 1
+        assert trace.stratum[held] == 2 and trace.stratum[-1] == 16
+
+
+def test_same_seed_same_trace() -> None:
+    scenario = SystemScenario(seed=7, duration_ns=10 * MIN, gps=GpsSpec(), servers=servers(), initial_offset_ns=10**8)
+    a, b = run_system(scenario), run_system(scenario)
+    assert a.time_error_ns == b.time_error_ns and a.changes == b.changes

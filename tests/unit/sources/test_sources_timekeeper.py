@@ -1,0 +1,108 @@
+"""The timekeeper's pieces that the simulation scenarios do not isolate: steps restate samples, status text."""
+
+from __future__ import annotations
+
+import random
+
+from appliance.clock.simulated import SimulatedClock
+from appliance.config import parse_config
+from appliance.ntp.packet import MODE_SERVER, NtpPacket, refid_from_text
+from appliance.refclock.local import LocalClock
+from appliance.sources.client import Association, Upstreams
+from appliance.sources.filter import ClockFilter
+from appliance.sources.source import SourceSample
+from appliance.sources.timekeeper import LOCAL_NAME, Basis, Timekeeper
+from appliance.timebase import NS_PER_S, ntp64_from_ns
+
+T0 = 1_795_000_000 * NS_PER_S
+MS = 1_000_000
+
+
+def test_a_step_restates_the_filter_instead_of_forgetting_it() -> None:
+    f = ClockFilter()
+    for i in range(4):
+        f.add(T0 + i * NS_PER_S, 200 * MS + i, 1000, 10)
+    before = f.output
+    assert before is not None
+    f.shift(200 * MS)  # the clock jumped forwards by the offset it had
+    after = f.output
+    assert after is not None and after.offset_ns == before.offset_ns - 200 * MS
+    assert [s.offset_ns for s in f.stages] == [3, 2, 1, 0]
+    assert after.sample_ns == before.sample_ns + 200 * MS and after.jitter_ns == before.jitter_ns
+    assert not f.add(T0 + 200 * MS + 4 * NS_PER_S, 5, 5000, 10)  # a worse (longer) path does not win
+
+
+def reply(a: Association, request: bytes, t2: int) -> bytes:
+    return NtpPacket(
+        mode=MODE_SERVER,
+        stratum=1,
+        precision=-20,
+        refid=refid_from_text("GPS"),
+        reference=ntp64_from_ns(t2 - NS_PER_S),
+        origin=NtpPacket.decode(request).transmit,
+        receive=ntp64_from_ns(t2),
+        transmit=ntp64_from_ns(t2),
+    ).encode()
+
+
+def test_a_reply_in_flight_across_a_step_is_dropped_and_counts_as_an_answer() -> None:
+    a = Association("192.0.2.1", 0, rng=random.Random(1))
+    q = a.request(0)
+    a.sent(T0)
+    a.clock_stepped(-150 * MS)
+    r = a.receive(reply(a, q, T0 + MS), T0 + 2 * MS - 150 * MS)
+    assert (r.outcome, r.reason, r.answered) == ("dropped", "stepped", True)
+    assert a.counters.dropped == {"stepped": 1} and a.missed == 0 and not a.waiting
+    q = a.request(NS_PER_S)
+    a.sent(T0)
+    assert a.receive(reply(a, q, T0 + MS), T0 + 2 * MS).outcome == "sample"  # the next one counts again
+
+
+def test_local_clock_only_and_the_status_text() -> None:
+    config = parse_config("server 127.127.1.0\nfudge 127.127.1.0 stratum 7\n", "t.conf")
+    clock = SimulatedClock(random.Random(1), start_ns=T0)
+    tk = Timekeeper(clock, precision=-20, local=LocalClock.from_config(config))
+    state = tk.state(clock.now_ns())
+    assert (tk.basis, state.stratum, state.refid) == (Basis.LOCAL, 7, refid_from_text("LOCL"))
+    status = tk.status()
+    assert status.system_peer == LOCAL_NAME and status.falsetickers == ()
+    assert status.summary().startswith("local: stratum 7, refid LOCL, system peer LOCAL(0)")
+    assert status.source_lines()[0].startswith("*LOCAL(0)")
+
+
+def test_nothing_configured_is_unsynchronised_and_the_leap_hook_is_only_used_when_synchronised() -> None:
+    clock = SimulatedClock(random.Random(1), start_ns=T0)
+    calls: list[int] = []
+
+    def leap(now_ns: int) -> int:
+        calls.append(now_ns)
+        return 1
+
+    tk = Timekeeper(clock, precision=-20, leap=leap)
+    assert tk.state(clock.now_ns()).stratum == 16 and tk.basis is Basis.UNSYNCHRONISED and calls == []
+    local = Timekeeper(clock, precision=-20, leap=leap, local=LocalClock())
+    assert local.state(clock.now_ns()).leap == 1 and calls == [clock.now_ns()]
+
+
+def test_upstream_samples_steer_only_the_system_peer_and_only_fresh() -> None:
+    config = parse_config("server 192.0.2.1 iburst\n", "t.conf")
+    clock = SimulatedClock(random.Random(1), start_ns=T0)
+    ups = Upstreams(config.servers, 0, rng=random.Random(2))
+    tk = Timekeeper(clock, precision=-20, upstreams=ups)
+    (a,) = ups.associations
+    for i in range(4):
+        q = a.request(i * 2 * NS_PER_S)
+        a.sent(clock.now_ns())
+        clock.advance(MS)
+        r = a.receive(reply(a, q, clock.now_ns() + 5 * MS), clock.now_ns() + MS)
+        assert r.sample is not None
+        tk.on_upstream(a.name, r.sample)
+        clock.advance(2 * NS_PER_S)
+    assert tk.basis is Basis.UPSTREAM and tk.counters.upstream_updates >= 1
+    state = tk.state(clock.now_ns())
+    assert state.stratum == 2 and state.refid == bytes([192, 0, 2, 1])
+    updates = tk.counters.upstream_updates
+    stale = SourceSample(time_ns=clock.now_ns() - 60 * NS_PER_S, offset_ns=0, delay_ns=MS)
+    tk.on_upstream(a.name, stale)
+    tk.on_upstream("192.0.2.99", SourceSample(time_ns=clock.now_ns(), offset_ns=0, delay_ns=MS))
+    assert tk.counters.upstream_updates == updates
