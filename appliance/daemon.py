@@ -34,8 +34,9 @@ from appliance.ntp.server import NtpServer
 from appliance.refclock.gps import Convention, GpsClock, GpsSettings
 from appliance.refclock.local import LocalClock
 from appliance.refclock.setup import GpsSetup, gps_setup
+from appliance.sources.client import Association, Reply, Upstreams
 from appliance.sources.state import UNSYNCHRONISED, SystemState
-from appliance.sources.timekeeper import Timekeeper
+from appliance.sources.timekeeper import DEFAULT_HOLDOVER_BOUND_NS, Timekeeper, TimekeeperStatus
 from appliance.timebase import NS_PER_S, log2_from_ns
 
 log = logging.getLogger("stratum1")
@@ -55,6 +56,8 @@ class ServeSettings:
     rcvbuf: int | None = None
     #: "soft" (a software-corrected clock: never touches the host clock) or "kernel" (adjtimex).
     clock: str = "soft"
+    #: Stratum 1 holdover lasts while the clock's estimated error (1 sigma, ns) stays under this.
+    holdover_bound_ns: int = DEFAULT_HOLDOVER_BOUND_NS
 
 
 #: The firmware's build date: the GPS week-rollover repair moves dates before it (minus a year) forward.
@@ -133,7 +136,8 @@ class Appliance:
         self._closers: list[Callable[[], Any]] = []
         from_kernel_ns: Callable[[int], int] | None = None
         setup = gps_setup(config)
-        if simulation is not None or setup is not None:
+        upstream = any(s.refclock is None for s in config.servers)
+        if simulation is not None or setup is not None or upstream:
             clock = self._make_clock(settings.clock, read_ns)
             if isinstance(clock, SoftClock):
                 from_kernel_ns = clock.at_base_ns
@@ -152,7 +156,7 @@ class Appliance:
             for address in settings.listen:
                 self._open(address)
             if self.clock is not None:
-                self._start_gps(self.clock, setup, simulation)
+                self._start_timekeeper(self.clock, setup, simulation)
         except BaseException:
             self.close()
             raise
@@ -187,18 +191,63 @@ class Appliance:
             return KernelClock()
         return SoftClock(read_ns)
 
-    def _start_gps(self, clock: Clock, setup: GpsSetup | None, simulation: Simulation | None) -> None:
-        """Wire the GPS receiver (real or simulated) into a timekeeper that steers ``clock``."""
-        convention = setup.convention if setup else Convention.CURRENT
-        if simulation is not None:
-            from appliance.fakes.gps import MODELS
+    def _start_timekeeper(self, clock: Clock, setup: GpsSetup | None, simulation: Simulation | None) -> None:
+        """One timekeeper steers ``clock`` from the GPS (real or simulated), the upstream servers, the local clock.
 
-            convention = Convention.NEXT if MODELS[simulation.receiver].labels == "next" else Convention.CURRENT
-        delay = setup.nmea_delay_ns if setup else None
-        gps = GpsClock(GpsSettings(convention, delay, setup.pps_offset_ns if setup else 0))
+        Any of them may be missing: no GPS section (upstreams only), no
+        ``server``/``pool`` lines (GPS only). The timekeeper ticks every second.
+        """
+        gps = None
+        if setup is not None or simulation is not None:
+            convention = setup.convention if setup else Convention.CURRENT
+            if simulation is not None:
+                from appliance.fakes.gps import MODELS
+
+                convention = Convention.NEXT if MODELS[simulation.receiver].labels == "next" else Convention.CURRENT
+            delay = setup.nmea_delay_ns if setup else None
+            gps = GpsClock(GpsSettings(convention, delay, setup.pps_offset_ns if setup else 0))
         discipline = self._start_drift_file(clock, simulation)
-        tk = Timekeeper(clock, gps, discipline, precision=self.precision, local=self.local_clock)
+        upstreams = None
+        if any(s.refclock is None for s in self.config.servers):
+            upstreams = Upstreams(self.config.servers, time.monotonic_ns(), precision=self.precision)
+        tk = Timekeeper(
+            clock,
+            gps,
+            discipline,
+            precision=self.precision,
+            local=self.local_clock,
+            upstreams=upstreams,
+            holdover_bound_ns=self.settings.holdover_bound_ns,
+            leap=None,  # the leap-second table (appliance/leap.py) plugs in here
+            gps_prefer=setup.prefer if setup else False,
+            gps_noselect=_gps_noselect(self.config),
+        )
         self.timekeeper = tk
+        self._status: TimekeeperStatus | None = None
+        if gps is not None:
+            self._start_gps(tk, setup, simulation)
+        if upstreams is not None:
+            self._start_upstreams(tk, upstreams)
+        self.loop.call_every(1.0, tk.tick)
+
+    def _start_upstreams(self, tk: Timekeeper, upstreams: Upstreams) -> None:
+        """Poll the ``server``/``pool`` lines' servers on the loop; their samples go to ``tk``."""
+        from appliance.io.ntpclient import NtpClientIO
+
+        def on_reply(a: Association, reply: Reply) -> None:
+            if reply.sample is not None:
+                tk.on_upstream(a.name, reply.sample)
+
+        client = NtpClientIO(
+            self.loop, upstreams, read_ns=tk.clock.now_ns, from_kernel_ns=self._from_kernel_ns, on_reply=on_reply
+        )
+        self.ntp_client = client
+        self._closers.append(client.close)
+        client.start()
+
+    def _start_gps(self, tk: Timekeeper, setup: GpsSetup | None, simulation: Simulation | None) -> None:
+        """Wire the GPS receiver (real or simulated) into ``tk``."""
+        clock = tk.clock
         stream = NmeaStream(RolloverPolicy(BUILD_DATE_NS))
         from appliance.io.serial import SerialGps
 
@@ -238,7 +287,6 @@ class Appliance:
         serial.start()
         self.serial = serial
         self._closers.append(serial.stop)
-        self.loop.call_every(1.0, tk.tick)
 
     def _start_drift_file(self, clock: Clock, simulation: Simulation | None) -> Discipline:
         """Read the config's ``driftfile`` and keep it; return the discipline to start with (warm from the file).
@@ -305,6 +353,22 @@ class Appliance:
         state = self.current_state(self.read_ns())
         if state != self.server.state:
             self.server.set_state(state)
+        if self.timekeeper is not None:
+            self._log_status(self.timekeeper.status())
+
+    def _log_status(self, status: TimekeeperStatus) -> None:
+        """Log when the basis, the system peer or the falsetickers change (a GPS outvoted shows here)."""
+        last = self._status
+        self._status = status
+        if last is not None and (last.basis, last.system_peer, last.falsetickers) == (
+            status.basis,
+            status.system_peer,
+            status.falsetickers,
+        ):
+            return
+        log.log(logging.WARNING if status.falsetickers else logging.INFO, "time source: %s", status.summary())
+        for line in status.source_lines():
+            log.debug("  %s", line)
 
     def log_counters(self) -> None:
         c = self.server.counters
@@ -364,6 +428,14 @@ class ListenError(OSError):
         elif cause.errno == errno.EADDRINUSE:
             hint = " (another NTP server is running: stop chronyd/ntpd/systemd-timesyncd, or pick --port)"
         super().__init__(cause.errno, f"cannot listen on {where}: {cause.strerror}{hint}")
+
+
+def _gps_noselect(config: Config) -> bool:
+    """True when the GPS's config line says ``noselect`` (watch it, never select it)."""
+    drivers = {"nmea", "pps"}
+    if any(r.noselect for r in config.refclocks if r.driver in drivers):
+        return True
+    return any(s.noselect for s in config.servers if s.refclock is not None and s.refclock[0] in (20, 22))
 
 
 def _numeric(host: str) -> str:
