@@ -589,6 +589,8 @@ def _refclock_option(c: _Cursor, clock: Refclock, opt: str, value: Token) -> Ref
     if opt in ("path", "ppspath"):
         _path(c, value, opt)
     elif opt == "baud":
+        if value.text.lower() == "auto":
+            return clock  # detect the rate (refclock/setup.py)
         if _int(c, value, opt, 1, 4_000_000) not in _BAUD_RATES:
             c.fail(f"baud {value.text} is not a serial port speed")
     else:  # flag1..flag4

@@ -57,7 +57,7 @@ def gps_setup(config: Config) -> GpsSetup | None:
                 pps_path=pps,
                 nmea_delay_ns=r.time2_ns,
                 pps_offset_ns=pps_offset or r.time1_ns or 0,
-                autobaud=baud == "auto",
+                autobaud=baud.lower() == "auto",
                 prefer=r.prefer,
             )
     for s in config.servers:

@@ -666,3 +666,13 @@ def test_the_examples_in_the_default_config_comments_parse() -> None:
     c = parse("\n".join(examples))
     assert {r.driver for r in c.refclocks} == {"nmea", "pps"}
     assert c.warnings == ()
+
+
+def test_refclock_nmea_baud_auto_turns_on_rate_detection() -> None:
+    from appliance.refclock.setup import gps_setup
+
+    cfg = parse_config("refclock nmea unit 0 path /dev/ttyACM0 baud auto\n", "t.conf")
+    setup = gps_setup(cfg)
+    assert setup is not None and setup.autobaud
+    with pytest.raises(ConfigError, match="t.conf:1"):
+        parse_config("refclock nmea unit 0 path /dev/ttyACM0 baud fast\n", "t.conf")
