@@ -321,16 +321,17 @@ class Appliance:
         return Discipline(frequency_ppb=frequency_ppb)
 
     def _start_pps(self, path: str, tk: Timekeeper) -> None:
-        from appliance.io.pps import KernelPps, PpsPoller
+        from appliance.io.gpio import ClockMapper, GpioError, open_gpio_pps
+        from appliance.io.pps import KernelPps, PpsError, PpsPoller
 
+        # pulse timestamps are the kernel's CLOCK_REALTIME: map them onto the served clock (soft clock)
+        to_clock = self._from_kernel_ns
         try:
             if path.startswith("gpio:"):
-                from appliance.io.gpio import open_gpio_pps
-
-                source: Any = open_gpio_pps(int(path[5:]))
+                source: Any = open_gpio_pps(int(path[5:]), mapper=ClockMapper(from_kernel_ns=to_clock))
             else:
-                source = KernelPps(path)
-        except (OSError, ValueError, ImportError) as e:
+                source = KernelPps(path, from_kernel_ns=to_clock)
+        except (OSError, ValueError, ImportError, PpsError, GpioError) as e:
             log.error("PPS %s unusable, serving from NMEA alone: %s", path, e)
             return
         poller = PpsPoller(source, tk.on_pulse)
