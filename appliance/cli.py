@@ -30,7 +30,7 @@ from appliance.daemon import (
 from appliance.io import systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
-from appliance.refclock.setup import gps_setup
+from appliance.refclock.setup import gps_setup, setup_warnings
 
 log = logging.getLogger("stratum1")
 
@@ -130,7 +130,7 @@ def _port_available(address: str, port: int) -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     systemd.setup_logging(args.log, args.verbose)
     config = _load_serving_config(args.config)
-    for w in config.warnings:
+    for w in [*config.warnings, *setup_warnings(config)]:
         log.warning("%s", w)
     if args.simulate:
         listen = tuple(args.listen or LOOPBACK)
@@ -258,12 +258,13 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
-    for w in config.warnings:
+    warnings = [*config.warnings, *setup_warnings(config)]
+    for w in warnings:
         print(w)
     refclocks = sum(1 for s in config.servers if s.refclock) + len(config.refclocks)
     print(
         f"{args.file}: OK: {len(config.servers) - sum(1 for s in config.servers if s.refclock)} servers/pools, "
-        f"{refclocks} reference clocks, {len(config.restricts)} restrict lines, {len(config.warnings)} warnings"
+        f"{refclocks} reference clocks, {len(config.restricts)} restrict lines, {len(warnings)} warnings"
     )
     return EXIT_OK
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.config.model import Config, Location
+from appliance.config.model import Config, ConfigWarning, Location
 from appliance.refclock.gps import Convention
 
 NMEA_DRIVER = 20
@@ -85,6 +85,25 @@ def gps_setup(config: Config) -> GpsSetup | None:
             prefer=s.prefer,
         )
     return None
+
+
+def setup_warnings(config: Config) -> list[ConfigWarning]:
+    """What is wrong with the GPS lines as a whole, though each line parsed: today one case.
+
+    An NMEA receiver with neither PPS nor ``time2`` can never give the time:
+    without pulses the NMEA-to-PPS offset cannot be measured, and only
+    ``time2`` (ntpd's fudge, NTPsec's option) says it.
+    """
+    setup = gps_setup(config)
+    if setup is None or setup.pps_path is not None or setup.nmea_delay_ns is not None:
+        return []
+    return [
+        ConfigWarning(
+            setup.location,
+            "NMEA receiver without PPS and without time2: its sentences cannot be timed, so it gives no time; "
+            "add the receiver's NMEA offset ('time2 0.5' for 0.5 s) or a PPS source",
+        )
+    ]
 
 
 def _pps_path(options: tuple[tuple[str, str], ...], unit: int) -> str:

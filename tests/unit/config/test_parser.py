@@ -676,3 +676,4 @@ def test_refclock_nmea_baud_auto_turns_on_rate_detection() -> None:
     assert setup is not None and setup.autobaud
     with pytest.raises(ConfigError, match="t.conf:1"):
         parse_config("refclock nmea unit 0 path /dev/ttyACM0 baud fast\n", "t.conf")
+
