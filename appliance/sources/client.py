@@ -43,7 +43,11 @@ One :class:`Association` per server address:
   be the transmit timestamp we sent. Replies to earlier requests are
   dropped as ``stale``, second copies as ``duplicate``, anything else as
   ``origin`` (bogus or spoofed); unsynchronised servers (leap 3, stratum 0
-  or 16) and servers whose root distance exceeds 16 s give no sample.
+  or 16) and servers whose root distance exceeds 16 s give no sample (an
+  unsynchronised reply also records its leap and stratum on the source,
+  which makes it unfit for selection at once, as RFC 5905's ``packet()``
+  does). A reply to a request sent before the clock was stepped is
+  dropped as ``stepped`` (:meth:`Association.clock_stepped`).
 - **The transmit timestamp** of a request is a random 64-bit number, not our
   clock (the data-minimisation draft, as chrony does): it tells nobody the
   time of this appliance, and an off-path attacker has 64 bits to guess
@@ -361,6 +365,10 @@ class Association:
         except PacketError as e:
             return self._drop(e.reason, answered=True)
         if not m.synchronised:
+            # RFC 5905 packet(): the peer's leap and stratum are taken before this check, so a server
+            # that lost its own sync is unfit for selection at once, not only once its reach runs out
+            self.source.leap = m.leap
+            self.source.stratum = m.stratum if 0 < m.stratum < 16 else 16
             return self._drop("unsynchronised", answered=True)
         if m.root_delay_ns // 2 + m.root_dispersion_ns >= MAXDISP_NS:
             return self._drop("distance", answered=True)

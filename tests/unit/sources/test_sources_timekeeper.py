@@ -106,3 +106,32 @@ def test_upstream_samples_steer_only_the_system_peer_and_only_fresh() -> None:
     tk.on_upstream(a.name, stale)
     tk.on_upstream("192.0.2.99", SourceSample(time_ns=clock.now_ns(), offset_ns=0, delay_ns=MS))
     assert tk.counters.upstream_updates == updates
+
+
+def test_a_server_that_loses_its_sync_is_unfit_at_once_and_fit_again_when_it_recovers() -> None:
+    a = Association("192.0.2.1", 0, rng=random.Random(1))
+    for i in range(4):
+        q = a.request(i)
+        a.sent(T0 + i * NS_PER_S)
+        assert a.receive(reply(a, q, T0 + i * NS_PER_S + MS), T0 + i * NS_PER_S + 2 * MS).outcome == "sample"
+    assert a.estimate(T0 + 5 * NS_PER_S).usable
+    q = a.request(5)
+    a.sent(T0 + 5 * NS_PER_S)
+    unsync = NtpPacket.decode(reply(a, q, T0 + 5 * NS_PER_S + MS))
+    data = NtpPacket(
+        leap=3,
+        mode=MODE_SERVER,
+        stratum=16,
+        precision=-20,
+        origin=unsync.origin,
+        receive=unsync.receive,
+        transmit=unsync.transmit,
+    ).encode()
+    r = a.receive(data, T0 + 5 * NS_PER_S + 2 * MS)
+    assert (r.outcome, r.reason) == ("dropped", "unsynchronised")
+    e = a.estimate(T0 + 6 * NS_PER_S)
+    assert not e.usable and e.why_unusable.startswith(("stratum 16", "unsynchronised"))
+    q = a.request(6)
+    a.sent(T0 + 6 * NS_PER_S)
+    assert a.receive(reply(a, q, T0 + 6 * NS_PER_S + MS), T0 + 6 * NS_PER_S + 2 * MS).outcome == "sample"
+    assert a.estimate(T0 + 7 * NS_PER_S).usable
