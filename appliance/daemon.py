@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import socket
 import threading
 import time
@@ -134,6 +135,7 @@ class Appliance:
         self.drift_file: DriftFile | None = None
         self.fakes: dict[str, Any] = {}
         self._closers: list[Callable[[], Any]] = []
+        self._netns = _NetNs.current()  # start_thread() serves from here, whichever thread calls it
         from_kernel_ns: Callable[[int], int] | None = None
         setup = gps_setup(config)
         upstream = any(s.refclock is None for s in config.servers)
@@ -243,7 +245,7 @@ class Appliance:
         )
         self.ntp_client = client
         self._closers.append(client.close)
-        client.start()
+        self.loop.call_later(0.0, client.start)  # names are resolved on the loop, not in the constructor
 
     def _start_gps(self, tk: Timekeeper, setup: GpsSetup | None, simulation: Simulation | None) -> None:
         """Wire the GPS receiver (real or simulated) into ``tk``."""
@@ -387,8 +389,18 @@ class Appliance:
         self.loop.run()
 
     def start_thread(self) -> None:
-        """Serve on a background thread (tests)."""
-        self._thread = threading.Thread(target=self.run, name="stratum1", daemon=True)
+        """Serve on a background thread (tests), in the network namespace the appliance was built in.
+
+        The upstream client opens a socket per request on the loop's thread: built inside a test's
+        private namespace, the appliance must keep its packets (and name lookups) there.
+        """
+
+        def run() -> None:
+            if self._netns is not None:
+                self._netns.enter()
+            self.run()
+
+        self._thread = threading.Thread(target=run, name="stratum1", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -398,6 +410,9 @@ class Appliance:
             self._thread = None
 
     def close(self) -> None:
+        if self._netns is not None:
+            self._netns.close()
+            self._netns = None
         for closer in reversed(self._closers):
             try:
                 closer()
@@ -416,6 +431,42 @@ class Appliance:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self.close()
+
+
+class _NetNs:
+    """The network namespace a thread is in (Linux), to put another thread there (``setns``)."""
+
+    _PATH = "/proc/thread-self/ns/net"
+    _CLONE_NEWNET = 0x40000000
+
+    def __init__(self, fd: int, inode: int) -> None:
+        self.fd = fd
+        self.inode = inode
+
+    @classmethod
+    def current(cls) -> _NetNs | None:
+        try:
+            fd = os.open(cls._PATH, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None  # not Linux: one namespace
+        return cls(fd, os.fstat(fd).st_ino)
+
+    def enter(self) -> None:
+        """Move the calling thread into this namespace, if it is elsewhere (needs CAP_SYS_ADMIN then)."""
+        try:
+            if os.stat(self._PATH).st_ino == self.inode:
+                return
+        except OSError:
+            return
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(self.fd, self._CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"cannot enter the appliance's network namespace: {os.strerror(err)}")
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 class ListenError(OSError):
