@@ -8,7 +8,9 @@ it; tests build one on loopback, run it in a thread and stop it.
 
 from __future__ import annotations
 
+import datetime
 import errno
+import functools
 import ipaddress
 import logging
 import os
@@ -16,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from appliance.clock.soft import SoftClock
 from appliance.config.model import Config
 from appliance.io.loop import EventLoop
 from appliance.io.udp import UdpServerSocket
+from appliance.leap import LeapTable, expiry_warning, find_leap_table, leap_to_serve
 from appliance.nmea.rollover import RolloverPolicy
 from appliance.nmea.stream import NmeaStream
 from appliance.ntp.access import AccessTable
@@ -130,6 +133,7 @@ class Appliance:
         self.loop = EventLoop()
         self.precision = measure_precision(read_ns)
         self.local_clock = LocalClock.from_config(config)
+        self.leap_table = self._load_leap_table(config, read_ns())
         self.clock: Clock | None = None
         self.timekeeper: Timekeeper | None = None
         self.drift_file: DriftFile | None = None
@@ -143,6 +147,11 @@ class Appliance:
             clock = self._make_clock(settings.clock, read_ns)
             if isinstance(clock, SoftClock):
                 from_kernel_ns = clock.at_base_ns
+            elif self.leap_table is not None and hasattr(clock, "set_tai_offset"):
+                try:  # the kernel clock: CLOCK_TAI right too
+                    clock.set_tai_offset(self.leap_table.tai_offset(read_ns()))
+                except OSError as e:
+                    log.warning("cannot set the kernel's TAI offset: %s", e)
             self.clock = clock
             read_ns = clock.now_ns
         self.read_ns = read_ns
@@ -219,8 +228,8 @@ class Appliance:
             precision=self.precision,
             local=self.local_clock,
             upstreams=upstreams,
-            holdover_bound_ns=self.settings.holdover_bound_ns,
-            leap=None,  # the leap-second table (appliance/leap.py) plugs in here
+            holdover_bound_ns=self.config.holdover_ns or self.settings.holdover_bound_ns,
+            leap=functools.partial(leap_to_serve, self.leap_table) if self.leap_table is not None else None,
             gps_prefer=setup.prefer if setup else False,
             gps_noselect=_gps_noselect(self.config),
         )
@@ -269,7 +278,12 @@ class Appliance:
             writer = PtyWriter(receiver, true_ns, link=f"{link_dir}/gps0")
             writer.attach(self.loop, 0.005)
             pps = FakePps(true_ns, clock.now_ns, jitter_ns=simulation.pps_jitter_ns, seed=simulation.seed)
-            self.loop.call_every(0.01, lambda: [tk.on_pulse(p) for p in pps.tick()])
+
+            def pulses() -> None:
+                for p in pps.tick():
+                    tk.on_pulse(p)
+
+            self.loop.call_every(0.01, pulses)
             self.fakes.update(gps=receiver, pty=writer, pps=pps)
             self._closers.append(writer.close)
             serial = SerialGps(self.loop, writer.path, stream, tk.on_fix, now_ns=clock.now_ns)
@@ -349,8 +363,30 @@ class Appliance:
         if self.timekeeper is not None:
             return self.timekeeper.state(now_ns)
         if self.local_clock is not None:
-            return self.local_clock.state(now_ns, self.precision)
+            state = self.local_clock.state(now_ns, self.precision)
+            if self.leap_table is not None:
+                state = replace(state, leap=leap_to_serve(self.leap_table, now_ns, state.leap))
+            return state
         return UNSYNCHRONISED
+
+    def _load_leap_table(self, config: Config, now_ns: int) -> LeapTable | None:
+        """The leap-second table (``leapfile``, else tzdata's), logged; its expiry is checked daily."""
+        found = find_leap_table(config.leapfile)
+        for message in found.messages:
+            log.warning("%s", message)
+        table = found.table
+        if table is not None:
+            offset = table.tai_offset(now_ns)
+            log.info("leap-second table %s: TAI-UTC %d s, expires %s", table.path, offset, _utc_date(table.expires_ns))
+            self._warn_if_expired(table, now_ns)
+            self.loop.call_every(86_400.0, lambda: self._warn_if_expired(table, self.read_ns()))
+        return table
+
+    @staticmethod
+    def _warn_if_expired(table: LeapTable, now_ns: int) -> None:
+        warning = expiry_warning(table, now_ns)
+        if warning is not None:
+            log.warning("%s", warning)
 
     def refresh_state(self) -> None:
         state = self.current_state(self.read_ns())
@@ -495,3 +531,7 @@ def _numeric(host: str) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return ""
+
+
+def _utc_date(t_ns: int) -> str:
+    return datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, datetime.UTC).strftime("%Y-%m-%d")

@@ -224,6 +224,7 @@ class Config:
     statsdir: str | None = None
     listen: tuple[Listen, ...] = ()
     localclock: LocalClockOptions = field(default_factory=LocalClockOptions)
+    holdover_ns: int | None = None  # ``holdover SECONDS``: stratum 1 holdover bound (None: the default)
     warnings: tuple[ConfigWarning, ...] = ()
 
     def fudge_for(self, host: str) -> Fudge | None:

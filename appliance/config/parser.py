@@ -256,6 +256,7 @@ class _Builder:
         self.paths: dict[str, str | None] = {}
         self.listen: list[Listen] = []
         self.localclock = LocalClockOptions()
+        self.holdover_ns: int | None = None
         self.warnings: list[ConfigWarning] = []
         #: (driver name, unit) -> where that reference clock was configured
         self.clocks: dict[tuple[str, int], Location] = {}
@@ -325,6 +326,7 @@ class _Builder:
             statsdir=self.paths.get("statsdir"),
             listen=tuple(self.listen),
             localclock=self.localclock,
+            holdover_ns=self.holdover_ns,
             warnings=tuple(self.warnings),
         )
 
@@ -765,6 +767,17 @@ def _localclock(b: _Builder, c: _Cursor) -> None:
         b.localclock = LocalClockOptions(value.text, c.where)
 
 
+def _holdover(b: _Builder, c: _Cursor) -> None:
+    """``holdover SECONDS`` (stratum1's): keep serving stratum 1 after the GPS is lost while the clock's
+    estimated error stays under this bound (default 0.001). A later line wins.
+    """
+    bound = _seconds_ns(c, c.take("holdover needs a bound in seconds, such as 'holdover 0.001'"), "holdover")
+    c.end()
+    if bound <= 0:
+        c.fail("holdover needs a bound above 0 s ('holdover 0.001' is a millisecond)")
+    b.holdover_ns = bound
+
+
 _INTERFACE_CLASSES = frozenset({"all", "ipv4", "ipv6", "wildcard"})
 
 
@@ -811,6 +824,7 @@ _HANDLERS: Mapping[str, Callable[[_Builder, _Cursor], None]] = MappingProxyType(
         "interface": _interface,
         "nic": _interface,
         "localclock": _localclock,
+        "holdover": _holdover,
     }
 )
 

@@ -62,10 +62,13 @@ samples are restated on the new scale
 (:meth:`~appliance.sources.source.Source.shift`, chrony's way) and the GPS
 pairing starts again (its pulses in flight carry the old scale).
 
-**Leap.** ``leap(now_ns)``, when given (the leap-second table), says what
-the served leap indicator is while synchronised; without it the
-selection's leap (the GPS's own, or the upstream servers' majority) is
-served.
+**Leap.** ``leap(now_ns, selected_leap)``, when given (the leap-second
+table: :func:`appliance.leap.leap_to_serve`), says what the served leap
+indicator is while synchronised; without it the selection's leap (the
+GPS's own, or the upstream servers' majority) is served. Every
+:meth:`Timekeeper.tick` arms the clock's leap second from the served
+indicator (:meth:`~appliance.clock.base.Clock.set_leap`; the kernel then
+inserts or deletes the second at midnight UTC).
 
 :meth:`Timekeeper.status` returns a :class:`TimekeeperStatus` for the
 daemon's log and status pages: the basis, the system peer, each source's
@@ -85,6 +88,7 @@ from dataclasses import dataclass, replace
 
 from appliance.clock.base import Clock, SetFrequency, Step, apply
 from appliance.clock.discipline import Discipline, DisciplineConfig, Mode
+from appliance.leap import leap_to_arm
 from appliance.nmea.epoch import Fix
 from appliance.ntp.packet import LEAP_NONE, refid_from_text
 from appliance.refclock.gps import PPS_DISPERSION_NS, GpsClock
@@ -213,7 +217,7 @@ class Timekeeper:
         local: LocalClock | None = None,
         upstreams: Upstreams | None = None,
         holdover_bound_ns: int = DEFAULT_HOLDOVER_BOUND_NS,
-        leap: Callable[[int], int] | None = None,
+        leap: Callable[[int, int], int] | None = None,
         gps_prefer: bool = False,
         gps_noselect: bool = False,
         gps_poll: int = DEFAULT_GPS_POLL,
@@ -339,6 +343,8 @@ class Timekeeper:
                 self._next_gps_poll += self._gps_poll_ns
         apply(self.clock, self.discipline.tick(now))
         self._reselect(now)
+        # arm (or disarm) the clock's leap second from what is served: the kernel inserts it at midnight
+        self.clock.set_leap(leap_to_arm(self._state.leap))
 
     def _gps_sample(self, sample: Sample) -> None:
         assert self.gps_source is not None
@@ -488,7 +494,7 @@ class Timekeeper:
         if basis is Basis.LOCAL and self.local is not None:
             state = replace(state, public_unsync=self.local.public_unsync)  # config: localclock public
         if state.synchronised and self.leap is not None:
-            state = replace(state, leap=self.leap(now_ns))
+            state = replace(state, leap=self.leap(now_ns, state.leap))
         return state
 
     # -- output ------------------------------------------------------------------

@@ -677,3 +677,13 @@ def test_refclock_nmea_baud_auto_turns_on_rate_detection() -> None:
     with pytest.raises(ConfigError, match="t.conf:1"):
         parse_config("refclock nmea unit 0 path /dev/ttyACM0 baud fast\n", "t.conf")
 
+
+
+def test_holdover_bound() -> None:
+    assert parse("holdover 0.005\n").holdover_ns == 5_000_000
+    assert parse("holdover 0.005\nholdover 0.0001\n").holdover_ns == 100_000  # a later line wins
+    assert parse("").holdover_ns is None
+    assert "t.conf:1" in str(error("holdover\n"))
+    assert "above 0 s" in str(error("holdover 0\n"))
+    assert "t.conf:2" in str(error("\nholdover soon\n"))
+    assert "t.conf:1" in str(error("holdover 0.001 0.002\n"))

@@ -72,16 +72,20 @@ def test_local_clock_only_and_the_status_text() -> None:
 
 def test_nothing_configured_is_unsynchronised_and_the_leap_hook_is_only_used_when_synchronised() -> None:
     clock = SimulatedClock(random.Random(1), start_ns=T0)
-    calls: list[int] = []
+    calls: list[tuple[int, int]] = []
 
-    def leap(now_ns: int) -> int:
-        calls.append(now_ns)
+    def leap(now_ns: int, selected: int) -> int:
+        calls.append((now_ns, selected))
         return 1
 
     tk = Timekeeper(clock, precision=-20, leap=leap)
     assert tk.state(clock.now_ns()).stratum == 16 and tk.basis is Basis.UNSYNCHRONISED and calls == []
+    tk.tick()
+    assert not clock.leap_pending()  # unsynchronised: nothing armed
     local = Timekeeper(clock, precision=-20, leap=leap, local=LocalClock())
-    assert local.state(clock.now_ns()).leap == 1 and calls == [clock.now_ns()]
+    assert local.state(clock.now_ns()).leap == 1 and calls == [(clock.now_ns(), 0)]
+    local.tick()  # the served insert is armed on the clock, for the kernel to execute at midnight
+    assert clock.leap_pending()
 
 
 def test_upstream_samples_steer_only_the_system_peer_and_only_fresh() -> None:
