@@ -33,7 +33,11 @@ def app_at(tmp_path: Path, now_ns: int, leapfile: Path) -> Appliance:
 def test_leap_bits_served_on_the_last_day_only(tmp_path: Path) -> None:
     leapfile = tmp_path / "leap-seconds.list"
     write_table(leapfile, expires_ns=JAN_2027 + 180 * DAY)
-    for now, expected in [(JAN_2027 - DAY - S, LEAP_NONE), (JAN_2027 - DAY + S, LEAP_INSERT), (JAN_2027 + S, LEAP_NONE)]:
+    for now, expected in [
+        (JAN_2027 - DAY - S, LEAP_NONE),
+        (JAN_2027 - DAY + S, LEAP_INSERT),
+        (JAN_2027 + S, LEAP_NONE),
+    ]:
         app = app_at(tmp_path, now, leapfile)
         try:
             assert app.leap_table is not None
