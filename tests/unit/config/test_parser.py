@@ -678,7 +678,6 @@ def test_refclock_nmea_baud_auto_turns_on_rate_detection() -> None:
         parse_config("refclock nmea unit 0 path /dev/ttyACM0 baud fast\n", "t.conf")
 
 
-
 def test_holdover_bound() -> None:
     assert parse("holdover 0.005\n").holdover_ns == 5_000_000
     assert parse("holdover 0.005\nholdover 0.0001\n").holdover_ns == 100_000  # a later line wins
