@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
 from appliance.daemon import (
@@ -127,6 +128,17 @@ def _port_available(address: str, port: int) -> bool:
     return True
 
 
+def _may_set_clock(status: str = "/proc/self/status") -> bool:
+    """True when this process may steer the system clock: CAP_SYS_TIME (bit 25) in its effective set."""
+    try:
+        for line in Path(status).read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> 25 & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     systemd.setup_logging(args.log, args.verbose)
     config = _load_serving_config(args.config)
@@ -140,7 +152,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         listen = listen_addresses(config, tuple(args.listen) if args.listen else None)
         port = args.port if args.port is not None else NTP_PORT
-    clock = args.clock or ("kernel" if gps_setup(config) and not args.simulate else "soft")
+    clock = args.clock
+    if clock is None:
+        sources = gps_setup(config) is not None or any(s.refclock is None for s in config.servers)
+        clock = "kernel" if sources and not args.simulate else "soft"
+        if clock == "kernel" and not _may_set_clock():
+            log.warning(
+                "not allowed to steer the system clock (needs root or CAP_SYS_TIME): "
+                "serving a software-corrected clock instead (--clock soft)"
+            )
+            clock = "soft"
     settings = ServeSettings(listen=listen, port=port, rcvbuf=args.rcvbuf, clock=clock)
     simulation = Simulation(receiver=args.simulate) if args.simulate else None
     app = Appliance(config, settings, simulation=simulation)
@@ -148,8 +169,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         where = ", ".join(f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in app.addresses)
         state = app.server.state
         what = f"stratum {state.stratum}, refid {state.refid.decode('ascii', 'replace').rstrip(chr(0))}"
-        if app.timekeeper is not None:
+        if app.timekeeper is not None and app.timekeeper.gps is not None:
             what = "waiting for the GPS (stratum 1 once pulses are numbered)"
+        elif app.timekeeper is not None:
+            what = "waiting for the upstream servers (their stratum + 1 once they answer)"
         elif not state.synchronised:
             what = "unsynchronised (no time source configured yet)"
         mode = f" (simulation: {args.simulate} GPS HAT, soft clock)" if args.simulate else ""

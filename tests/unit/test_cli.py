@@ -117,3 +117,12 @@ def test_query_output_matches_ntpdate() -> None:
     m = Measurement(1_172_000, 164_280_000, 2, 0, bytes([192, 0, 2, 1]), 4, 6, -20, 0, 0)
     first = format_query("192.0.2.10", m).splitlines()[0]
     assert first == "server 192.0.2.10, stratum 2, offset 0.001172, delay 0.16428"
+
+
+@pytest.mark.parametrize(("capeff", "allowed"), [("0000003fffffffff", True), ("0000000000000000", False)])
+def test_may_set_clock_reads_cap_sys_time(tmp_path: Path, capeff: str, allowed: bool) -> None:
+    from appliance.cli import _may_set_clock
+
+    status = tmp_path / "status"
+    status.write_text(f"Name:\tstratum1\nCapInh:\t0000000000000000\nCapEff:\t{capeff}\n")
+    assert _may_set_clock(str(status)) is allowed
