@@ -272,7 +272,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             best = m
     if best is None:
         raise CommandError(f"{args.server}: {last_error}")
-    print(format_query(addr[0], best))
+    print(format_query(str(addr[0]), best))
     return EXIT_OK if best.synchronised else EXIT_FAILURE
 
 

@@ -65,7 +65,7 @@ PortOpener = Callable[[str, int], SerialPort]
 
 def open_serial(path: str, baud: int) -> SerialPort:
     """Open ``path`` at ``baud`` 8N1, non-blocking (``timeout=0``), exclusively locked; raises :class:`OSError`."""
-    import serial  # type: ignore[import-untyped]
+    import serial  # type: ignore[import-untyped,unused-ignore]
 
     port: SerialPort = serial.Serial(path, baud, timeout=0, exclusive=True)
     return port

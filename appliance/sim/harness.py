@@ -109,7 +109,19 @@ class PpsSource:
 
 
 @dataclass(frozen=True, slots=True)
-class Scenario:
+class ClockSpec:
+    """The simulated clock both kinds of scenario start from (see :class:`Scenario` for the fields)."""
+
+    seed: int = 1
+    duration_ns: int = 3600 * NS_PER_S
+    frequency_error_ppb: float = 25_000.0
+    wander_ppb_per_sqrt_s: float = PI_CRYSTAL_WANDER_PPB
+    frequency_steps: tuple[FrequencyStep, ...] = ()
+    initial_offset_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario(ClockSpec):
     """What to simulate. Times in ``frequency_steps`` and ``pps_outages`` count from the start (ns).
 
     - ``frequency_error_ppb``: the oscillator's initial error (+: fast);
@@ -121,12 +133,6 @@ class Scenario:
     - ``slew``: the clock's slew model (default: 500 ppm rate-limited).
     """
 
-    seed: int = 1
-    duration_ns: int = 3600 * NS_PER_S
-    frequency_error_ppb: float = 25_000.0
-    wander_ppb_per_sqrt_s: float = PI_CRYSTAL_WANDER_PPB
-    frequency_steps: tuple[FrequencyStep, ...] = ()
-    initial_offset_ns: int = 0
     pps_jitter_ns: float = 1_000.0
     pps_outages: tuple[tuple[int, int], ...] = ()
     drift_ppb: float | None = None
@@ -270,7 +276,7 @@ class ServerSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class SystemScenario:
+class SystemScenario(ClockSpec):
     """What :func:`run_system` simulates (times from the start, ns).
 
     The clock: as :class:`Scenario`. ``gps``: the receiver, or None.
@@ -282,12 +288,6 @@ class SystemScenario:
     scenarios without a GPS may tick less often).
     """
 
-    seed: int = 1
-    duration_ns: int = 3600 * NS_PER_S
-    frequency_error_ppb: float = 25_000.0
-    wander_ppb_per_sqrt_s: float = PI_CRYSTAL_WANDER_PPB
-    frequency_steps: tuple[FrequencyStep, ...] = ()
-    initial_offset_ns: int = 0
     gps: GpsSpec | None = None
     servers: tuple[ServerSpec, ...] = ()
     server_options: str = "iburst minpoll 4 maxpoll 6"

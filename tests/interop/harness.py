@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,3 +51,31 @@ def serving(
     finally:
         app.stop()
         app.close()
+
+
+def chronyd_measure(chronyd: Path, workdir: Path, port: int) -> tuple[float, list[tuple[str, int, bytes]]]:
+    """One ``chronyd -Q -x`` run against 127.0.0.1:``port`` (it measures, never sets the clock).
+
+    Returns the offset it reports ("System clock wrong by S seconds") and, from
+    its measurements log, (leap code, stratum, refid) of every reply it took.
+    """
+    workdir.mkdir(exist_ok=True)
+    conf = workdir / "chrony.conf"
+    conf.write_text(
+        f"server 127.0.0.1 port {port} iburst\ncmdport 0\npidfile {workdir}/chronyd.pid\n"
+        f"logdir {workdir}\nlog measurements\n"
+    )
+    out = subprocess.run(
+        [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", "20"],
+        capture_output=True,
+        text=True,
+        timeout=40,
+    )
+    m = re.search(r"System clock wrong by (-?[0-9.]+) seconds", out.stdout + out.stderr)
+    assert m, out.stdout + out.stderr
+    log = workdir / "measurements.log"
+    rows = [ln.split() for ln in log.read_text().splitlines() if ln[:1].isdigit()] if log.exists() else []
+    assert rows, out.stdout + out.stderr
+    # date time ip leap stratum ... and the refid as 8 hex digits
+    seen = [(r[3], int(r[4]), bytes.fromhex(next(f for f in r if re.fullmatch(r"[0-9A-F]{8}", f)))) for r in rows]
+    return float(m.group(1)), seen

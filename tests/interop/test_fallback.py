@@ -21,14 +21,12 @@ Everything stays on loopback; the file takes under a minute (two at most).
 
 from __future__ import annotations
 
-import re
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import free_port
+from harness import chronyd_measure, free_port
 
 from appliance.config import parse_config
 from appliance.daemon import Appliance, ServeSettings, Simulation
@@ -72,23 +70,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 def chronyd_sees(chronyd: Path, workdir: Path, port: int) -> list[tuple[str, int, bytes]]:
     """One ``chronyd -Q -x`` run against us: (leap code, stratum, refid) of each of its measurements."""
-    workdir.mkdir()
-    conf = workdir / "chrony.conf"
-    conf.write_text(
-        f"server 127.0.0.1 port {port} iburst\ncmdport 0\npidfile {workdir}/chronyd.pid\n"
-        f"logdir {workdir}\nlog measurements\n"
-    )
-    out = subprocess.run(
-        [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", "20"],
-        capture_output=True,
-        text=True,
-        timeout=40,
-    )
-    assert re.search(r"System clock wrong by", out.stdout + out.stderr), out.stdout + out.stderr
-    rows = [ln.split() for ln in (workdir / "measurements.log").read_text().splitlines() if ln[:1].isdigit()]
-    assert rows, out.stdout + out.stderr
-    # date time ip leap stratum ... and the refid as 8 hex digits
-    return [(r[3], int(r[4]), bytes.fromhex(next(f for f in r if re.fullmatch(r"[0-9A-F]{8}", f)))) for r in rows]
+    return chronyd_measure(chronyd, workdir, port)[1]
 
 
 @pytest.mark.interop

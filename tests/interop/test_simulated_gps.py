@@ -7,14 +7,12 @@ the fake PPS marks the true seconds with 1 us jitter; the soft clock starts
 
 from __future__ import annotations
 
-import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import free_port
+from harness import chronyd_measure, free_port
 
 from appliance.config import default_config_text, parse_config
 from appliance.daemon import Appliance, ServeSettings, Simulation
@@ -50,26 +48,10 @@ def wait_for(predicate: object, timeout: float) -> float:
 
 
 def chronyd_sees(chronyd: Path, tmp_path: Path, port: int) -> tuple[int, str, float]:
-    """chronyd -Q against us; return (stratum, refid as hex, offset s) from its measurements log."""
-    logdir = tmp_path / "log"
-    logdir.mkdir(exist_ok=True)
-    conf = tmp_path / "chrony.conf"
-    conf.write_text(
-        f"server 127.0.0.1 port {port} iburst\ncmdport 0\npidfile {tmp_path}/chronyd.pid\n"
-        f"logdir {logdir}\nlog measurements\n"
-    )
-    out = subprocess.run(
-        [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", "20"],
-        capture_output=True,
-        text=True,
-        timeout=40,
-    )
-    m = re.search(r"System clock wrong by (-?[0-9.]+) seconds", out.stdout + out.stderr)
-    assert m, out.stdout + out.stderr
-    rows = [ln.split() for ln in (logdir / "measurements.log").read_text().splitlines() if ln[:1].isdigit()]
-    last = rows[-1]  # date time ip leap stratum ... refid is the 4-octet hex field
-    refid = next(f for f in last if re.fullmatch(r"[0-9A-F]{8}", f))
-    return int(last[4]), refid, float(m.group(1))
+    """chronyd -Q against us; return (stratum, refid as hex, offset s) of its last measurement."""
+    offset, seen = chronyd_measure(chronyd, tmp_path / "chronyd", port)
+    _, stratum, refid = seen[-1]
+    return stratum, refid.hex().upper(), offset
 
 
 @pytest.mark.interop
