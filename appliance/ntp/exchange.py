@@ -1,7 +1,7 @@
 """One client/server exchange, sans I/O (RFC 5905 section 8, "on-wire protocol").
 
 :func:`client_request` builds a mode 3 request; :func:`evaluate` checks the
-reply against it and computes, with RFC 5905's names::
+reply against it and :func:`measure` computes, with RFC 5905's names::
 
     T1 = origin (client transmit)    T2 = server receive
     T3 = server transmit             T4 = client receive
@@ -82,9 +82,19 @@ def evaluate(data: bytes, sent_transmit: int, t4_ns: int) -> Measurement:
     kiss = p.kiss_code
     if kiss is not None:
         raise KissOfDeath(kiss)
+    return measure(p, sent_transmit, t4_ns)
+
+
+def measure(p: NtpPacket, t1: int, t4_ns: int) -> Measurement:
+    """Offset and delay of a decoded reply ``p`` to a request sent at raw timestamp ``t1``, received at ``t4_ns``.
+
+    The caller has matched the reply to its request (mode, origin, KoD), as
+    :func:`evaluate` does; raises :class:`PacketError` when the server's
+    transmit timestamp is zero.
+    """
     if p.transmit == 0:
         raise PacketError("transmit", "server transmit timestamp is zero")
-    t1, t2, t3, t4 = sent_transmit, p.receive, p.transmit, ntp64_from_ns(t4_ns)
+    t2, t3, t4 = p.receive, p.transmit, ntp64_from_ns(t4_ns)
     offset = (ntp64_diff_ns(t2, t1) + ntp64_diff_ns(t3, t4)) // 2
     delay = ntp64_diff_ns(t4, t1) - ntp64_diff_ns(t3, t2)
     return Measurement(

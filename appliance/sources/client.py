@@ -79,7 +79,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from appliance.config.model import ServerLine
-from appliance.ntp.exchange import evaluate
+from appliance.ntp.exchange import measure
 from appliance.ntp.packet import MODE_CLIENT, MODE_PASSIVE, MODE_SERVER, NtpPacket, PacketError
 from appliance.sources.filter import MAXDISP_NS, phi_growth
 from appliance.sources.source import (
@@ -358,10 +358,9 @@ class Association:
             return self._kiss(kiss, p, pending)
         if pending.stepped:
             return self._drop("stepped", answered=True)
-        # The reply's origin is our random transmit timestamp; evaluate() computes with T1.
-        t1 = ntp64_from_ns(pending.t1_ns)
+        # The reply's origin is our random transmit timestamp (matched above); the offset needs T1.
         try:
-            m = evaluate(data[:24] + t1.to_bytes(8, "big") + data[32:], t1, t4_ns)
+            m = measure(p, ntp64_from_ns(pending.t1_ns), t4_ns)
         except PacketError as e:
             return self._drop(e.reason, answered=True)
         if not m.synchronised:
