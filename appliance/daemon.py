@@ -60,8 +60,6 @@ class ServeSettings:
     rcvbuf: int | None = None
     #: "soft" (a software-corrected clock: never touches the host clock) or "kernel" (adjtimex).
     clock: str = "soft"
-    #: Stratum 1 holdover lasts while the clock's estimated error (1 sigma, ns) stays under this.
-    holdover_bound_ns: int = DEFAULT_HOLDOVER_BOUND_NS
 
 
 #: The firmware's build date: the GPS week-rollover repair moves dates before it (minus a year) forward.
@@ -228,7 +226,7 @@ class Appliance:
             precision=self.precision,
             local=self.local_clock,
             upstreams=upstreams,
-            holdover_bound_ns=self.config.holdover_ns or self.settings.holdover_bound_ns,
+            holdover_bound_ns=self.config.holdover_ns or DEFAULT_HOLDOVER_BOUND_NS,
             leap=functools.partial(leap_to_serve, self.leap_table) if self.leap_table is not None else None,
             gps_prefer=setup.prefer if setup else False,
             gps_noselect=_gps_noselect(self.config),

@@ -46,8 +46,9 @@ restrict 127.0.0.1
 server 127.0.0.1 port {port} iburst minpoll 3 maxpoll 3
 server 127.127.1.0
 fudge 127.127.1.0 stratum 10
+holdover 0.000005
 """
-HOLDOVER_BOUND_NS = 5_000
+HOLDOVER_BOUND_NS = 5_000  # the config's holdover line
 
 
 class Upstream(Appliance):
@@ -78,7 +79,7 @@ def test_chronyd_follows_us_through_every_fallback_step(chronyd: Path, tmp_path:
     up = Upstream(parse_config(UPSTREAM_CONF, "upstream.conf"), ServeSettings(listen=("127.0.0.1",), port=free_port()))
     up.start_thread()
     config = parse_config(APPLIANCE_CONF.format(port=up.addresses[0][1]), "appliance.conf")
-    settings = ServeSettings(listen=("127.0.0.1",), port=free_port(), holdover_bound_ns=HOLDOVER_BOUND_NS)
+    settings = ServeSettings(listen=("127.0.0.1",), port=free_port())
     app = Appliance(config, settings, simulation=Simulation())
     app.start_thread()
     try:
