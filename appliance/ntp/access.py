@@ -228,6 +228,10 @@ class AccessTable:
             lists[fam].append((mask, net, ntponly, Restriction(bits, plen == 0)))
         return cls(lists[4], lists[6], source_flags, cache_size)
 
+    def scan_lists(self) -> tuple[list[_Entry], list[_Entry]]:
+        """The IPv4 and IPv6 entries, most specific first, as :meth:`lookup` scans them (copies)."""
+        return list(self._v4), list(self._v6)
+
     def lookup(self, ip: str, port: int = 0) -> Restriction:
         """Return the restriction for source address ``ip`` (textual IPv4 or IPv6) and source port.
 

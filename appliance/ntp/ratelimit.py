@@ -74,6 +74,7 @@ is reset rather than limited until the clock catches up.
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
 
 from appliance.config.model import Discard
 from appliance.timebase import NS_PER_S
@@ -104,6 +105,60 @@ _STRIDE = 4
 def _interval_ns(log2_s: int) -> int:
     """Return 2**log2_s seconds in ns (log2_s may be negative)."""
     return NS_PER_S << log2_s if log2_s >= 0 else NS_PER_S >> -log2_s
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The buckets of :class:`RateLimiter` in ns: refill interval and tolerance ((capacity-1) * interval)."""
+
+    avg_ns: int
+    avg_tau: int
+    min_ns: int
+    min_tau: int
+    kod_ns: int
+    kod_tau: int
+
+
+def limits(
+    discard: Discard,
+    *,
+    slots: int = 65536,
+    ways: int = 8,
+    kod_per_second: float = KOD_PER_SECOND,
+    kod_burst: int = KOD_BURST,
+) -> Limits:
+    """Check :class:`RateLimiter`'s parameters and return its buckets; ValueError names what is wrong.
+
+    Shared with the compiled table (:class:`appliance.io.fastpath.FastRateLimiter`), so both
+    implementations limit with the same numbers.
+    """
+    if ways < 1 or ways & (ways - 1):
+        raise ValueError(f"ways must be a power of two, not {ways}")
+    if slots < ways or slots & (slots - 1):
+        raise ValueError(f"slots must be a power of two and at least ways ({ways}), not {slots}")
+    if discard.burst < 1:
+        raise ValueError(f"discard burst must be at least 1, not {discard.burst}")
+    if discard.minimum_s < 0:
+        raise ValueError(f"discard minimum must not be negative, not {discard.minimum_s}")
+    if not -30 <= discard.average_log2 <= 30:
+        raise ValueError(f"discard average must be 2**-30 .. 2**30 s, not 2**{discard.average_log2}")
+    if discard.burst * _interval_ns(discard.average_log2) > _MAX_SPAN or (
+        SHORT_TERM_BURST * discard.minimum_s * NS_PER_S > _MAX_SPAN
+    ):
+        raise ValueError("discard burst, average or minimum out of range (buckets over 36 years)")
+    if not kod_per_second > 0 or kod_burst < 1:
+        raise ValueError("kod_per_second must be positive and kod_burst at least 1")
+    avg_ns = _interval_ns(discard.average_log2)
+    min_ns = discard.minimum_s * NS_PER_S
+    kod_ns = max(1, round(NS_PER_S / kod_per_second))
+    return Limits(
+        avg_ns=avg_ns,
+        avg_tau=(discard.burst - 1) * avg_ns,
+        min_ns=min_ns,
+        min_tau=(SHORT_TERM_BURST - 1) * min_ns,
+        kod_ns=kod_ns,
+        kod_tau=(kod_burst - 1) * kod_ns,
+    )
 
 
 class RateLimiter:
@@ -153,22 +208,7 @@ class RateLimiter:
         kod_per_second: float = KOD_PER_SECOND,
         kod_burst: int = KOD_BURST,
     ) -> None:
-        if ways < 1 or ways & (ways - 1):
-            raise ValueError(f"ways must be a power of two, not {ways}")
-        if slots < ways or slots & (slots - 1):
-            raise ValueError(f"slots must be a power of two and at least ways ({ways}), not {slots}")
-        if discard.burst < 1:
-            raise ValueError(f"discard burst must be at least 1, not {discard.burst}")
-        if discard.minimum_s < 0:
-            raise ValueError(f"discard minimum must not be negative, not {discard.minimum_s}")
-        if not -30 <= discard.average_log2 <= 30:
-            raise ValueError(f"discard average must be 2**-30 .. 2**30 s, not 2**{discard.average_log2}")
-        if discard.burst * _interval_ns(discard.average_log2) > _MAX_SPAN or (
-            SHORT_TERM_BURST * discard.minimum_s * NS_PER_S > _MAX_SPAN
-        ):
-            raise ValueError("discard burst, average or minimum out of range (buckets over 36 years)")
-        if not kod_per_second > 0 or kod_burst < 1:
-            raise ValueError("kod_per_second must be positive and kod_burst at least 1")
+        p = limits(discard, slots=slots, ways=ways, kod_per_second=kod_per_second, kod_burst=kod_burst)
         # key -> offset of its entry in _state; never more than `slots` keys
         self._index: dict[str, int] = {}
         # entry number -> key, None while the entry is free
@@ -177,12 +217,12 @@ class RateLimiter:
         self._state = array("q", [_NEVER]) * (slots * _STRIDE)
         self._set_mask = slots // ways - 1
         self._ways = ways
-        self._avg_ns = _interval_ns(discard.average_log2)
-        self._avg_tau = (discard.burst - 1) * self._avg_ns
-        self._min_ns = discard.minimum_s * NS_PER_S
-        self._min_tau = (SHORT_TERM_BURST - 1) * self._min_ns
-        self._kod_ns = max(1, round(NS_PER_S / kod_per_second))
-        self._kod_tau = (kod_burst - 1) * self._kod_ns
+        self._avg_ns = p.avg_ns
+        self._avg_tau = p.avg_tau
+        self._min_ns = p.min_ns
+        self._min_tau = p.min_tau
+        self._kod_ns = p.kod_ns
+        self._kod_tau = p.kod_tau
         self._kod_tat = _NEVER
         # beyond these, a TAT ahead of now means the clock stepped back
         self._avg_step = self._avg_tau + self._avg_ns + STEP_SLACK_NS

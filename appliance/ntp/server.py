@@ -40,6 +40,7 @@ Everything dropped is counted by reason in :class:`ServerCounters`.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.ntp import access as acl
@@ -112,6 +113,7 @@ class NtpServer:
         self._state = state
         self._cache: dict[tuple[int, int, bool], bytes] = {}
         self._cache_second = -1
+        self._listeners: list[Callable[[], object]] = []
 
     @property
     def state(self) -> SystemState:
@@ -121,6 +123,12 @@ class NtpServer:
         """Serve ``state`` from now on."""
         self._state = state
         self._cache.clear()
+        for listener in self._listeners:
+            listener()
+
+    def add_state_listener(self, listener: Callable[[], object]) -> None:
+        """Call ``listener()`` after every :meth:`set_state` (the compiled data plane drops its cached headers)."""
+        self._listeners.append(listener)
 
     def handle(self, data: bytes, ip: str, port: int, rx_ns: int) -> tuple[bytes, bytes | None] | None:
         """Return ``(head, tail)`` for one datagram, or None to send nothing.
@@ -205,7 +213,7 @@ class NtpServer:
                 c.drop("rate")
                 return None
         c.served += 1
-        prefix = self._prefix(version, reply_mode, data[2], r.is_default, rx_ns)
+        prefix = self.reply_prefix(version, reply_mode, data[2], r.is_default, rx_ns)
         head = prefix + data[40:48] + _TS.pack(ntp64_from_ns(rx_ns))
         if mac is not None:
             # We hold no keys: answer an authenticated request with a crypto-NAK
@@ -213,7 +221,12 @@ class NtpServer:
             return head, _CRYPTO_NAK
         return head, b""
 
-    def _prefix(self, version: int, mode: int, poll: int, is_default: bool, rx_ns: int) -> bytes:
+    def reply_prefix(self, version: int, mode: int, poll: int, is_default: bool, rx_ns: int) -> bytes:
+        """Octets 0-23 of a reply (leap, version, mode .. reference timestamp) for the second of ``rx_ns``.
+
+        Cached per second; the compiled data plane (:mod:`appliance.io.fastpath`) calls it too, so the
+        state is turned into octets in one place only.
+        """
         second = rx_ns // NS_PER_S
         if second != self._cache_second:
             self._cache.clear()
