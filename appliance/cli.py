@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-n", "--foreground", action="store_true", help="stay in the foreground (always the case)")
     s.add_argument("--log", choices=("auto", "stderr", "journal"), default="auto", help="where log lines go")
     s.add_argument("--rcvbuf", type=int, help="socket receive buffer in bytes")
+    s.add_argument(
+        "--no-fastpath",
+        dest="fastpath",
+        action="store_false",
+        help="answer every request from the Python path (the compiled data plane stays unused)",
+    )
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_serve)
 
@@ -162,7 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "serving a software-corrected clock instead (--clock soft)"
             )
             clock = "soft"
-    settings = ServeSettings(listen=listen, port=port, rcvbuf=args.rcvbuf, clock=clock)
+    settings = ServeSettings(listen=listen, port=port, rcvbuf=args.rcvbuf, clock=clock, fastpath=args.fastpath)
     simulation = Simulation(receiver=args.simulate) if args.simulate else None
     app = Appliance(config, settings, simulation=simulation)
     try:
@@ -178,6 +184,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         mode = f" (simulation: {args.simulate} GPS HAT, soft clock)" if args.simulate else ""
         print(f"stratum1: serving NTP on {where}{mode}: {what}", file=sys.stderr, flush=True)
         log.info("config %s", config.path)
+        planes = sorted({s.data_plane for s in app.sockets})
+        log.info("data plane: %s", ", ".join(planes) or "none")
         app.loop.on_signal(signal.SIGTERM, app.stop)
         app.loop.on_signal(signal.SIGINT, app.stop)
         app.loop.on_signal(signal.SIGUSR1, app.log_counters)

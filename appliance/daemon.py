@@ -27,6 +27,7 @@ from appliance.clock.discipline import Discipline
 from appliance.clock.drift import DriftFile
 from appliance.clock.soft import SoftClock
 from appliance.config.model import Config
+from appliance.io.fastpath import rate_limiter
 from appliance.io.loop import EventLoop
 from appliance.io.udp import UdpServerSocket
 from appliance.leap import LeapTable, expiry_warning, find_leap_table, leap_to_serve
@@ -60,6 +61,8 @@ class ServeSettings:
     rcvbuf: int | None = None
     #: "soft" (a software-corrected clock: never touches the host clock) or "kernel" (adjtimex).
     clock: str = "soft"
+    #: Let the compiled data plane answer plain client requests where it can (appliance.io.fastpath).
+    fastpath: bool = True
 
 
 #: The firmware's build date: the GPS week-rollover repair moves dates before it (minus a year) forward.
@@ -156,11 +159,13 @@ class Appliance:
         peers = frozenset(_numeric(s.host) for s in config.servers if s.kind == "peer" and _numeric(s.host))
         self.server = NtpServer(
             AccessTable.from_rules(config.restricts),
-            RateLimiter(config.discard),
+            rate_limiter(config.discard) if settings.fastpath else RateLimiter(config.discard),
             peers=peers,
         )
         self.sockets: list[UdpServerSocket] = []
         self._from_kernel_ns = from_kernel_ns
+        # The compiled data plane reads CLOCK_REALTIME itself: only when that is the clock served.
+        self._fast = settings.fastpath and from_kernel_ns is None and _reads_realtime(self.clock, read_ns)
         try:
             for address in settings.listen:
                 self._open(address)
@@ -183,6 +188,7 @@ class Appliance:
                 read_ns=self.read_ns,
                 from_kernel_ns=self._from_kernel_ns,
                 rcvbuf=self.settings.rcvbuf,
+                fast=self._fast,
             )
         except OSError as e:
             if e.errno == errno.EAFNOSUPPORT or (":" in address and not socket.has_ipv6):
@@ -522,6 +528,13 @@ def _gps_noselect(config: Config) -> bool:
     if any(r.noselect for r in config.refclocks if r.driver in drivers):
         return True
     return any(s.noselect for s in config.servers if s.refclock is not None and s.refclock[0] in (20, 22))
+
+
+def _reads_realtime(clock: Clock | None, read_ns: Callable[[], int]) -> bool:
+    """Whether the time served is the kernel's CLOCK_REALTIME as it stands (the compiled data plane's clock)."""
+    if clock is None:
+        return read_ns is time.time_ns
+    return bool(getattr(clock, "reads_realtime", False))
 
 
 def _numeric(host: str) -> str:

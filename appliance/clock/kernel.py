@@ -240,6 +240,11 @@ class KernelClock:
             setattr(tx, name, value)
         self._call(tx)
 
+    @property
+    def reads_realtime(self) -> bool:
+        """Whether :meth:`now_ns` is the kernel's ``CLOCK_REALTIME`` itself (not a stand-in for tests)."""
+        return self._read_ns is time.time_ns
+
     def now_ns(self) -> int:
         """Read ``CLOCK_REALTIME``, POSIX ns."""
         return self._read_ns()

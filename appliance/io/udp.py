@@ -14,6 +14,11 @@ kernel timestamp, so batching costs no accuracy. Where ``recvmmsg`` is
 missing (or fails with ENOSYS) the socket falls back to one ``recvmsg`` per
 datagram.
 
+Where the compiled data plane is built (:mod:`appliance.io.fastpath`) and
+the served clock is the kernel's ``CLOCK_REALTIME``, a socket made with
+``fast=True`` lets it answer the plain client requests of each batch and
+hands the rest to the Python path below.
+
 Sending is *not* batched: each reply gets its own transmit timestamp, read
 right before its own ``sendto``. ``sendmmsg`` would save a system call per
 reply, but every reply after the first in a batch would leave later than the
@@ -33,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from appliance.io.fastpath import FastServer, available
 from appliance.ntp.server import NtpServer
 from appliance.timebase import ntp64_from_ns
 
@@ -217,6 +223,10 @@ class UdpServerSocket:
     ``batched`` is true while datagrams are read with ``recvmmsg``; set it to
     False to use one ``recvmsg`` per datagram (it also turns False by itself
     if the kernel lacks ``recvmmsg``).
+
+    ``fast=True`` asks for the compiled data plane; the caller promises that
+    ``read_ns`` reads ``CLOCK_REALTIME`` and passes no ``from_kernel_ns``
+    (ValueError otherwise). :attr:`data_plane` says which one serves.
     """
 
     def __init__(
@@ -228,7 +238,10 @@ class UdpServerSocket:
         read_ns: Callable[[], int] = time.time_ns,
         from_kernel_ns: Callable[[int], int] | None = None,
         rcvbuf: int | None = None,
+        fast: bool = False,
     ) -> None:
+        if fast and from_kernel_ns is not None:
+            raise ValueError("the compiled data plane serves CLOCK_REALTIME only: no from_kernel_ns with fast=True")
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -252,6 +265,14 @@ class UdpServerSocket:
         self._batch: _Batch | None = None
         self._addresses: dict[bytes, tuple[str, int] | tuple[str, int, int, int] | None] = {}
         self._tx_second = (0, 0, 0)  # (start ns, end ns, NTP timestamp) of the second last stamped
+        self._fast: FastServer | None = None
+        if fast and available() and self.batched:
+            self._fast = FastServer(sock.fileno(), server)
+
+    @property
+    def data_plane(self) -> str:
+        """``"compiled"`` while the compiled data plane answers plain client requests, else ``"python"``."""
+        return "compiled" if self._fast is not None else "python"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -263,10 +284,35 @@ class UdpServerSocket:
 
     def on_readable(self) -> None:
         """Serve every datagram waiting (up to a batch), then return to the loop."""
-        if self.batched:
+        if self._fast is not None:
+            self._serve_fast(self._fast)
+        elif self.batched:
             self._serve_batched()
         else:
             self._serve_plain()
+
+    def _serve_fast(self, fast: FastServer) -> None:
+        try:
+            punted = fast.serve(_BATCH)
+        except OSError as e:
+            log.warning("the compiled data plane failed (%s): serving from Python from now on", e)
+            self._fast = None
+            fast.take_counters(self._add_counts)
+            self.on_readable()
+            return
+        fast.take_counters(self._add_counts)
+        if punted:
+            for data, addr, rx_ns in punted:
+                try:
+                    self._reply(data, addr, rx_ns)
+                except Exception:  # a bug must not lose the rest of the batch, already read
+                    log.exception("serving a datagram from %s failed", addr[0])
+
+    def _add_counts(self, send_errors: int, receive_errors: int, no_timestamp: int) -> None:
+        c = self.counters
+        c.send_errors += send_errors
+        c.receive_errors += receive_errors
+        c.no_timestamp += no_timestamp
 
     def _reply(self, data: bytes, addr: tuple, rx_ns: int) -> None:  # type: ignore[type-arg]
         """Hand one datagram to the server and send its reply, if any (the per-datagram path)."""

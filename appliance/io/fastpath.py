@@ -1,0 +1,158 @@
+"""The compiled data plane of the NTP server (``_fastpath.c``), and what decides whether it serves.
+
+The pure modules say what every datagram gets (:mod:`appliance.ntp.server`,
+:mod:`~appliance.ntp.access`, :mod:`~appliance.ntp.ratelimit`); the Python
+serving loop in :mod:`appliance.io.udp` carries that out at about 240,000
+replies a second on a 2-core machine. The compiled module does the same for
+the one kind of datagram that is nearly all of a time server's traffic, a
+plain 48-octet client request, and hands every other datagram (control,
+symmetric, authenticated, extension fields, malformed, NTPv1 mode 0) back to
+the Python path untouched:
+
+- :class:`FastServer` reads up to 64 datagrams per ``recvmmsg(2)`` with
+  their kernel receive timestamps, looks the source up in the ``restrict``
+  entries of the :class:`~appliance.ntp.access.AccessTable` (exported with
+  :meth:`~appliance.ntp.access.AccessTable.scan_lists`), passes ``limited``
+  clients through the rate limiter, takes the reply's first 24 octets from
+  :meth:`~appliance.ntp.server.NtpServer.reply_prefix` (once per second and
+  key), and sends each reply with its own ``CLOCK_REALTIME`` reading taken
+  right before its own ``sendto(2)``. Its counts are added to the server's
+  and the socket's counters after every call.
+- :class:`FastRateLimiter` is :class:`~appliance.ntp.ratelimit.RateLimiter`'s
+  table in C, with the same parameters (:func:`~appliance.ntp.ratelimit.limits`)
+  and the same answers; both paths share it, so a client cannot get twice the
+  rate by mixing kinds of request.
+
+It serves only when the served clock is the kernel's ``CLOCK_REALTIME`` (the
+appliance's kernel clock, or the machine's clock served as the local clock),
+since it reads that clock itself. The soft and simulated clocks, a build
+without a compiler, or ``stratum1 serve --no-fastpath`` leave everything to
+the Python path. ``tests/unit/io/test_fastpath.py`` holds both paths to the
+same reply, octet for octet, for random requests, addresses and tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from appliance.config.model import Discard
+from appliance.ntp.access import AccessTable
+from appliance.ntp.ratelimit import KOD_BURST, KOD_PER_SECOND, RateLimiter, limits
+from appliance.ntp.server import NtpServer
+
+_native: ModuleType | None
+try:
+    _native = importlib.import_module("appliance.io._fastpath")
+except ImportError:  # not built here (no compiler, not Linux): the Python path serves
+    _native = None
+
+#: Actions of :meth:`FastServer.handle`.
+DROP, REPLY, KOD, PUNT = 0, 1, 2, 3
+
+_DROP_REASONS = ("ignore", "noserve", "version-restricted", "notrust", "rate")
+
+
+def available() -> bool:
+    """Whether the compiled data plane was built for this machine."""
+    return _native is not None
+
+
+_LimiterBase: Any = _native.Limiter if _native is not None else object
+
+
+class FastRateLimiter(_LimiterBase):  # type: ignore[misc]
+    """:class:`~appliance.ntp.ratelimit.RateLimiter` in C: same arguments, answers and counters.
+
+    The set a client lands in comes from a hash keyed with 128 random bits
+    (``os.urandom``) per table, as Python's salted string hash does for the
+    Python table. Keys must be IP addresses (IPv4, or IPv6 with or without a
+    scope id, which is ignored).
+    """
+
+    def __init__(
+        self,
+        discard: Discard,
+        *,
+        slots: int = 65536,
+        ways: int = 8,
+        kod_per_second: float = KOD_PER_SECOND,
+        kod_burst: int = KOD_BURST,
+    ) -> None:
+        if _native is None:
+            raise RuntimeError("the compiled data plane is not built here")
+        p = limits(discard, slots=slots, ways=ways, kod_per_second=kod_per_second, kod_burst=kod_burst)
+        seed = os.urandom(16)
+        super().__init__(
+            p.avg_ns,
+            p.avg_tau,
+            p.min_ns,
+            p.min_tau,
+            p.kod_ns,
+            p.kod_tau,
+            slots,
+            ways,
+            int.from_bytes(seed[:8], "little"),
+            int.from_bytes(seed[8:], "little"),
+        )
+
+
+def rate_limiter(discard: Discard) -> RateLimiter | FastRateLimiter:
+    """The compiled table where it was built, else the Python one: the server's limiter."""
+    return FastRateLimiter(discard) if _native is not None else RateLimiter(discard)
+
+
+def _rules(access: AccessTable) -> tuple[list[tuple[bytes, bytes, bool, int, bool]], ...]:
+    v4, v6 = access.scan_lists()
+    return tuple(
+        [
+            (mask.to_bytes(width, "big"), net.to_bytes(width, "big"), ntponly, r.flags, r.is_default)
+            for mask, net, ntponly, r in entries
+        ]
+        for entries, width in ((v4, 4), (v6, 16))
+    )
+
+
+class FastServer:
+    """The compiled data plane for one socket of ``server`` (file descriptor ``fd``).
+
+    The server's access table and limiter are read once, here; its state is
+    followed through :meth:`~appliance.ntp.server.NtpServer.add_state_listener`.
+    A limiter other than :class:`FastRateLimiter` leaves ``limited`` clients
+    to the Python path.
+    """
+
+    def __init__(self, fd: int, server: NtpServer) -> None:
+        if _native is None:
+            raise RuntimeError("the compiled data plane is not built here")
+        v4, v6 = _rules(server.access)
+        limiter = server.limiter if isinstance(server.limiter, _native.Limiter) else None
+        self._native = _native.Server(fd, v4, v6, server.reply_prefix, limiter)
+        self.server = server
+        server.add_state_listener(self._native.invalidate)
+
+    def serve(self, limit: int) -> list[tuple[bytes, Any, int]] | None:
+        """Answer up to ``limit`` waiting datagrams; return those left to Python, as (data, address, rx_ns)."""
+        punted: list[tuple[bytes, Any, int]] | None = self._native.serve(limit)
+        return punted
+
+    def take_counters(self, add_socket_counts: Callable[[int, int, int], None]) -> None:
+        """Add the counts since the last call to the server's counters (and the socket's, through the callback)."""
+        received, served, kod, *drops, send_errors, receive_errors, no_timestamp = self._native.take_counters()
+        c = self.server.counters
+        c.received += received
+        c.served += served
+        c.kod_sent += kod
+        for reason, n in zip(_DROP_REASONS, drops, strict=True):
+            if n:
+                c.dropped[reason] = c.dropped.get(reason, 0) + n
+        if send_errors or receive_errors or no_timestamp:
+            add_socket_counts(send_errors, receive_errors, no_timestamp)
+
+    def handle(self, data: bytes, ip: str, port: int, rx_ns: int, tx_ns: int) -> tuple[int, bytes | None]:
+        """What the data plane does with one datagram, without a socket (for tests): (action, reply)."""
+        result: tuple[int, bytes | None] = self._native.handle(data, ip, port, rx_ns, tx_ns)
+        return result
