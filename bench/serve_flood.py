@@ -192,7 +192,9 @@ def launcher(cpu: int | None, nice: int, rt: int = 0) -> list[str]:
     return cmd
 
 
-def start_stratum1(tmp: Path, address: str, port: int, prefix: list[str], rcvbuf_arg: int | None) -> Server:
+def start_stratum1(
+    tmp: Path, address: str, port: int, prefix: list[str], rcvbuf_arg: int | None, fastpath: bool = True
+) -> Server:
     conf = tmp / "ntp.conf"
     conf.write_text(
         "# stratum1 serving benchmark: local clock at stratum 10, no rate limiting\n"
@@ -202,7 +204,9 @@ def start_stratum1(tmp: Path, address: str, port: int, prefix: list[str], rcvbuf
     )
     log = tmp / "stratum1.log"
     cmd = [*prefix, sys.executable, "-m", "appliance.cli", "serve", "-c", str(conf)]
-    cmd += ["--listen", address, "--port", str(port)]
+    cmd += ["--listen", address, "--port", str(port), "--verbose"]
+    if not fastpath:
+        cmd.append("--no-fastpath")
     if rcvbuf_arg:
         cmd += ["--rcvbuf", str(rcvbuf_arg)]
     env = dict(os.environ)
@@ -212,7 +216,10 @@ def start_stratum1(tmp: Path, address: str, port: int, prefix: list[str], rcvbuf
     server = Server("stratum1", port, proc, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if "serving NTP on" in log.read_text(errors="replace"):
+        text = log.read_text(errors="replace")
+        plane = re.search(r"data plane: (\w+)", text)
+        if "serving NTP on" in text and plane:
+            print(f"serve_flood: stratum1 data plane: {plane.group(1)}", flush=True)
             return server
         if proc.poll() is not None:
             break
@@ -418,6 +425,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--address", default="127.0.0.1", help="loopback address to serve on (127.0.0.1 or ::1)")
     p.add_argument("--servers", default="stratum1,chronyd", help="comma-separated: stratum1, chronyd")
+    p.add_argument(
+        "--no-fastpath",
+        action="store_true",
+        help="serve stratum1 from its Python path only (stratum1 serve --no-fastpath), for comparison",
+    )
     p.add_argument("--chronyd", help="chronyd binary (default: the interop copy or /usr/sbin/chronyd)")
     p.add_argument("--server-cpu", type=int, default=1, help="CPU for the servers (taskset; -1: no pinning)")
     p.add_argument("--client-cpu", type=int, default=0, help="CPU for the load generator (-1: no pinning)")
@@ -480,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.names:
             port = free_udp_port(args.address)
             if name == "stratum1":
-                servers.append(start_stratum1(tmp, args.address, port, prefix, None))
+                servers.append(start_stratum1(tmp, args.address, port, prefix, None, not args.no_fastpath))
             else:
                 assert chronyd is not None
                 servers.append(start_chronyd(tmp, chronyd, args.address, port, prefix, flood))
