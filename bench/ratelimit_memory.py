@@ -8,11 +8,14 @@ peak RSS (``ru_maxrss``) and current RSS at 0, 100k, 500k and 1M distinct
 addresses, then the cost per call of the hot paths. Memory should stay flat
 once the limiter's table (65,536 clients) and the lookup cache are full.
 
-Run: ``python bench/ratelimit_memory.py`` (about half a minute).
+Run: ``python bench/ratelimit_memory.py [--table compiled|python]`` (about half
+a minute each). The default table is the one the daemon uses: the compiled
+one (:class:`appliance.io.fastpath.FastRateLimiter`) where it was built.
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import itertools
 import os
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from appliance.config.model import Discard, Location, RestrictRule
+from appliance.io import fastpath
 from appliance.ntp.access import KOD, LIMITED, AccessTable
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.timebase import NS_PER_S
@@ -74,8 +78,14 @@ def per_call_ns(fn: Callable[[int], object], n: int = 200_000) -> float:
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", choices=("compiled", "python"), default="compiled" if fastpath.available() else "python")
+    args = p.parse_args()
+    if args.table == "compiled" and not fastpath.available():
+        sys.exit("ratelimit_memory: the compiled data plane is not built here")
     table = AccessTable.from_rules(RULES)
-    limiter = RateLimiter(Discard())
+    limiter = fastpath.FastRateLimiter(Discard()) if args.table == "compiled" else RateLimiter(Discard())
+    print(f"rate-limiter table: {args.table} ({type(limiter).__name__}, {limiter.slots} slots)")
     busy_ns = 0
     calls = 0
     t = T0
@@ -125,8 +135,8 @@ def main() -> None:
     passes = per_call_ns(lambda i: limiter.check(hit4, far + next(tick) * 10 * NS_PER_S))
     far += 10**9 * NS_PER_S
     flooded = per_call_ns(lambda i: limiter.check(FLOODER, far + next(tick), True))
-    newcomer = per_call_ns(lambda i: limiter.check(f"n{next(tick)}", far + next(tick)))
-    overhead = per_call_ns(lambda i: (f"n{next(tick)}", far + next(tick)))
+    newcomer = per_call_ns(lambda i: limiter.check(address(2_000_000 + next(tick)), far + next(tick)))
+    overhead = per_call_ns(lambda i: (address(2_000_000 + next(tick)), far + next(tick)))
     print(f"  RateLimiter.check, known, passes     {passes:6.0f} ns")
     print(f"  RateLimiter.check, known, limited    {flooded:6.0f} ns")
     print(f"  RateLimiter.check, new client        {newcomer:6.0f} ns")

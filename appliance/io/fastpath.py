@@ -132,7 +132,12 @@ class FastServer:
         limiter = server.limiter if isinstance(server.limiter, _native.Limiter) else None
         self._native = _native.Server(fd, v4, v6, server.reply_prefix, limiter)
         self.server = server
-        server.add_state_listener(self._native.invalidate)
+        self._listener = self._native.invalidate
+        server.add_state_listener(self._listener)
+
+    def close(self) -> None:
+        """Let go of the server (the state listener ties the two together)."""
+        self.server.remove_state_listener(self._listener)
 
     def serve(self, limit: int) -> list[tuple[bytes, Any, int]] | None:
         """Answer up to ``limit`` waiting datagrams; return those left to Python, as (data, address, rx_ns)."""

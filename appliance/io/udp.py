@@ -298,6 +298,7 @@ class UdpServerSocket:
             log.warning("the compiled data plane failed (%s): serving from Python from now on", e)
             self._fast = None
             fast.take_counters(self._add_counts)
+            fast.close()
             self.on_readable()
             return
         fast.take_counters(self._add_counts)
@@ -471,4 +472,7 @@ class UdpServerSocket:
                 return
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         self.sock.close()

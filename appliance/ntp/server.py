@@ -130,6 +130,11 @@ class NtpServer:
         """Call ``listener()`` after every :meth:`set_state` (the compiled data plane drops its cached headers)."""
         self._listeners.append(listener)
 
+    def remove_state_listener(self, listener: Callable[[], object]) -> None:
+        """Stop calling ``listener`` (a socket being closed)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def handle(self, data: bytes, ip: str, port: int, rx_ns: int) -> tuple[bytes, bytes | None] | None:
         """Return ``(head, tail)`` for one datagram, or None to send nothing.
 

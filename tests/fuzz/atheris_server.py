@@ -5,8 +5,10 @@
 
 Each input is one datagram, its first octet choosing the source address. The
 handler must never raise, never answer mode 7, and never send a reply
-longer than the request. CI runs the same properties with hypothesis
-(tests/unit/ntp/test_server.py); this finds deeper paths given time.
+longer than the request. Where the compiled data plane is built, every input
+also goes to it, and its answer must be the Python server's, octet for octet.
+CI runs the same properties with hypothesis (tests/unit/ntp/test_server.py,
+tests/unit/io/test_fastpath.py); this finds deeper paths given time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ with atheris.instrument_imports():
     import ipaddress
 
     from appliance.config.model import Discard, Location, RestrictRule
+    from appliance.io import fastpath
     from appliance.ntp.access import AccessTable
     from appliance.ntp.ratelimit import RateLimiter
     from appliance.ntp.server import NtpServer, finish_reply
@@ -38,7 +41,27 @@ SERVER = NtpServer(
     peers=frozenset({"192.168.0.9"}),
     state=local_clock_state(1, -20, NOW),
 )
+FAST = None
+if fastpath.available():
+    _subject = NtpServer(
+        AccessTable.from_rules(RULES),
+        fastpath.FastRateLimiter(Discard()),
+        peers=frozenset({"192.168.0.9"}),
+        state=local_clock_state(1, -20, NOW),
+    )
+    FAST = (_subject, fastpath.FastServer(-1, _subject))
 _tick = [0]
+
+
+def compiled(packet: bytes, ip: str, port: int, rx: int) -> bytes | None:
+    """What the compiled data plane (or, for what it hands back, the Python path) answers."""
+    assert FAST is not None
+    subject, fast = FAST
+    action, reply = fast.handle(packet, ip, port, rx, NOW)
+    if action != fastpath.PUNT:
+        return reply
+    out = subject.handle(packet, ip, port, rx)
+    return None if out is None else finish_reply(*out, NOW)
 
 
 def one_input(data: bytes) -> None:
@@ -47,11 +70,13 @@ def one_input(data: bytes) -> None:
     ip = SOURCES[data[0] % len(SOURCES)]
     packet = data[1:]
     _tick[0] += 1
-    out = SERVER.handle(packet, ip, 40000 + data[0], NOW + _tick[0] * 1000)
-    if out is None:
+    port, rx = 40000 + data[0], NOW + _tick[0] * 1000
+    out = SERVER.handle(packet, ip, port, rx)
+    reply = None if out is None else finish_reply(*out, NOW)
+    if FAST is not None and compiled(packet, ip, port, rx) != reply:
+        raise AssertionError(f"the compiled data plane answers {packet.hex()} from {ip} differently")
+    if reply is None:
         return
-    head, tail = out
-    reply = finish_reply(head, tail, NOW)
     if len(reply) > len(packet):
         raise AssertionError(f"amplification: {len(packet)} -> {len(reply)} octets from {ip}")
     if packet[0] & 7 == 7:

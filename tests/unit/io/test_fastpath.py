@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.config.model import Discard, Location, RestrictRule
+from appliance.config.parser import parse_config
+from appliance.daemon import Appliance, ServeSettings
 from appliance.io import fastpath
 from appliance.io.fastpath import DROP, KOD, PUNT, REPLY, FastRateLimiter, FastServer
 from appliance.io.udp import UdpServerSocket
@@ -284,3 +286,55 @@ def test_fast_socket_refuses_a_mapped_clock() -> None:
     server = NtpServer(AccessTable.from_rules([]), RateLimiter(Discard()))
     with pytest.raises(ValueError, match="CLOCK_REALTIME"):
         UdpServerSocket("127.0.0.1", 0, server, fast=True, from_kernel_ns=lambda t: t)
+
+
+@needs_build
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 here")
+def test_socket_serves_ipv6_in_c() -> None:
+    server = NtpServer(AccessTable.from_rules([]), FastRateLimiter(Discard()), state=local_clock_state(10, -20, NOW))
+    try:
+        sock = UdpServerSocket("::1", 0, server, fast=True)
+    except OSError:
+        pytest.skip("::1 is not configured here")
+    client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        client.bind(("::1", 0))
+        plain, xmt = client_request(NOW)
+        (reply,) = _exchange(sock, client, [plain])
+        assert reply[1] == 10 and struct.unpack("!Q", reply[24:32])[0] == xmt
+        assert server.counters.served == 1 and server.counters.received == 1
+    finally:
+        client.close()
+        sock.close()
+
+
+# -- which data plane the daemon picks --------------------------------------------------------------
+
+
+def _appliance(config_text: str, **settings: object) -> Appliance:
+    config = parse_config(config_text, "fast.conf")
+    return Appliance(config, ServeSettings(listen=("127.0.0.1",), port=0, **settings))  # type: ignore[arg-type]
+
+
+@needs_build
+def test_daemon_serves_the_machine_clock_from_the_compiled_path() -> None:
+    app = _appliance("server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n")
+    try:
+        assert [s.data_plane for s in app.sockets] == ["compiled"]
+        assert isinstance(app.server.limiter, FastRateLimiter)
+    finally:
+        app.close()
+
+
+def test_daemon_python_path_when_asked_or_when_the_clock_is_not_realtime() -> None:
+    app = _appliance("server 127.127.1.0\n", fastpath=False)
+    try:
+        assert [s.data_plane for s in app.sockets] == ["python"]
+        assert isinstance(app.server.limiter, RateLimiter)
+    finally:
+        app.close()
+    soft = _appliance("server 127.0.0.1 iburst\n", clock="soft")  # an upstream (loopback): a soft clock
+    try:
+        assert [s.data_plane for s in soft.sockets] == ["python"]
+    finally:
+        soft.close()
