@@ -61,6 +61,11 @@ grows, and only the keys of the at most ``slots`` clients held are kept. A
 forgotten client starts again with full buckets, which is harmless: a
 flooder is never the least recently seen of its set.
 
+The daemon uses the same table compiled to C where it was built
+(:class:`appliance.io.fastpath.FastRateLimiter`: the numbers from
+:func:`limits`, a keyed hash for the sets, the tests of this module run
+against both).
+
 ``discard monitor`` (ntpd's MRU discard probability) has no meaning here and
 is ignored.
 
