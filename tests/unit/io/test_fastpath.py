@@ -10,11 +10,13 @@ The Python modules are the specification; these tests hold the C code to it:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import select
 import socket
 import struct
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -215,14 +217,28 @@ def _exchange(server_sock: UdpServerSocket, client: socket.socket, payloads: lis
     return replies
 
 
-@needs_build
-def test_socket_serves_plain_requests_in_c_and_the_rest_in_python() -> None:
-    server = NtpServer(AccessTable.from_rules(RULES), FastRateLimiter(Discard()), state=local_clock_state(10, -20, NOW))
+@contextlib.contextmanager
+def _serving(
+    rules: list[RestrictRule], client_address: str, limiter: FastRateLimiter | None = None
+) -> Iterator[tuple[NtpServer, UdpServerSocket, socket.socket]]:
+    """A server on a fast 127.0.0.1 socket and a client socket bound to ``client_address``."""
+    server = NtpServer(
+        AccessTable.from_rules(rules), limiter or FastRateLimiter(Discard()), state=local_clock_state(10, -20, NOW)
+    )
     sock = UdpServerSocket("127.0.0.1", 0, server, fast=True)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        client.bind((client_address, 0))
+        yield server, sock, client
+    finally:
+        client.close()
+        sock.close()
+
+
+@needs_build
+def test_socket_serves_plain_requests_in_c_and_the_rest_in_python() -> None:
+    with _serving(RULES, "127.0.0.1") as (server, sock, client):
         assert sock.data_plane == "compiled"
-        client.bind(("127.0.0.1", 0))
         plain, xmt = client_request(NOW)
         mac = plain + struct.pack("!I", 1) + bytes(16)  # key 1, MD5-sized digest: a crypto-NAK from Python
         control = bytes([0x16, 0x01]) + bytes(10)  # mode 6 READSTAT: 127.0.0.1 may query
@@ -240,35 +256,21 @@ def test_socket_serves_plain_requests_in_c_and_the_rest_in_python() -> None:
         c = server.counters
         assert c.received == 4
         assert c.served == 2 and c.control == 1 and c.dropped == {"mode7": 1}
-    finally:
-        client.close()
-        sock.close()
 
 
 @needs_build
 def test_socket_drops_ignored_sources_and_counts_them() -> None:
-    server = NtpServer(AccessTable.from_rules(RULES), FastRateLimiter(Discard()), state=local_clock_state(10, -20, NOW))
-    sock = UdpServerSocket("127.0.0.1", 0, server, fast=True)
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        client.bind(("127.0.0.2", 0))
+    with _serving(RULES, "127.0.0.2") as (server, sock, client):
         plain, _ = client_request(NOW)
         assert _exchange(sock, client, [plain, plain]) == []
         assert server.counters.dropped == {"ignore": 2} and server.counters.received == 2
-    finally:
-        client.close()
-        sock.close()
 
 
 @needs_build
 def test_socket_limits_a_flood_with_the_shared_table() -> None:
     rules = [RestrictRule(None, None, frozenset({"kod", "limited"}), HERE)]
     limiter = FastRateLimiter(Discard())
-    server = NtpServer(AccessTable.from_rules(rules), limiter, state=local_clock_state(10, -20, NOW))
-    sock = UdpServerSocket("127.0.0.1", 0, server, fast=True)
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        client.bind(("127.0.0.1", 0))
+    with _serving(rules, "127.0.0.1", limiter) as (server, sock, client):
         plain, _ = client_request(NOW)
         replies = _exchange(sock, client, [plain] * 20)
         served = [r for r in replies if r[1] != 0]
@@ -277,9 +279,6 @@ def test_socket_limits_a_flood_with_the_shared_table() -> None:
         assert len(kods) == 1  # one KoD per 8 s for this client
         assert "127.0.0.1" in limiter and limiter.limited == 17
         assert server.counters.dropped == {"rate": 16} and server.counters.kod_sent == 1
-    finally:
-        client.close()
-        sock.close()
 
 
 def test_fast_socket_refuses_a_mapped_clock() -> None:
