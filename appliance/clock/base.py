@@ -148,6 +148,14 @@ def leap_schedule(reading_ns: int, leap: int) -> tuple[int, int]:
     return threshold, NS_PER_S
 
 
+def arm_leap(leap: int, reading_ns: int) -> tuple[int | None, int]:
+    """What a software clock keeps for ``set_leap(leap)``: ``(threshold, step)`` as :func:`leap_schedule`
+    says, or ``(None, 0)`` for disarmed (0). ValueError for anything but 0, 1, 2."""
+    if check_leap(leap) == LEAP_NONE:
+        return None, 0
+    return leap_schedule(reading_ns, leap)
+
+
 def clamp_frequency(frequency_ppb: float) -> float:
     """Return ``frequency_ppb`` limited to +-:data:`MAX_FREQUENCY_PPB`; ValueError for NaN or infinity."""
     if not math.isfinite(frequency_ppb):

@@ -47,7 +47,7 @@ import random
 from dataclasses import dataclass
 
 from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB, wander_for_adev
-from appliance.clock.base import SyncStatus, check_leap, clamp_frequency, leap_schedule
+from appliance.clock.base import SyncStatus, arm_leap, check_leap, clamp_frequency
 from appliance.clock.slew import RateLimitedSlew, SlewModel
 from appliance.ntp.packet import LEAP_NONE
 from appliance.timebase import NS_PER_S
@@ -251,10 +251,7 @@ class SimulatedClock:
         if check_leap(leap) == self._leap:
             return
         self._leap = leap
-        if leap == LEAP_NONE:
-            self._leap_at, self._leap_step = None, 0
-        else:
-            self._leap_at, self._leap_step = leap_schedule(self._reading(), leap)
+        self._leap_at, self._leap_step = arm_leap(leap, self._reading())
 
     def set_sync_status(self, synchronised: bool, est_error_ns: int, max_error_ns: int) -> None:
         """Record the sync status and error estimates (ns)."""

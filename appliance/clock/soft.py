@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from appliance.clock.base import SyncStatus, check_leap, clamp_frequency, leap_schedule
+from appliance.clock.base import SyncStatus, arm_leap, check_leap, clamp_frequency
 from appliance.clock.slew import RateLimitedSlew, SlewModel
 from appliance.ntp.packet import LEAP_NONE
 
@@ -147,10 +147,7 @@ class SoftClock:
             return
         self._reanchor()
         self._leap = leap
-        if leap == LEAP_NONE:
-            self._leap_at, self._leap_step = None, 0
-        else:
-            self._leap_at, self._leap_step = leap_schedule(self._local_anchor + round(self._local_frac), leap)
+        self._leap_at, self._leap_step = arm_leap(leap, self._local_anchor + round(self._local_frac))
 
     def set_sync_status(self, synchronised: bool, est_error_ns: int, max_error_ns: int) -> None:
         """Record the sync status and error estimates (ns)."""

@@ -545,8 +545,13 @@ Server_init(Server *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->limiter, limiter == Py_None ? NULL : (Limiter *)Py_NewRef(limiter));
     memset(self->counters, 0, sizeof self->counters);
     for (int i = 0; i < MMSG_COUNT; i++) {
+        struct msghdr *h = &self->msgs[i].msg_hdr;
         self->iovs[i].iov_base = self->data[i];
         self->iovs[i].iov_len = MAX_DATAGRAM;
+        h->msg_name = &self->names[i];
+        h->msg_iov = &self->iovs[i];
+        h->msg_iovlen = 1;
+        h->msg_control = self->control[i];
     }
     return 0;
 }
@@ -728,13 +733,9 @@ Server_serve(Server *self, PyObject *args)
     uint8_t out[HEADER_LEN];
     int done = 0;
     while (done < limit) {
-        for (int i = 0; i < MMSG_COUNT; i++) {
+        for (int i = 0; i < MMSG_COUNT; i++) { /* what the kernel overwrote last time */
             struct msghdr *h = &self->msgs[i].msg_hdr;
-            h->msg_name = &self->names[i];
             h->msg_namelen = sizeof self->names[i];
-            h->msg_iov = &self->iovs[i];
-            h->msg_iovlen = 1;
-            h->msg_control = self->control[i];
             h->msg_controllen = CONTROL_SIZE;
             h->msg_flags = 0;
         }

@@ -172,7 +172,7 @@ class NtpServer:
                 c.drop("noquery")
                 return None
             c.control += 1
-            state = UNSYNCHRONISED if restriction.is_default and self._state.public_unsync else self._state
+            state = UNSYNCHRONISED if self._told_unsync(restriction.is_default) else self._state
             reply = self.control.handle(data, flags, state, rx_ns)
             if reply is None:
                 c.drop("control")
@@ -226,6 +226,10 @@ class NtpServer:
             return head, _CRYPTO_NAK
         return head, b""
 
+    def _told_unsync(self, is_default: bool) -> bool:
+        """Whether a client matched only by a default entry is told "unsynchronised" now (public_unsync)."""
+        return is_default and self._state.public_unsync
+
     def reply_prefix(self, version: int, mode: int, poll: int, is_default: bool, rx_ns: int) -> bytes:
         """Octets 0-23 of a reply (leap, version, mode .. reference timestamp) for the second of ``rx_ns``.
 
@@ -236,7 +240,7 @@ class NtpServer:
         if second != self._cache_second:
             self._cache.clear()
             self._cache_second = second
-        public = is_default and self._state.public_unsync
+        public = self._told_unsync(is_default)
         key = (version << 3 | mode, poll, public)
         prefix = self._cache.get(key)
         if prefix is None:
