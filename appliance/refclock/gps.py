@@ -45,7 +45,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from appliance.nmea.epoch import Fix
-from appliance.refclock.sample import Pulse, Sample
+from appliance.refclock.sample import Pulse, Sample, SampleKind
 from appliance.timebase import NS_PER_S
 
 CALIBRATION_WINDOW = 64
@@ -263,7 +263,9 @@ class GpsClock:
         self.counters.pps_samples += 1
         if numbered:
             self._numbered = (local_ns, second_ns)
-        return Sample(local_ns=local_ns, reference_ns=second_ns, dispersion_ns=PPS_DISPERSION_NS)
+        return Sample(
+            local_ns=local_ns, reference_ns=second_ns, dispersion_ns=PPS_DISPERSION_NS, kind=SampleKind.PULSE
+        )
 
     def _nmea_sample(self, fix: Fix, second: int) -> list[Sample]:
         delay = self.nmea_delay_ns

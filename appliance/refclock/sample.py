@@ -12,13 +12,27 @@ A driver knows nothing about selection or discipline. It produces:
 
 Times are local-clock readings taken as close to the event as the hardware
 allows (kernel PPS timestamps, the arrival of a sentence's first byte).
+
+A sample says what it is in :attr:`Sample.kind` (:class:`SampleKind`):
+``TIME`` when the local time is when a message naming a second was taken
+(NMEA, gpsd's TOFF and TPV, a shared-memory segment), ``PULSE`` when it is
+the local time of a PPS edge that has been numbered. Nobody infers the kind
+from the dispersion.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from appliance.ntp.packet import LEAP_NONE
+
+
+class SampleKind(enum.Enum):
+    """What a sample's local time marks."""
+
+    TIME = "time"  # when a message that names a second was timestamped (serial data, SHM, TOFF)
+    PULSE = "pulse"  # a numbered PPS edge
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +43,7 @@ class Sample:
     reference_ns: int
     leap: int = LEAP_NONE
     dispersion_ns: int = 0
+    kind: SampleKind = SampleKind.TIME
 
     @property
     def offset_ns(self) -> int:
