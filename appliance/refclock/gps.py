@@ -263,9 +263,7 @@ class GpsClock:
         self.counters.pps_samples += 1
         if numbered:
             self._numbered = (local_ns, second_ns)
-        return Sample(
-            local_ns=local_ns, reference_ns=second_ns, dispersion_ns=PPS_DISPERSION_NS, kind=SampleKind.PULSE
-        )
+        return Sample(local_ns=local_ns, reference_ns=second_ns, dispersion_ns=PPS_DISPERSION_NS, kind=SampleKind.PULSE)
 
     def _nmea_sample(self, fix: Fix, second: int) -> list[Sample]:
         delay = self.nmea_delay_ns

@@ -1,0 +1,187 @@
+"""The ``shm`` refclock's I/O: SysV shared-memory segments NTP0..NTPn through ``shmget``/``shmat``/``shmdt``.
+
+The decoding and every decision are in :mod:`appliance.refclock.shm`; this
+module only attaches the segment, copies it, re-reads ``count`` right after
+the copy and clears ``valid`` when told to. libc is called through
+``ctypes.CDLL(None)`` (DESIGN.md: interposing test harnesses see the calls).
+
+Like ntpd and chrony, :class:`ShmDriver` creates the segment when it does
+not exist yet (``IPC_CREAT``, 0600 for units 0-1 and 0666 from unit 2), so
+it does not matter whether gpsd or stratum1 starts first: gpsd attaches to
+the segment stratum1 made and the other way round. Nothing here removes a
+segment (``IPC_RMID``): the kernel frees it when the last process detaches
+and nobody marked it otherwise, and a segment gpsd made is gpsd's.
+
+:class:`SysvShm` is the real backend; :class:`appliance.fakes.shm.FakeShm`
+the fake one, with a writer that does what gpsd does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Protocol
+
+from appliance.refclock.driver import Readings
+from appliance.refclock.shm import (
+    DEFAULT_MAX_AGE_NS,
+    DEFAULT_MAX_DELTA_NS,
+    LAYOUT_32,
+    LAYOUT_64,
+    ShmLayout,
+    ShmReader,
+    ShmStatus,
+    shm_key,
+    shm_perm,
+)
+
+IPC_CREAT = 0o1000
+
+
+class Segment(Protocol):
+    """An attached segment: copy it, read or write one int."""
+
+    def read(self) -> bytes: ...
+
+    def read_int(self, offset: int) -> int: ...
+
+    def write_int(self, offset: int, value: int) -> None: ...
+
+    def detach(self) -> None: ...
+
+
+class SegmentBackend(Protocol):
+    """Attaches (creating when missing) the segment with a key."""
+
+    def attach(self, key: int, size: int, perm: int) -> Segment: ...
+
+
+def native_layout() -> ShmLayout:
+    """The ``struct shmTime`` of this machine, by the size of C's ``long`` (which is ``time_t`` on glibc).
+
+    A 32-bit system built with a 64-bit ``time_t`` (Debian 13 armhf) is not
+    told apart: pass the layout explicitly there.
+    """
+    return LAYOUT_64 if ctypes.sizeof(ctypes.c_long) == 8 else LAYOUT_32
+
+
+class _SysvSegment:
+    __slots__ = ("_libc", "_addr", "_size")
+
+    def __init__(self, libc: ctypes.CDLL, addr: int, size: int) -> None:
+        self._libc = libc
+        self._addr: int | None = addr
+        self._size = size
+
+    def _base(self) -> int:
+        if self._addr is None:
+            raise OSError(errno.EINVAL, "shared memory segment is detached")
+        return self._addr
+
+    def read(self) -> bytes:
+        return ctypes.string_at(self._base(), self._size)
+
+    def read_int(self, offset: int) -> int:
+        return ctypes.c_int.from_address(self._base() + offset).value
+
+    def write_int(self, offset: int, value: int) -> None:
+        ctypes.c_int.from_address(self._base() + offset).value = value
+
+    def detach(self) -> None:
+        if self._addr is not None:
+            self._libc.shmdt(ctypes.c_void_p(self._addr))
+            self._addr = None
+
+
+class SysvShm:
+    """The kernel's SysV shared memory, through libc."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+        libc.shmget.restype = ctypes.c_int
+        libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        libc.shmat.restype = ctypes.c_void_p
+        libc.shmdt.argtypes = [ctypes.c_void_p]
+        libc.shmdt.restype = ctypes.c_int
+        self._libc = libc
+
+    def attach(self, key: int, size: int, perm: int) -> Segment:
+        shmid = self._libc.shmget(key, size, IPC_CREAT | perm)
+        if shmid == -1:
+            err = ctypes.get_errno()
+            hint = " (a smaller segment with that key exists)" if err == errno.EINVAL else ""
+            raise OSError(err, f"shmget(0x{key:08x}, {size}): {os.strerror(err)}{hint}")
+        addr = self._libc.shmat(shmid, None, 0)
+        if addr is None or addr == ctypes.c_void_p(-1).value:
+            err = ctypes.get_errno()
+            raise OSError(err, f"shmat(0x{key:08x}): {os.strerror(err)}")
+        return _SysvSegment(self._libc, int(addr), size)
+
+
+class ShmDriver:
+    """The ``shm`` driver of unit ``unit`` (segment NTPu): one sample per poll at most.
+
+    ``max_age_ns`` and ``max_delta_ns`` are :class:`~appliance.refclock.shm.ShmReader`'s
+    (``max_delta_ns=None``: ntpd's ``flag1``, no limit).
+    """
+
+    def __init__(
+        self,
+        unit: int,
+        *,
+        backend: SegmentBackend | None = None,
+        layout: ShmLayout | None = None,
+        max_age_ns: int = DEFAULT_MAX_AGE_NS,
+        max_delta_ns: int | None = DEFAULT_MAX_DELTA_NS,
+    ) -> None:
+        self.unit = unit
+        self._backend = backend
+        self._layout = layout if layout is not None else native_layout()
+        self._reader = ShmReader(self._layout, max_age_ns=max_age_ns, max_delta_ns=max_delta_ns)
+        self._segment: Segment | None = None
+        self.open_errors = 0
+
+    @property
+    def name(self) -> str:
+        return f"NTP{self.unit}"
+
+    @property
+    def is_open(self) -> bool:
+        return self._segment is not None
+
+    def open(self) -> None:
+        if self._segment is not None:
+            return
+        backend = self._backend if self._backend is not None else SysvShm()
+        self._backend = backend
+        try:
+            self._segment = backend.attach(shm_key(self.unit), self._layout.size, shm_perm(self.unit))
+        except OSError as e:
+            self.open_errors += 1
+            raise OSError(e.errno, f"SHM unit {self.unit} ({self.name}): {e.strerror}") from None
+
+    def poll(self, now_ns: int) -> Readings:
+        """Copy the segment, judge it, clear ``valid`` when it was read; the sample if there was a good one."""
+        seg = self._segment
+        if seg is None:
+            return Readings()
+        raw = seg.read()
+        count_after = seg.read_int(self._layout.count_offset)
+        result = self._reader.read(raw, count_after=count_after, now_ns=now_ns)
+        if result.clear_valid:
+            seg.write_int(self._layout.valid_offset, 0)
+        if result.status is ShmStatus.OK and result.sample is not None:
+            return Readings(samples=(result.sample,))
+        return Readings()
+
+    def close(self) -> None:
+        if self._segment is not None:
+            self._segment.detach()
+            self._segment = None
+
+    def counters(self) -> Mapping[str, int]:
+        return {**asdict(self._reader.counters), "open_errors": self.open_errors}
