@@ -23,6 +23,10 @@ PURE_FILES = [
     "refclock/profiles.py",
     "clock/discipline.py",
     "refclock/setup.py",
+    "refclock/driver.py",
+    "refclock/source.py",
+    "refclock/shm.py",
+    "refclock/gpsd_json.py",
     "leap.py",
 ]
 FORBIDDEN_MODULES = {

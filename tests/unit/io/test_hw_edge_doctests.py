@@ -10,11 +10,16 @@ import pytest
 MODULES = [
     "appliance.refclock.pps",
     "appliance.refclock.profiles",
+    "appliance.refclock.driver",
+    "appliance.refclock.source",
+    "appliance.refclock.shm",
+    "appliance.refclock.gpsd_json",
     "appliance.io.pps",
     "appliance.io.gpio",
     "appliance.io.serial",
     "appliance.fakes.pps",
     "appliance.fakes.gps",
+    "appliance.fakes.shm",
 ]
 
 
