@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import replace
 
 from appliance.refclock.shm import LAYOUT_64, ShmLayout, ShmRecord
 
@@ -112,7 +111,8 @@ class FakeSegment:
         self.write_int(self.layout.count_offset, (self.count + 1) & 0x7FFFFFFF)
 
     def record(self) -> ShmRecord:
-        return replace(self.layout.decode(bytes(self.data)))
+        """The segment as a reader would decode it now."""
+        return self.layout.decode(bytes(self.data))
 
 
 class FakeShm:

@@ -15,7 +15,8 @@ nothing. What it applies:
   which for each driver). Positive when the local timestamps are taken late.
 - **Sample checks**, each dropped and counted (:class:`Verdict`): a local
   time after ``now`` (FUTURE), older than two poll intervals (STALE), not
-  after the last sample taken (NOT_NEWER: duplicates, reordering), a leap
+  after the last sample of its kind taken (NOT_NEWER: duplicates,
+  reordering; gpsd's edge of a second may come after its serial time), a leap
   indicator of 3 (UNSYNCHRONISED: the reference says it has no time; gpsd
   writes that before its receiver has a fix), a kind the line does not take
   (WRONG_KIND).
@@ -220,12 +221,13 @@ _COUNTERS = tuple(f.name for f in fields(RefclockCounters))
 class RefclockSource:
     """One configured reference clock; see the module docstring."""
 
-    __slots__ = ("_settings", "_pending", "_last", "_reach", "_counts", "_precision_ns")
+    __slots__ = ("_settings", "_pending", "_last", "_newest", "_reach", "_counts", "_precision_ns")
 
     def __init__(self, settings: RefclockSettings) -> None:
         self._settings = settings
         self._pending: list[Sample] = []
         self._last: Sample | None = None
+        self._newest: dict[SampleKind, int] = {}  # local time of the last sample taken, by kind
         self._reach = 0
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._precision_ns = _ns_from_log2(settings.precision)
@@ -276,7 +278,7 @@ class RefclockSource:
             return self._count(Verdict.WRONG_KIND)
         if sample.leap == LEAP_UNSYNC:
             return self._count(Verdict.UNSYNCHRONISED)
-        verdict = self._check_time(sample.local_ns, now_ns)
+        verdict = self._check_time(sample.local_ns, now_ns, sample.kind)
         if verdict is not Verdict.ACCEPTED:
             return self._count(verdict)
         offset = s.pulse_offset_ns if sample.kind is SampleKind.PULSE else s.time_offset_ns
@@ -297,7 +299,7 @@ class RefclockSource:
         s = self._settings
         if SampleKind.PULSE not in s.kinds:
             return self._count(Verdict.WRONG_KIND)
-        verdict = self._check_time(pulse.local_ns, now_ns)
+        verdict = self._check_time(pulse.local_ns, now_ns, SampleKind.PULSE)
         if verdict is not Verdict.ACCEPTED:
             return self._count(verdict)
         offset = _wrap_second(-(pulse.local_ns % NS_PER_S) + s.pulse_offset_ns)
@@ -331,11 +333,13 @@ class RefclockSource:
         self._pending = [_shifted(x, step_ns) for x in self._pending]
         if self._last is not None:
             self._last = _shifted(self._last, step_ns)
+        self._newest = {kind: t + step_ns for kind, t in self._newest.items()}
 
     def reset(self) -> None:
         """Forget every stored sample (the device was reopened, the timescale is unknown)."""
         self._pending.clear()
         self._last = None
+        self._newest.clear()
 
     # -- the poll ----------------------------------------------------------------------------------
 
@@ -373,16 +377,18 @@ class RefclockSource:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _check_time(self, local_ns: int, now_ns: int) -> Verdict:
+    def _check_time(self, local_ns: int, now_ns: int, kind: SampleKind) -> Verdict:
         if local_ns > now_ns:
             return Verdict.FUTURE
         if now_ns - local_ns > 2 * self.poll_interval_ns:
             return Verdict.STALE
-        if self._last is not None and local_ns <= self._last.local_ns:
+        newest = self._newest.get(kind)
+        if newest is not None and local_ns <= newest:
             return Verdict.NOT_NEWER
         return Verdict.ACCEPTED
 
     def _take(self, sample: Sample) -> Verdict:
+        self._newest[sample.kind] = sample.local_ns
         self._pending.append(sample)
         if len(self._pending) > self._settings.capacity:
             del self._pending[0]

@@ -108,6 +108,14 @@ def test_a_sample_not_after_the_last_is_dropped() -> None:
     assert src.counters.not_newer == 2 and len(src.pending) == 1
 
 
+def test_not_newer_is_judged_per_kind() -> None:
+    """gpsd's serial time of second N may arrive before the edge that began N: both are taken."""
+    src = source()
+    assert src.add_sample(Sample(T0 + 100 * MS, T0), now_ns=T0 + 100 * MS) is Verdict.ACCEPTED
+    assert src.add_sample(Sample(T0, T0, kind=SampleKind.PULSE), now_ns=T0 + 110 * MS) is Verdict.ACCEPTED
+    assert src.add_sample(Sample(T0 + 50 * MS, T0), now_ns=T0 + 120 * MS) is Verdict.NOT_NEWER
+
+
 def test_a_line_that_takes_pulses_only_drops_time_samples() -> None:
     src = source(kinds=frozenset({SampleKind.PULSE}))
     assert src.add_sample(Sample(T0, T0), now_ns=T0) is Verdict.WRONG_KIND
