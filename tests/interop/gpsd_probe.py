@@ -1,6 +1,7 @@
 """Run a real gpsd fed by the fake GPS, and read it with stratum1's shm and gpsd drivers; print what they saw.
 
-Run by ``test_gpsd.py`` as ``unshare --ipc --net python gpsd_probe.py GPSD SECONDS``: in its own IPC
+Run by ``test_gpsd.py`` as ``unshare --ipc --net python gpsd_probe.py GPSD SECONDS`` (GPSD: the private
+copy's wrapper, which sets its library path and execs gpsd, so its PID is gpsd's): in its own IPC
 namespace (gpsd's NTP0..NTP7 segments are not the host's) and network namespace (gpsd's port 2947 and the
 NMEA feed are on a loopback of their own). gpsd exports time to shared memory for ``udp://`` sources (not
 for a pty, a file or a pipe), so the fake's sentences, labelled with the host's current seconds, go to
@@ -40,15 +41,12 @@ def _die_with_parent() -> None:
 
 def main(gpsd: str, seconds: float) -> dict[str, object]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    libdirs = [str(p) for p in Path(gpsd).resolve().parents[1].glob("lib/*-linux-gnu")]
-    env = dict(os.environ, LD_LIBRARY_PATH=":".join(libdirs))
     shm = {unit: ShmDriver(unit) for unit in (0, 1)}
     for drv in shm.values():
         drv.open()  # made before gpsd starts: gpsd attaches to stratum1's segments
     log = open(os.environ.get("GPSD_PROBE_LOG", os.devnull), "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [gpsd, "-N", "-n", "-S", str(GPSD_PORT), f"udp://127.0.0.1:{NMEA_PORT}"],
-        env=env,
         stdout=log,
         stderr=log,
         preexec_fn=_die_with_parent,  # noqa: PLW1509

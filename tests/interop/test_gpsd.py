@@ -3,8 +3,8 @@
 gpsd runs in an IPC and a network namespace of its own (``gpsd_probe.py`` under ``unshare --ipc --net``),
 fed over UDP by the fake GPS with the host's current seconds; the probe reads gpsd's NTP0/NTP1 segments
 with :class:`~appliance.io.shm.ShmDriver` and its JSON socket with :class:`~appliance.io.gpsd.GpsdDriver`.
-gpsd is expected at ``$STRATUM1_INTEROP_ROOT/gpsd`` (``gpsd``, ``gpsd-clients`` and ``libbluetooth3``
-unpacked there with ``dpkg-deb -x`` by ``.ci/install-interop``).
+gpsd is the private copy ``.ci/install-interop`` unpacks: the wrapper ``$STRATUM1_INTEROP_ROOT/bin/gpsd``
+(it sets the library path of the unpacked tree and execs gpsd).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from appliance.timebase import NS_PER_S
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
 
-GPSD = INTEROP_ROOT / "gpsd/usr/sbin/gpsd"
+GPSD = INTEROP_ROOT / "bin/gpsd"
 PROBE = Path(__file__).with_name("gpsd_probe.py")
 RUN_S = 6.0
 MS = 1_000_000
@@ -32,7 +32,7 @@ MS = 1_000_000
 
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    require(GPSD.exists(), f"gpsd not unpacked at {GPSD} (run .ci/install-interop as root)")
+    require(os.access(GPSD, os.X_OK), f"gpsd not unpacked at {GPSD} (run .ci/install-interop as root)")
     require(os.geteuid() == 0, "gpsd's namespaces (unshare --ipc --net) need root")
     unshare = shutil.which("unshare")
     require(unshare is not None, "unshare (util-linux) is missing")
