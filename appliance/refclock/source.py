@@ -51,6 +51,11 @@ nothing. What it applies:
 A clock step (:meth:`RefclockSource.clock_stepped`) restates the stored
 samples' local times in the new timescale, so no sample is lost across it.
 
+Left to the timekeeper, as chrony leaves them to ``sources.c``: which source
+is selected, and the stratum of an unlocked PPS that is itself the system
+peer (chrony's ``pps_stratum``: it keeps the stratum of the source that
+numbered it before).
+
 How the timekeeper will consume it (not wired yet; the timekeeper still has
 its own GPS path): the composition root builds one ``RefclockSource`` per
 refclock line from the config (``settings_from_line`` to come with the

@@ -372,3 +372,46 @@ def test_unknown_driver_names_those_that_exist() -> None:
 def test_time2_of_shm_is_not_an_offset() -> None:
     assert offsets_ns(DRIVERS["shm"], None, 5 * NS_PER_S) == (0, 0)
     assert offsets_ns(DRIVERS["nmea"], 1, 2) == (1, 2)
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["sample", "pulse", "poll", "step"]),
+        st.integers(-40 * NS_PER_S, 3 * NS_PER_S),  # local time relative to now
+        st.integers(-NS_PER_S, NS_PER_S),  # offset, or the step
+        st.sampled_from(list(SampleKind)),
+        st.integers(0, 3),  # leap
+        st.integers(0, 2 * NS_PER_S),  # time passing
+    ),
+    max_size=80,
+)
+
+
+@given(events)
+@settings(max_examples=150)
+def test_every_sample_and_pulse_is_accounted_for(evs: list[tuple[str, int, int, SampleKind, int, int]]) -> None:
+    """Whatever comes, each input is accepted or dropped under one reason, and updates come only from polls."""
+    src = source(poll=2, lock="LOCK(0)")
+    lock = Sample(T0, T0)
+    now = T0
+    updates = 0
+    for what, rel, value, kind, leap, dt_ns in evs:
+        now += dt_ns
+        if what == "sample":
+            src.add_sample(Sample(now + rel, now + rel + value, leap=leap, kind=kind), now_ns=now)
+        elif what == "pulse":
+            lock = Sample(now + rel, now + rel + value)
+            src.add_pulse(Pulse(now + rel + NS_PER_S // 10), now, lock_sample=lock)
+        elif what == "poll":
+            update = src.poll(now)
+            updates += update is not None
+            if update is not None:
+                assert update.samples_used >= 1 and update.reach & 1
+        else:
+            src.clock_stepped(value)
+        assert len(src.pending) <= src.settings.capacity
+    c = src.counters
+    dropped = sum(getattr(c, v.value) for v in Verdict if v is not Verdict.ACCEPTED)
+    assert c.samples + c.pulses == c.accepted + dropped
+    assert c.updates == updates and c.polls == c.updates + c.too_few + c.too_dispersed
+    assert 0 <= src.reach <= 0xFF
