@@ -26,7 +26,10 @@ values win); several ``discard`` lines set their options in turn. ``restrict``
 lines are kept as written, in file order: merging lines for the same address
 and the implicit default are :mod:`appliance.ntp.access`'s job.
 
-Pure: the only I/O is reading the file and its includes in :func:`load_config`.
+Pure: the only I/O is reading the file and its includes in :func:`load_config`,
+through :func:`appliance.files.read_regular_file`: regular files only, and at
+most :data:`MAX_CONFIG_BYTES` for the file and its includes together (a
+configuration that names ``/dev/zero`` is refused at once).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from appliance.config.model import (
     RestrictRule,
     ServerLine,
 )
+from appliance.files import FileRefused, read_regular_file
 
 #: Reads an included file: given its path (already joined to the including
 #: file's directory), returns its text; raises OSError when it cannot.
@@ -67,6 +71,9 @@ IncludeLoader = Callable[[str], str]
 
 #: How deep ``includefile`` may nest (ntpd's limit: five files below the main one).
 MAX_INCLUDE_DEPTH = 5
+
+#: The most a configuration may hold, its includes counted in (a real ntp.conf is a few kB).
+MAX_CONFIG_BYTES = 1 << 20
 
 NS_PER_S = 1_000_000_000
 #: Largest refclock time offset (``time1``/``time2``/``bias``) accepted, in seconds either way.
@@ -107,13 +114,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     as for any error in its text.
     """
     name = os.fspath(path)
+    reader = _ConfigReader(MAX_CONFIG_BYTES)
     try:
-        text = _read_file(name)
+        text = reader(name)
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", file=name) from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text (byte {e.start})", file=name) from e
-    return parse_config(text, name, include_loader=_read_file)
+    return parse_config(text, name, include_loader=reader)
 
 
 def default_config_text() -> str:
@@ -121,9 +129,22 @@ def default_config_text() -> str:
     return resources.files("appliance.config").joinpath("default.conf").read_text(encoding="utf-8")
 
 
-def _read_file(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+class _ConfigReader:
+    """Reads a configuration's files as UTF-8 text, all of them together at most ``budget`` bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.left = budget
+
+    def __call__(self, path: str) -> str:
+        try:
+            data = read_regular_file(path, self.left)
+        except FileRefused as e:
+            if self.left < self.budget and (e.strerror or "").startswith("larger than"):
+                raise FileRefused(path, f"the configuration and its includes exceed {self.budget} bytes") from e
+            raise
+        self.left -= len(data)
+        return data.decode("utf-8")
 
 
 # -- reading one line's words -------------------------------------------------
