@@ -126,3 +126,115 @@ def test_may_set_clock_reads_cap_sys_time(tmp_path: Path, capeff: str, allowed: 
     status = tmp_path / "status"
     status.write_text(f"Name:\tstratum1\nCapInh:\t0000000000000000\nCapEff:\t{capeff}\n")
     assert _may_set_clock(str(status)) is allowed
+
+
+# -- every command-line value is checked: one line, exit status 2 -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["serve", "--port", "70000"],
+            "argument -p/--port: a UDP port must be a whole number in 0..65535, not '70000'",
+        ),
+        (["serve", "--port", "-1"], "argument -p/--port: a UDP port must be a whole number in 0..65535, not '-1'"),
+        (["serve", "-p", "http"], "argument -p/--port: a UDP port must be a whole number in 0..65535, not 'http'"),
+        (
+            ["serve", "--rcvbuf", "99999999999999999999"],
+            "argument --rcvbuf: a receive buffer size in bytes must be a whole number in 4096..1073741824, "
+            "not '99999999999999999999'",
+        ),
+        (
+            ["serve", "--rcvbuf", "0"],
+            "argument --rcvbuf: a receive buffer size in bytes must be a whole number in 4096..1073741824, not '0'",
+        ),
+        (["serve", "--listen", "localhost"], "argument -l/--listen: 'localhost' is not an IPv4 or IPv6 address"),
+        (["serve", "-l", "300.1.1.1"], "argument -l/--listen: '300.1.1.1' is not an IPv4 or IPv6 address"),
+        (["serve", "--config", ""], "argument -c/--config: '' is not a file name"),
+        (["serve", "--clock", "atomic"], "argument --clock: invalid choice: 'atomic' (choose from 'kernel', 'soft')"),
+        (
+            ["query", "-t", "-1", "h"],
+            "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not '-1'",
+        ),
+        (["query", "-t", "0", "h"], "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not '0'"),
+        (
+            ["query", "-t", "nan", "h"],
+            "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not 'nan'",
+        ),
+        (
+            ["query", "-t", "inf", "h"],
+            "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not 'inf'",
+        ),
+        (
+            ["query", "-t", "1e10", "h"],
+            "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not '1e10'",
+        ),
+        (
+            ["query", "-n", "0", "h"],
+            "argument -n/--samples: the number of requests must be a whole number in 1..64, not '0'",
+        ),
+        (["query", "h:99999"], "argument HOST[:PORT]: bad port '99999'"),
+        (["query", "[::1]:0"], "argument HOST[:PORT]: bad port '0'"),
+        (["query", ""], "argument HOST[:PORT]: '' is not a host name or address"),
+        (["check-config", ""], "argument file: '' is not a file name"),
+    ],
+)
+def test_bad_command_line_values_are_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appliance.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err == f"stratum1 {argv[0]}: {message} (see 'stratum1 {argv[0]} --help')\n"
+
+
+def test_a_missing_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "required: COMMAND" in err
+
+
+def test_good_values_pass_their_types() -> None:
+    from appliance.cli import _parser
+
+    args = _parser().parse_args(["serve", "-p", "0", "--rcvbuf", "4096", "-l", "::1", "-l", "0:0::1"])
+    assert (args.port, args.rcvbuf, args.listen) == (0, 4096, ["::1", "::1"])
+    q = _parser().parse_args(["query", "-t", "0.25", "-n", "64", "[::1]:11123"])
+    assert (q.timeout, q.samples, q.server) == (0.25, 64, ("::1", 11123))
+
+
+def test_check_config_dev_zero_is_refused_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    assert main(["check-config", "/dev/zero"]) == 1
+    out = capsys.readouterr()
+    assert out.err == "stratum1: /dev/zero: cannot read: not a regular file (a character device)\n"
+
+
+def test_check_config_include_of_dev_zero_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    conf = tmp_path / "ntp.conf"
+    conf.write_text("server 127.127.1.0\nincludefile /dev/zero\n")
+    assert main(["check-config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"stratum1: {conf}:2: cannot read include file '/dev/zero': not a regular file (a character device)\n"
+
+
+def test_check_config_refuses_stratum_0_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    conf = tmp_path / "ntp.conf"
+    conf.write_text("server 127.127.1.0\nfudge 127.127.1.0 stratum 0\n")
+    assert main(["check-config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"stratum1: {conf}:2: stratum 0 is out of range (1..15)") and err.count("\n") == 1
