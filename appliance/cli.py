@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
+from appliance.config.model import ConfigWarning
 from appliance.daemon import (
     LOOPBACK,
     NTP_PORT,
@@ -37,7 +38,7 @@ from appliance.daemon import (
 from appliance.io import systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
-from appliance.refclock.setup import gps_setup, setup_warnings
+from appliance.refclock.setup import device_warnings, gps_setup, setup_warnings
 
 log = logging.getLogger("stratum1")
 
@@ -251,7 +252,7 @@ def _may_set_clock(status: str = "/proc/self/status") -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     systemd.setup_logging(args.log, args.verbose)
     config = _load_serving_config(args.config)
-    for w in [*config.warnings, *setup_warnings(config)]:
+    for w in config_warnings(config, devices=not args.simulate):
         log.warning("%s", w)
     if args.simulate:
         listen = tuple(args.listen or LOOPBACK)
@@ -391,9 +392,21 @@ def cmd_query(args: argparse.Namespace) -> int:
 # -- config ----------------------------------------------------------------
 
 
+def config_warnings(config: Config, *, devices: bool = True) -> list[ConfigWarning]:
+    """Everything to warn about in ``config``: its lines, the GPS set-up, and (``devices``) the device files."""
+    found = [*config.warnings, *setup_warnings(config)]
+    if devices:
+        found += device_warnings(config, _stat_mode)
+    return found
+
+
+def _stat_mode(path: str) -> int:
+    return os.stat(path).st_mode
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
-    warnings = [*config.warnings, *setup_warnings(config)]
+    warnings = config_warnings(config)
     for w in warnings:
         print(w)
     refclocks = sum(1 for s in config.servers if s.refclock) + len(config.refclocks)
