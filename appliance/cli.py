@@ -274,7 +274,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             clock = "soft"
     settings = ServeSettings(listen=listen, port=port, rcvbuf=args.rcvbuf, clock=clock, fastpath=args.fastpath)
     simulation = Simulation(receiver=args.simulate) if args.simulate else None
-    app = Appliance(config, settings, simulation=simulation)
+    held = HeldSignals(_SIGNALS)  # a signal during start-up waits for the loop, so every exit path cleans up
+    try:
+        app = Appliance(config, settings, simulation=simulation)
+    except BaseException:
+        held.release()
+        raise
     try:
         where = ", ".join(f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in app.addresses)
         state = app.server.state
@@ -290,15 +295,77 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("config %s", config.path)
         planes = sorted({s.data_plane for s in app.sockets})
         log.info("data plane: %s", ", ".join(planes) or "none")
-        app.loop.on_signal(signal.SIGTERM, app.stop)
-        app.loop.on_signal(signal.SIGINT, app.stop)
-        app.loop.on_signal(signal.SIGUSR1, app.log_counters)
+        handle_signals(app, config.path if config.path == args.config or config.path == DEFAULT_CONFIG else None)
+        held.release()
         systemd.notify("READY=1")
         app.run()
         app.log_counters()
     finally:
+        held.release()
         app.close()
+        log.info("stopped")
     return EXIT_OK
+
+
+# -- signals -----------------------------------------------------------------
+
+#: The signals the daemon handles: TERM and INT stop it, HUP reloads the configuration, USR1 logs the counters.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
+class HeldSignals:
+    """Blocks ``signals`` from now until :meth:`release` (idempotent): they stay pending, none is lost.
+
+    Start-up holds them, so a TERM or HUP that arrives before the loop has
+    its handlers is handled by the loop, after start-up, instead of ending
+    the process with its temporary directories left behind.
+    """
+
+    def __init__(self, signals: Sequence[int]) -> None:
+        self._signals = set(signals)
+        self._held = True
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._signals)
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signals)
+
+
+def handle_signals(app: Appliance, config_file: str | None) -> None:
+    """TERM and INT stop ``app`` (it then saves the drift file and removes what it made); HUP reads
+    ``config_file`` again and applies it (:func:`reload_config`); USR1 logs the request counters.
+    """
+
+    def stop(name: str) -> None:
+        log.info("%s: stopping", name)
+        app.stop()
+
+    app.loop.on_signal(signal.SIGTERM, lambda: stop("SIGTERM"))
+    app.loop.on_signal(signal.SIGINT, lambda: stop("SIGINT"))
+    app.loop.on_signal(signal.SIGHUP, lambda: reload_config(app, config_file))
+    app.loop.on_signal(signal.SIGUSR1, app.log_counters)
+
+
+def reload_config(app: Appliance, config_file: str | None) -> bool:
+    """Read ``config_file`` again and apply it to ``app``; log what changed and what needs a restart.
+
+    A configuration with an error is logged (file:line) and not applied: the
+    appliance keeps serving with the one it has. Returns whether it was applied.
+    """
+    if config_file is None:
+        log.warning("SIGHUP: serving the built-in configuration, there is no file to read again")
+        return False
+    try:
+        config = load_config(config_file)
+    except ConfigError as e:
+        log.error("SIGHUP: %s; still serving with the configuration read before", e)
+        return False
+    for w in config_warnings(config, devices=app.simulation is None):
+        log.warning("%s", w)
+    report = app.reload(config)
+    log.info("SIGHUP: %s reloaded: %s", config_file, report.summary())
+    return True
 
 
 # -- query -----------------------------------------------------------------

@@ -238,3 +238,124 @@ def test_check_config_refuses_stratum_0_with_file_and_line(tmp_path: Path, capsy
     assert main(["check-config", str(conf)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"stratum1: {conf}:2: stratum 0 is out of range (1..15)") and err.count("\n") == 1
+
+
+# -- signals: HUP reloads, TERM and INT stop cleanly ----------------------------------------------------
+
+
+class Daemon:
+    """``stratum1 serve`` in a subprocess, its stderr lines collected by a thread; ended by its PID."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", "serve", "--port", "0", "--log", "stderr", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        port = re.search(r"serving NTP on 127\.0\.0\.1:(\d+)", self.wait_for("serving NTP on"))
+        assert port, self.lines
+        self.port = int(port.group(1))
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, start: int = 0, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[start:]:
+                if text in line:
+                    return line
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no line with {text!r} in {self.lines}")
+
+    def send(self, signum: int) -> int:
+        """Send ``signum``; return the index of the next log line (to wait for what follows)."""
+        mark = len(self.lines)
+        self.proc.send_signal(signum)
+        return mark
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            rc = self.proc.wait(15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        return rc
+
+
+def ask(port: int) -> bytes | None:
+    """One client request to 127.0.0.1:``port``: the reply, or None after half a second."""
+    import socket
+
+    from appliance.ntp.exchange import client_request
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        s.sendto(client_request(time.time_ns())[0], ("127.0.0.1", port))
+        try:
+            return s.recv(1024)
+        except TimeoutError:
+            return None
+
+
+def test_sighup_applies_a_new_config_keeps_the_old_on_error_and_sigterm_stops(tmp_path: Path) -> None:
+    conf = tmp_path / "ntp.conf"
+    local = "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n"
+    conf.write_text(local + "restrict default noquery\nrestrict 127.0.0.1\n")
+    d = Daemon("-c", str(conf), "-l", "127.0.0.1")
+    try:
+        reply = ask(d.port)
+        assert reply is not None and reply[1] == 10
+        # a broken file: the error with its file:line, and the appliance serves on with the config it has
+        conf.write_text(local + "restrict 127.0.0.1 ignore\nfudge 127.127.1.0 stratum 0\n")
+        line = d.wait_for("SIGHUP", d.send(signal.SIGHUP))
+        assert f"ERROR stratum1: SIGHUP: {conf}:4: stratum 0 is out of range (1..15)" in line
+        assert line.endswith("still serving with the configuration read before")
+        assert ask(d.port) is not None
+        # the same restrict line without the error: 127.0.0.1 is refused from now on
+        conf.write_text(local + "restrict default noquery\nrestrict 127.0.0.1 ignore\ndriftfile /var/lib/x\n")
+        line = d.wait_for("SIGHUP", d.send(signal.SIGHUP))
+        assert line.endswith(f"SIGHUP: {conf} reloaded: applied: restrict lines; needs a restart: driftfile")
+        assert ask(d.port) is None
+        assert d.proc.poll() is None
+    finally:
+        rc = d.stop(signal.SIGTERM)
+    assert rc == 0
+    assert d.lines[-3].endswith("SIGTERM: stopping") and d.lines[-1].endswith("INFO stratum1: stopped")
+    assert not any("Traceback" in line for line in d.lines)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_simulate_leaves_nothing_in_tmp_after_hup_then_stop(signum: int, tmp_path: Path) -> None:
+    """--simulate makes a directory for its pty link and one for its drift file; both go at the end."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    conf = tmp_path / "ntp.conf"
+    conf.write_text("driftfile /var/lib/stratum1/drift\nrestrict default noquery\nrestrict 127.0.0.1\n")
+    d = Daemon("--simulate", "-c", str(conf), env={"TMPDIR": str(tmp)})
+    try:
+        made = sorted(p.name.rsplit("-", 1)[0] for p in tmp.iterdir())
+        assert made == ["stratum1-sim", "stratum1-sim-drift"]
+        line = d.wait_for("SIGHUP", d.send(signal.SIGHUP))  # used to end the process, leaving both behind
+        assert line.endswith("reloaded: nothing changed")
+        assert d.proc.poll() is None
+    finally:
+        rc = d.stop(signum)
+    assert rc == 0
+    assert list(tmp.iterdir()) == []
+    name = signal.Signals(signum).name
+    assert d.lines[-3].endswith(f"{name}: stopping") and d.lines[-1].endswith("stopped")
