@@ -43,6 +43,8 @@ from appliance.refclock.setup import device_warnings, gps_setup, setup_warnings
 log = logging.getLogger("stratum1")
 
 DEFAULT_CONFIG = "/etc/stratum1/ntp.conf"
+#: The name of the built-in configuration (``default.conf``) in messages; it has no file to read again.
+BUILT_IN = "<built-in default>"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -225,7 +227,12 @@ def _load_serving_config(path: str | None) -> Config:
         return load_config(path)
     if os.path.exists(DEFAULT_CONFIG):
         return load_config(DEFAULT_CONFIG)
-    return parse_config(default_config_text(), "<built-in default>")
+    return parse_config(default_config_text(), BUILT_IN)
+
+
+def _config_file(config: Config) -> str | None:
+    """The file SIGHUP reads again: the one ``config`` came from (None: the built-in default)."""
+    return None if config.path == BUILT_IN else config.path
 
 
 def _port_available(address: str, port: int) -> bool:
@@ -295,7 +302,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("config %s", config.path)
         planes = sorted({s.data_plane for s in app.sockets})
         log.info("data plane: %s", ", ".join(planes) or "none")
-        handle_signals(app, config.path if config.path == args.config or config.path == DEFAULT_CONFIG else None)
+        handle_signals(app, _config_file(config))
         held.release()
         systemd.notify("READY=1")
         app.run()

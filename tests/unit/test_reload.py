@@ -28,10 +28,6 @@ LOCAL = "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n"
 PLANES = ["compiled", "python"] if fastpath.available() else ["python"]
 
 
-def conf(text: str, name: str = "ntp.conf") -> object:
-    return parse_config(text, name)
-
-
 @pytest.fixture
 def client() -> Iterator[socket.socket]:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -205,3 +201,21 @@ def test_a_broken_config_is_logged_and_the_old_one_kept(
         assert ask(app, client) is None
     finally:
         app.close()
+
+
+def test_the_built_in_config_has_no_file_to_read_again(caplog: pytest.LogCaptureFixture) -> None:
+    from appliance.cli import BUILT_IN, _config_file, _load_serving_config
+
+    app = start(LOCAL)
+    try:
+        caplog.clear()
+        assert reload_config(app, None) is False
+        assert [r.getMessage() for r in caplog.records] == [
+            "SIGHUP: serving the built-in configuration, there is no file to read again"
+        ]
+    finally:
+        app.close()
+    assert _config_file(parse_config(LOCAL, BUILT_IN)) is None
+    assert _config_file(parse_config(LOCAL, "/etc/x.conf")) == "/etc/x.conf"
+    if not Path("/etc/stratum1/ntp.conf").exists():
+        assert _config_file(_load_serving_config(None)) is None
