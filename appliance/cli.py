@@ -22,27 +22,22 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
 from appliance.config.model import ConfigWarning
-from appliance.daemon import (
-    LOOPBACK,
-    NTP_PORT,
-    SIMULATE_PORT,
-    Appliance,
-    ServeSettings,
-    Simulation,
-    listen_addresses,
-)
 from appliance.io import systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
 from appliance.refclock.setup import device_warnings, gps_setup, setup_warnings
 
+if TYPE_CHECKING:  # the daemon (and all it imports) is loaded by 'serve' alone: check-config and query start fast
+    from appliance.daemon import Appliance
+
 log = logging.getLogger("stratum1")
 
 DEFAULT_CONFIG = "/etc/stratum1/ntp.conf"
+NTP_PORT = 123
 #: The name of the built-in configuration (``default.conf``) in messages; it has no file to read again.
 BUILT_IN = "<built-in default>"
 EXIT_OK = 0
@@ -257,6 +252,8 @@ def _may_set_clock(status: str = "/proc/self/status") -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from appliance.daemon import LOOPBACK, SIMULATE_PORT, Appliance, ServeSettings, Simulation, listen_addresses
+
     systemd.setup_logging(args.log, args.verbose)
     config = _load_serving_config(args.config)
     for w in config_warnings(config, devices=not args.simulate):
