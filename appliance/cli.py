@@ -29,6 +29,7 @@ from appliance.config.model import ConfigWarning
 from appliance.io import systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
+from appliance.ntp.server import NTP_PORT
 from appliance.refclock.setup import device_warnings, gps_setup, setup_warnings
 
 if TYPE_CHECKING:  # the daemon (and all it imports) is loaded by 'serve' alone: check-config and query start fast
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # the daemon (and all it imports) is loaded by 'serve' alone:
 log = logging.getLogger("stratum1")
 
 DEFAULT_CONFIG = "/etc/stratum1/ntp.conf"
-NTP_PORT = 123
 #: The name of the built-in configuration (``default.conf``) in messages; it has no file to read again.
 BUILT_IN = "<built-in default>"
 EXIT_OK = 0

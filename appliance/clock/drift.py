@@ -28,12 +28,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from appliance.clock.base import MAX_FREQUENCY_PPB
 from appliance.clock.discipline import DisciplineConfig, DisciplineStatus, Mode
-from appliance.files import read_regular_file
+from appliance.files import FileRefused, file_kind, read_regular_file
 from appliance.timebase import NS_PER_S
 
 _log = logging.getLogger(__name__)
@@ -108,8 +109,18 @@ def should_write(last_write_ns: int | None, now_ns: int, interval_ns: int = WRIT
 
 
 def write_drift_file(path: Path, frequency_ppb: float) -> None:
-    """Atomically replace the drift file at ``path`` with ``frequency_ppb`` (ppb); OSError on failure."""
+    """Atomically replace the drift file at ``path`` with ``frequency_ppb`` (ppb); OSError on failure.
+
+    Something there that is not a regular file (``driftfile /dev/null``, a
+    directory) is never replaced: :class:`~appliance.files.FileRefused`.
+    """
     text = format_drift(frequency_ppb).encode("ascii")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG
+    if not stat.S_ISREG(mode):
+        raise FileRefused(str(path), f"not a regular file ({file_kind(mode)}), not replaced")
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:

@@ -99,3 +99,25 @@ def test_driftfile_device_is_ignored_with_a_warning(caplog: pytest.LogCaptureFix
     assert [r.getMessage() for r in caplog.records] == [
         "drift file /dev/zero unreadable, starting without it: not a regular file (a character device)"
     ]
+
+
+def test_a_drift_file_that_is_not_a_regular_file_is_never_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``driftfile /dev/null`` run as root would otherwise turn /dev/null into a regular file at the first save.
+
+    A FIFO in ``tmp_path`` stands in for the device, so a regression replaces nothing of the host's.
+    """
+    from appliance.clock.drift import DriftFile, write_drift_file
+
+    fifo = tmp_path / "drift"
+    os.mkfifo(fifo)
+    with pytest.raises(FileRefused, match=r"not a regular file \(a FIFO\), not replaced"):
+        write_drift_file(fifo, 1_000.0)
+    assert fifo.is_fifo() and [p.name for p in tmp_path.iterdir()] == ["drift"]  # no temporary left either
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    with caplog.at_level(logging.WARNING):
+        assert DriftFile(directory).save(0, 1_000.0) is False  # a directory: refused, a warning
+    assert caplog.records[0].getMessage().startswith(f"drift file {directory} not written")
+    assert list(directory.iterdir()) == []
