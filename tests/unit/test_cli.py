@@ -318,6 +318,10 @@ def test_sighup_applies_a_new_config_keeps_the_old_on_error_and_sigterm_stops(tm
     conf.write_text(local + "restrict default noquery\nrestrict 127.0.0.1\n")
     d = Daemon("-c", str(conf), "-l", "127.0.0.1")
     try:
+        from appliance.io import fastpath
+
+        plane = "compiled" if fastpath.available() else "python"  # the reload must reach the compiled copy too
+        assert d.wait_for("data plane:").endswith(f"data plane: {plane}")
         reply = ask(d.port)
         assert reply is not None and reply[1] == 10
         # a broken file: the error with its file:line, and the appliance serves on with the config it has
