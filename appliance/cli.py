@@ -2,14 +2,19 @@
 
 Every failure a user can cause (a bad config, a port in use, a host that does
 not answer) ends in one line on stderr and a non-zero exit, never a
-traceback.
+traceback. Every command-line value is checked by argparse with a type that
+knows its range (:func:`port_number`, :func:`rcvbuf_bytes`,
+:func:`timeout_seconds`, :func:`ip_address`...); a bad one is one line and
+exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import logging
+import math
 import os
 import signal
 import socket
@@ -17,25 +22,24 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
-from appliance.daemon import (
-    LOOPBACK,
-    NTP_PORT,
-    SIMULATE_PORT,
-    Appliance,
-    ServeSettings,
-    Simulation,
-    listen_addresses,
-)
+from appliance.config.model import ConfigWarning
 from appliance.io import systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
-from appliance.refclock.setup import gps_setup, setup_warnings
+from appliance.ntp.server import NTP_PORT
+from appliance.refclock.setup import device_warnings, gps_setup, setup_warnings
+
+if TYPE_CHECKING:  # the daemon (and all it imports) is loaded by 'serve' alone: check-config and query start fast
+    from appliance.daemon import Appliance
 
 log = logging.getLogger("stratum1")
 
 DEFAULT_CONFIG = "/etc/stratum1/ntp.conf"
+#: The name of the built-in configuration (``default.conf``) in messages; it has no file to read again.
+BUILT_IN = "<built-in default>"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -64,14 +68,98 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_FAILURE
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (argparse prints the usage first): ``stratum1 serve: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+# -- command-line values: each type checks its range; argparse turns ValueError into one line ----------
+
+#: The socket receive buffer sizes ``--rcvbuf`` accepts, in bytes (the kernel caps it at net.core.rmem_max).
+RCVBUF_RANGE = (4096, 1 << 30)
+#: The longest ``query --timeout``, in seconds.
+MAX_TIMEOUT_S = 60.0
+#: The most requests ``query --samples`` sends.
+MAX_SAMPLES = 64
+
+
+def _whole(text: str, what: str, lo: int, hi: int) -> int:
+    if not (text.isascii() and text.isdigit() and len(text) <= 12) or not lo <= int(text) <= hi:
+        raise argparse.ArgumentTypeError(f"{what} must be a whole number in {lo}..{hi}, not {text!r}")
+    return int(text)
+
+
+def port_number(text: str) -> int:
+    """``--port``: 1..65535, or 0 for a port the kernel picks (tests; the log says which)."""
+    return _whole(text, "a UDP port", 0, 65535)
+
+
+def rcvbuf_bytes(text: str) -> int:
+    """``--rcvbuf``: a receive buffer size in :data:`RCVBUF_RANGE` bytes."""
+    return _whole(text, "a receive buffer size in bytes", *RCVBUF_RANGE)
+
+
+def sample_count(text: str) -> int:
+    """``query --samples``: 1..:data:`MAX_SAMPLES` requests."""
+    return _whole(text, "the number of requests", 1, MAX_SAMPLES)
+
+
+def timeout_seconds(text: str) -> float:
+    """``query --timeout``: a finite number of seconds above 0 and at most :data:`MAX_TIMEOUT_S`."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT_S):
+        raise argparse.ArgumentTypeError(
+            f"a timeout must be seconds above 0 and at most {MAX_TIMEOUT_S:g}, not {text!r}"
+        )
+    return value
+
+
+def ip_address(text: str) -> str:
+    """``--listen``: a numeric IPv4 or IPv6 address (``fe80::1%eth0`` with its scope), normalised."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def path_name(text: str) -> str:
+    """A file name: not empty, no NUL (the file itself is checked when it is read)."""
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file name")
+    return text
+
+
+def server_address(text: str) -> tuple[str, int]:
+    """``query``'s ``HOST[:PORT]``: :func:`parse_host_port`, its errors as argparse's."""
+    try:
+        host, port = parse_host_port(text)
+    except CommandError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if not host or len(host) > 253 or any(ch.isspace() or ch == "\0" for ch in host):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or address")
+    return host, port
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="stratum1", description="GPS time appliance: NTP server and tools")
+    p = _Parser(prog="stratum1", description="GPS time appliance: NTP server and tools")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="serve NTP (in the foreground)")
-    s.add_argument("-c", "--config", help=f"ntp.conf to use (default {DEFAULT_CONFIG} if it exists, else built in)")
-    s.add_argument("-l", "--listen", action="append", metavar="ADDR", help="address to serve on (repeatable)")
-    s.add_argument("-p", "--port", type=int, help=f"UDP port (default {NTP_PORT})")
+    s.add_argument(
+        "-c",
+        "--config",
+        type=path_name,
+        help=f"ntp.conf to use (default {DEFAULT_CONFIG} if it exists, else built in); SIGHUP reads it again",
+    )
+    s.add_argument(
+        "-l", "--listen", action="append", metavar="ADDR", type=ip_address, help="address to serve on (repeatable)"
+    )
+    s.add_argument("-p", "--port", type=port_number, help=f"UDP port (default {NTP_PORT}; 0: any free port)")
     s.add_argument(
         "--simulate",
         nargs="?",
@@ -88,7 +176,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("-n", "--foreground", action="store_true", help="stay in the foreground (always the case)")
     s.add_argument("--log", choices=("auto", "stderr", "journal"), default="auto", help="where log lines go")
-    s.add_argument("--rcvbuf", type=int, help="socket receive buffer in bytes")
+    s.add_argument(
+        "--rcvbuf",
+        type=rcvbuf_bytes,
+        metavar="BYTES",
+        help=f"socket receive buffer in bytes ({RCVBUF_RANGE[0]}..{RCVBUF_RANGE[1]})",
+    )
     s.add_argument(
         "--no-fastpath",
         dest="fastpath",
@@ -99,13 +192,21 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     q = sub.add_parser("query", help="ask an NTP server for its time, like ntpdate -q")
-    q.add_argument("server", metavar="HOST[:PORT]")
-    q.add_argument("-n", "--samples", type=int, default=4, help="requests to send (best delay wins)")
-    q.add_argument("-t", "--timeout", type=float, default=2.0, help="seconds to wait for each reply")
+    q.add_argument("server", metavar="HOST[:PORT]", type=server_address)
+    q.add_argument(
+        "-n", "--samples", type=sample_count, default=4, help=f"requests to send, 1..{MAX_SAMPLES} (best delay wins)"
+    )
+    q.add_argument(
+        "-t",
+        "--timeout",
+        type=timeout_seconds,
+        default=2.0,
+        help=f"seconds to wait for each reply (above 0, at most {MAX_TIMEOUT_S:g})",
+    )
     q.set_defaults(func=cmd_query)
 
     c = sub.add_parser("check-config", help="parse an ntp.conf and report errors and warnings")
-    c.add_argument("file")
+    c.add_argument("file", type=path_name)
     c.set_defaults(func=cmd_check_config)
 
     d = sub.add_parser("default-config", help="print the built-in configuration")
@@ -121,7 +222,12 @@ def _load_serving_config(path: str | None) -> Config:
         return load_config(path)
     if os.path.exists(DEFAULT_CONFIG):
         return load_config(DEFAULT_CONFIG)
-    return parse_config(default_config_text(), "<built-in default>")
+    return parse_config(default_config_text(), BUILT_IN)
+
+
+def _config_file(config: Config) -> str | None:
+    """The file SIGHUP reads again: the one ``config`` came from (None: the built-in default)."""
+    return None if config.path == BUILT_IN else config.path
 
 
 def _port_available(address: str, port: int) -> bool:
@@ -146,9 +252,11 @@ def _may_set_clock(status: str = "/proc/self/status") -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from appliance.daemon import LOOPBACK, SIMULATE_PORT, Appliance, ServeSettings, Simulation, listen_addresses
+
     systemd.setup_logging(args.log, args.verbose)
     config = _load_serving_config(args.config)
-    for w in [*config.warnings, *setup_warnings(config)]:
+    for w in config_warnings(config, devices=not args.simulate):
         log.warning("%s", w)
     if args.simulate:
         listen = tuple(args.listen or LOOPBACK)
@@ -170,7 +278,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             clock = "soft"
     settings = ServeSettings(listen=listen, port=port, rcvbuf=args.rcvbuf, clock=clock, fastpath=args.fastpath)
     simulation = Simulation(receiver=args.simulate) if args.simulate else None
-    app = Appliance(config, settings, simulation=simulation)
+    held = HeldSignals(_SIGNALS)  # a signal during start-up waits for the loop, so every exit path cleans up
+    try:
+        app = Appliance(config, settings, simulation=simulation)
+    except BaseException:
+        held.release()
+        raise
     try:
         where = ", ".join(f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in app.addresses)
         state = app.server.state
@@ -186,15 +299,77 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("config %s", config.path)
         planes = sorted({s.data_plane for s in app.sockets})
         log.info("data plane: %s", ", ".join(planes) or "none")
-        app.loop.on_signal(signal.SIGTERM, app.stop)
-        app.loop.on_signal(signal.SIGINT, app.stop)
-        app.loop.on_signal(signal.SIGUSR1, app.log_counters)
+        handle_signals(app, _config_file(config))
+        held.release()
         systemd.notify("READY=1")
         app.run()
         app.log_counters()
     finally:
+        held.release()
         app.close()
+        log.info("stopped")
     return EXIT_OK
+
+
+# -- signals -----------------------------------------------------------------
+
+#: The signals the daemon handles: TERM and INT stop it, HUP reloads the configuration, USR1 logs the counters.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
+class HeldSignals:
+    """Blocks ``signals`` from now until :meth:`release` (idempotent): they stay pending, none is lost.
+
+    Start-up holds them, so a TERM or HUP that arrives before the loop has
+    its handlers is handled by the loop, after start-up, instead of ending
+    the process with its temporary directories left behind.
+    """
+
+    def __init__(self, signals: Sequence[int]) -> None:
+        self._signals = set(signals)
+        self._held = True
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._signals)
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signals)
+
+
+def handle_signals(app: Appliance, config_file: str | None) -> None:
+    """TERM and INT stop ``app`` (it then saves the drift file and removes what it made); HUP reads
+    ``config_file`` again and applies it (:func:`reload_config`); USR1 logs the request counters.
+    """
+
+    def stop(name: str) -> None:
+        log.info("%s: stopping", name)
+        app.stop()
+
+    app.loop.on_signal(signal.SIGTERM, lambda: stop("SIGTERM"))
+    app.loop.on_signal(signal.SIGINT, lambda: stop("SIGINT"))
+    app.loop.on_signal(signal.SIGHUP, lambda: reload_config(app, config_file))
+    app.loop.on_signal(signal.SIGUSR1, app.log_counters)
+
+
+def reload_config(app: Appliance, config_file: str | None) -> bool:
+    """Read ``config_file`` again and apply it to ``app``; log what changed and what needs a restart.
+
+    A configuration with an error is logged (file:line) and not applied: the
+    appliance keeps serving with the one it has. Returns whether it was applied.
+    """
+    if config_file is None:
+        log.warning("SIGHUP: serving the built-in configuration, there is no file to read again")
+        return False
+    try:
+        config = load_config(config_file)
+    except ConfigError as e:
+        log.error("SIGHUP: %s; still serving with the configuration read before", e)
+        return False
+    for w in config_warnings(config, devices=app.simulation is None):
+        log.warning("%s", w)
+    report = app.reload(config)
+    log.info("SIGHUP: %s reloaded: %s", config_file, report.summary())
+    return True
 
 
 # -- query -----------------------------------------------------------------
@@ -250,7 +425,8 @@ def format_query(host: str, m: Measurement) -> str:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    host, port = parse_host_port(args.server)
+    host, port = args.server
+    label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as e:
@@ -258,7 +434,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     family, _, _, _, addr = infos[0]
     best: Measurement | None = None
     last_error = "no reply"
-    for i in range(max(1, args.samples)):
+    for i in range(args.samples):
         if i:
             time.sleep(0.2)
         try:
@@ -279,7 +455,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         if best is None or m.delay_ns < best.delay_ns:
             best = m
     if best is None:
-        raise CommandError(f"{args.server}: {last_error}")
+        raise CommandError(f"{label}: {last_error}")
     print(format_query(str(addr[0]), best))
     return EXIT_OK if best.synchronised else EXIT_FAILURE
 
@@ -287,9 +463,21 @@ def cmd_query(args: argparse.Namespace) -> int:
 # -- config ----------------------------------------------------------------
 
 
+def config_warnings(config: Config, *, devices: bool = True) -> list[ConfigWarning]:
+    """Everything to warn about in ``config``: its lines, the GPS set-up, and (``devices``) the device files."""
+    found = [*config.warnings, *setup_warnings(config)]
+    if devices:
+        found += device_warnings(config, _stat_mode)
+    return found
+
+
+def _stat_mode(path: str) -> int:
+    return os.stat(path).st_mode
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
-    warnings = [*config.warnings, *setup_warnings(config)]
+    warnings = config_warnings(config)
     for w in warnings:
         print(w)
     refclocks = sum(1 for s in config.servers if s.refclock) + len(config.refclocks)

@@ -26,6 +26,7 @@ from appliance.clock.base import Clock
 from appliance.clock.discipline import Discipline
 from appliance.clock.drift import DriftFile
 from appliance.clock.soft import SoftClock
+from appliance.config.changes import config_changes
 from appliance.config.model import Config
 from appliance.io.fastpath import rate_limiter
 from appliance.io.loop import EventLoop
@@ -156,28 +157,84 @@ class Appliance:
             self.clock = clock
             read_ns = clock.now_ns
         self.read_ns = read_ns
-        peers = frozenset(_numeric(s.host) for s in config.servers if s.kind == "peer" and _numeric(s.host))
         self.server = NtpServer(
-            AccessTable.from_rules(config.restricts),
-            rate_limiter(config.discard) if settings.fastpath else RateLimiter(config.discard),
-            peers=peers,
+            AccessTable.from_rules(config.restricts), self._rate_limiter(config), peers=_peers(config)
         )
         self.sockets: list[UdpServerSocket] = []
         self._from_kernel_ns = from_kernel_ns
         # The compiled data plane reads CLOCK_REALTIME itself: only when that is the clock served.
         self._fast = settings.fastpath and from_kernel_ns is None and _reads_realtime(self.clock, read_ns)
-        try:
+        self._thread: threading.Thread | None = None
+        try:  # whatever fails part-way, what was made so far (sockets, temporary directories) goes
             for address in settings.listen:
                 self._open(address)
             if self.clock is not None:
                 self._start_timekeeper(self.clock, setup, simulation)
+            self.refresh_state()
         except BaseException:
             self.close()
             raise
-        self.refresh_state()
         self.loop.call_every(1.0 if self.timekeeper else 16.0, self.refresh_state)
         self.loop.call_every(3600.0, self.log_counters)
-        self._thread: threading.Thread | None = None
+
+    def _rate_limiter(self, config: Config) -> RateLimiter:
+        """The table for ``discard``: the compiled one where the compiled data plane may serve."""
+        return rate_limiter(config.discard) if self.settings.fastpath else RateLimiter(config.discard)
+
+    # -- SIGHUP: a new configuration, applied where no restart is needed --------------------------------
+
+    def reload(self, config: Config) -> ReloadReport:
+        """Serve ``config`` from now on, as far as a running appliance can (see :mod:`appliance.config.changes`).
+
+        Applied at once: ``restrict`` lines and ``discard`` (both data
+        planes), upstream servers (associations added and removed), the
+        local clock and ``localclock``, ``holdover``. Everything else that
+        changed is named in the report's ``restart``. Call on the loop's thread.
+        """
+        changes = config_changes(self.config, config)
+        restart = list(changes.restart)
+        applied = []
+        if changes.restricts or changes.discard or changes.servers:
+            limiter = self._rate_limiter(config) if changes.discard else self.server.limiter
+            self.server.reconfigure(AccessTable.from_rules(config.restricts), limiter, _peers(config))
+            applied += ["restrict lines"] if changes.restricts else []
+            applied += ["rate limits (discard)"] if changes.discard else []
+        if changes.servers:
+            if self._reload_upstreams(config):
+                applied.append("servers")
+            else:
+                restart.append("servers (the appliance started with no clock to steer)")
+        if changes.local_clock:
+            self.local_clock = LocalClock.from_config(config)
+            if self.timekeeper is not None:
+                self.timekeeper.set_local(self.local_clock)
+            applied.append("local clock")
+        if changes.holdover:
+            if self.timekeeper is not None:
+                self.timekeeper.holdover_bound_ns = config.holdover_ns or DEFAULT_HOLDOVER_BOUND_NS
+            applied.append("holdover")
+        self.config = config
+        self.refresh_state()
+        return ReloadReport(tuple(applied), tuple(restart))
+
+    def _reload_upstreams(self, config: Config) -> bool:
+        """Follow the new ``server``/``pool``/``peer`` lines; False when there is no clock they could steer."""
+        tk = self.timekeeper
+        if tk is None:
+            return False
+        if tk.upstreams is None:
+            upstreams = Upstreams(config.servers, time.monotonic_ns(), precision=self.precision)
+            tk.upstreams = upstreams
+            self._start_upstreams(tk, upstreams)
+            log.info("servers: now polling %s", ", ".join(upstream_hosts(config)) or "none")
+            return True
+        added, removed = tk.upstreams.reconfigure(config.servers, time.monotonic_ns())
+        for host in added:
+            log.info("servers: %s added", host)
+        for host in removed:
+            log.info("servers: %s removed", host)
+        self.ntp_client.reschedule()
+        return True
 
     def _open(self, address: str) -> None:
         try:
@@ -333,7 +390,10 @@ class Appliance:
         def keep(final: bool) -> None:
             if self.timekeeper is not None:  # Timekeeper.discipline: the loop in use now
                 status = self.timekeeper.discipline.status(clock.now_ns())
-                (drift.close if final else drift.update)(time.monotonic_ns(), status)
+                if not final:
+                    drift.update(time.monotonic_ns(), status)
+                elif drift.close(time.monotonic_ns(), status):
+                    log.info("drift file %s saved: %+.3f ppm", drift.path, status.frequency_ppb / 1000.0)
 
         self.loop.call_every(60.0, lambda: keep(False))
         self._closers.append(lambda: keep(True))
@@ -520,6 +580,33 @@ class ListenError(OSError):
         elif cause.errno == errno.EADDRINUSE:
             hint = " (another NTP server is running: stop chronyd/ntpd/systemd-timesyncd, or pick --port)"
         super().__init__(cause.errno, f"cannot listen on {where}: {cause.strerror}{hint}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadReport:
+    """What :meth:`Appliance.reload` applied, and what changed that only a restart applies (in words)."""
+
+    applied: tuple[str, ...]
+    restart: tuple[str, ...]
+
+    def summary(self) -> str:
+        """One log line: "applied: restrict lines, servers; needs a restart: driftfile" (or "nothing changed")."""
+        parts = []
+        if self.applied:
+            parts.append("applied: " + ", ".join(self.applied))
+        if self.restart:
+            parts.append("needs a restart: " + ", ".join(self.restart))
+        return "; ".join(parts) or "nothing changed"
+
+
+def upstream_hosts(config: Config) -> list[str]:
+    """The upstream servers' hosts (``server``, ``pool``, ``peer`` lines that are not reference clocks)."""
+    return [s.host for s in config.servers if s.refclock is None]
+
+
+def _peers(config: Config) -> frozenset[str]:
+    """The numeric addresses of the ``peer`` lines: they may ask in symmetric mode."""
+    return frozenset(_numeric(s.host) for s in config.servers if s.kind == "peer" and _numeric(s.host))
 
 
 def _gps_noselect(config: Config) -> bool:

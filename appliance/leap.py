@@ -48,6 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from appliance.files import FileRefused, read_regular_file
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, LEAP_UNSYNC
 from appliance.timebase import NS_PER_S, NTP_UNIX_OFFSET_S
 
@@ -306,12 +307,11 @@ def _entry(path: str, number: int, ntp_seconds: int, tai_offset_s: int, before: 
 def load_leapfile(path: str) -> LeapTable:
     """Read and parse the leap-second file at ``path``; LeapFileError (with the line) on any fault."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        data = read_regular_file(path, MAX_FILE_BYTES)
+    except FileRefused as e:
+        raise LeapFileError(path, None, f"{e.strerror}: not a leap-seconds.list") from e
     except OSError as e:
         raise LeapFileError(path, None, f"cannot read: {e.strerror or e}") from e
-    if len(data) > MAX_FILE_BYTES:
-        raise LeapFileError(path, None, f"larger than {MAX_FILE_BYTES} bytes: not a leap-seconds.list")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

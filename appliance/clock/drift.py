@@ -8,7 +8,8 @@ for example ``-12.345``. chrony's two-number drift file is not accepted.
 - :func:`parse_drift` is pure: text in, ppb out, :class:`DriftFileError` for
   bad content (empty, not a number, NaN, beyond +-500 ppm, extra fields).
 - :func:`read_drift_file` reads at start: a missing file is a cold start
-  (None), bad content is logged as a warning and ignored (None), never a crash.
+  (None), bad content, a file over 4096 bytes or one that is not a regular
+  file is logged as a warning and ignored (None), never a crash.
 - :func:`should_write` is the pure "once an hour at most" decision.
 - :func:`write_drift_file` replaces the file atomically: a temporary file in
   the same directory, written, fsync'd, renamed over the old one, and the
@@ -27,11 +28,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from appliance.clock.base import MAX_FREQUENCY_PPB
 from appliance.clock.discipline import DisciplineConfig, DisciplineStatus, Mode
+from appliance.files import FileRefused, file_kind, read_regular_file
 from appliance.timebase import NS_PER_S
 
 _log = logging.getLogger(__name__)
@@ -80,16 +83,13 @@ def read_drift_file(path: Path) -> float | None:
     and a warning naming the file. Never raises for the file's sake.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        data = read_regular_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        _log.warning("drift file %s unreadable, starting without it: %s", path, exc)
+        _log.warning("drift file %s unreadable, starting without it: %s", path, exc.strerror or exc)
         return None
     try:
-        if len(data) > MAX_FILE_BYTES:
-            raise DriftFileError(f"longer than {MAX_FILE_BYTES} bytes")
         return parse_drift(data.decode("ascii"))
     except (UnicodeDecodeError, DriftFileError) as exc:
         _log.warning("drift file %s ignored, starting without it: %s", path, exc)
@@ -109,8 +109,18 @@ def should_write(last_write_ns: int | None, now_ns: int, interval_ns: int = WRIT
 
 
 def write_drift_file(path: Path, frequency_ppb: float) -> None:
-    """Atomically replace the drift file at ``path`` with ``frequency_ppb`` (ppb); OSError on failure."""
+    """Atomically replace the drift file at ``path`` with ``frequency_ppb`` (ppb); OSError on failure.
+
+    Something there that is not a regular file (``driftfile /dev/null``, a
+    directory) is never replaced: :class:`~appliance.files.FileRefused`.
+    """
     text = format_drift(frequency_ppb).encode("ascii")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG
+    if not stat.S_ISREG(mode):
+        raise FileRefused(str(path), f"not a regular file ({file_kind(mode)}), not replaced")
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:

@@ -26,7 +26,10 @@ values win); several ``discard`` lines set their options in turn. ``restrict``
 lines are kept as written, in file order: merging lines for the same address
 and the implicit default are :mod:`appliance.ntp.access`'s job.
 
-Pure: the only I/O is reading the file and its includes in :func:`load_config`.
+Pure: the only I/O is reading the file and its includes in :func:`load_config`,
+through :func:`appliance.files.read_regular_file`: regular files only, and at
+most :data:`MAX_CONFIG_BYTES` for the file and its includes together (a
+configuration that names ``/dev/zero`` is refused at once).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from appliance.config.model import (
     RestrictRule,
     ServerLine,
 )
+from appliance.files import FileRefused, read_regular_file
 
 #: Reads an included file: given its path (already joined to the including
 #: file's directory), returns its text; raises OSError when it cannot.
@@ -68,9 +72,20 @@ IncludeLoader = Callable[[str], str]
 #: How deep ``includefile`` may nest (ntpd's limit: five files below the main one).
 MAX_INCLUDE_DEPTH = 5
 
+#: The most a configuration may hold, its includes counted in (a real ntp.conf is a few kB).
+MAX_CONFIG_BYTES = 1 << 20
+
 NS_PER_S = 1_000_000_000
-#: Largest refclock time offset (``time1``/``time2``/``bias``) accepted, in seconds either way.
+#: Largest time in seconds accepted for ``bias``.
 MAX_OFFSET_S = 86_400
+#: Largest ``holdover`` bound (s): a clock that may be a second off is no stratum 1.
+MAX_HOLDOVER_S = 1
+#: Largest reference clock offset (``time1``, ``time2``) in seconds either way: a receiver's seconds are
+#: paired with its pulses within one second, so a larger offset would number every second wrongly.
+MAX_REFCLOCK_OFFSET_S = 1
+#: The strata a line may give (``fudge``, ``refclock``, ``tos orphan``): 0 is what a Kiss-o'-Death carries
+#: and 16 means unsynchronised, so a server serving either would tell every client to stop or to look away.
+STRATUM_RANGE = (1, 15)
 _UINT32_MAX = 2**32 - 1
 
 _INT = re.compile(r"[+-]?[0-9]{1,20}")
@@ -107,13 +122,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     as for any error in its text.
     """
     name = os.fspath(path)
+    reader = _ConfigReader(MAX_CONFIG_BYTES)
     try:
-        text = _read_file(name)
+        text = reader(name)
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", file=name) from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text (byte {e.start})", file=name) from e
-    return parse_config(text, name, include_loader=_read_file)
+    return parse_config(text, name, include_loader=reader)
 
 
 def default_config_text() -> str:
@@ -121,9 +137,22 @@ def default_config_text() -> str:
     return resources.files("appliance.config").joinpath("default.conf").read_text(encoding="utf-8")
 
 
-def _read_file(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+class _ConfigReader:
+    """Reads a configuration's files as UTF-8 text, all of them together at most ``budget`` bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.left = budget
+
+    def __call__(self, path: str) -> str:
+        try:
+            data = read_regular_file(path, self.left)
+        except FileRefused as e:
+            if self.left < self.budget and (e.strerror or "").startswith("larger than"):
+                raise FileRefused(path, f"the configuration and its includes exceed {self.budget} bytes") from e
+            raise
+        self.left -= len(data)
+        return data.decode("utf-8")
 
 
 # -- reading one line's words -------------------------------------------------
@@ -188,14 +217,33 @@ def _int(c: _Cursor, tok: Token, what: str, lo: int, hi: int) -> int:
     return value
 
 
-def _seconds_ns(c: _Cursor, tok: Token, what: str) -> int:
-    """A time in decimal seconds (``0.0042``, ``-1e-3``) as int ns, exactly, rounded half-even at 1 ns."""
+def _seconds_ns(c: _Cursor, tok: Token, what: str, limit_s: int = MAX_OFFSET_S) -> int:
+    """A time in decimal seconds (``0.0042``, ``-1e-3``) as int ns, exactly, rounded half-even at 1 ns.
+
+    At most ``limit_s`` either way.
+    """
     if not _DECIMAL.fullmatch(tok.text):
         c.fail(f"{what} needs a time in seconds, not '{tok.text}'")
     value = Fraction(tok.text)
-    if abs(value) > MAX_OFFSET_S:
-        c.fail(f"{what} {tok.text} s is out of range (at most {MAX_OFFSET_S} s either way)")
+    if abs(value) > limit_s:
+        c.fail(f"{what} {tok.text} s is out of range (at most {limit_s} s either way)")
     return round(value * NS_PER_S)
+
+
+def _refclock_offset_ns(c: _Cursor, tok: Token, what: str) -> int:
+    """A reference clock's ``time1``/``time2`` (s) as ns, within :data:`MAX_REFCLOCK_OFFSET_S`."""
+    return _seconds_ns(c, tok, what, MAX_REFCLOCK_OFFSET_S)
+
+
+def _stratum(c: _Cursor, tok: Token, what: str = "stratum") -> int:
+    """A stratum a line gives, in :data:`STRATUM_RANGE`."""
+    lo, hi = STRATUM_RANGE
+    if _INT.fullmatch(tok.text) and not lo <= int(tok.text) <= hi:
+        c.fail(
+            f"{what} {int(tok.text)} is out of range ({lo}..{hi}): "
+            "0 marks a Kiss-o'-Death and 16 unsynchronised, so clients would discard every reply"
+        )
+    return _int(c, tok, what, lo, hi)
 
 
 def _flag_value(c: _Cursor, tok: Token, what: str) -> bool:
@@ -507,17 +555,17 @@ def _fudge(b: _Builder, c: _Cursor) -> None:
     while c:
         opt = c.keyword()
         if opt == "time1":
-            fudge = replace(fudge, time1_ns=_seconds_ns(c, c.value(opt), opt))
+            fudge = replace(fudge, time1_ns=_refclock_offset_ns(c, c.value(opt), opt))
         elif opt == "time2":
-            fudge = replace(fudge, time2_ns=_seconds_ns(c, c.value(opt), opt))
+            fudge = replace(fudge, time2_ns=_refclock_offset_ns(c, c.value(opt), opt))
         elif opt == "stratum":
-            fudge = replace(fudge, stratum=_int(c, c.value(opt), opt, 0, 15))
+            fudge = replace(fudge, stratum=_stratum(c, c.value(opt)))
         elif opt == "refid":
             fudge = replace(fudge, refid=_refid(c, c.value(opt)))
         elif opt in ("flag1", "flag2", "flag3", "flag4"):
             flags[int(opt[-1])] = _flag_value(c, c.value(opt), opt)
         elif opt == "minjitter":
-            _seconds_ns(c, c.value(opt), opt)
+            _refclock_offset_ns(c, c.value(opt), opt)
             b.warn(c.where, "fudge option 'minjitter' is not supported, ignored")
         else:
             c.fail(_unknown("fudge option", opt, _FUDGE_OPTIONS))
@@ -529,7 +577,7 @@ _REFCLOCK_INTS: Mapping[str, tuple[int, int]] = MappingProxyType(
     {
         "minpoll": (0, 17),
         "maxpoll": (0, 17),
-        "stratum": (0, 15),
+        "stratum": STRATUM_RANGE,
         "subtype": (0, 255),
         "mode": (0, _UINT32_MAX),
     }
@@ -576,16 +624,16 @@ def _refclock_option(c: _Cursor, clock: Refclock, opt: str, value: Token) -> Ref
         return replace(clock, unit=_int(c, value, opt, 0, 255))
     if opt in _REFCLOCK_INTS:
         lo, hi = _REFCLOCK_INTS[opt]
-        number = _int(c, value, opt, lo, hi)
+        number = _stratum(c, value) if opt == "stratum" else _int(c, value, opt, lo, hi)
         if opt == "minpoll":
             return replace(clock, minpoll=number)
         if opt == "maxpoll":
             return replace(clock, maxpoll=number)
         return replace(clock, stratum=number) if opt == "stratum" else clock  # subtype, mode: options only
     if opt == "time1":
-        return replace(clock, time1_ns=_seconds_ns(c, value, opt))
+        return replace(clock, time1_ns=_refclock_offset_ns(c, value, opt))
     if opt == "time2":
-        return replace(clock, time2_ns=_seconds_ns(c, value, opt))
+        return replace(clock, time2_ns=_refclock_offset_ns(c, value, opt))
     if opt == "refid":
         return replace(clock, refid=_refid(c, value))
     if opt in ("path", "ppspath"):
@@ -771,11 +819,44 @@ def _holdover(b: _Builder, c: _Cursor) -> None:
     """``holdover SECONDS`` (stratum1's): keep serving stratum 1 after the GPS is lost while the clock's
     estimated error stays under this bound (default 0.001). A later line wins.
     """
-    bound = _seconds_ns(c, c.take("holdover needs a bound in seconds, such as 'holdover 0.001'"), "holdover")
+    bound = _seconds_ns(
+        c, c.take("holdover needs a bound in seconds, such as 'holdover 0.001'"), "holdover", MAX_HOLDOVER_S
+    )
     c.end()
     if bound <= 0:
         c.fail("holdover needs a bound above 0 s ('holdover 0.001' is a millisecond)")
     b.holdover_ns = bound
+
+
+#: ``tos`` options (ntp_misc(5)) whose value is a stratum; every other one takes a number.
+_TOS_STRATA = frozenset({"orphan", "floor", "ceiling"})
+_TOS_OPTIONS = _TOS_STRATA | {
+    "beacon",
+    "cohort",
+    "maxclock",
+    "maxdist",
+    "minclock",
+    "mindist",
+    "minsane",
+    "orphanwait",
+    "bcpollbstep",
+}
+
+
+def _tos(b: _Builder, c: _Cursor) -> None:
+    """``tos [option value] ...`` (ntp_misc(5)): checked (a stratum in 1..15), then ignored with a warning."""
+    if not c:
+        c.fail(f"tos needs an option ({', '.join(sorted(_TOS_OPTIONS))})")
+    while c:
+        opt = c.keyword()
+        if opt not in _TOS_OPTIONS:
+            c.fail(_unknown("tos option", opt, _TOS_OPTIONS))
+        value = c.value(opt)
+        if opt in _TOS_STRATA:
+            _stratum(c, value, f"tos {opt}")
+        elif not _DECIMAL.fullmatch(value.text):
+            c.fail(f"tos {opt} needs a number, not '{value.text}'")
+    b.warn(c.where, "'tos' is not supported, ignored")
 
 
 _INTERFACE_CLASSES = frozenset({"all", "ipv4", "ipv6", "wildcard"})
@@ -825,6 +906,7 @@ _HANDLERS: Mapping[str, Callable[[_Builder, _Cursor], None]] = MappingProxyType(
         "nic": _interface,
         "localclock": _localclock,
         "holdover": _holdover,
+        "tos": _tos,
     }
 )
 
@@ -850,7 +932,6 @@ _IGNORED_DIRECTIVES = frozenset(
         # system behaviour
         "enable",
         "disable",
-        "tos",
         "tinker",
         "rlimit",
         "nonvolatile",

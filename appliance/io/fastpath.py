@@ -120,7 +120,9 @@ def _rules(access: AccessTable) -> tuple[list[tuple[bytes, bytes, bool, int, boo
 class FastServer:
     """The compiled data plane for one socket of ``server`` (file descriptor ``fd``).
 
-    The server's access table and limiter are read once, here; its state is
+    The server's access table and limiter are read here, and again after each
+    :meth:`~appliance.ntp.server.NtpServer.reconfigure` (a configuration
+    reload: the compiled server is built anew around them); its state is
     followed through :meth:`~appliance.ntp.server.NtpServer.add_state_listener`.
     A limiter other than :class:`FastRateLimiter` leaves ``limited`` clients
     to the Python path.
@@ -129,16 +131,31 @@ class FastServer:
     def __init__(self, fd: int, server: NtpServer) -> None:
         if _native is None:
             raise RuntimeError("the compiled data plane is not built here")
-        v4, v6 = _rules(server.access)
-        limiter = server.limiter if isinstance(server.limiter, _native.Limiter) else None
-        self._native = _native.Server(fd, v4, v6, server.reply_prefix, limiter)
+        self.fd = fd
         self.server = server
-        self._listener = self._native.invalidate
-        server.add_state_listener(self._listener)
+        self._native = self._build()
+        self._retired: list[Any] = []  # replaced by a reload: their counts are still to be taken
+        server.add_state_listener(self._invalidate)
+        server.add_config_listener(self._rebuild)
+
+    def _build(self) -> Any:
+        assert _native is not None
+        v4, v6 = _rules(self.server.access)
+        limiter = self.server.limiter if isinstance(self.server.limiter, _native.Limiter) else None
+        return _native.Server(self.fd, v4, v6, self.server.reply_prefix, limiter)
+
+    def _invalidate(self) -> None:
+        self._native.invalidate()
+
+    def _rebuild(self) -> None:
+        """The server's access table or limiter changed: serve with a compiled server built from the new ones."""
+        self._retired.append(self._native)
+        self._native = self._build()
 
     def close(self) -> None:
-        """Let go of the server (the state listener ties the two together)."""
-        self.server.remove_state_listener(self._listener)
+        """Let go of the server (the listeners tie the two together)."""
+        self.server.remove_state_listener(self._invalidate)
+        self.server.remove_config_listener(self._rebuild)
 
     def serve(self, limit: int) -> list[tuple[bytes, Any, int]] | None:
         """Answer up to ``limit`` waiting datagrams; return those left to Python, as (data, address, rx_ns)."""
@@ -147,7 +164,12 @@ class FastServer:
 
     def take_counters(self, add_socket_counts: Callable[[int, int, int], None]) -> None:
         """Add the counts since the last call to the server's counters (and the socket's, through the callback)."""
-        received, served, kod, *drops, send_errors, receive_errors, no_timestamp = self._native.take_counters()
+        retired, self._retired = self._retired, []
+        for native in [*retired, self._native]:
+            self._add_counters(native.take_counters(), add_socket_counts)
+
+    def _add_counters(self, counts: tuple[int, ...], add_socket_counts: Callable[[int, int, int], None]) -> None:
+        received, served, kod, *drops, send_errors, receive_errors, no_timestamp = counts
         c = self.server.counters
         c.received += received
         c.served += served

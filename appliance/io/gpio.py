@@ -55,6 +55,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from appliance.refclock.sample import Pulse
+from appliance.refclock.setup import GPIO_CHIP
 from appliance.timebase import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ log = logging.getLogger(__name__)
 GpioEdge = Literal["rising", "falling"]
 ClockName = Literal["realtime", "monotonic", "auto"]
 Importer = Callable[[str], ModuleType]
-DEFAULT_CHIP = "/dev/gpiochip0"
+DEFAULT_CHIP = GPIO_CHIP  # the chip whose lines `ppspath gpio:N` names (check-config checks it too)
 CONSUMER = "stratum1-pps"
 
 

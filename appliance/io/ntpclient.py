@@ -125,6 +125,14 @@ class NtpClientIO:
         """Begin: resolve names and send the first requests now."""
         self._tick()
 
+    def reschedule(self) -> None:
+        """The upstreams changed (a configuration reload): forget the servers gone, ask the new ones, now."""
+        if self._closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._tick()
+
     def close(self) -> None:
         """Stop polling and close every socket."""
         self._closed = True

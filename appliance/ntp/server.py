@@ -114,6 +114,7 @@ class NtpServer:
         self._cache: dict[tuple[int, int, bool], bytes] = {}
         self._cache_second = -1
         self._listeners: list[Callable[[], object]] = []
+        self._config_listeners: list[Callable[[], object]] = []
 
     @property
     def state(self) -> SystemState:
@@ -125,6 +126,28 @@ class NtpServer:
         self._cache.clear()
         for listener in self._listeners:
             listener()
+
+    def reconfigure(self, access: acl.AccessTable, limiter: RateLimiter, peers: frozenset[str] | None = None) -> None:
+        """Serve with a new access table and rate limiter (a configuration reload); ``peers`` too, if given.
+
+        Config listeners are told (the compiled data plane takes the new
+        table and limiter from here).
+        """
+        self.access = access
+        self.limiter = limiter
+        if peers is not None:
+            self.peers = peers
+        for listener in list(self._config_listeners):
+            listener()
+
+    def add_config_listener(self, listener: Callable[[], object]) -> None:
+        """Call ``listener()`` after every :meth:`reconfigure`."""
+        self._config_listeners.append(listener)
+
+    def remove_config_listener(self, listener: Callable[[], object]) -> None:
+        """Stop calling ``listener`` (a socket being closed)."""
+        if listener in self._config_listeners:
+            self._config_listeners.remove(listener)
 
     def add_state_listener(self, listener: Callable[[], object]) -> None:
         """Call ``listener()`` after every :meth:`set_state` (the compiled data plane drops its cached headers)."""

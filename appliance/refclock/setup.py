@@ -11,10 +11,17 @@
 
 ``time2`` (NMEA delay) is only where calibration starts; ``time1`` shifts the
 pulse. :func:`gps_setup` returns None when no GPS is configured.
+
+:func:`device_warnings` says, with the config line, which of the devices the
+daemon would open (serial port, PPS device, GPIO chip) is missing or not a
+character device; the caller passes the ``stat`` to ask with (``os.stat``
+at the edge, a table in tests), so this module stays pure.
 """
 
 from __future__ import annotations
 
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.config.model import Config, ConfigWarning, Location
@@ -23,6 +30,10 @@ from appliance.refclock.gps import Convention
 NMEA_DRIVER = 20
 PPS_DRIVER = 22
 _MODE_BAUDS = {0: 4800, 1: 9600, 2: 19200, 3: 38400, 4: 57600, 5: 115200}
+#: The GPIO chip whose lines ``ppspath gpio:N`` names (the Pi's 40-pin header; appliance.io.gpio opens it).
+GPIO_CHIP = "/dev/gpiochip0"
+#: ``st_mode`` of a path (following links); raises OSError when there is nothing there.
+StatMode = Callable[[str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +44,7 @@ class GpsSetup:
     baud: int
     location: Location
     pps_path: str | None = None  # /dev/ppsN, or gpio:N
+    pps_location: Location | None = None  # the line that names the PPS source
     nmea_delay_ns: int | None = None
     pps_offset_ns: int = 0
     convention: Convention = Convention.CURRENT
@@ -46,8 +58,11 @@ def gps_setup(config: Config) -> GpsSetup | None:
         if r.driver == "nmea":
             opts = dict(r.options)
             pps = opts.get("ppspath")
+            pps_at = r.location if pps is not None else None
             if pps is None:
-                pps = next((_pps_path(p.options, p.unit) for p in config.refclocks if p.driver == "pps"), None)
+                line = next((p for p in config.refclocks if p.driver == "pps"), None)
+                if line is not None:
+                    pps, pps_at = _pps_path(line.options, line.unit), line.location
             pps_offset = next((p.time1_ns for p in config.refclocks if p.driver == "pps" and p.time1_ns), None)
             baud = opts.get("baud", "9600")
             return GpsSetup(
@@ -55,6 +70,7 @@ def gps_setup(config: Config) -> GpsSetup | None:
                 baud=int(baud) if baud.isdigit() else 9600,
                 location=r.location,
                 pps_path=pps,
+                pps_location=pps_at,
                 nmea_delay_ns=r.time2_ns,
                 pps_offset_ns=pps_offset or r.time1_ns or 0,
                 autobaud=baud.lower() == "auto",
@@ -68,18 +84,20 @@ def gps_setup(config: Config) -> GpsSetup | None:
         fudge = config.fudge_for(s.host)
         flags = dict(fudge.flags) if fudge else {}
         pps = None
-        if flags.get(1):
-            pps = f"/dev/gpspps{unit}"
+        pps_at = None
+        if flags.get(1) and fudge is not None:
+            pps, pps_at = f"/dev/gpspps{unit}", fudge.location
         for other in config.servers:
             orc = other.refclock
             if orc is not None and orc[0] == PPS_DRIVER:
-                pps = f"/dev/pps{orc[1]}"
+                pps, pps_at = f"/dev/pps{orc[1]}", other.location
         mode = s.mode or 0
         return GpsSetup(
             serial_path=f"/dev/gps{unit}",
             baud=_MODE_BAUDS.get((mode >> 4) & 7, 4800),
             location=s.location,
             pps_path=pps,
+            pps_location=pps_at,
             nmea_delay_ns=fudge.time2_ns if fudge else None,
             pps_offset_ns=(fudge.time1_ns or 0) if fudge else 0,
             prefer=s.prefer,
@@ -104,6 +122,52 @@ def setup_warnings(config: Config) -> list[ConfigWarning]:
             "add the receiver's NMEA offset ('time2 0.5' for 0.5 s) or a PPS source",
         )
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device file the daemon opens for the GPS: ``what`` it is, its path, the config line naming it."""
+
+    what: str
+    path: str
+    location: Location
+
+
+def gps_devices(config: Config) -> tuple[Device, ...]:
+    """The device files the configured GPS needs: serial port, then the PPS device or the GPIO chip."""
+    setup = gps_setup(config)
+    if setup is None:
+        return ()
+    found = [Device("serial port", setup.serial_path, setup.location)]
+    if setup.pps_path is not None:
+        at = setup.pps_location or setup.location
+        if setup.pps_path.startswith("gpio:"):
+            found.append(Device("GPIO chip", GPIO_CHIP, at))
+        else:
+            found.append(Device("PPS device", setup.pps_path, at))
+    return tuple(found)
+
+
+def device_warnings(config: Config, stat_mode: StatMode) -> list[ConfigWarning]:
+    """A warning, with its config line, for each GPS device that is missing or not a character device.
+
+    ``stat_mode(path)`` gives the path's ``st_mode`` (links followed) or
+    raises OSError. A warning, not an error: a USB receiver may be plugged
+    in later, and the serial driver opens it when it appears.
+    """
+    out = []
+    for d in gps_devices(config):
+        try:
+            mode = stat_mode(d.path)
+        except FileNotFoundError:
+            out.append(ConfigWarning(d.location, f"{d.what} {d.path} does not exist"))
+            continue
+        except OSError as e:
+            out.append(ConfigWarning(d.location, f"{d.what} {d.path} cannot be checked: {e.strerror or e}"))
+            continue
+        if not stat.S_ISCHR(mode):
+            out.append(ConfigWarning(d.location, f"{d.what} {d.path} is not a character device"))
+    return out
 
 
 def _pps_path(options: tuple[tuple[str, str], ...], unit: int) -> str:

@@ -67,7 +67,10 @@ servers: :meth:`Upstreams.retire` removes members that are unreachable or
 sent DENY/RSTR (not re-added for an hour) and the pool then asks to be
 resolved again. A ``server NAME`` whose server became unreachable is
 resolved again (every 10 minutes at most) and moves if the name now gives
-another address.
+another address. :meth:`Upstreams.reconfigure` takes a reloaded
+configuration's lines: unchanged lines keep their associations (and their
+reach and filters), lines gone hand theirs to :meth:`Upstreams.retire`, new
+lines start as at start-up.
 """
 
 from __future__ import annotations
@@ -76,9 +79,9 @@ import ipaddress
 import random
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from appliance.config.model import ServerLine
+from appliance.config.model import Location, ServerLine
 from appliance.ntp.exchange import measure
 from appliance.ntp.packet import MODE_CLIENT, MODE_PASSIVE, MODE_SERVER, NtpPacket, PacketError
 from appliance.sources.filter import MAXDISP_NS, phi_growth
@@ -117,6 +120,7 @@ RESOLVE_RETRY_MAX_NS = 3600 * NS_PER_S
 RESOLVE_REFRESH_NS = 600 * NS_PER_S
 RETIRE_HOLD_NS = 3600 * NS_PER_S
 _RECENT_REQUESTS = 8
+_NOWHERE = Location("", 0)
 
 
 def interval_ns(poll: int) -> int:
@@ -509,27 +513,58 @@ class Upstreams:
         rng: random.Random | None = None,
     ) -> None:
         self.rng = rng or random.SystemRandom()
+        self.precision = precision
+        self.pool_size = pool_size
         self._entries: list[_Entry] = []
         self._removed: list[Association] = []
-        for line in lines:
-            if line.refclock is not None or line.kind not in ("server", "pool", "peer"):
-                continue
-            numeric = _numeric(line.host)
-            pool = line.kind == "pool"
-            e = _Entry(
-                key=len(self._entries),
-                line=line,
-                settings=ClientSettings.from_line(line, precision),
-                port=line.port or NTP_PORT,
-                pool=pool,
-                want=pool_size if pool else 1,
-                numeric=bool(numeric) and not pool,
-            )
-            self._entries.append(e)
-            if e.numeric and (numeric, e.port) not in self._in_use():
-                e.members.append(self._associate(e, numeric, now_ns))
-            elif not e.numeric:
-                e.next_resolve_ns = now_ns
+        self._next_key = 0
+        for line in _client_lines(lines):
+            self._add(line, now_ns)
+
+    def _add(self, line: ServerLine, now_ns: int) -> None:
+        """Start polling what ``line`` says: at once for an address, after a lookup for a name."""
+        numeric = _numeric(line.host)
+        pool = line.kind == "pool"
+        e = _Entry(
+            key=self._next_key,
+            line=line,
+            settings=ClientSettings.from_line(line, self.precision),
+            port=line.port or NTP_PORT,
+            pool=pool,
+            want=self.pool_size if pool else 1,
+            numeric=bool(numeric) and not pool,
+        )
+        self._next_key += 1
+        self._entries.append(e)
+        if e.numeric and (numeric, e.port) not in self._in_use():
+            e.members.append(self._associate(e, numeric, now_ns))
+        elif not e.numeric:
+            e.next_resolve_ns = now_ns
+
+    def reconfigure(self, lines: Iterable[ServerLine], now_ns: int) -> tuple[list[str], list[str]]:
+        """Follow a reloaded configuration's server lines; return the hosts (added, removed).
+
+        A line that says the same as before (wherever it stands now) keeps
+        its entry and associations; the associations of lines gone are
+        handed out by the next :meth:`retire`, so the edge closes their
+        sockets; new lines start as at start-up.
+        """
+        old = {_line_key(e.line): e for e in self._entries}
+        kept: list[_Entry] = []
+        fresh: list[ServerLine] = []
+        for line in _client_lines(lines):
+            e = old.pop(_line_key(line), None)
+            if e is None:
+                fresh.append(line)
+            else:
+                e.line = line
+                kept.append(e)
+        for gone in old.values():
+            self._removed.extend(gone.members)
+        self._entries = kept
+        for line in fresh:
+            self._add(line, now_ns)
+        return [line.host for line in fresh], [e.line.host for e in old.values()]
 
     @property
     def associations(self) -> list[Association]:
@@ -565,9 +600,17 @@ class Upstreams:
                 out.append(Resolution(e.key, e.line.host, e.port, e.line.family, want))
         return out
 
+    def _entry(self, key: int) -> _Entry | None:
+        return next((e for e in self._entries if e.key == key), None)
+
     def resolved(self, key: int, addresses: Iterable[str], now_ns: int) -> list[Association]:
-        """Take the addresses a name gave; return the associations made for them (already due)."""
-        e = self._entries[key]
+        """Take the addresses a name gave; return the associations made for them (already due).
+
+        An entry a reload removed meanwhile takes nothing.
+        """
+        e = self._entry(key)
+        if e is None:
+            return []
         e.backoff_ns = RESOLVE_RETRY_NS
         e.next_resolve_ns = now_ns + RESOLVE_REFRESH_NS
         in_use = self._in_use()
@@ -594,7 +637,9 @@ class Upstreams:
 
     def resolution_failed(self, key: int, now_ns: int) -> None:
         """The lookup of an entry's name failed: try again later, backing off up to an hour."""
-        e = self._entries[key]
+        e = self._entry(key)
+        if e is None:
+            return
         e.next_resolve_ns = now_ns + e.backoff_ns
         e.backoff_ns = min(2 * e.backoff_ns, RESOLVE_RETRY_MAX_NS)
 
@@ -630,6 +675,16 @@ class Upstreams:
 
     def _associate(self, e: _Entry, address: str, now_ns: int) -> Association:
         return Association(address, now_ns, e.settings, port=e.port, host=e.line.host, rng=self.rng)
+
+
+def _client_lines(lines: Iterable[ServerLine]) -> list[ServerLine]:
+    """The lines the client polls: ``server``, ``pool`` and ``peer``, not reference clocks."""
+    return [line for line in lines if line.refclock is None and line.kind in ("server", "pool", "peer")]
+
+
+def _line_key(line: ServerLine) -> ServerLine:
+    """What a line says, without where it stands (a reload compares lines by this)."""
+    return replace(line, location=_NOWHERE)
 
 
 def _numeric(host: str) -> str:

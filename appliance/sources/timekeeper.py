@@ -247,17 +247,7 @@ class Timekeeper:
                     precision=precision,
                 )
             )
-        self.local_source: Source | None = None
-        if local is not None:
-            self.local_source = Source(
-                SourceConfig(
-                    name=LOCAL_NAME,
-                    kind=SourceKind.LOCAL,
-                    refid=refid_from_text(local.refid),
-                    stratum=local.stratum,
-                    precision=precision,
-                )
-            )
+        self.local_source = self._local_source(local)
         self._gps_poll_ns = NS_PER_S << gps_poll
         self._next_gps_poll: int | None = None
         self._last_pps_ns: int | None = None
@@ -270,6 +260,30 @@ class Timekeeper:
         self._state = SystemState(precision=precision)
         self._error_ns = self.discipline.error_estimate_ns(0)
         self._time_ns = 0
+
+    def _local_source(self, local: LocalClock | None) -> Source | None:
+        if local is None:
+            return None
+        return Source(
+            SourceConfig(
+                name=LOCAL_NAME,
+                kind=SourceKind.LOCAL,
+                refid=refid_from_text(local.refid),
+                stratum=local.stratum,
+                precision=self.precision,
+            )
+        )
+
+    def set_local(self, local: LocalClock | None) -> None:
+        """Serve the local clock a reloaded configuration describes (None: no local clock any more).
+
+        The source is made anew only when its stratum or refid changed;
+        ``localclock public`` takes effect at the next selection either way.
+        """
+        old = self.local
+        self.local = local
+        if local is None or old is None or (old.stratum, old.refid) != (local.stratum, local.refid):
+            self.local_source = self._local_source(local)
 
     @property
     def basis(self) -> Basis:

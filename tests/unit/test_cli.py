@@ -126,3 +126,240 @@ def test_may_set_clock_reads_cap_sys_time(tmp_path: Path, capeff: str, allowed: 
     status = tmp_path / "status"
     status.write_text(f"Name:\tstratum1\nCapInh:\t0000000000000000\nCapEff:\t{capeff}\n")
     assert _may_set_clock(str(status)) is allowed
+
+
+# -- every command-line value is checked: one line, exit status 2 -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["serve", "--port", "70000"],
+            "argument -p/--port: a UDP port must be a whole number in 0..65535, not '70000'",
+        ),
+        (["serve", "--port", "-1"], "argument -p/--port: a UDP port must be a whole number in 0..65535, not '-1'"),
+        (["serve", "-p", "http"], "argument -p/--port: a UDP port must be a whole number in 0..65535, not 'http'"),
+        (
+            ["serve", "--rcvbuf", "99999999999999999999"],
+            "argument --rcvbuf: a receive buffer size in bytes must be a whole number in 4096..1073741824, "
+            "not '99999999999999999999'",
+        ),
+        (
+            ["serve", "--rcvbuf", "0"],
+            "argument --rcvbuf: a receive buffer size in bytes must be a whole number in 4096..1073741824, not '0'",
+        ),
+        (["serve", "--listen", "localhost"], "argument -l/--listen: 'localhost' is not an IPv4 or IPv6 address"),
+        (["serve", "-l", "300.1.1.1"], "argument -l/--listen: '300.1.1.1' is not an IPv4 or IPv6 address"),
+        (["serve", "--config", ""], "argument -c/--config: '' is not a file name"),
+        (["serve", "--clock", "atomic"], "argument --clock: invalid choice: 'atomic' (choose from 'kernel', 'soft')"),
+        (
+            ["query", "-t", "-1", "h"],
+            "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not '-1'",
+        ),
+        (["query", "-t", "0", "h"], "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not '0'"),
+        (
+            ["query", "-t", "nan", "h"],
+            "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not 'nan'",
+        ),
+        (
+            ["query", "-t", "inf", "h"],
+            "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not 'inf'",
+        ),
+        (
+            ["query", "-t", "1e10", "h"],
+            "argument -t/--timeout: a timeout must be seconds above 0 and at most 60, not '1e10'",
+        ),
+        (
+            ["query", "-n", "0", "h"],
+            "argument -n/--samples: the number of requests must be a whole number in 1..64, not '0'",
+        ),
+        (["query", "h:99999"], "argument HOST[:PORT]: bad port '99999'"),
+        (["query", "[::1]:0"], "argument HOST[:PORT]: bad port '0'"),
+        (["query", ""], "argument HOST[:PORT]: '' is not a host name or address"),
+        (["check-config", ""], "argument file: '' is not a file name"),
+    ],
+)
+def test_bad_command_line_values_are_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appliance.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err == f"stratum1 {argv[0]}: {message} (see 'stratum1 {argv[0]} --help')\n"
+
+
+def test_a_missing_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "required: COMMAND" in err
+
+
+def test_good_values_pass_their_types() -> None:
+    from appliance.cli import _parser
+
+    args = _parser().parse_args(["serve", "-p", "0", "--rcvbuf", "4096", "-l", "::1", "-l", "0:0::1"])
+    assert (args.port, args.rcvbuf, args.listen) == (0, 4096, ["::1", "::1"])
+    q = _parser().parse_args(["query", "-t", "0.25", "-n", "64", "[::1]:11123"])
+    assert (q.timeout, q.samples, q.server) == (0.25, 64, ("::1", 11123))
+
+
+def test_check_config_dev_zero_is_refused_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    assert main(["check-config", "/dev/zero"]) == 1
+    out = capsys.readouterr()
+    assert out.err == "stratum1: /dev/zero: cannot read: not a regular file (a character device)\n"
+
+
+def test_check_config_include_of_dev_zero_names_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    conf = tmp_path / "ntp.conf"
+    conf.write_text("server 127.127.1.0\nincludefile /dev/zero\n")
+    assert main(["check-config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"stratum1: {conf}:2: cannot read include file '/dev/zero': not a regular file (a character device)\n"
+
+
+def test_check_config_refuses_stratum_0_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+
+    conf = tmp_path / "ntp.conf"
+    conf.write_text("server 127.127.1.0\nfudge 127.127.1.0 stratum 0\n")
+    assert main(["check-config", str(conf)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"stratum1: {conf}:2: stratum 0 is out of range (1..15)") and err.count("\n") == 1
+
+
+# -- signals: HUP reloads, TERM and INT stop cleanly ----------------------------------------------------
+
+
+class Daemon:
+    """``stratum1 serve`` in a subprocess, its stderr lines collected by a thread; ended by its PID."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", "serve", "--port", "0", "--log", "stderr", *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        port = re.search(r"serving NTP on 127\.0\.0\.1:(\d+)", self.wait_for("serving NTP on"))
+        assert port, self.lines
+        self.port = int(port.group(1))
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, start: int = 0, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[start:]:
+                if text in line:
+                    return line
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no line with {text!r} in {self.lines}")
+
+    def send(self, signum: int) -> int:
+        """Send ``signum``; return the index of the next log line (to wait for what follows)."""
+        mark = len(self.lines)
+        self.proc.send_signal(signum)
+        return mark
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            rc = self.proc.wait(15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        return rc
+
+
+def ask(port: int) -> bytes | None:
+    """One client request to 127.0.0.1:``port``: the reply, or None after half a second."""
+    import socket
+
+    from appliance.ntp.exchange import client_request
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        s.sendto(client_request(time.time_ns())[0], ("127.0.0.1", port))
+        try:
+            return s.recv(1024)
+        except TimeoutError:
+            return None
+
+
+def test_sighup_applies_a_new_config_keeps_the_old_on_error_and_sigterm_stops(tmp_path: Path) -> None:
+    conf = tmp_path / "ntp.conf"
+    local = "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n"
+    conf.write_text(local + "restrict default noquery\nrestrict 127.0.0.1\n")
+    d = Daemon("-c", str(conf), "-l", "127.0.0.1")
+    try:
+        from appliance.io import fastpath
+
+        plane = "compiled" if fastpath.available() else "python"  # the reload must reach the compiled copy too
+        assert d.wait_for("data plane:").endswith(f"data plane: {plane}")
+        reply = ask(d.port)
+        assert reply is not None and reply[1] == 10
+        # a broken file: the error with its file:line, and the appliance serves on with the config it has
+        conf.write_text(local + "restrict 127.0.0.1 ignore\nfudge 127.127.1.0 stratum 0\n")
+        line = d.wait_for("SIGHUP", d.send(signal.SIGHUP))
+        assert f"ERROR stratum1: SIGHUP: {conf}:4: stratum 0 is out of range (1..15)" in line
+        assert line.endswith("still serving with the configuration read before")
+        assert ask(d.port) is not None
+        # the same restrict line without the error: 127.0.0.1 is refused from now on
+        conf.write_text(local + "restrict default noquery\nrestrict 127.0.0.1 ignore\ndriftfile /var/lib/x\n")
+        line = d.wait_for("SIGHUP", d.send(signal.SIGHUP))
+        assert line.endswith(f"SIGHUP: {conf} reloaded: applied: restrict lines; needs a restart: driftfile")
+        assert ask(d.port) is None
+        assert d.proc.poll() is None
+    finally:
+        rc = d.stop(signal.SIGTERM)
+    assert rc == 0
+    assert d.lines[-3].endswith("SIGTERM: stopping") and d.lines[-1].endswith("INFO stratum1: stopped")
+    assert not any("Traceback" in line for line in d.lines)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_simulate_leaves_nothing_in_tmp_after_hup_then_stop(signum: int, tmp_path: Path) -> None:
+    """--simulate makes a directory for its pty link and one for its drift file; both go at the end."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    conf = tmp_path / "ntp.conf"
+    conf.write_text("driftfile /var/lib/stratum1/drift\nrestrict default noquery\nrestrict 127.0.0.1\n")
+    d = Daemon("--simulate", "-c", str(conf), env={"TMPDIR": str(tmp)})
+    try:
+        made = sorted(p.name.rsplit("-", 1)[0] for p in tmp.iterdir())
+        assert made == ["stratum1-sim", "stratum1-sim-drift"]
+        line = d.wait_for("SIGHUP", d.send(signal.SIGHUP))  # used to end the process, leaving both behind
+        assert line.endswith("reloaded: nothing changed")
+        assert d.proc.poll() is None
+    finally:
+        rc = d.stop(signum)
+    assert rc == 0
+    assert list(tmp.iterdir()) == []
+    name = signal.Signals(signum).name
+    assert d.lines[-3].endswith(f"{name}: stopping") and d.lines[-1].endswith("stopped")

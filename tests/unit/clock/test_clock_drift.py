@@ -160,7 +160,7 @@ def test_oversized_file_ignored_with_warning(tmp_path: Path, caplog: pytest.LogC
     path.write_bytes(b"1" + b" " * MAX_FILE_BYTES + b"\n")
     with caplog.at_level(logging.WARNING):
         assert read_drift_file(path) is None
-    assert any("longer than" in r.getMessage() for r in caplog.records)
+    assert any("larger than" in r.getMessage() for r in caplog.records)
 
 
 # -- DriftFile: what the daemon holds ----------------------------------------------

@@ -170,11 +170,11 @@ def test_fudge_local_clock_stratum() -> None:
         ("0.350", 350_000_000),
         ("-0.000000001", -1),
         ("1e-3", 1_000_000),
-        ("2", 2_000_000_000),
+        ("1", 1_000_000_000),
         (".5", 500_000_000),
         ("0.1234567895", 123_456_790),  # half-even at 1 ns, from the exact decimal (no float)
         ("0.1234567885", 123_456_788),
-        ("86400", 86_400_000_000_000),
+        ("-1.0", -1_000_000_000),
     ],
 )
 def test_fudge_times_are_exact_ns(text: str, ns: int) -> None:
@@ -187,11 +187,11 @@ def test_fudge_everything_and_merging() -> None:
     c = parse(
         "fudge 127.127.22.0 flag3 1 refid PPS\n"
         "server 127.127.22.0 minpoll 4 maxpoll 4\n"
-        "fudge 127.127.22.0 time1 0.5 stratum 0 flag1 0 flag3 0 flag4 1\n"
+        "fudge 127.127.22.0 time1 0.5 stratum 1 flag1 0 flag3 0 flag4 1\n"
     )
     (f,) = c.fudges
     assert f.host == "127.127.22.0" and f.location == at(1)
-    assert (f.refid, f.time1_ns, f.stratum) == ("PPS", 500_000_000, 0)
+    assert (f.refid, f.time1_ns, f.stratum) == ("PPS", 500_000_000, 1)
     assert f.flags == ((1, False), (3, False), (4, True))
     assert c.warnings == ()
 
@@ -227,7 +227,8 @@ def test_fudge_minjitter_warns() -> None:
         ("fudge", "fudge needs a reference clock address (127.127.TYPE.UNIT)"),
         ("fudge 192.168.1.1 stratum 1", "fudge needs a reference clock address (127.127.TYPE.UNIT); '192.168.1.1'"),
         ("fudge 127.127.1.0", "fudge 127.127.1.0 needs at least one option"),
-        ("fudge 127.127.1.0 stratum 16", "stratum 16 is out of range (0..15)"),
+        ("fudge 127.127.1.0 stratum 16", "stratum 16 is out of range (1..15)"),
+        ("fudge 127.127.1.0 time1 1.5", "time1 1.5 s is out of range (at most 1 s either way)"),
         ("fudge 127.127.1.0 stratum ten", "stratum needs a whole number, not 'ten'"),
         ("fudge 127.127.1.0 time1 abc", "time1 needs a time in seconds, not 'abc'"),
         ("fudge 127.127.1.0 time1 1_000", "time1 needs a time in seconds, not '1_000'"),
@@ -241,6 +242,38 @@ def test_fudge_minjitter_warns() -> None:
 )
 def test_fudge_errors(line: str, message: str) -> None:
     assert str(error("\n" + line + "\n")).startswith(f"t.conf:2: {message}")
+
+
+_KOD_STRATUM = "0 marks a Kiss-o'-Death and 16 unsynchronised, so clients would discard every reply"
+
+
+@pytest.mark.parametrize(
+    ("line", "what", "value"),
+    [
+        ("fudge 127.127.1.0 stratum 0", "stratum", 0),
+        ("fudge 127.127.20.0 stratum 0", "stratum", 0),
+        ("fudge 127.127.1.0 stratum 16", "stratum", 16),
+        ("refclock local stratum 0", "stratum", 0),
+        ("refclock nmea stratum 16", "stratum", 16),
+        ("refclock pps stratum 0", "stratum", 0),
+        ("tos orphan 0", "tos orphan", 0),
+        ("tos orphan 16", "tos orphan", 16),
+        ("tos minclock 3 floor 0", "tos floor", 0),
+        ("tos ceiling 99", "tos ceiling", 99),
+    ],
+)
+def test_a_stratum_of_0_or_above_15_is_an_error_on_every_line(line: str, what: str, value: int) -> None:
+    """``fudge 127.127.1.0 stratum 0`` would make every reply read as a Kiss-o'-Death."""
+    assert str(error("\n" + line + "\n")) == f"t.conf:2: {what} {value} is out of range (1..15): {_KOD_STRATUM}"
+
+
+def test_tos_is_checked_then_ignored() -> None:
+    c = parse("tos orphan 10 minsane 1\n")
+    assert [str(w) for w in c.warnings] == ["t.conf:1: warning: 'tos' is not supported, ignored"]
+    assert str(error("tos orphan ten\n")) == "t.conf:1: tos orphan needs a whole number, not 'ten'"
+    assert str(error("tos minsane x\n")) == "t.conf:1: tos minsane needs a number, not 'x'"
+    assert str(error("tos\n")).startswith("t.conf:1: tos needs an option")
+    assert str(error("tos orphn 5\n")).startswith("t.conf:1: unknown tos option 'orphn' (did you mean 'orphan'?)")
 
 
 # -- refclock (NTPsec) ----------------------------------------------------------
@@ -684,5 +717,6 @@ def test_holdover_bound() -> None:
     assert parse("").holdover_ns is None
     assert "t.conf:1" in str(error("holdover\n"))
     assert "above 0 s" in str(error("holdover 0\n"))
+    assert str(error("holdover 5\n")) == "t.conf:1: holdover 5 s is out of range (at most 1 s either way)"
     assert "t.conf:2" in str(error("\nholdover soon\n"))
     assert "t.conf:1" in str(error("holdover 0.001 0.002\n"))

@@ -155,3 +155,29 @@ def test_an_unreachable_server_name_is_resolved_again_and_moves() -> None:
     (new,) = u.resolved(0, ["192.0.2.6"], later + RESOLVE_REFRESH_NS)
     assert new.address == "192.0.2.6"
     assert u.retire(later) == [old] and u.associations == [new]
+
+
+# -- a configuration reload -------------------------------------------------------------------------
+
+
+def test_reconfigure_keeps_unchanged_lines_and_retires_the_rest() -> None:
+    u = upstreams("server 192.0.2.1 iburst\nserver 192.0.2.2\npool pool.example\n")
+    kept = u.associations[0]
+    (lookup,) = u.resolutions_due(M0)
+    new = parse_config("# moved down\n\nserver 192.0.2.1 iburst\nserver 192.0.2.3\n", "test.conf").servers
+    added, removed = u.reconfigure(new, M0 + NS_PER_S)
+    assert (added, removed) == (["192.0.2.3"], ["192.0.2.2", "pool.example"])
+    assert [a.address for a in u.associations] == ["192.0.2.1", "192.0.2.3"]
+    assert u.associations[0] is kept
+    assert [a.address for a in u.retire(M0 + NS_PER_S)] == ["192.0.2.2"]
+    assert u.resolved(lookup.key, ["198.51.100.1"], M0 + NS_PER_S) == []  # the pool's answer comes too late
+    u.resolution_failed(lookup.key, M0 + NS_PER_S)  # and so does its failure: nothing to retry
+
+
+def test_reconfigure_with_a_changed_option_makes_a_new_association() -> None:
+    u = upstreams("server 192.0.2.1\n")
+    old = u.associations[0]
+    added, removed = u.reconfigure(parse_config("server 192.0.2.1 minpoll 4\n", "t").servers, M0)
+    assert (added, removed) == (["192.0.2.1"], ["192.0.2.1"])
+    assert u.associations[0] is not old and u.associations[0].minpoll == 4
+    assert u.retire(M0) == [old]
