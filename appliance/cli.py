@@ -28,7 +28,7 @@ from appliance.daemon import (
     Simulation,
     listen_addresses,
 )
-from appliance.io import systemd
+from appliance.io import privilege, systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
 from appliance.refclock.setup import gps_setup, setup_warnings
@@ -95,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="answer every request from the Python path (the compiled data plane stays unused)",
     )
+    s.add_argument(
+        "-u",
+        "--user",
+        metavar="USER",
+        help="once the sockets are bound and the devices open, run as USER (its groups from /etc/group) keeping "
+        "only CAP_SYS_TIME for the kernel clock, nothing otherwise (needs root; default: stay as started)",
+    )
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_serve)
 
@@ -110,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("default-config", help="print the built-in configuration")
     d.set_defaults(func=cmd_default_config)
+
+    u = sub.add_parser(
+        "unit-devices", help="print the systemd drop-in (DeviceAllow=, SupplementaryGroups=) for a config's devices"
+    )
+    u.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"ntp.conf to read (default {DEFAULT_CONFIG})")
+    u.set_defaults(func=cmd_unit_devices)
     return p
 
 
@@ -147,6 +160,10 @@ def _may_set_clock(status: str = "/proc/self/status") -> bool:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     systemd.setup_logging(args.log, args.verbose)
+    account = _account(args.user)  # -u: an unknown user or a switch not allowed fails here, before binding
+    if account is not None and args.simulate:  # a simulation opens nothing privileged: switch before building it
+        _drop_privileges(account, None)
+        account = None
     config = _load_serving_config(args.config)
     for w in [*config.warnings, *setup_warnings(config)]:
         log.warning("%s", w)
@@ -172,6 +189,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     simulation = Simulation(receiver=args.simulate) if args.simulate else None
     app = Appliance(config, settings, simulation=simulation)
     try:
+        if account is not None:  # -u: sockets bound, devices open, TAI offset set: switch now
+            _drop_privileges(account, app)
         where = ", ".join(f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in app.addresses)
         state = app.server.state
         what = f"stratum {state.stratum}, refid {state.refid.decode('ascii', 'replace').rstrip(chr(0))}"
@@ -190,11 +209,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app.loop.on_signal(signal.SIGINT, app.stop)
         app.loop.on_signal(signal.SIGUSR1, app.log_counters)
         systemd.notify("READY=1")
+        watchdog_s = systemd.watchdog_interval_s()
+        if watchdog_s is not None:  # WatchdogSec=: pinged from the loop, so a stuck loop gets restarted
+            app.loop.call_every(watchdog_s, lambda: systemd.notify("WATCHDOG=1"))
         app.run()
         app.log_counters()
     finally:
         app.close()
     return EXIT_OK
+
+
+# -- least privilege (appliance/io/privilege.py) ------------------------------
+
+
+def _account(name: str | None) -> privilege.Account | None:
+    """The account ``-u`` names, checked: an unknown user, or not root and not that user, is a one-line error."""
+    if name is None:
+        return None
+    try:
+        account = privilege.resolve_account(name)
+        privilege.check_switch(account)
+    except privilege.PrivilegeError as e:
+        raise CommandError(str(e)) from e
+    return account
+
+
+def _drop_privileges(account: privilege.Account, app: Appliance | None) -> None:
+    """Become ``account`` with the capabilities ``app`` still uses (CAP_SYS_TIME for the kernel clock); log it."""
+    try:
+        credentials = privilege.drop_privileges(account, privilege.capabilities_for(app and app.clock))
+    except privilege.PrivilegeError as e:
+        raise CommandError(str(e)) from e
+    log.info("%s", privilege.describe(account, credentials))
+    if app is not None and app.drift_file is not None and not os.access(app.drift_file.path.parent, os.W_OK):
+        log.warning("%s is not writable by %s: the drift will not be saved", app.drift_file.path.parent, account.name)
 
 
 # -- query -----------------------------------------------------------------
@@ -302,6 +350,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_default_config(args: argparse.Namespace) -> int:
     sys.stdout.write(default_config_text())
+    return EXIT_OK
+
+
+def cmd_unit_devices(args: argparse.Namespace) -> int:
+    """The drop-in systemd/stratum1-devices.generator installs (appliance/io/unitdevices.py)."""
+    from appliance.io.unitdevices import device_needs, render_dropin
+
+    config = load_config(args.config)
+    sys.stdout.write(render_dropin(device_needs(config), args.config))
     return EXIT_OK
 
 
