@@ -41,7 +41,8 @@ def throwaway_user(groups: tuple[str, ...] = ("dialout",)) -> Iterator[str]:
     try:
         yield name
     finally:
-        subprocess.run(["userdel", name], capture_output=True)
+        gone = subprocess.run(["userdel", name], capture_output=True, text=True)
+        assert gone.returncode == 0, f"userdel {name}: {gone.stderr.strip()}"
 
 
 def _group_exists(name: str) -> bool:
