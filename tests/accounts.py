@@ -92,9 +92,10 @@ def runnable_by(user: str, workdir: Path) -> tuple[str, dict[str, str]]:
     for python in dict.fromkeys(candidates):
         if not os.path.exists(python):
             continue
-        as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+        # through a shell: setpriv itself may still hold root's capabilities when it calls execve
+        as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", "/bin/sh", "-c"]
         probe = subprocess.run(
-            [*as_user, python, "-c", "import appliance.cli"],
+            [*as_user, 'exec "$0" -c "import appliance.cli"', python],
             env=env,
             capture_output=True,
             text=True,
