@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from accounts import need_root, open_dir, throwaway_user
+from accounts import need_root, open_dir, runnable_by, throwaway_user
 from noclock import noclock_env
 
 import appliance
@@ -199,3 +199,25 @@ def test_unknown_user_is_one_line_before_anything_is_bound() -> None:
     )
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith("stratum1: -u no-such-user-s1: no such user") and out.stderr.count("\n") == 1
+
+
+def test_simulation_switches_before_it_builds_anything(user: str, workdir: Path) -> None:
+    python, env = runnable_by(user, workdir)  # the simulation imports its fakes after the switch
+    log = workdir / "sim.log"
+    cmd = [python, "-m", "appliance.cli", "serve", "--simulate", "--port", "0", "--log", "stderr", "-u", user]
+    with log.open("wb") as f:
+        proc = subprocess.Popen(cmd, stderr=f, env={**env, "PYTHONUNBUFFERED": "1"}, cwd=workdir)
+    daemon = Daemon(proc, log, 0)
+    try:
+        daemon.port = int(daemon.wait_for(r"serving NTP on 127\.0\.0\.1:(\d+)").group(1))
+        c = privilege.read_credentials(proc.pid)
+        assert c.uids[0] == privilege.resolve_account(user).uid and c.cap_eff == c.cap_prm == 0
+        link = Path(daemon.wait_for(r"GPS (/\S+)/gps0 open").group(1))
+        assert link.owner() == user  # made after the switch, so the daemon can remove it
+        _answers(daemon.port)
+        _stop(daemon)
+        assert not link.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
