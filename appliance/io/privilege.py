@@ -322,9 +322,11 @@ def _drop_bounding(libc: _Libc, mask: int) -> bool:
 
 
 def describe(account: Account, credentials: ProcessCredentials) -> str:
-    """The one log line: who the daemon now is and what it may still do."""
+    """The one log line: who the daemon now is (groups as the kernel has them) and what it may still do."""
+    primary = credentials.gids[1]
+    groups = ",".join(_group_name(g) for g in [primary, *(g for g in credentials.groups if g != primary)])
     return (
-        f"running as user {account.name} (uid {credentials.uids[1]}, groups {','.join(account.group_names)}); "
+        f"running as user {account.name} (uid {credentials.uids[1]}, groups {groups}); "
         f"capabilities: {capability_names(credentials.cap_eff)}; bounding set: "
         f"{capability_names(credentials.cap_bnd)}; no_new_privs"
     )
