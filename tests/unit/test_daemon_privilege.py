@@ -26,7 +26,6 @@ import pytest
 from accounts import need_root, open_dir, runnable_by, throwaway_user
 from noclock import noclock_env
 
-import appliance
 from appliance.io import privilege
 
 LOCAL_ONLY = "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\nrestrict default kod nomodify notrap nopeer\n"
@@ -69,18 +68,20 @@ def user() -> Iterator[str]:
 def serve(workdir: Path, user: str) -> Iterator[Callable[..., Daemon]]:
     """Starts daemons (ended before ``user`` is deleted: userdel refuses a user with processes)."""
     started: list[Daemon] = []
+    # a Python and a copy of the packages the user can read: whatever the daemon imports after the switch
+    python, base_env = runnable_by(user, workdir)
 
     def start(config: str, *args: str, env: dict[str, str] | None = None) -> Daemon:
         conf = workdir / "ntp.conf"
         conf.write_text(config)
         log = workdir / f"daemon{len(started)}.log"
-        cmd = [sys.executable, "-m", "appliance.cli", "serve", "-c", str(conf), "-l", "127.0.0.1", "-p", "0"]
-        pythonpath = str(Path(str(appliance.__file__)).parent.parent)
+        cmd = [python, "-m", "appliance.cli", "serve", "-c", str(conf), "-l", "127.0.0.1", "-p", "0"]
         with log.open("wb") as f:
             proc = subprocess.Popen(
                 [*cmd, "--log", "stderr", "-v", *args],
                 stderr=f,
-                env={**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **(env or {})},
+                env={**base_env, "PYTHONUNBUFFERED": "1", **(env or {})},
+                cwd=workdir,
             )
         daemon = Daemon(proc, log, 0)
         started.append(daemon)
