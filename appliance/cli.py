@@ -1,4 +1,4 @@
-"""The ``stratum1`` command: serve, query, check-config, default-config.
+"""The ``stratum1`` command: serve, query, check-config, default-config, unit-devices.
 
 Every failure a user can cause (a bad config, a port in use, a host that does
 not answer) ends in one line on stderr and a non-zero exit, never a
