@@ -1,4 +1,4 @@
-"""The ``stratum1`` command: serve, query, check-config, default-config.
+"""The ``stratum1`` command: serve, query, check-config, default-config, unit-devices.
 
 Every failure a user can cause (a bad config, a port in use, a host that does
 not answer) ends in one line on stderr and a non-zero exit, never a
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
 from appliance.config.model import ConfigWarning
-from appliance.io import systemd
+from appliance.io import privilege, systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
 from appliance.ntp.server import NTP_PORT
@@ -188,6 +188,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="answer every request from the Python path (the compiled data plane stays unused)",
     )
+    s.add_argument(
+        "-u",
+        "--user",
+        metavar="USER",
+        help="once the sockets are bound and the devices open, run as USER (its groups from /etc/group) keeping "
+        "only CAP_SYS_TIME for the kernel clock, nothing otherwise (needs root; default: stay as started)",
+    )
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_serve)
 
@@ -211,6 +218,12 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("default-config", help="print the built-in configuration")
     d.set_defaults(func=cmd_default_config)
+
+    u = sub.add_parser(
+        "unit-devices", help="print the systemd drop-in (DeviceAllow=, SupplementaryGroups=) for a config's devices"
+    )
+    u.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"ntp.conf to read (default {DEFAULT_CONFIG})")
+    u.set_defaults(func=cmd_unit_devices)
     return p
 
 
@@ -255,6 +268,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from appliance.daemon import LOOPBACK, SIMULATE_PORT, Appliance, ServeSettings, Simulation, listen_addresses
 
     systemd.setup_logging(args.log, args.verbose)
+    account = _account(args.user)  # -u: an unknown user or a switch not allowed fails here, before binding
+    if account is not None and args.simulate:  # a simulation opens nothing privileged: switch before building it
+        _drop_privileges(account, None)
+        account = None
     config = _load_serving_config(args.config)
     for w in config_warnings(config, devices=not args.simulate):
         log.warning("%s", w)
@@ -285,6 +302,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         held.release()
         raise
     try:
+        if account is not None:  # -u: sockets bound, devices open, TAI offset set: switch now
+            _drop_privileges(account, app)
         where = ", ".join(f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in app.addresses)
         state = app.server.state
         what = f"stratum {state.stratum}, refid {state.refid.decode('ascii', 'replace').rstrip(chr(0))}"
@@ -302,6 +321,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         handle_signals(app, _config_file(config))
         held.release()
         systemd.notify("READY=1")
+        watchdog_s = systemd.watchdog_interval_s()
+        if watchdog_s is not None:  # WatchdogSec=: pinged from the loop, so a stuck loop gets restarted
+            app.loop.call_every(watchdog_s, lambda: systemd.notify("WATCHDOG=1"))
         app.run()
         app.log_counters()
     finally:
@@ -370,6 +392,32 @@ def reload_config(app: Appliance, config_file: str | None) -> bool:
     report = app.reload(config)
     log.info("SIGHUP: %s reloaded: %s", config_file, report.summary())
     return True
+
+
+# -- least privilege (appliance/io/privilege.py) ------------------------------
+
+
+def _account(name: str | None) -> privilege.Account | None:
+    """The account ``-u`` names, checked: an unknown user, or not root and not that user, is a one-line error."""
+    if name is None:
+        return None
+    try:
+        account = privilege.resolve_account(name)
+        privilege.check_switch(account)
+    except privilege.PrivilegeError as e:
+        raise CommandError(str(e)) from e
+    return account
+
+
+def _drop_privileges(account: privilege.Account, app: Appliance | None) -> None:
+    """Become ``account`` with the capabilities ``app`` still uses (CAP_SYS_TIME for the kernel clock); log it."""
+    try:
+        credentials = privilege.drop_privileges(account, privilege.capabilities_for(app and app.clock))
+    except privilege.PrivilegeError as e:
+        raise CommandError(str(e)) from e
+    log.info("%s", privilege.describe(account, credentials))
+    if app is not None and app.drift_file is not None and not os.access(app.drift_file.path.parent, os.W_OK):
+        log.warning("%s is not writable by %s: the drift will not be saved", app.drift_file.path.parent, account.name)
 
 
 # -- query -----------------------------------------------------------------
@@ -490,6 +538,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_default_config(args: argparse.Namespace) -> int:
     sys.stdout.write(default_config_text())
+    return EXIT_OK
+
+
+def cmd_unit_devices(args: argparse.Namespace) -> int:
+    """The drop-in systemd/stratum1-devices.generator installs (appliance/io/unitdevices.py)."""
+    from appliance.io.unitdevices import device_needs, render_dropin
+
+    config = load_config(args.config)
+    sys.stdout.write(render_dropin(device_needs(config), args.config))
     return EXIT_OK
 
 

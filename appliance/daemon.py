@@ -414,7 +414,9 @@ class Appliance:
         except (OSError, ValueError, ImportError, PpsError, GpioError) as e:
             log.error("PPS %s unusable, serving from NMEA alone: %s", path, e)
             return
-        poller = PpsPoller(source, tk.on_pulse)
+        # a /dev/ppsN that was unplugged is opened afresh (by group, after the privilege switch)
+        reopen = None if path.startswith("gpio:") else functools.partial(KernelPps, path, from_kernel_ns=to_clock)
+        poller = PpsPoller(source, tk.on_pulse, name=path, reopen=reopen)
         poller.start(self.loop)
         self._closers.append(poller.stop)
 

@@ -236,7 +236,10 @@ class KernelPps:
                 "to /boot/firmware/config.txt (/boot/config.txt before Bookworm) and reboot"
             ) from None
         except PermissionError:
-            raise PpsError(f"{path}: permission denied; run as root or give the service CAP_SYS_TIME") from None
+            raise PpsError(
+                f"{path}: permission denied (hw/udev gives PPS devices to group stratum1, mode 0660: "
+                "the service's user must be in that group; or run as root)"
+            ) from None
         except OSError as e:
             raise PpsError(f"{path}: cannot open: {e.strerror or e}") from None
         try:
@@ -348,23 +351,43 @@ class TimerLoop(Protocol):
 DEFAULT_POLL_S = 0.15
 
 
+#: While a source fails, :class:`PpsPoller` tries ``reopen`` every this many polls (20 x 150 ms: 3 s).
+REOPEN_EVERY_POLLS = 20
+
+
 class PpsPoller:
     """Fetches a :class:`PulseSource` from a loop timer and hands each new pulse to ``on_pulse`` once.
 
     A pulse is new when its sequence number (or, without one, its timestamp)
     differs from the last handed up. A failing source is logged once per
     outage and counted; polling goes on, and the recovery is logged.
+
+    A device that was unplugged (a USB receiver's ``pps-ldisc``) keeps failing
+    on its old descriptor: with ``reopen`` (say, ``KernelPps`` on the same
+    path) the poller opens it afresh every :data:`REOPEN_EVERY_POLLS` failed
+    polls until that works, then closes the old one. After the daemon's
+    privilege switch that open relies on group access (hw/udev).
     """
 
-    def __init__(self, source: PulseSource, on_pulse: Callable[[Pulse], Any], *, name: str = "PPS") -> None:
+    def __init__(
+        self,
+        source: PulseSource,
+        on_pulse: Callable[[Pulse], Any],
+        *,
+        name: str = "PPS",
+        reopen: Callable[[], PulseSource] | None = None,
+    ) -> None:
         self.source = source
         self.name = name
         self._on_pulse = on_pulse
+        self._reopen = reopen
         self._last: Pulse | None = None
         self._failing = False
+        self._failed_polls = 0
         self._timer: Any = None
         self.pulses = 0
         self.errors = 0
+        self.reopens = 0
 
     def start(self, loop: TimerLoop, interval_s: float = DEFAULT_POLL_S) -> None:
         """Poll from ``loop`` every ``interval_s`` seconds."""
@@ -381,12 +404,16 @@ class PpsPoller:
             pulse = self.source.fetch(0.0)
         except OSError as e:
             self.errors += 1
+            self._failed_polls += 1
             if not self._failing:
                 self._failing = True
                 log.warning("%s: fetch failed (%s); will keep trying", self.name, e.strerror or e)
+            if self._reopen is not None and self._failed_polls % REOPEN_EVERY_POLLS == 0:
+                self._try_reopen()
             return None
         if self._failing:
             self._failing = False
+            self._failed_polls = 0
             log.info("%s: working again", self.name)
         if pulse is None or _same(pulse, self._last):
             return None
@@ -394,6 +421,19 @@ class PpsPoller:
         self.pulses += 1
         self._on_pulse(pulse)
         return pulse
+
+    def _try_reopen(self) -> None:
+        assert self._reopen is not None
+        try:
+            fresh = self._reopen()
+        except (OSError, PpsError) as e:
+            log.debug("%s: cannot open it again yet: %s", self.name, e)
+            return
+        self.source.close()
+        self.source = fresh
+        self._last = None  # a new device numbers its pulses afresh
+        self.reopens += 1
+        log.info("%s: opened again", self.name)
 
 
 def _same(a: Pulse, b: Pulse | None) -> bool:

@@ -1,4 +1,4 @@
-"""systemd integration at the edge: readiness notification and journal-friendly logging."""
+"""systemd integration at the edge: readiness notification, watchdog pings and journal-friendly logging."""
 
 from __future__ import annotations
 
@@ -21,6 +21,23 @@ def notify(state: str) -> bool:
         except OSError:
             return False
     return True
+
+
+def watchdog_interval_s(environ: dict[str, str] | None = None) -> float | None:
+    """How often to send ``WATCHDOG=1`` (half of ``WatchdogSec=``), s; None when systemd asks for no pings.
+
+    systemd sets ``WATCHDOG_USEC`` (and ``WATCHDOG_PID``: the pings are for
+    that process only) when the unit has ``WatchdogSec=``.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    pid = env.get("WATCHDOG_PID")
+    if usec <= 0 or (pid is not None and pid != str(os.getpid())):
+        return None
+    return usec / 2e6
 
 
 class _JournalFormatter(logging.Formatter):

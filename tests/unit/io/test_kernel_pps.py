@@ -22,6 +22,7 @@ from appliance.io.pps import (
     PPS_GETCAP,
     PPS_GETPARAMS,
     PPS_SETPARAMS,
+    REOPEN_EVERY_POLLS,
     KernelPps,
     PpsError,
     PpsFdata,
@@ -200,7 +201,7 @@ def test_permission_denied_says_so() -> None:
     def opener(path: str) -> int:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    with pytest.raises(PpsError, match="CAP_SYS_TIME"):
+    with pytest.raises(PpsError, match=r"permission denied \(hw/udev gives PPS devices to group stratum1"):
         KernelPps("/dev/pps0", opener=opener)
 
 
@@ -298,3 +299,38 @@ def test_poller_hands_up_each_new_pulse_once(caplog: pytest.LogCaptureFixture) -
     assert poller.poll() is not None
     assert any("working again" in r.message for r in caplog.records)
     poller.stop()
+
+
+def test_poller_opens_an_unplugged_device_again(caplog: pytest.LogCaptureFixture) -> None:
+    clk = Clocks()
+    fake = FakePps(lambda: clk.true, clk.local)
+    old = fake.device()
+    io = FakePpsIoctl(fake)
+    refused = [True]
+
+    def reopen() -> KernelPps:
+        def opener(path: str) -> int:
+            if refused[0]:  # plugged back in, but not yet given to the service's group by udev
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return io.opener(path)
+
+        return KernelPps("/dev/pps0", ioctl=io, opener=opener)
+
+    got: list[Pulse] = []
+    poller = PpsPoller(old, got.append, name="/dev/pps0", reopen=reopen)
+    clk.true += S
+    assert poller.poll() is not None
+    caplog.set_level(logging.DEBUG)
+    old.vanish()
+    for _ in range(REOPEN_EVERY_POLLS):
+        assert poller.poll() is None
+    assert poller.source is old and poller.reopens == 0
+    assert any("cannot open it again yet" in r.message and "group stratum1" in r.message for r in caplog.records)
+    refused[0] = False
+    for _ in range(REOPEN_EVERY_POLLS):
+        poller.poll()
+    assert poller.reopens == 1 and old.closed and isinstance(poller.source, KernelPps)
+    clk.true += S
+    assert poller.poll() == Pulse(T0 + 2 * S + 250_000, 2)
+    assert [p.sequence for p in got] == [1, 2]
+    assert any(r.message == "/dev/pps0: opened again" for r in caplog.records)
