@@ -24,9 +24,9 @@ FORBIDDEN = {
     "ends processes by name": r"\b(pkill|killall|killall5)\b",
     "stops, disables or masks a unit": r"\bsystemctl\b[^\n]*\b(stop|disable|mask|kill|--now)\b",
     "stops a service": r"\b(service|invoke-rc\.d)\s+\S+\s+(stop|restart|force-stop)\b|/etc/init\.d/\S+\s+stop",
-    "removes packages": rf"{APT}[^\n]*\b(remove|purge|autoremove)\b|\bdpkg\s[^\n]*(-r|-P|--remove|--purge)\b",
+    "removes packages": rf"{APT}[^\n]*\b(remove|purge|autoremove)\b|\bdpkg\s(?:[^\n]*\s)?(-r|-P|--remove|--purge)\b",
     "installs a daemon": rf"{APT}[^\n]*\binstall\b[^\n]*\s{DAEMONS}(\s|$|=)",
-    "installs packages behind apt's back": r"\bdpkg\s[^\n]*(-i|--install|--unpack|--configure)\b",
+    "installs packages behind apt's back": r"\bdpkg\s(?:[^\n]*\s)?(-i|--install|--unpack|--configure)\b",
     "plays with service start policy": r"policy-rc\.d",
 }
 
