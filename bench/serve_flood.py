@@ -39,7 +39,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CHRONYD_CANDIDATES = ("/opt/stratum1-interop/chrony/usr/sbin/chronyd", "/usr/sbin/chronyd")
+# The private copy .ci/install-interop unpacks (a wrapper that sets its library path), else an installed one.
+INTEROP_ROOT = Path(os.environ.get("STRATUM1_INTEROP_ROOT", "/opt/stratum1-interop"))
+CHRONYD_CANDIDATES = (str(INTEROP_ROOT / "bin/chronyd"), "/usr/sbin/chronyd")
 RMEM_DEFAULT = Path("/proc/sys/net/core/rmem_default")
 LOSS_LIMIT = 0.01
 LIGHT_RATE = 1000.0
@@ -237,6 +239,7 @@ def start_chronyd(tmp: Path, chronyd: str, address: str, port: int, prefix: list
         f"allow {address}\n"
         "local stratum 8\n"
         "cmdport 0\n"
+        "bindcmdaddress /\n"
         f"pidfile {tmp / 'chronyd.pid'}\n"
     )
     log = tmp / "chronyd.log"

@@ -12,8 +12,8 @@ from support import DATA, require
 
 @pytest.fixture
 def shared_data() -> Path:
-    """../shared/data (real receiver logs, seed configs); fails in CI when missing, skips elsewhere."""
-    require(DATA.is_dir(), f"{DATA} (../shared/data) is missing")
+    """tests/data: real receiver logs, seed configs, ntpd's mode 6 answers (tests/data/README.md)."""
+    require(DATA.is_dir(), f"{DATA} is missing")
     return DATA
 
 

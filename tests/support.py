@@ -1,4 +1,4 @@
-"""Shared test helpers: where ../shared/data is, whether missing tools skip or fail, the receiver logs."""
+"""Shared test helpers: where the test data is, whether missing tools skip or fail, the receiver logs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("STRATUM1_SHARED", ROOT.parent / "shared"))
-DATA = SHARED / "data"
+# Receiver logs, seed configs, leap files, ntpd's mode 6 answers: all in the repository (tests/data/README.md).
+DATA = ROOT / "tests" / "data"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -17,7 +17,7 @@ next burst whose first byte is not yet due:
   week-number rollover bug);
 - :meth:`~FakeGps.send_garbage`: raw bytes, sent at the next tick.
 
-Receiver models (:data:`MODELS`), from real logs (``shared/data/nmea``) and
+Receiver models (:data:`MODELS`), from real logs (``tests/data/nmea``) and
 the receivers' documented behaviour:
 
 - ``mtk3339`` (Adafruit Ultimate GPS HAT): ``$GPGGA, $GPGSA, [$GPGSV x3

@@ -15,8 +15,11 @@ import nsutil
 from appliance.config import parse_config
 from appliance.daemon import Appliance, ServeSettings
 
+# The referee programs, unpacked privately by .ci/install-interop (never installed on the host): one wrapper
+# per program in bin/ sets the library and Python paths the private copy needs.
 INTEROP_ROOT = Path(os.environ.get("STRATUM1_INTEROP_ROOT", "/opt/stratum1-interop"))
-CHRONYD = INTEROP_ROOT / "chrony/usr/sbin/chronyd"
+INTEROP_BIN = INTEROP_ROOT / "bin"
+CHRONYD = INTEROP_BIN / "chronyd"
 LOCAL_CLOCK_CONF = """
 restrict default kod limited nomodify notrap nopeer noquery
 restrict 127.0.0.1
@@ -61,8 +64,10 @@ def chronyd_measure(chronyd: Path, workdir: Path, port: int) -> tuple[float, lis
     """
     workdir.mkdir(exist_ok=True)
     conf = workdir / "chrony.conf"
+    # Every test chronyd: no command port and no Unix socket ("bindcmdaddress /"), else it would take over
+    # /run/chrony/chronyd.sock and chown /run/chrony, which belong to the host's own chrony.
     conf.write_text(
-        f"server 127.0.0.1 port {port} iburst\ncmdport 0\npidfile {workdir}/chronyd.pid\n"
+        f"server 127.0.0.1 port {port} iburst\ncmdport 0\nbindcmdaddress /\npidfile {workdir}/chronyd.pid\n"
         f"logdir {workdir}\nlog measurements\n"
     )
     out = subprocess.run(

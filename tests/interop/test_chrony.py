@@ -18,7 +18,7 @@ pytestmark = pytest.mark.interop
 def chronyd_measure(chronyd: Path, tmp_path: Path, port: int, host: str = "127.0.0.1") -> float:
     """Run ``chronyd -Q`` against host:port; return the offset it reports (seconds, + = our clock ahead)."""
     conf = tmp_path / "chrony.conf"
-    conf.write_text(f"server {host} port {port} iburst\ncmdport 0\npidfile {tmp_path}/chronyd.pid\n")
+    conf.write_text(f"server {host} port {port} iburst\ncmdport 0\nbindcmdaddress /\npidfile {tmp_path}/chronyd.pid\n")
     out = subprocess.run(
         [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", "20"],
         capture_output=True,
@@ -51,7 +51,7 @@ def test_stratum1_query_reads_chronyd(chronyd: Path, tmp_path: Path, capsys: pyt
     port = free_port()
     conf = tmp_path / "chrony-server.conf"
     conf.write_text(
-        f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\ncmdport 0\n"
+        f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\ncmdport 0\nbindcmdaddress /\n"
         f"pidfile {tmp_path}/chronyd.pid\n"
     )
     proc = subprocess.Popen(

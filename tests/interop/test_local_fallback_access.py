@@ -121,7 +121,8 @@ def test_chronyd_on_the_lan_takes_stratum_10(
     logdir.mkdir()
     conf = logdir / "chrony.conf"
     conf.write_text(
-        f"server {SERVER_LAN} iburst\ncmdport 0\npidfile {logdir}/chronyd.pid\nlogdir {logdir}\nlog measurements\n"
+        f"server {SERVER_LAN} iburst\ncmdport 0\nbindcmdaddress /\npidfile {logdir}/chronyd.pid\n"
+        f"logdir {logdir}\nlog measurements\n"
     )
     with serving(adapted_seed(shared_data, tmp_path), listen=("0.0.0.0",), port=123, ns=srv, name=SEED):
         out = subprocess.run(

@@ -1,4 +1,4 @@
-"""The tutorial ntp.conf files in ../shared/data/seed-configs load as they stand and mean what ntpd reads.
+"""The tutorial ntp.conf files in tests/data/seed-configs load as they stand and mean what ntpd reads.
 
 Each file's expectation is written out in full: servers and pools with their
 options, restrict lines (family, network, flags), fudges, driftfile. A file

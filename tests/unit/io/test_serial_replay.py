@@ -1,4 +1,4 @@
-"""Every real receiver log in shared/data/nmea, replayed through a pty into the serial driver.
+"""Every real receiver log in tests/data/nmea, replayed through a pty into the serial driver.
 
 The project's replay (the log's bytes without its ``#`` header lines, as
 gpsfake sends them) goes into the master side of a pty in pieces of random

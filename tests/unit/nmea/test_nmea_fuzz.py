@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from appliance.nmea import Fix, NmeaCounters, NmeaStream, RolloverPolicy
 
-# Real lines from the receivers in shared/data/nmea (checksums intact).
+# Real lines from the receivers in tests/data/nmea (checksums intact).
 REAL = [
     b"$GPGGA,202640.000,4404.1306,N,12118.8515,W,2,10,0.98,1127.7,M,-19.6,M,0000,0000*6C\r\n",
     b"$GPGSA,A,3,20,16,09,03,07,10,23,19,27,30,,,1.64,0.98,1.31*05\r\n",

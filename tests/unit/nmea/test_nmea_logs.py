@@ -1,6 +1,6 @@
 """Real receiver logs (gpsd's regression suite) through the decoder, checked against gpsd.
 
-For every ``*.log`` in ``shared/data/nmea`` the set of distinct fix times we
+For every ``*.log`` in ``tests/data/nmea`` the set of distinct fix times we
 report (valid, 2D/3D, dated) must equal the distinct times of gpsd's TPV
 records with mode >= 2 in the ``.chk`` file, except:
 
