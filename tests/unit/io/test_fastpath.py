@@ -663,13 +663,14 @@ def test_serve_is_for_one_thread_at_a_time() -> None:
                 errors.append(e)
 
         def prefix(*args: Any) -> bytes:
-            try:
-                box["native"].serve(8)
-            except RuntimeError as e:
-                errors.append(e)
-            other = threading.Thread(target=from_another_thread)
-            other.start()
-            other.join(10)
+            if not errors:  # once (the requests may straddle a second and ask twice)
+                try:
+                    box["native"].serve(8)
+                except RuntimeError as e:
+                    errors.append(e)
+                other = threading.Thread(target=from_another_thread)
+                other.start()
+                other.join(10)
             return server.reply_prefix(*args)
 
         box["native"] = _native_server(prefix, fd=sock.fileno())
