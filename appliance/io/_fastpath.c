@@ -640,6 +640,10 @@ Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         flag_bit(bits, "kod", &b->kod) < 0 || flag_bit(bits, "limited", &b->limited) < 0 ||
         flag_bit(bits, "version", &b->version) < 0 || flag_bit(bits, "notrust", &b->notrust) < 0)
         goto fail;
+    if (__builtin_popcount((unsigned)(b->ignore | b->noserve | b->kod | b->limited | b->version | b->notrust)) != 6) {
+        PyErr_SetString(PyExc_ValueError, "flags ignore, noserve, kod, limited, version, notrust: distinct bits");
+        goto fail;
+    }
     if (rules_from_list(v4, 4, &self->v4, &self->n4) < 0 || rules_from_list(v6, 6, &self->v6, &self->n6) < 0)
         goto fail;
     self->prefixes = PyMem_Calloc(PREFIX_COUNT, sizeof(prefix_t));
@@ -781,17 +785,23 @@ get_prefix(Server *s, int version, int poll, int is_default, int64_t rx_ns, uint
 /* Decide what a datagram gets; for ACT_REPLY and ACT_KOD, `out` holds the 48-octet reply (the
  * transmit timestamp, octets 40..47, still to be written for ACT_REPLY). `rx_ns` must satisfy
  * time_ok(). Returns -1 with a Python error set when the prefix callback failed. */
+/* Count a datagram the data plane dealt with (received, and what became of it); returns `act`.
+ * Counted once its fate is sealed, after any call into Python (which may take the counters). */
+static int
+counted(Server *s, int what, int act)
+{
+    s->counters[C_RECEIVED]++;
+    s->counters[what]++;
+    return act;
+}
+
 static int
 decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t rx_ns, uint8_t *out)
 {
-    long long *c = s->counters;
     if (s->prefix_fn == NULL) /* closed (from a callback, in the middle of a batch): Python serves */
         return ACT_PUNT;
-    if (len > MAX_DATAGRAM) {
-        c[C_RECEIVED]++;
-        c[C_OVERSIZE]++;
-        return ACT_DROP;
-    }
+    if (len > MAX_DATAGRAM)
+        return counted(s, C_OVERSIZE, ACT_DROP);
     if (len != HEADER_LEN)
         return ACT_PUNT;
     int version = (d[0] >> 3) & 7, mode = d[0] & 7;
@@ -800,29 +810,19 @@ decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t
     const flag_bits_t *b = &s->bits;
     int flags, is_default;
     lookup(s, a, port == 123, &flags, &is_default);
-    if ((flags & (b->ignore | b->noserve | b->limited)) == b->limited && s->limiter == NULL)
-        return ACT_PUNT;
-    c[C_RECEIVED]++;
-    if (flags & b->ignore) {
-        c[C_IGNORE]++;
-        return ACT_DROP;
-    }
-    if (flags & b->noserve) {
-        c[C_NOSERVE]++;
-        return ACT_DROP;
-    }
-    if ((flags & b->version) && version != 4) {
-        c[C_VERSION_RESTRICTED]++;
-        return ACT_DROP;
-    }
-    if (flags & b->notrust) { /* a 48-octet request has no MAC */
-        c[C_NOTRUST]++;
-        return ACT_DROP;
-    }
+    if (flags & b->ignore)
+        return counted(s, C_IGNORE, ACT_DROP);
+    if (flags & b->noserve)
+        return counted(s, C_NOSERVE, ACT_DROP);
+    if ((flags & b->version) && version != 4)
+        return counted(s, C_VERSION_RESTRICTED, ACT_DROP);
+    if (flags & b->notrust) /* a 48-octet request has no MAC */
+        return counted(s, C_NOTRUST, ACT_DROP);
     if (flags & b->limited) {
+        if (s->limiter == NULL) /* nothing counted yet: Python takes it from the start */
+            return ACT_PUNT;
         int verdict = limiter_check(s->limiter, a, rx_ns, (flags & b->kod) != 0);
         if (verdict == LIMITED_KOD) {
-            c[C_KOD]++;
             /* RATE KoD: leap 3, stratum 0, the client's poll, "RATE", and the client's own transmit
              * timestamp in the reference, origin, receive and transmit fields */
             memset(out, 0, 16);
@@ -831,21 +831,16 @@ decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t
             memcpy(out + 12, "RATE", 4);
             for (int k = 16; k < 48; k += 8)
                 memcpy(out + k, d + 40, 8);
-            return ACT_KOD;
+            return counted(s, C_KOD, ACT_KOD);
         }
-        if (verdict != PASS) {
-            c[C_RATE]++;
-            return ACT_DROP;
-        }
+        if (verdict != PASS)
+            return counted(s, C_RATE, ACT_DROP);
     }
-    if (get_prefix(s, version, d[2], is_default, rx_ns, out) < 0) {
-        c[C_RECEIVED]--;
-        return -1;
-    }
-    c[C_SERVED]++;
+    if (get_prefix(s, version, d[2], is_default, rx_ns, out) < 0)
+        return -1; /* not counted: the callback, not the datagram, failed */
     memcpy(out + 24, d + 40, 8);
     put64(out + 32, ntp64_from_ns(rx_ns));
-    return ACT_REPLY;
+    return counted(s, C_SERVED, ACT_REPLY);
 }
 
 static PyObject *

@@ -541,6 +541,7 @@ BAD_CALLS: list[tuple[str, type[Exception]]] = [
     ("fp.Server(-1, [], [], prefix, None, {})", KeyError),
     ("fp.Server(-1, [], [], prefix, None, dict(FLAG_BITS, kod=3))", ValueError),
     ("fp.Server(-1, [], [], prefix, None, dict(FLAG_BITS, ignore=0))", ValueError),
+    ("fp.Server(-1, [], [], prefix, None, dict(FLAG_BITS, kod=FLAG_BITS['limited']))", ValueError),
     ("fp.Server(-1, [(bytes(4), bytes(4), False, -1, True)], [], prefix, None, FLAG_BITS)", ValueError),
     ("fp.Server(-1, [(bytes(16), bytes(16), False, 0, True)], [], prefix, None, FLAG_BITS)", ValueError),
     ("fp.Server(-1, [[bytes(4), bytes(4), False, 0, True]], [], prefix, None, FLAG_BITS)", TypeError),
