@@ -630,6 +630,13 @@ def test_the_prefix_callback_may_do_anything(action: Callable[[Any], object]) ->
             native.serve(1)
     else:
         assert native.handle(req, "192.0.2.1", 40000, NOW + 2, NOW + 2)[0] == REPLY
+    # every request was served, and counted so whenever the counters were taken
+    counts = native.take_counters()
+    for taken in seen[1:]:
+        if isinstance(taken, dict):
+            for name, n in taken.items():
+                counts[name] = counts.get(name, 0) + n
+    assert counts["received"] == counts["served"] >= 1, counts
 
 
 @needs_build
