@@ -5,10 +5,11 @@
  * request gets), appliance.ntp.access (restrict matching) and
  * appliance.ntp.ratelimit (the GCRA buckets and KoD pacing). This module does
  * the same for the one kind of datagram that is nearly all of a time server's
- * traffic, a plain 48-octet client request (mode 3, versions 1 to 4), and
- * hands every other datagram back to Python untouched. Differential tests
- * (tests/unit/io/test_fastpath.py) hold the two to the same answers, octet
- * for octet.
+ * traffic, a plain 48-octet client request (mode 3, versions 1 to 4), drops
+ * and counts a datagram longer than MAX_DATAGRAM (1024) octets as the Python
+ * server does ("oversize"), and hands every other datagram back to Python
+ * whole. Differential tests (tests/unit/io/test_fastpath.py) hold the two to
+ * the same answers, octet for octet.
  *
  * What it adds over the Python path is only speed: one recvmmsg(2) reads up
  * to 64 datagrams, each with its kernel receive timestamp (SO_TIMESTAMPNS);
@@ -17,6 +18,22 @@
  * NtpServer.reply_prefix (called back once per second and key, so the state is
  * never interpreted twice). No thread, no global state: everything lives in
  * the Server and Limiter objects.
+ *
+ * Safe from Python too (tests/sanitize/run runs the tests under ASan and
+ * UBSan):
+ * - both types are set up whole by tp_new (there is no __init__ to skip or to
+ *   run twice); Server cannot be subclassed, Limiter can (FastRateLimiter adds
+ *   its Python constructor) but a subclass still gets its table from tp_new;
+ * - Server takes part in garbage collection (it holds NtpServer.reply_prefix,
+ *   and the NtpServer holds its invalidate method: a cycle);
+ * - every argument is range-checked: times are POSIX ns in [0, 2**62) (1970 to
+ *   2116), so that no sum or difference of times and bucket spans (at most
+ *   2**60 ns) leaves int64;
+ * - no pointer into the object is kept across a call into Python (the prefix
+ *   callback may run any code, close the server or change the state);
+ * - serve() keeps its receive buffers in the object and is for one thread:
+ *   a second serve() while one runs (from the callback, or from another
+ *   thread while the callback runs) raises RuntimeError.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,46 +49,53 @@
 #define NS_PER_S 1000000000LL
 #define NTP_UNIX_OFFSET_S 2208988800LL
 #define NEVER (-(1LL << 62))
+#define TIME_END (1LL << 62) /* times passed in lie in [0, TIME_END) */
+#define MAX_SPAN (1LL << 60) /* a bucket's interval + tolerance, as appliance.ntp.ratelimit */
 #define STEP_SLACK_NS NS_PER_S
 
 #define MMSG_COUNT 64
-#define MAX_DATAGRAM 1024
+#define MAX_DATAGRAM 1024              /* appliance.ntp.packet.MAX_DATAGRAM: longer is dropped */
+#define RECV_SIZE (MAX_DATAGRAM + 1)   /* so that a longer datagram shows as one */
 #define CONTROL_SIZE 64
 #define HEADER_LEN 48
-
-/* access flags: appliance.ntp.access */
-#define F_IGNORE (1 << 0)
-#define F_NOSERVE (1 << 1)
-#define F_KOD (1 << 6)
-#define F_LIMITED (1 << 7)
-#define F_VERSION (1 << 9)
-#define F_NOTRUST (1 << 10)
 
 enum { PASS = 0, LIMITED = 1, LIMITED_KOD = 2 };
 enum { ACT_DROP = 0, ACT_REPLY = 1, ACT_KOD = 2, ACT_PUNT = 3 };
 
 /* ---- time --------------------------------------------------------------- */
 
-/* appliance.timebase.ntp64_from_ns, for times within int64 after the offset is added (to 2262). */
+/* appliance.timebase.ntp64_from_ns for any int64 (era dropped: the seconds wrap modulo 2**32). */
 static uint64_t
 ntp64_from_ns(int64_t t)
 {
-    int64_t total = t + NTP_UNIX_OFFSET_S * NS_PER_S;
-    int64_t secs = total / NS_PER_S, rem = total % NS_PER_S;
+    int64_t secs = t / NS_PER_S, rem = t % NS_PER_S;
     if (rem < 0) {
         rem += NS_PER_S;
         secs -= 1;
     }
     uint64_t frac = (((uint64_t)rem << 32) + NS_PER_S / 2) / NS_PER_S;
-    return ((uint64_t)secs << 32) + frac;
+    return (((uint64_t)secs + (uint64_t)NTP_UNIX_OFFSET_S) << 32) + frac;
 }
 
+/* CLOCK_REALTIME in POSIX ns; a clock set past the year 2262 reads as INT64_MAX. */
 static int64_t
 realtime_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec < 0 || ts.tv_sec >= INT64_MAX / NS_PER_S)
+        return ts.tv_sec < 0 ? 0 : INT64_MAX;
     return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+/* Whether `t` (POSIX ns) may be used as a time here; otherwise OverflowError naming `what`. */
+static int
+time_ok(long long t, const char *what)
+{
+    if (t >= 0 && t < TIME_END)
+        return 1;
+    PyErr_Format(PyExc_OverflowError, "%s must be 0 .. 2**62 - 1 ns (1970 to 2116), not %lld", what, t);
+    return 0;
 }
 
 static void
@@ -253,30 +277,63 @@ limiter_check(Limiter *l, addr128 a, int64_t now, int kod)
     return LIMITED_KOD;
 }
 
+/* A bucket's refill interval and tolerance, checked: both >= 0, together at most MAX_SPAN. */
 static int
-Limiter_init(Limiter *self, PyObject *args, PyObject *kwds)
+bucket_ok(long long ns, long long tau, const char *name)
+{
+    if (ns >= 0 && tau >= 0 && ns <= MAX_SPAN && tau <= MAX_SPAN - ns)
+        return 1;
+    PyErr_Format(PyExc_ValueError, "%s: interval and tolerance must be >= 0 ns and at most 2**60 ns together", name);
+    return 0;
+}
+
+static int
+seed_arg(PyObject *o, uint64_t *out)
+{
+    if (!PyLong_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, "seed0 and seed1 must be ints");
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(o); /* OverflowError unless 0 .. 2**64 - 1 */
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Limiter(avg_ns, avg_tau, min_ns, min_tau, kod_ns, kod_tau, slots, ways, seed0, seed1): the whole
+ * table is set up here, so no Limiter (nor an instance of a subclass) exists without one. */
+static PyObject *
+Limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"avg_ns", "avg_tau", "min_ns", "min_tau", "kod_ns", "kod_tau", "slots", "ways",
                              "seed0", "seed1", NULL};
     long long avg_ns, avg_tau, min_ns, min_tau, kod_ns, kod_tau;
     Py_ssize_t slots, ways;
-    unsigned long long seed0, seed1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LLLLLLnnKK", kwlist, &avg_ns, &avg_tau, &min_ns, &min_tau, &kod_ns,
-                                     &kod_tau, &slots, &ways, &seed0, &seed1))
-        return -1;
+    PyObject *seed0_obj, *seed1_obj;
+    uint64_t seed0, seed1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LLLLLLnnOO", kwlist, &avg_ns, &avg_tau, &min_ns, &min_tau,
+                                     &kod_ns, &kod_tau, &slots, &ways, &seed0_obj, &seed1_obj))
+        return NULL;
     if (ways < 1 || (ways & (ways - 1)) || slots < ways || (slots & (slots - 1)) || slots > (1 << 26)) {
-        PyErr_SetString(PyExc_ValueError, "slots and ways must be powers of two, slots >= ways");
-        return -1;
+        PyErr_SetString(PyExc_ValueError, "slots and ways must be powers of two, ways <= slots <= 2**26");
+        return NULL;
     }
-    entry_t *entries = PyMem_Calloc((size_t)slots, sizeof(entry_t));
-    if (entries == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    if (!bucket_ok(avg_ns, avg_tau, "average") || !bucket_ok(min_ns, min_tau, "minimum") ||
+        !bucket_ok(kod_ns, kod_tau, "kod"))
+        return NULL;
+    if (seed_arg(seed0_obj, &seed0) < 0 || seed_arg(seed1_obj, &seed1) < 0)
+        return NULL;
+    Limiter *self = (Limiter *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->entries = PyMem_Calloc((size_t)slots, sizeof(entry_t));
+    if (self->entries == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < slots; i++)
-        entries[i].seen = NEVER;
-    PyMem_Free(self->entries);
-    self->entries = entries;
+        self->entries[i].seen = NEVER;
     self->slots = slots;
     self->ways = ways;
     self->set_mask = slots / ways - 1;
@@ -294,7 +351,7 @@ Limiter_init(Limiter *self, PyObject *args, PyObject *kwds)
     self->seed0 = seed0;
     self->seed1 = seed1;
     self->passed = self->limited = self->kod_sent = self->kod_suppressed = self->evictions = 0;
-    return 0;
+    return (PyObject *)self;
 }
 
 static void
@@ -326,12 +383,8 @@ Limiter_check(Limiter *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "UL|p", &key, &now, &kod))
         return NULL;
     addr128 a;
-    if (key_arg(key, &a) < 0)
+    if (key_arg(key, &a) < 0 || !time_ok(now, "now_ns"))
         return NULL;
-    if (now <= NEVER || now >= -NEVER) {
-        PyErr_SetString(PyExc_OverflowError, "now_ns must lie within +-2**62");
-        return NULL;
-    }
     return PyLong_FromLong(limiter_check(self, a, now, kod));
 }
 
@@ -396,9 +449,8 @@ static PyTypeObject LimiterType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "appliance.io._fastpath.Limiter",
     .tp_basicsize = sizeof(Limiter),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "The rate limiter's table in C (see appliance.ntp.ratelimit)",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Limiter_init,
+    .tp_doc = "The rate limiter's table in C (see appliance.ntp.ratelimit); set up whole by __new__",
+    .tp_new = Limiter_new,
     .tp_dealloc = (destructor)Limiter_dealloc,
     .tp_methods = Limiter_methods,
     .tp_getset = Limiter_getset,
@@ -412,12 +464,20 @@ typedef struct {
     int ntponly, flags, is_default;
 } rule_t;
 
+/* The access flag bits the data plane reads, as appliance.ntp.access.FLAG_BITS gives them. */
+typedef struct {
+    int ignore, noserve, kod, limited, version, notrust;
+} flag_bits_t;
+
 /* ---- the server ------------------------------------------------------------ */
 
+/* Counters: the names are the Python server's (ServerCounters fields and drop reasons) and the
+ * socket's (SocketCounters fields); take_counters() hands them over by name. */
 enum {
     C_RECEIVED,
     C_SERVED,
     C_KOD,
+    C_OVERSIZE,
     C_IGNORE,
     C_NOSERVE,
     C_VERSION_RESTRICTED,
@@ -429,26 +489,45 @@ enum {
     C_COUNT
 };
 
+static const char *const COUNTER_NAMES[C_COUNT] = {
+    [C_RECEIVED] = "received",
+    [C_SERVED] = "served",
+    [C_KOD] = "kod_sent",
+    [C_OVERSIZE] = "oversize",
+    [C_IGNORE] = "ignore",
+    [C_NOSERVE] = "noserve",
+    [C_VERSION_RESTRICTED] = "version-restricted",
+    [C_NOTRUST] = "notrust",
+    [C_RATE] = "rate",
+    [C_SEND_ERRORS] = "send_errors",
+    [C_RECEIVE_ERRORS] = "receive_errors",
+    [C_NO_TIMESTAMP] = "no_timestamp",
+};
+
 typedef struct {
     int64_t second; /* POSIX second the prefix was built for; INT64_MIN: none */
     uint64_t generation;
     uint8_t bytes[24];
 } prefix_t;
 
+#define PREFIX_COUNT (4 * 256 * 2) /* [4 versions][256 polls][2: is_default] */
+
 typedef struct {
     PyObject_HEAD int fd;
-    PyObject *prefix_fn; /* NtpServer.reply_prefix */
+    PyObject *prefix_fn; /* NtpServer.reply_prefix; NULL once closed */
     Limiter *limiter;    /* NULL: `limited` clients go to Python */
+    flag_bits_t bits;
     rule_t *v4, *v6;
     Py_ssize_t n4, n6;
     uint64_t generation;
-    prefix_t *prefixes; /* [4 versions][256 polls][2: is_default] */
+    prefix_t *prefixes; /* PREFIX_COUNT, for the life of the object */
+    int busy;           /* serve() is running: its buffers below are in use */
     long long counters[C_COUNT];
-    /* recvmmsg buffers */
+    /* recvmmsg buffers (serve() only) */
     struct mmsghdr msgs[MMSG_COUNT];
     struct iovec iovs[MMSG_COUNT];
     struct sockaddr_storage names[MMSG_COUNT];
-    uint8_t data[MMSG_COUNT][MAX_DATAGRAM];
+    uint8_t data[MMSG_COUNT][RECV_SIZE];
     uint8_t control[MMSG_COUNT][CONTROL_SIZE] __attribute__((aligned(8)));
 } Server;
 
@@ -469,11 +548,22 @@ rules_from_list(PyObject *list, int family, rule_t **out, Py_ssize_t *count)
         const char *mb, *nb;
         Py_ssize_t ml, nl;
         int ntponly, flags, is_default;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "y#y#pip", &mb, &ml, &nb, &nl, &ntponly, &flags,
-                              &is_default))
+        /* PySequence_Fast_GET_ITEM is borrowed, and PyArg_ParseTuple may run Python code (__bool__ of
+         * a flag): hold the item, and copy the octets before letting go of it. */
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        if (!PyTuple_Check(item)) {
+            Py_DECREF(item);
+            PyErr_SetString(PyExc_TypeError, "a rule must be a tuple (mask, network, ntponly, flags, is_default)");
             goto fail;
-        if (ml != (family == 4 ? 4 : 16) || nl != ml) {
-            PyErr_SetString(PyExc_ValueError, "a rule's mask and network must be 4 (IPv4) or 16 (IPv6) octets");
+        }
+        if (!PyArg_ParseTuple(item, "y#y#pip", &mb, &ml, &nb, &nl, &ntponly, &flags, &is_default)) {
+            Py_DECREF(item);
+            goto fail;
+        }
+        if (ml != (family == 4 ? 4 : 16) || nl != ml || flags < 0) {
+            Py_DECREF(item);
+            PyErr_SetString(PyExc_ValueError, "a rule's mask and network must be 4 (IPv4) or 16 (IPv6) octets, "
+                                              "its flags >= 0");
             goto fail;
         }
         if (family == 4) {
@@ -483,6 +573,7 @@ rules_from_list(PyObject *list, int family, rule_t **out, Py_ssize_t *count)
             rules[i].mask = from_v6((const uint8_t *)mb);
             rules[i].net = from_v6((const uint8_t *)nb);
         }
+        Py_DECREF(item);
         rules[i].ntponly = ntponly;
         rules[i].flags = flags;
         rules[i].is_default = is_default;
@@ -497,70 +588,116 @@ fail:
     return -1;
 }
 
+/* One flag bit from the mapping (appliance.ntp.access.FLAG_BITS): a single bit, 1 .. 2**30. */
 static int
-Server_init(Server *self, PyObject *args, PyObject *kwds)
+flag_bit(PyObject *bits, const char *name, int *out)
 {
-    static char *kwlist[] = {"fd", "v4", "v6", "prefix", "limiter", NULL};
-    int fd;
-    PyObject *v4, *v6, *prefix_fn, *limiter;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOO", kwlist, &fd, &v4, &v6, &prefix_fn, &limiter))
+    PyObject *v = PyMapping_GetItemString(bits, name);
+    if (v == NULL)
         return -1;
+    long b = PyLong_Check(v) ? PyLong_AsLong(v) : -1;
+    Py_DECREF(v);
+    if (b == -1 && PyErr_Occurred())
+        return -1;
+    if (b < 1 || b > (1L << 30) || (b & (b - 1))) {
+        PyErr_Format(PyExc_ValueError, "flag %s must be one bit, 1 .. 2**30", name);
+        return -1;
+    }
+    *out = (int)b;
+    return 0;
+}
+
+static void Server_release(Server *self);
+
+/* Server(fd, v4, v6, prefix, limiter, flags): everything is set up here (there is no __init__). */
+static PyObject *
+Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", "v4", "v6", "prefix", "limiter", "flags", NULL};
+    int fd;
+    PyObject *v4, *v6, *prefix_fn, *limiter, *bits;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOO", kwlist, &fd, &v4, &v6, &prefix_fn, &limiter, &bits))
+        return NULL;
+    if (fd < -1) {
+        PyErr_Format(PyExc_ValueError, "fd must be a file descriptor (or -1: none), not %d", fd);
+        return NULL;
+    }
     if (limiter != Py_None && !PyObject_TypeCheck(limiter, &LimiterType)) {
         PyErr_SetString(PyExc_TypeError, "limiter must be a _fastpath.Limiter or None");
-        return -1;
+        return NULL;
     }
     if (!PyCallable_Check(prefix_fn)) {
         PyErr_SetString(PyExc_TypeError, "prefix must be callable");
-        return -1;
+        return NULL;
     }
-    rule_t *r4 = NULL, *r6 = NULL;
-    Py_ssize_t n4, n6;
-    if (rules_from_list(v4, 4, &r4, &n4) < 0)
-        return -1;
-    if (rules_from_list(v6, 6, &r6, &n6) < 0) {
-        PyMem_Free(r4);
-        return -1;
-    }
-    prefix_t *prefixes = PyMem_Calloc(4 * 256 * 2, sizeof(prefix_t));
-    if (prefixes == NULL) {
-        PyMem_Free(r4);
-        PyMem_Free(r6);
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (int i = 0; i < 4 * 256 * 2; i++)
-        prefixes[i].second = INT64_MIN;
-    PyMem_Free(self->v4);
-    PyMem_Free(self->v6);
-    PyMem_Free(self->prefixes);
-    self->v4 = r4;
-    self->n4 = n4;
-    self->v6 = r6;
-    self->n6 = n6;
-    self->prefixes = prefixes;
-    self->generation = 1;
+    Server *self = (Server *)type->tp_alloc(type, 0); /* zeroed, and tracked by the collector */
+    if (self == NULL)
+        return NULL;
     self->fd = fd;
-    Py_INCREF(prefix_fn);
-    Py_XSETREF(self->prefix_fn, prefix_fn);
-    Py_XSETREF(self->limiter, limiter == Py_None ? NULL : (Limiter *)Py_NewRef(limiter));
-    memset(self->counters, 0, sizeof self->counters);
+    self->generation = 1;
+    flag_bits_t *b = &self->bits;
+    if (flag_bit(bits, "ignore", &b->ignore) < 0 || flag_bit(bits, "noserve", &b->noserve) < 0 ||
+        flag_bit(bits, "kod", &b->kod) < 0 || flag_bit(bits, "limited", &b->limited) < 0 ||
+        flag_bit(bits, "version", &b->version) < 0 || flag_bit(bits, "notrust", &b->notrust) < 0)
+        goto fail;
+    if (__builtin_popcount((unsigned)(b->ignore | b->noserve | b->kod | b->limited | b->version | b->notrust)) != 6) {
+        PyErr_SetString(PyExc_ValueError, "flags ignore, noserve, kod, limited, version, notrust: distinct bits");
+        goto fail;
+    }
+    if (rules_from_list(v4, 4, &self->v4, &self->n4) < 0 || rules_from_list(v6, 6, &self->v6, &self->n6) < 0)
+        goto fail;
+    self->prefixes = PyMem_Calloc(PREFIX_COUNT, sizeof(prefix_t));
+    if (self->prefixes == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (int i = 0; i < PREFIX_COUNT; i++)
+        self->prefixes[i].second = INT64_MIN;
     for (int i = 0; i < MMSG_COUNT; i++) {
         struct msghdr *h = &self->msgs[i].msg_hdr;
         self->iovs[i].iov_base = self->data[i];
-        self->iovs[i].iov_len = MAX_DATAGRAM;
+        self->iovs[i].iov_len = RECV_SIZE;
         h->msg_name = &self->names[i];
         h->msg_iov = &self->iovs[i];
         h->msg_iovlen = 1;
         h->msg_control = self->control[i];
     }
+    self->prefix_fn = Py_NewRef(prefix_fn);
+    self->limiter = limiter == Py_None ? NULL : (Limiter *)Py_NewRef(limiter);
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static int
+Server_traverse(Server *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->prefix_fn);
+    Py_VISIT(self->limiter);
+    return 0;
+}
+
+/* Let go of the Python objects (the collector breaking a cycle, or close()). */
+static void
+Server_release(Server *self)
+{
+    Py_CLEAR(self->prefix_fn);
+    Py_CLEAR(self->limiter);
+}
+
+static int
+Server_clear(Server *self)
+{
+    Server_release(self);
     return 0;
 }
 
 static void
 Server_dealloc(Server *self)
 {
-    Py_XDECREF(self->prefix_fn);
-    Py_XDECREF(self->limiter);
+    PyObject_GC_UnTrack(self);
+    Server_release(self);
     PyMem_Free(self->v4);
     PyMem_Free(self->v6);
     PyMem_Free(self->prefixes);
@@ -575,7 +712,7 @@ lookup(const Server *s, addr128 a, int from_ntp_port, int *flags, int *is_defaul
     Py_ssize_t n;
     if (is_v4(a)) {
         if ((a.lo & 0xF0000000ULL) == 0xE0000000ULL) { /* 224.0.0.0/4 */
-            *flags = F_IGNORE;
+            *flags = s->bits.ignore;
             *is_default = 0;
             return;
         }
@@ -583,7 +720,7 @@ lookup(const Server *s, addr128 a, int from_ntp_port, int *flags, int *is_defaul
         n = s->n4;
     } else {
         if ((a.hi >> 56) == 0xFF) { /* ff00::/8 */
-            *flags = F_IGNORE;
+            *flags = s->bits.ignore;
             *is_default = 0;
             return;
         }
@@ -599,71 +736,93 @@ lookup(const Server *s, addr128 a, int from_ntp_port, int *flags, int *is_defaul
         }
     }
     /* every family has a default entry; without one, nothing is served */
-    *flags = F_IGNORE;
+    *flags = s->bits.ignore;
     *is_default = 0;
 }
 
-/* NtpServer.reply_prefix(version, 4, poll, is_default, rx_ns), cached per second and state generation. */
-static const uint8_t *
-get_prefix(Server *s, int version, int poll, int is_default, int64_t rx_ns)
+/* Octets 0..23 of a reply into `out`: NtpServer.reply_prefix(version, 4, poll, is_default, rx_ns), cached
+ * per second and state generation. The callback may run any Python code (close this server, change the
+ * state, call handle()): nothing into the object is held across it, and what it returns is cached only
+ * when the state did not change meanwhile. -1 with a Python error set when the callback failed. */
+static int
+get_prefix(Server *s, int version, int poll, int is_default, int64_t rx_ns, uint8_t *out)
 {
-    prefix_t *p = s->prefixes + ((version - 1) * 256 + poll) * 2 + is_default;
+    Py_ssize_t slot = ((Py_ssize_t)(version - 1) * 256 + poll) * 2 + is_default;
     int64_t second = floor_div(rx_ns, NS_PER_S);
-    if (p->second == second && p->generation == s->generation)
-        return p->bytes;
-    PyObject *r = PyObject_CallFunction(s->prefix_fn, "iiiOL", version, 4, poll, is_default ? Py_True : Py_False,
+    const prefix_t *p = s->prefixes + slot;
+    uint64_t generation = s->generation;
+    if (p->second == second && p->generation == generation) {
+        memcpy(out, p->bytes, 24);
+        return 0;
+    }
+    PyObject *fn = s->prefix_fn;
+    if (fn == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the data plane is closed");
+        return -1;
+    }
+    Py_INCREF(fn);
+    PyObject *r = PyObject_CallFunction(fn, "iiiOL", version, 4, poll, is_default ? Py_True : Py_False,
                                         (long long)rx_ns);
+    Py_DECREF(fn);
     if (r == NULL)
-        return NULL;
+        return -1;
     if (!PyBytes_Check(r) || PyBytes_GET_SIZE(r) != 24) {
         Py_DECREF(r);
         PyErr_SetString(PyExc_TypeError, "the prefix callback must return 24 bytes");
-        return NULL;
+        return -1;
     }
-    memcpy(p->bytes, PyBytes_AS_STRING(r), 24);
+    memcpy(out, PyBytes_AS_STRING(r), 24);
     Py_DECREF(r);
-    p->second = second;
-    p->generation = s->generation;
-    return p->bytes;
+    if (s->generation == generation) {
+        prefix_t *q = s->prefixes + slot;
+        memcpy(q->bytes, out, 24);
+        q->second = second;
+        q->generation = generation;
+    }
+    return 0;
 }
 
 /* Decide what a datagram gets; for ACT_REPLY and ACT_KOD, `out` holds the 48-octet reply (the
- * transmit timestamp, octets 40..47, still to be written for ACT_REPLY). Returns -1 with a Python
- * error set when the prefix callback failed. */
+ * transmit timestamp, octets 40..47, still to be written for ACT_REPLY). `rx_ns` must satisfy
+ * time_ok(). Returns -1 with a Python error set when the prefix callback failed. */
+/* Count a datagram the data plane dealt with (received, and what became of it); returns `act`.
+ * Counted once its fate is sealed, after any call into Python (which may take the counters). */
+static int
+counted(Server *s, int what, int act)
+{
+    s->counters[C_RECEIVED]++;
+    s->counters[what]++;
+    return act;
+}
+
 static int
 decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t rx_ns, uint8_t *out)
 {
+    if (s->prefix_fn == NULL) /* closed (from a callback, in the middle of a batch): Python serves */
+        return ACT_PUNT;
+    if (len > MAX_DATAGRAM)
+        return counted(s, C_OVERSIZE, ACT_DROP);
     if (len != HEADER_LEN)
         return ACT_PUNT;
     int version = (d[0] >> 3) & 7, mode = d[0] & 7;
     if (mode != 3 || version < 1 || version > 4)
         return ACT_PUNT;
+    const flag_bits_t *b = &s->bits;
     int flags, is_default;
     lookup(s, a, port == 123, &flags, &is_default);
-    if ((flags & (F_IGNORE | F_NOSERVE | F_LIMITED)) == F_LIMITED && s->limiter == NULL)
-        return ACT_PUNT;
-    long long *c = s->counters;
-    c[C_RECEIVED]++;
-    if (flags & F_IGNORE) {
-        c[C_IGNORE]++;
-        return ACT_DROP;
-    }
-    if (flags & F_NOSERVE) {
-        c[C_NOSERVE]++;
-        return ACT_DROP;
-    }
-    if ((flags & F_VERSION) && version != 4) {
-        c[C_VERSION_RESTRICTED]++;
-        return ACT_DROP;
-    }
-    if (flags & F_NOTRUST) { /* a 48-octet request has no MAC */
-        c[C_NOTRUST]++;
-        return ACT_DROP;
-    }
-    if (flags & F_LIMITED) {
-        int verdict = limiter_check(s->limiter, a, rx_ns, (flags & F_KOD) != 0);
+    if (flags & b->ignore)
+        return counted(s, C_IGNORE, ACT_DROP);
+    if (flags & b->noserve)
+        return counted(s, C_NOSERVE, ACT_DROP);
+    if ((flags & b->version) && version != 4)
+        return counted(s, C_VERSION_RESTRICTED, ACT_DROP);
+    if (flags & b->notrust) /* a 48-octet request has no MAC */
+        return counted(s, C_NOTRUST, ACT_DROP);
+    if (flags & b->limited) {
+        if (s->limiter == NULL) /* nothing counted yet: Python takes it from the start */
+            return ACT_PUNT;
+        int verdict = limiter_check(s->limiter, a, rx_ns, (flags & b->kod) != 0);
         if (verdict == LIMITED_KOD) {
-            c[C_KOD]++;
             /* RATE KoD: leap 3, stratum 0, the client's poll, "RATE", and the client's own transmit
              * timestamp in the reference, origin, receive and transmit fields */
             memset(out, 0, 16);
@@ -672,23 +831,16 @@ decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t
             memcpy(out + 12, "RATE", 4);
             for (int k = 16; k < 48; k += 8)
                 memcpy(out + k, d + 40, 8);
-            return ACT_KOD;
+            return counted(s, C_KOD, ACT_KOD);
         }
-        if (verdict != PASS) {
-            c[C_RATE]++;
-            return ACT_DROP;
-        }
+        if (verdict != PASS)
+            return counted(s, C_RATE, ACT_DROP);
     }
-    const uint8_t *prefix = get_prefix(s, version, d[2], is_default, rx_ns);
-    if (prefix == NULL) {
-        c[C_RECEIVED]--;
-        return -1;
-    }
-    c[C_SERVED]++;
-    memcpy(out, prefix, 24);
+    if (get_prefix(s, version, d[2], is_default, rx_ns, out) < 0)
+        return -1; /* not counted: the callback, not the datagram, failed */
     memcpy(out + 24, d + 40, 8);
     put64(out + 32, ntp64_from_ns(rx_ns));
-    return ACT_REPLY;
+    return counted(s, C_SERVED, ACT_REPLY);
 }
 
 static PyObject *
@@ -706,6 +858,7 @@ address_tuple(const struct sockaddr_storage *ss)
                          (unsigned int)sin6->sin6_scope_id);
 }
 
+/* The kernel's receive timestamp (POSIX ns), or -1 when there is none. */
 static int64_t
 rx_timestamp(struct msghdr *h)
 {
@@ -714,24 +867,49 @@ rx_timestamp(struct msghdr *h)
             cm->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
             struct timespec ts;
             memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+            if (ts.tv_sec == 0 && ts.tv_nsec == 0)
+                return -1;
+            if (ts.tv_sec < 0 || ts.tv_sec >= TIME_END / NS_PER_S || ts.tv_nsec < 0 || ts.tv_nsec >= NS_PER_S)
+                return INT64_MAX; /* out of range: left to Python */
             return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
         }
     }
-    return 0;
+    return -1;
+}
+
+static int
+closed_error(Server *self)
+{
+    if (self->prefix_fn != NULL)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "the data plane is closed");
+    return -1;
 }
 
 /* serve(limit) -> list of (data, address, rx_ns) for Python to handle, or None.
- * Reads and answers up to `limit` datagrams waiting on the socket. */
+ * Reads and answers up to `limit` (>= 0) datagrams waiting on the socket. One thread: RuntimeError
+ * when called while a serve() of this object runs. */
 static PyObject *
 Server_serve(Server *self, PyObject *args)
 {
     int limit;
     if (!PyArg_ParseTuple(args, "i", &limit))
         return NULL;
+    if (limit < 0) {
+        PyErr_Format(PyExc_ValueError, "limit must be >= 0, not %d", limit);
+        return NULL;
+    }
+    if (closed_error(self) < 0)
+        return NULL;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "serve() is already running on this data plane (one thread only)");
+        return NULL;
+    }
+    self->busy = 1;
     PyObject *punted = NULL;
     long long *c = self->counters;
     uint8_t out[HEADER_LEN];
-    int done = 0;
+    long long done = 0;
     while (done < limit) {
         for (int i = 0; i < MMSG_COUNT; i++) { /* what the kernel overwrote last time */
             struct msghdr *h = &self->msgs[i].msg_hdr;
@@ -746,8 +924,8 @@ Server_serve(Server *self, PyObject *args)
             if (errno == EINTR)
                 continue;
             if (errno == ENOSYS || errno == EBADF || errno == ENOTSOCK) {
-                Py_XDECREF(punted);
-                return PyErr_SetFromErrno(PyExc_OSError);
+                PyErr_SetFromErrno(PyExc_OSError);
+                goto error;
             }
             c[C_RECEIVE_ERRORS]++; /* ICMP errors surfacing on the socket and the like */
             done++;
@@ -759,10 +937,11 @@ Server_serve(Server *self, PyObject *args)
         for (int i = 0; i < n; i++) {
             struct msghdr *h = &self->msgs[i].msg_hdr;
             const uint8_t *d = self->data[i];
+            /* a datagram longer than RECV_SIZE comes cut to RECV_SIZE (MSG_TRUNC): still oversize */
             Py_ssize_t len = (Py_ssize_t)self->msgs[i].msg_len;
             struct sockaddr_storage *name = &self->names[i];
             int64_t rx_ns = rx_timestamp(h);
-            if (rx_ns == 0) {
+            if (rx_ns < 0) {
                 c[C_NO_TIMESTAMP]++;
                 rx_ns = realtime_ns();
             }
@@ -780,7 +959,7 @@ Server_serve(Server *self, PyObject *args)
                 c[C_RECEIVE_ERRORS]++;
                 continue;
             }
-            int act = (h->msg_flags & MSG_TRUNC) ? ACT_PUNT : decide(self, d, len, a, port, rx_ns, out);
+            int act = rx_ns < TIME_END ? decide(self, d, len, a, port, rx_ns, out) : ACT_PUNT;
             if (act == ACT_REPLY || act == ACT_KOD) {
                 if (act == ACT_REPLY) /* transmit timestamp: read right before this reply's own sendto */
                     put64(out + 40, ntp64_from_ns(realtime_ns()));
@@ -788,24 +967,28 @@ Server_serve(Server *self, PyObject *args)
                     c[C_SEND_ERRORS]++;
             } else if (act == ACT_PUNT) {
                 if (punted == NULL && (punted = PyList_New(0)) == NULL)
-                    return NULL;
+                    goto error;
                 PyObject *item = Py_BuildValue("(y#NL)", d, len, address_tuple(name), (long long)rx_ns);
                 if (item == NULL || PyList_Append(punted, item) < 0) {
                     Py_XDECREF(item);
-                    Py_DECREF(punted);
-                    return NULL;
+                    goto error;
                 }
                 Py_DECREF(item);
             } else if (act < 0) { /* a bug in the prefix callback: report it, lose nothing else */
-                PyErr_WriteUnraisable(self->prefix_fn);
+                PyErr_WriteUnraisable((PyObject *)self);
             }
         }
         if (n < MMSG_COUNT)
             break;
     }
+    self->busy = 0;
     if (punted == NULL)
         Py_RETURN_NONE;
     return punted;
+error:
+    self->busy = 0;
+    Py_XDECREF(punted);
+    return NULL;
 }
 
 /* handle(data, ip, port, rx_ns, tx_ns) -> (action, reply or None): decide() without a socket, for the
@@ -819,32 +1002,55 @@ Server_handle(Server *self, PyObject *args)
     long long rx_ns, tx_ns;
     if (!PyArg_ParseTuple(args, "y*UiLL", &data, &ip, &port, &rx_ns, &tx_ns))
         return NULL;
+    PyObject *result = NULL;
     addr128 a;
-    if (key_arg(ip, &a) < 0) {
-        PyBuffer_Release(&data);
-        return NULL;
+    if (port < 0 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "port must be 0 .. 65535, not %d", port);
+        goto done;
     }
+    if (!time_ok(rx_ns, "rx_ns") || !time_ok(tx_ns, "tx_ns") || key_arg(ip, &a) < 0 || closed_error(self) < 0)
+        goto done;
     uint8_t out[HEADER_LEN];
-    int act = decide(self, data.buf, data.len, a, port, rx_ns, out);
-    PyBuffer_Release(&data);
+    int act = decide(self, data.buf, data.len, a, port, rx_ns, out); /* `data` stays held meanwhile */
     if (act < 0)
-        return NULL;
+        goto done;
     if (act == ACT_REPLY)
         put64(out + 40, ntp64_from_ns(tx_ns));
     if (act == ACT_REPLY || act == ACT_KOD)
-        return Py_BuildValue("(iy#)", act, out, (Py_ssize_t)HEADER_LEN);
-    return Py_BuildValue("(iO)", act, Py_None);
+        result = Py_BuildValue("(iy#)", act, out, (Py_ssize_t)HEADER_LEN);
+    else
+        result = Py_BuildValue("(iO)", act, Py_None);
+done:
+    PyBuffer_Release(&data);
+    return result;
 }
 
-/* take_counters() -> tuple of the counts since the last call (see C_* for the order), zeroing them. */
+/* take_counters() -> {name: count} of the counts since the last call that are not zero, zeroing them. */
 static PyObject *
 Server_take_counters(Server *self, PyObject *Py_UNUSED(ignored))
 {
-    long long *c = self->counters;
-    PyObject *t = Py_BuildValue("(LLLLLLLLLLL)", c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]);
-    if (t != NULL)
-        memset(self->counters, 0, sizeof self->counters);
-    return t;
+    long long taken[C_COUNT];
+    memcpy(taken, self->counters, sizeof taken);
+    memset(self->counters, 0, sizeof self->counters);
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        goto fail;
+    for (int i = 0; i < C_COUNT; i++) {
+        if (taken[i] == 0)
+            continue;
+        PyObject *v = PyLong_FromLongLong(taken[i]);
+        if (v == NULL || PyDict_SetItemString(d, COUNTER_NAMES[i], v) < 0) {
+            Py_XDECREF(v);
+            goto fail;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+fail: /* put them back: no count is lost to a failed allocation */
+    Py_XDECREF(d);
+    for (int i = 0; i < C_COUNT; i++)
+        self->counters[i] += taken[i];
+    return NULL;
 }
 
 static PyObject *
@@ -854,35 +1060,53 @@ Server_invalidate(Server *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+static PyObject *
+Server_close(Server *self, PyObject *Py_UNUSED(ignored))
+{
+    Server_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Server_get_closed(Server *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->prefix_fn == NULL);
+}
+
+static PyGetSetDef Server_getset[] = {
+    {"closed", (getter)Server_get_closed, NULL, "whether close() let go of the server's callback", NULL},
+    {NULL},
+};
+
 static PyMethodDef Server_methods[] = {
     {"serve", (PyCFunction)Server_serve, METH_VARARGS, "serve(limit) -> datagrams left to Python, or None"},
     {"handle", (PyCFunction)Server_handle, METH_VARARGS, "handle(data, ip, port, rx_ns, tx_ns) -> (action, reply)"},
-    {"take_counters", (PyCFunction)Server_take_counters, METH_NOARGS, "the counts since the last call"},
+    {"take_counters", (PyCFunction)Server_take_counters, METH_NOARGS, "the counts since the last call, by name"},
     {"invalidate", (PyCFunction)Server_invalidate, METH_NOARGS, "the served state changed: rebuild the prefixes"},
+    {"close", (PyCFunction)Server_close, METH_NOARGS, "let go of the prefix callback and the limiter"},
     {NULL},
 };
 
 static PyTypeObject ServerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "appliance.io._fastpath.Server",
     .tp_basicsize = sizeof(Server),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, /* no subclasses */
     .tp_doc = "The NTP server's data plane for plain client requests (see the module docstring)",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Server_init,
+    .tp_new = Server_new,
     .tp_dealloc = (destructor)Server_dealloc,
+    .tp_traverse = (traverseproc)Server_traverse,
+    .tp_clear = (inquiry)Server_clear,
+    .tp_free = PyObject_GC_Del,
     .tp_methods = Server_methods,
+    .tp_getset = Server_getset,
 };
 
 static PyObject *
 fp_ntp64_from_ns(PyObject *Py_UNUSED(module), PyObject *arg)
 {
-    long long t = PyLong_AsLongLong(arg);
+    long long t = PyLong_AsLongLong(arg); /* OverflowError outside int64 */
     if (t == -1 && PyErr_Occurred())
         return NULL;
-    if (t > INT64_MAX - NTP_UNIX_OFFSET_S * NS_PER_S) {
-        PyErr_SetString(PyExc_OverflowError, "time too late");
-        return NULL;
-    }
     return PyLong_FromUnsignedLongLong(ntp64_from_ns(t));
 }
 

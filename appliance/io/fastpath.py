@@ -6,9 +6,11 @@ serving loop in :mod:`appliance.io.udp` carries that out at 225,000 to
 240,000 replies a second on a 2-core machine, about half of chronyd's rate
 (bench/README.md). The compiled module does the same for
 the one kind of datagram that is nearly all of a time server's traffic, a
-plain 48-octet client request, and hands every other datagram (control,
-symmetric, authenticated, extension fields, malformed, NTPv1 mode 0) back to
-the Python path untouched:
+plain 48-octet client request, drops and counts a datagram longer than
+:data:`~appliance.ntp.packet.MAX_DATAGRAM` octets as the Python server does
+("oversize"), and hands every other datagram (control, symmetric,
+authenticated, extension fields, malformed, NTPv1 mode 0) back to the Python
+path whole:
 
 - :class:`FastServer` reads up to 64 datagrams per ``recvmmsg(2)`` with
   their kernel receive timestamps, looks the source up in the ``restrict``
@@ -30,6 +32,12 @@ since it reads that clock itself. The soft and simulated clocks, a build
 without a compiler, or ``stratum1 serve --no-fastpath`` leave everything to
 the Python path. ``tests/unit/io/test_fastpath.py`` holds both paths to the
 same reply, octet for octet, for random requests, addresses and tables.
+
+The C objects are safe to misuse from Python: they are set up whole when
+made (no ``__init__`` to skip), the server takes part in garbage collection,
+every argument is range-checked, and :meth:`FastServer.serve` refuses to run
+twice at once (one thread); ``tests/sanitize/run`` runs these tests with the
+extension built under AddressSanitizer and UndefinedBehaviorSanitizer.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from types import ModuleType
 from typing import Any
 
 from appliance.config.model import Discard
-from appliance.ntp.access import AccessTable
+from appliance.ntp.access import FLAG_BITS, AccessTable
 from appliance.ntp.ratelimit import KOD_BURST, KOD_PER_SECOND, RateLimiter, limits
 from appliance.ntp.server import NtpServer
 
@@ -54,7 +62,8 @@ except ImportError:  # not built here (no compiler, not Linux): the Python path 
 #: Actions of :meth:`FastServer.handle`.
 DROP, REPLY, KOD, PUNT = 0, 1, 2, 3
 
-_DROP_REASONS = ("ignore", "noserve", "version-restricted", "notrust", "rate")
+#: The socket's counts among those of :meth:`FastServer.take_counters`, in ``add_socket_counts`` order.
+_SOCKET_COUNTS = ("send_errors", "receive_errors", "no_timestamp")
 
 
 def available() -> bool:
@@ -71,23 +80,30 @@ class FastRateLimiter(_LimiterBase):  # type: ignore[misc]
     The set a client lands in comes from a hash keyed with 128 random bits
     (``os.urandom``) per table, as Python's salted string hash does for the
     Python table. Keys must be IP addresses (IPv4, or IPv6 with or without a
-    scope id, which is ignored).
+    scope id, which is ignored); times POSIX ns in [0, 2**62) (OverflowError
+    otherwise).
+
+    The C type is set up whole by ``__new__`` (it has no ``__init__`` to skip
+    or to run twice), so the parameters are turned into buckets here too.
     """
 
-    def __init__(
-        self,
+    __slots__ = ()
+
+    def __new__(
+        cls,
         discard: Discard,
         *,
         slots: int = 65536,
         ways: int = 8,
         kod_per_second: float = KOD_PER_SECOND,
         kod_burst: int = KOD_BURST,
-    ) -> None:
+    ) -> FastRateLimiter:
         if _native is None:
             raise RuntimeError("the compiled data plane is not built here")
         p = limits(discard, slots=slots, ways=ways, kod_per_second=kod_per_second, kod_burst=kod_burst)
         seed = os.urandom(16)
-        super().__init__(
+        table: FastRateLimiter = super().__new__(
+            cls,
             p.avg_ns,
             p.avg_tau,
             p.min_ns,
@@ -99,6 +115,7 @@ class FastRateLimiter(_LimiterBase):  # type: ignore[misc]
             int.from_bytes(seed[:8], "little"),
             int.from_bytes(seed[8:], "little"),
         )
+        return table
 
 
 def rate_limiter(discard: Discard) -> RateLimiter | FastRateLimiter:
@@ -142,7 +159,7 @@ class FastServer:
         assert _native is not None
         v4, v6 = _rules(self.server.access)
         limiter = self.server.limiter if isinstance(self.server.limiter, _native.Limiter) else None
-        return _native.Server(self.fd, v4, v6, self.server.reply_prefix, limiter)
+        return _native.Server(self.fd, v4, v6, self.server.reply_prefix, limiter, FLAG_BITS)
 
     def _invalidate(self) -> None:
         self._native.invalidate()
@@ -153,34 +170,56 @@ class FastServer:
         self._native = self._build()
 
     def close(self) -> None:
-        """Let go of the server (the listeners tie the two together)."""
+        """Let go of the server (the listeners and the prefix callback tie the two together).
+
+        Without it the pair is still freed, by the garbage collector (the C object takes part in it).
+        """
         self.server.remove_state_listener(self._invalidate)
         self.server.remove_config_listener(self._rebuild)
+        for native in [*self._retired, self._native]:
+            native.close()
 
     def serve(self, limit: int) -> list[tuple[bytes, Any, int]] | None:
-        """Answer up to ``limit`` waiting datagrams; return those left to Python, as (data, address, rx_ns)."""
+        """Answer up to ``limit`` waiting datagrams; return those left to Python, as (data, address, rx_ns).
+
+        One thread: the receive buffers live in the C object, so a second call while one runs (from the
+        prefix callback, or from another thread meanwhile) raises RuntimeError. Datagrams over
+        :data:`~appliance.ntp.packet.MAX_DATAGRAM` octets are dropped and counted ("oversize").
+        """
         punted: list[tuple[bytes, Any, int]] | None = self._native.serve(limit)
         return punted
 
     def take_counters(self, add_socket_counts: Callable[[int, int, int], None]) -> None:
-        """Add the counts since the last call to the server's counters (and the socket's, through the callback)."""
+        """Add the counts since the last call to the server's counters (and the socket's, through the callback).
+
+        The C side names its counts (only those not zero): the :class:`~appliance.ntp.server.ServerCounters`
+        fields ``received``, ``served`` and ``kod_sent``, the socket's ``send_errors``, ``receive_errors`` and
+        ``no_timestamp``, and every other name is a drop reason of the Python server. Compiled servers
+        replaced by a reload give their last counts here too.
+        """
         retired, self._retired = self._retired, []
         for native in [*retired, self._native]:
             self._add_counters(native.take_counters(), add_socket_counts)
+        for native in retired:
+            native.close()
 
-    def _add_counters(self, counts: tuple[int, ...], add_socket_counts: Callable[[int, int, int], None]) -> None:
-        received, served, kod, *drops, send_errors, receive_errors, no_timestamp = counts
+    def _add_counters(self, counts: dict[str, int], add_socket_counts: Callable[[int, int, int], None]) -> None:
+        if not counts:
+            return
         c = self.server.counters
-        c.received += received
-        c.served += served
-        c.kod_sent += kod
-        for reason, n in zip(_DROP_REASONS, drops, strict=True):
-            if n:
-                c.dropped[reason] = c.dropped.get(reason, 0) + n
-        if send_errors or receive_errors or no_timestamp:
-            add_socket_counts(send_errors, receive_errors, no_timestamp)
+        c.received += counts.pop("received", 0)
+        c.served += counts.pop("served", 0)
+        c.kod_sent += counts.pop("kod_sent", 0)
+        socket_counts = [counts.pop(name, 0) for name in _SOCKET_COUNTS]
+        for reason, n in counts.items():
+            c.dropped[reason] = c.dropped.get(reason, 0) + n
+        if any(socket_counts):
+            add_socket_counts(*socket_counts)
 
     def handle(self, data: bytes, ip: str, port: int, rx_ns: int, tx_ns: int) -> tuple[int, bytes | None]:
-        """What the data plane does with one datagram, without a socket (for tests): (action, reply)."""
+        """What the data plane does with one datagram, without a socket (for tests): (action, reply).
+
+        ``rx_ns`` and ``tx_ns`` are POSIX ns in [0, 2**62) (OverflowError otherwise), ``port`` 0 .. 65535.
+        """
         result: tuple[int, bytes | None] = self._native.handle(data, ip, port, rx_ns, tx_ns)
         return result

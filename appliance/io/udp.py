@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.io.fastpath import FastServer, available
+from appliance.ntp.packet import MAX_DATAGRAM
 from appliance.ntp.server import NtpServer
 from appliance.timebase import ntp64_from_ns
 
@@ -50,7 +51,9 @@ SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 _TIMESPEC = struct.Struct("@ll")
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 _BATCH = 512  # datagrams read per wake-up before timers get a look in
-MAX_DATAGRAM = 1024
+# One octet more than the server takes: a longer datagram, cut to this by the kernel, still shows
+# as too long, and the server drops and counts it ("oversize") instead of serving its first part.
+_RECV_SIZE = MAX_DATAGRAM + 1
 _MMSG_COUNT = 64  # datagrams per recvmmsg call
 _ADDR_CACHE_SIZE = 4096  # raw sockaddr -> address tuple entries kept before the cache is emptied
 
@@ -172,7 +175,7 @@ class _Batch:
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self.data = bytearray(count * MAX_DATAGRAM)
+        self.data = bytearray(count * _RECV_SIZE)
         self.names = bytearray(count * _NAME_SIZE)
         self.control = bytearray(count * _CONTROL_SIZE)
         self.hdrs = bytearray(count * _MMSG_STRIDE)
@@ -183,8 +186,8 @@ class _Batch:
         msgs = (_MMsgHdr * count).from_buffer(self.hdrs)
         for i in range(count):
             iov = self._iovs[i]
-            iov.iov_base = data_at + i * MAX_DATAGRAM
-            iov.iov_len = MAX_DATAGRAM
+            iov.iov_base = data_at + i * _RECV_SIZE
+            iov.iov_len = _RECV_SIZE
             h = msgs[i].msg_hdr
             h.msg_name = names_at + i * _NAME_SIZE
             h.msg_namelen = _NAME_SIZE
@@ -340,7 +343,7 @@ class UdpServerSocket:
 
         for _ in range(_BATCH):
             try:
-                data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+                data, ancdata, _flags, addr = recvmsg(_RECV_SIZE, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -420,7 +423,7 @@ class UdpServerSocket:
             done += n
             for i in range(n):
                 namelen, ctllen, length = fields(hdrs_view, i * _MMSG_STRIDE)
-                at = i * MAX_DATAGRAM
+                at = i * _RECV_SIZE
                 data = data_view[at : at + length].tobytes()
                 at = i * _NAME_SIZE
                 raw = names_view[at : at + namelen].tobytes()

@@ -67,6 +67,9 @@ MAX_VERSION = 4
 MAC_LENGTHS_V4 = (4, 20, 24)
 MAC_LENGTHS_OLD = (4, 12, 20, 24)
 MIN_EF_LEN = 16
+#: The longest datagram the server takes, in octets; longer ones are dropped and counted ("oversize").
+#: A request carries nothing that needs more (no NTS here), and a reply is never longer than its request.
+MAX_DATAGRAM = 1024
 
 
 class PacketError(ValueError):

@@ -156,6 +156,8 @@ def limits(
     avg_ns = _interval_ns(discard.average_log2)
     min_ns = discard.minimum_s * NS_PER_S
     kod_ns = max(1, round(NS_PER_S / kod_per_second))
+    if kod_burst * kod_ns > _MAX_SPAN:
+        raise ValueError("kod_per_second too small or kod_burst too large (KoD bucket over 36 years)")
     return Limits(
         avg_ns=avg_ns,
         avg_tau=(discard.burst - 1) * avg_ns,

@@ -34,7 +34,10 @@ default``, ``-6 default``, ``0.0.0.0 mask 0.0.0.0`` or the implicit default:
 16, refid ``INIT`` in time replies and leap 3 in mode 6 status words; a client
 matched by a more specific ``restrict`` line gets the local clock's stratum.
 
-Everything dropped is counted by reason in :class:`ServerCounters`.
+Everything dropped is counted by reason in :class:`ServerCounters`; a
+datagram longer than :data:`~appliance.ntp.packet.MAX_DATAGRAM` (1024) octets
+is dropped first of all ("oversize"; the sockets read one octet more than
+that, so a longer datagram reaches here cut but still too long).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from appliance.ntp import mode6
 from appliance.ntp.packet import (
     HEADER_LEN,
     LEAP_UNSYNC,
+    MAX_DATAGRAM,
     MODE_ACTIVE,
     MODE_CLIENT,
     MODE_CONTROL,
@@ -171,6 +175,9 @@ class NtpServer:
         c.received += 1
         if not data:
             c.drop("short")
+            return None
+        if len(data) > MAX_DATAGRAM:
+            c.drop("oversize")
             return None
         b0 = data[0]
         version = (b0 >> 3) & 7

@@ -5,18 +5,30 @@ The Python modules are the specification; these tests hold the C code to it:
   system states: the same reply octet for octet (transmit timestamp included, given the same
   clock reading), the same drops, the same limiter verdicts and counters;
 - over a real loopback socket: plain requests are answered by C, everything else by Python,
-  and the counters add up.
+  and the counters add up; a datagram over 1024 octets is dropped and counted on every path;
+- from Python, misused: objects never set up, set up twice, left in garbage cycles, given
+  out-of-range arguments, a prefix callback that closes, re-enters or changes the server, and a
+  second serve() at once. (tests/sanitize/run runs this file with the extension built under
+  AddressSanitizer and UndefinedBehaviorSanitizer, which turns a silent corruption into a failure.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import ipaddress
 import os
 import select
 import socket
 import struct
-from collections.abc import Iterator
+import subprocess
+import sys
+import textwrap
+import threading
+import tracemalloc
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +42,7 @@ from appliance.io.fastpath import DROP, KOD, PUNT, REPLY, FastRateLimiter, FastS
 from appliance.io.udp import UdpServerSocket
 from appliance.ntp.access import FLAG_BITS, AccessTable
 from appliance.ntp.exchange import client_request
+from appliance.ntp.packet import MAX_DATAGRAM
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, finish_reply
 from appliance.sources.state import SystemState, local_clock_state
@@ -47,10 +60,13 @@ def test_built_where_ci_runs() -> None:
 
 
 @needs_build
-@given(st.integers(min_value=-(2**62), max_value=2**62))
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
 def test_timestamp_conversion_matches_timebase(t: int) -> None:
+    """Any int64, the ends included: the seconds wrap as on the wire, with no overflow on the way."""
     native = pytest.importorskip("appliance.io._fastpath")
     assert native.ntp64_from_ns(t) == ntp64_from_ns(t)
+    assert native.ntp64_from_ns(-(2**63)) == ntp64_from_ns(-(2**63))
+    assert native.ntp64_from_ns(2**63 - 1) == ntp64_from_ns(2**63 - 1)
 
 
 # -- differential: random tables, states and traffic --------------------------------------------
@@ -105,14 +121,34 @@ def states() -> st.SearchStrategy[SystemState]:
     return st.one_of(st.just(SystemState()), synced)
 
 
+def _authenticated_and_long(total: int) -> bytes:
+    """A v4 request whose first 1024 octets are a valid request with an extension field and an MD5 MAC.
+
+    Cut to 1024 octets it would be served (a crypto-NAK); whole, it is ``total`` octets: oversize.
+    """
+    data, _ = client_request(NOW - 5000)
+    ef_len = MAX_DATAGRAM - len(data) - 20
+    head = data + struct.pack("!HH", 0x0104, ef_len) + bytes(ef_len - 4) + struct.pack("!I", 1) + bytes(16)
+    assert len(head) == MAX_DATAGRAM
+    return head + bytes(total - MAX_DATAGRAM)
+
+
 @st.composite
 def datagrams(draw: st.DrawFn) -> bytes:
-    kind = draw(st.integers(0, 4))
+    kind = draw(st.integers(0, 6))
     if kind <= 2:  # a plain request, of any version
         data, _ = client_request(NOW - 5000, version=draw(st.integers(1, 4)), poll=draw(st.integers(0, 17)))
         return bytes([data[0] & 0xC0 | draw(st.integers(0, 7)) << 3 | 3]) + data[1:] if kind == 2 else data
     if kind == 3:  # anything of 48 octets
         return draw(st.binary(min_size=48, max_size=48))
+    if kind == 4:  # oversize: a plain request with anything after it, or a request valid in its first 1024
+        total = draw(st.integers(MAX_DATAGRAM + 1, 1600))
+        if draw(st.booleans()):
+            return _authenticated_and_long(total)
+        data, _ = client_request(NOW - 5000)
+        return data + draw(st.binary(min_size=total - 48, max_size=total - 48))
+    if kind == 5:  # either side of the limit
+        return draw(st.binary(min_size=MAX_DATAGRAM - 1, max_size=MAX_DATAGRAM + 1))
     return draw(st.binary(max_size=120))
 
 
@@ -219,13 +255,20 @@ def _exchange(server_sock: UdpServerSocket, client: socket.socket, payloads: lis
 
 @contextlib.contextmanager
 def _serving(
-    rules: list[RestrictRule], client_address: str, limiter: FastRateLimiter | None = None
+    rules: list[RestrictRule],
+    client_address: str,
+    limiter: FastRateLimiter | RateLimiter | None = None,
+    plane: str = "compiled",
 ) -> Iterator[tuple[NtpServer, UdpServerSocket, socket.socket]]:
-    """A server on a fast 127.0.0.1 socket and a client socket bound to ``client_address``."""
+    """A server on a 127.0.0.1 socket and a client socket bound to ``client_address``.
+
+    ``plane``: "compiled" (the C data plane), "batched" (Python, recvmmsg) or "plain" (Python, recvmsg).
+    """
     server = NtpServer(
         AccessTable.from_rules(rules), limiter or FastRateLimiter(Discard()), state=local_clock_state(10, -20, NOW)
     )
-    sock = UdpServerSocket("127.0.0.1", 0, server, fast=True)
+    sock = UdpServerSocket("127.0.0.1", 0, server, fast=plane == "compiled")
+    sock.batched = sock.batched and plane != "plain"
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         client.bind((client_address, 0))
@@ -307,6 +350,22 @@ def test_socket_serves_ipv6_in_c() -> None:
         sock.close()
 
 
+@pytest.mark.parametrize("plane", ["compiled", "batched", "plain"])
+def test_oversize_datagrams_are_dropped_and_counted_on_every_path(plane: str) -> None:
+    """Over 1024 octets: no reply and one "oversize" drop, even when the first 1024 would be served."""
+    if plane == "compiled" and not fastpath.available():
+        pytest.skip("the compiled data plane is not built here")
+    limiter = FastRateLimiter(Discard()) if fastpath.available() else RateLimiter(Discard())
+    with _serving(RULES, "127.0.0.1", limiter, plane) as (server, sock, client):
+        assert sock.data_plane == ("compiled" if plane == "compiled" else "python")
+        plain, _ = client_request(NOW)
+        cut = _authenticated_and_long(MAX_DATAGRAM)
+        replies = _exchange(sock, client, [_authenticated_and_long(1500), plain + bytes(2000), cut, plain])
+        assert sorted(len(r) for r in replies) == [48, 52]  # the request of 1024 and the plain one
+        assert server.counters.dropped == {"oversize": 2}
+        assert server.counters.received == 4 and server.counters.served == 2
+
+
 # -- which data plane the daemon picks --------------------------------------------------------------
 
 
@@ -337,3 +396,315 @@ def test_daemon_python_path_when_asked_or_when_the_clock_is_not_realtime() -> No
         assert [s.data_plane for s in soft.sockets] == ["python"]
     finally:
         soft.close()
+
+
+# -- misuse from Python ---------------------------------------------------------------------------
+
+# Each line must raise TypeError; before, the first one crashed the interpreter (a table never set up).
+_UNINITIALISED = [
+    'fp.Limiter.__new__(fp.Limiter).check("192.0.2.1", 10**18)',
+    '"192.0.2.1" in fp.Limiter.__new__(fp.Limiter)',
+    "fp.Limiter.__new__(fp.Limiter).clients()",
+    'fp.Server.__new__(fp.Server).handle(bytes([0x23]) + bytes(47), "192.0.2.1", 123, 10**18, 10**18)',
+    "fp.Server.__new__(fp.Server).serve(1)",
+    "object.__new__(FastRateLimiter)",
+    "FastRateLimiter.__new__(FastRateLimiter)",
+    "type('Sub', (fp.Server,), {})",
+    "type('Sub', (fp.Limiter,), {'__new__': lambda cls: object.__new__(cls)})()",
+    "copy.copy(FastRateLimiter(Discard()))",
+]
+
+
+@needs_build
+def test_no_object_can_be_used_before_it_is_set_up() -> None:
+    """In a child process, since the failure this guards against is a crash."""
+    code = textwrap.dedent(
+        f"""
+        import copy
+        from appliance.config.model import Discard
+        from appliance.io import _fastpath as fp
+        from appliance.io.fastpath import FastRateLimiter
+        for line in {_UNINITIALISED!r}:
+            try:
+                eval(line)
+            except TypeError:
+                print("refused")
+            else:
+                print("ran:", line)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["refused"] * len(_UNINITIALISED), done.stdout
+
+
+def _local_server(rules: list[RestrictRule] | None = None) -> NtpServer:
+    """A server of the local clock at stratum 10 with the compiled limiter."""
+    return NtpServer(
+        AccessTable.from_rules(rules or []), FastRateLimiter(Discard()), state=local_clock_state(10, -20, NOW)
+    )
+
+
+@needs_build
+def test_init_again_changes_nothing_and_leaks_nothing() -> None:
+    limiter = FastRateLimiter(Discard(), slots=64, ways=4)
+    for n in range(10):
+        limiter.check("192.0.2.1", NOW + n)
+    counts = (limiter.slots, limiter.passed, limiter.limited, limiter.clients())
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(200):
+            limiter.__init__(Discard(), slots=65536)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert (limiter.slots, limiter.passed, limiter.limited, limiter.clients()) == counts
+    assert "192.0.2.1" in limiter
+    assert grown < 64 * 1024, grown  # 200 tables of 65536 entries would be 600 MB
+
+
+def _native_server(
+    prefix: Callable[..., bytes], *, fd: int = -1, rules: list[RestrictRule] | None = None, limiter: object = None
+) -> Any:
+    v4, v6 = fastpath._rules(AccessTable.from_rules(rules or []))
+    native = pytest.importorskip("appliance.io._fastpath")
+    return native.Server(fd, v4, v6, prefix, limiter, FLAG_BITS)
+
+
+@needs_build
+def test_an_unclosed_pair_is_collected() -> None:
+    """NtpServer and its data plane hold each other; dropped without close(), the collector frees both."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        refs = []
+        for _ in range(20):
+            server = _local_server()
+            fast = FastServer(-1, server)
+            fast.handle(client_request(NOW)[0], "192.0.2.1", 40000, NOW, NOW)
+            refs.append(weakref.ref(server))
+            del server, fast
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert [r() for r in refs] == [None] * 20
+    assert grown < 1024 * 1024, grown  # each pair holds about 3.4 MB (the limiter's table, the prefixes)
+
+
+@needs_build
+def test_the_collector_can_clear_the_server_mid_cycle() -> None:
+    """A cycle through the callback alone (no NtpServer): cleared, the object refuses to serve."""
+
+    class Holder:
+        native: Any = None
+
+        def prefix(self, *args: object) -> bytes:
+            return bytes(24)
+
+    holder = Holder()
+    holder.native = _native_server(holder.prefix)
+    ref = weakref.ref(holder)
+    del holder
+    gc.collect()
+    assert ref() is None
+
+
+BAD_CALLS: list[tuple[str, type[Exception]]] = [
+    ("fast.handle(REQ, '192.0.2.1', 123, 2**62, NOW)", OverflowError),
+    ("fast.handle(REQ, '192.0.2.1', 123, -1, NOW)", OverflowError),
+    ("fast.handle(REQ, '192.0.2.1', 123, 2**63 - 1, NOW)", OverflowError),
+    ("fast.handle(REQ, '192.0.2.1', 123, 2**64, NOW)", OverflowError),
+    ("fast.handle(REQ, '192.0.2.1', 123, NOW, 2**62)", OverflowError),
+    ("fast.handle(REQ, '192.0.2.1', 123, NOW, -(2**63))", OverflowError),
+    ("fast.handle(REQ, '192.0.2.1', -1, NOW, NOW)", ValueError),
+    ("fast.handle(REQ, '192.0.2.1', 65536, NOW, NOW)", ValueError),
+    ("fast.handle(REQ, '192.0.2.1', 2**40, NOW, NOW)", OverflowError),
+    ("fast.handle(REQ, '192.0.2.300', 123, NOW, NOW)", ValueError),
+    ("fast.handle(REQ, '1:' * 40, 123, NOW, NOW)", ValueError),
+    ("fast.serve(-1)", ValueError),
+    ("fast.serve(2**31)", OverflowError),
+    ("limiter.check('192.0.2.1', 2**62)", OverflowError),
+    ("limiter.check('192.0.2.1', -1)", OverflowError),
+    ("limiter.check('192.0.2.1', 2**63)", OverflowError),
+    ("fp.Limiter(-1, 0, 0, 0, 1, 0, 8, 8, 0, 0)", ValueError),
+    ("fp.Limiter(2**60, 1, 0, 0, 1, 0, 8, 8, 0, 0)", ValueError),
+    ("fp.Limiter(1, 0, 0, -5, 1, 0, 8, 8, 0, 0)", ValueError),
+    ("fp.Limiter(1, 0, 0, 0, 2**62, 2**62, 8, 8, 0, 0)", ValueError),
+    ("fp.Limiter(1, 0, 0, 0, 1, 0, 2**27, 8, 0, 0)", ValueError),
+    ("fp.Limiter(1, 0, 0, 0, 1, 0, 8, 8, -1, 0)", OverflowError),
+    ("fp.Limiter(1, 0, 0, 0, 1, 0, 8, 8, 0, 2**64)", OverflowError),
+    ("fp.Limiter(1, 0, 0, 0, 1, 0, 8, 8, 0, 1.5)", TypeError),
+    ("fp.Server(-2, [], [], prefix, None, FLAG_BITS)", ValueError),
+    ("fp.Server(-1, [], [], prefix, None, {})", KeyError),
+    ("fp.Server(-1, [], [], prefix, None, dict(FLAG_BITS, kod=3))", ValueError),
+    ("fp.Server(-1, [], [], prefix, None, dict(FLAG_BITS, ignore=0))", ValueError),
+    ("fp.Server(-1, [], [], prefix, None, dict(FLAG_BITS, kod=FLAG_BITS['limited']))", ValueError),
+    ("fp.Server(-1, [(bytes(4), bytes(4), False, -1, True)], [], prefix, None, FLAG_BITS)", ValueError),
+    ("fp.Server(-1, [(bytes(16), bytes(16), False, 0, True)], [], prefix, None, FLAG_BITS)", ValueError),
+    ("fp.Server(-1, [[bytes(4), bytes(4), False, 0, True]], [], prefix, None, FLAG_BITS)", TypeError),
+    ("fp.Server(-1, [], [], prefix, object(), FLAG_BITS)", TypeError),
+    ("fp.Server(-1, [], [], 'not callable', None, FLAG_BITS)", TypeError),
+]
+
+
+@needs_build
+@pytest.mark.parametrize(("call", "error"), BAD_CALLS, ids=[c for c, _ in BAD_CALLS])
+def test_every_argument_is_range_checked(call: str, error: type[Exception]) -> None:
+    native = pytest.importorskip("appliance.io._fastpath")
+    server = _local_server()
+    names = {
+        "fast": FastServer(-1, server),
+        "limiter": server.limiter,
+        "fp": native,
+        "prefix": server.reply_prefix,
+        "REQ": client_request(NOW)[0],
+        "NOW": NOW,
+        "FLAG_BITS": FLAG_BITS,
+    }
+    with pytest.raises(error):
+        eval(call, names)
+
+
+@needs_build
+def test_times_at_the_edges_of_the_range_are_served() -> None:
+    """The limits themselves work, on a `limited` rule so that the limiter's arithmetic runs too."""
+    rules = [RestrictRule(None, None, frozenset({"kod", "limited"}), HERE)]
+    server = _local_server(rules)
+    fast = FastServer(-1, server)
+    req = client_request(NOW)[0]
+    for t in (0, 2**62 - 1, 0, 2**62 - 1, 1):
+        action, reply = fast.handle(req, "192.0.2.1", 40000, t, t)
+        assert action in (REPLY, DROP, KOD)
+        if action == REPLY:
+            assert reply is not None and reply[32:40] == ntp64_from_ns(t).to_bytes(8, "big")
+    assert server.limiter.check("192.0.2.1", 2**62 - 1, True) in (0, 1, 2)
+
+
+def _mischief(action: Callable[[Any], object], after: bool = False) -> tuple[Any, NtpServer, list[object]]:
+    """A native server whose prefix callback does ``action(native)`` once, before answering (or ``after``)."""
+    server = _local_server()
+    seen: list[object] = []
+    box: dict[str, Any] = {}
+
+    def prefix(*args: Any) -> bytes:
+        answer = server.reply_prefix(*args) if after else b""
+        if not seen:
+            seen.append("called")
+            try:
+                seen.append(action(box["native"]))
+            except Exception as e:  # noqa: BLE001 - what it raised is what the test looks at
+                seen.append(e)
+        return answer or server.reply_prefix(*args)
+
+    box["native"] = _native_server(prefix)
+    return box["native"], server, seen
+
+
+@needs_build
+@pytest.mark.parametrize(
+    "action",
+    [
+        pytest.param(lambda n: n.invalidate(), id="invalidate"),
+        pytest.param(lambda n: n.close(), id="close"),
+        pytest.param(lambda n: n.handle(client_request(NOW)[0], "192.0.2.9", 123, NOW + 1, NOW + 1), id="handle"),
+        pytest.param(lambda n: n.__init__(-1, [], [], lambda *a: bytes(24), None, FLAG_BITS), id="init-again"),
+        pytest.param(lambda n: n.take_counters(), id="take-counters"),
+        pytest.param(lambda n: gc.collect(), id="collect"),
+    ],
+)
+def test_the_prefix_callback_may_do_anything(action: Callable[[Any], object]) -> None:
+    """Whatever the callback does to the object, the reply in hand is right and nothing dangles."""
+    native, server, seen = _mischief(action)
+    req = client_request(NOW)[0]
+    action_code, reply = native.handle(req, "192.0.2.1", 40000, NOW, NOW + 5)
+    assert seen and seen[0] == "called"
+    want = finish_reply(*server.handle(req, "192.0.2.1", 40000, NOW) or (b"", None), NOW + 5)
+    assert (action_code, reply) == (REPLY, want)
+    if native.closed:
+        with pytest.raises(ValueError, match="closed"):
+            native.handle(req, "192.0.2.1", 40000, NOW, NOW)
+        with pytest.raises(ValueError, match="closed"):
+            native.serve(1)
+    else:
+        assert native.handle(req, "192.0.2.1", 40000, NOW + 2, NOW + 2)[0] == REPLY
+    # every request was served, and counted so whenever the counters were taken
+    counts = native.take_counters()
+    for taken in seen[1:]:
+        if isinstance(taken, dict):
+            for name, n in taken.items():
+                counts[name] = counts.get(name, 0) + n
+    assert counts["received"] == counts["served"] >= 1, counts
+
+
+@needs_build
+def test_a_state_change_during_the_callback_is_not_cached_over() -> None:
+    """The callback answers for the old state while the state changes: the next request asks again."""
+    native, server, _ = _mischief(lambda n: server.set_state(local_clock_state(7, -20, NOW)), after=True)
+    server.add_state_listener(native.invalidate)
+    req = client_request(NOW)[0]
+    _, first = native.handle(req, "192.0.2.1", 40000, NOW, NOW)
+    _, second = native.handle(req, "192.0.2.1", 40000, NOW + 1, NOW + 1)
+    assert first is not None and second is not None
+    assert (first[1], second[1]) == (10, 7)
+
+
+@needs_build
+def test_serve_is_for_one_thread_at_a_time() -> None:
+    """A second serve() while one runs (from the callback, or from another thread meanwhile): RuntimeError."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        client.bind(("127.0.0.1", 0))
+        server = _local_server()
+        errors: list[BaseException] = []
+        box: dict[str, Any] = {}
+
+        def from_another_thread() -> None:
+            try:
+                box["native"].serve(8)
+            except RuntimeError as e:
+                errors.append(e)
+
+        def prefix(*args: Any) -> bytes:
+            if not errors:  # once (the requests may straddle a second and ask twice)
+                try:
+                    box["native"].serve(8)
+                except RuntimeError as e:
+                    errors.append(e)
+                other = threading.Thread(target=from_another_thread)
+                other.start()
+                other.join(10)
+            return server.reply_prefix(*args)
+
+        box["native"] = _native_server(prefix, fd=sock.fileno())
+        plain, xmt = client_request(NOW)
+        for _ in range(3):
+            client.sendto(plain, sock.getsockname())
+        select.select([sock], [], [], 2.0)
+        assert box["native"].serve(64) is None
+        replies = []
+        while select.select([client], [], [], 0.3)[0]:
+            replies.append(client.recv(2048))
+        assert len(replies) == 3 and all(struct.unpack("!Q", r[24:32])[0] == xmt for r in replies)
+        assert len(errors) == 2 and all("one thread" in str(e) for e in errors)
+        assert box["native"].serve(64) is None  # and it serves again afterwards
+    finally:
+        client.close()
+        sock.close()
+
+
+@needs_build
+def test_counters_are_handed_over_by_name() -> None:
+    server = _local_server(RULES)
+    fast = FastServer(-1, server)
+    req = client_request(NOW)[0]
+    fast.handle(req, "127.0.0.1", 40000, NOW, NOW)
+    fast.handle(req, "127.0.0.2", 40000, NOW, NOW)
+    fast.handle(req + bytes(MAX_DATAGRAM), "127.0.0.1", 40000, NOW, NOW)
+    assert fast._native.take_counters() == {"received": 3, "served": 1, "ignore": 1, "oversize": 1}
+    assert fast._native.take_counters() == {}

@@ -14,7 +14,7 @@ from appliance.config.model import Discard, Location, RestrictRule
 from appliance.ntp.access import AccessTable
 from appliance.ntp.exchange import client_request, evaluate
 from appliance.ntp.mode6 import HEADER as MODE6_HEADER
-from appliance.ntp.packet import LEAP_UNSYNC, MODE_PASSIVE, MODE_SERVER, NtpPacket
+from appliance.ntp.packet import LEAP_UNSYNC, MAX_DATAGRAM, MODE_PASSIVE, MODE_SERVER, NtpPacket
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, finish_reply
 from appliance.sources.state import SystemState, local_clock_state
@@ -110,6 +110,18 @@ def test_mode_7_is_never_answered() -> None:
     for ip in ("127.0.0.1", "203.0.113.5"):
         assert serve(s, bytes([0x17, 0x00, 0x03, 0x2A]) + b"\0" * 44, ip=ip) is None
     assert s.counters.dropped["mode7"] == 2
+
+
+def test_a_datagram_over_1024_octets_is_dropped_as_oversize() -> None:
+    """Even a valid request with a MAC after 1024 octets of extension field: the sockets read one octet more."""
+    s = make_server([rule(None)])
+    data, _ = request()
+    for total, answered in ((MAX_DATAGRAM, True), (MAX_DATAGRAM + 1, False), (9000, False)):
+        ef_len = total - len(data) - 20
+        datagram = data + struct.pack("!HH", 0x0104, ef_len) + bytes(ef_len - 4) + struct.pack("!I", 1) + bytes(16)
+        assert len(datagram) == total
+        assert (serve(s, datagram) is not None) == answered, total
+    assert s.counters.dropped == {"oversize": 2} and s.counters.served == 1
 
 
 def readstat() -> bytes:
