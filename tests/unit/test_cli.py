@@ -92,7 +92,12 @@ def test_serve_simulate_serves_loopback_until_sigterm() -> None:
             if "stratum 1," in q.stdout or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        assert re.match(r"server 127\.0\.0\.1, stratum 1, offset -?0\.000\d+, delay 0\.\d+\n  refid PPS,", q.stdout)
+        # Behaviour, not accuracy (bench/ measures that): locked to the PPS, and the served time is the host's
+        # to well within the query's own noise on a loaded machine (the best of four samples is taken).
+        q = run("query", f"127.0.0.1:{m.group(1)}", "-n", "4")
+        got = re.match(r"server 127\.0\.0\.1, stratum 1, offset (-?\d+\.\d+), delay 0\.\d+\n  refid PPS,", q.stdout)
+        assert got, q.stdout
+        assert abs(float(got.group(1))) < 0.005, q.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(10)
