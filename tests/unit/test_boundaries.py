@@ -24,6 +24,8 @@ PURE_FILES = [
     "clock/discipline.py",
     "refclock/setup.py",
     "leap.py",
+    "hw/boot.py",
+    "hw/detect.py",
 ]
 FORBIDDEN_MODULES = {
     "socket",

@@ -1,0 +1,97 @@
+"""``python3 -m appliance.hw`` (and ``stratum1 hw``): list, render, detect, doctor.
+
+``render`` runs on a build host from the source tree, as any user: it only writes files into the
+directory it is given. ``detect`` and ``doctor`` read a board (``--root`` for a copy of one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from appliance.config import default_config_text
+from appliance.hw import boot
+from appliance.hw.detect import HAT_DIR, hat_strings, match_hat
+from appliance.refclock.profiles import ProfileError, builtin_profiles, load_builtin
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the subcommands to ``parser`` (this module's own, or ``stratum1 hw``)."""
+    sub = parser.add_subparsers(dest="hw_command", required=True, metavar="COMMAND")
+    sub.add_parser("list", help="the board profiles").set_defaults(hw_func=cmd_list)
+
+    r = sub.add_parser("render", help="write the files a board needs for a profile into a directory")
+    r.add_argument("--profile", required=True, metavar="NAME", help="a profile name ('list' shows them)")
+    r.add_argument("--out", required=True, metavar="DIR", help="directory to write into (made if missing)")
+    r.add_argument(
+        "--kernel",
+        choices=boot.KERNELS,
+        default="upstream",
+        help="upstream: Debian's kernel and device trees, the image (default); raspios: Raspberry Pi OS",
+    )
+    r.set_defaults(hw_func=cmd_render)
+
+    d = sub.add_parser("detect", help="name the profile of the HAT whose ID EEPROM the firmware read")
+    d.add_argument("--root", default="/", help="root of the board's file system (default /)")
+    d.set_defaults(hw_func=cmd_detect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(argparse.ArgumentParser(prog="python3 -m appliance.hw", description=__doc__))
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return int(args.hw_func(args))
+    except (ProfileError, OSError, ValueError) as e:
+        print(f"stratum1 hw: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name, p in builtin_profiles().items():
+        pps = f"PPS on GPIO {p.pps_gpio}" if p.pps_gpio is not None else "no PPS"
+        where = "header UART" if p.serial_bus == "uart" else p.serial_device
+        print(f"{name:28} {p.title}: {where}, {p.baud} baud, {pps}")
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    profile = load_builtin(args.profile)
+    out = Path(args.out)
+    for rel, text in boot.render(profile, args.kernel, default_config_text()).items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(path)
+    return EXIT_OK
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    hat = Path(args.root) / HAT_DIR
+
+    def read(name: str) -> bytes | None:
+        try:
+            return (hat / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    ident = hat_strings(read("vendor"), read("product"))
+    if ident is None:
+        print(f"stratum1 hw: no HAT ID EEPROM ({hat}/product is missing): choose the profile", file=sys.stderr)
+        return EXIT_FAILURE
+    names = match_hat(ident, builtin_profiles())
+    if len(names) != 1:
+        what = "no profile matches" if not names else f"several profiles match ({', '.join(names)})"
+        print(f"stratum1 hw: HAT {ident.vendor!r} {ident.product!r}: {what}: choose the profile", file=sys.stderr)
+        return EXIT_FAILURE
+    print(names[0])
+    return EXIT_OK

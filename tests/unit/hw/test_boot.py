@@ -1,0 +1,230 @@
+"""appliance.hw.boot: every profile's files parse, compile, apply to a device tree, and agree with the profile."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import ROOT, require
+
+from appliance.config import Config, default_config_text, parse_config
+from appliance.hw import boot
+from appliance.refclock.profiles import Profile, builtin_profiles
+from appliance.refclock.setup import gps_setup, setup_warnings
+
+PROFILES = builtin_profiles()
+BASE_DTS = ROOT / "tests" / "data" / "dt" / "upstream-pi-base.dts"
+#: Debian's own Pi device trees, when a test run has them (the image build does): every overlay is applied to each.
+REAL_DTBS = Path(os.environ.get("STRATUM1_PI_DTBS", "/nonexistent"))
+CASES = [(n, k) for n in sorted(PROFILES) for k in boot.KERNELS]
+
+
+def _render(name: str, kernel: boot.Kernel) -> dict[str, str]:
+    return boot.render(PROFILES[name], kernel, default_config_text())
+
+
+@pytest.mark.parametrize(("name", "kernel"), CASES)
+def test_ntp_conf_passes_the_appliances_parser_and_names_the_board(name: str, kernel: boot.Kernel) -> None:
+    p = PROFILES[name]
+    text = _render(name, kernel)["ntp.conf"]
+    config = parse_config(text, f"<{name} ntp.conf>")
+    assert not config.warnings and not setup_warnings(config)
+    setup = gps_setup(config)
+    assert setup is not None
+    assert setup.serial_path == boot.GPS_LINK
+    assert setup.baud == p.baud and setup.autobaud == p.autobaud
+    assert setup.nmea_delay_ns == p.nmea_offset_ns
+    assert setup.pps_path == (boot.PPS_LINK if p.pps_source == "kernel" else None)
+    # LAN and public serving as the default has it: everybody may ask the time, the local clock is the last resort
+    default = parse_config(default_config_text(), "<default>")
+
+    def rules(c: Config) -> list[tuple[object, ...]]:
+        return [(r.network, r.family, r.flags, r.source) for r in c.restricts]
+
+    assert rules(config) == rules(default)
+    assert [s.host for s in config.servers] == [s.host for s in default.servers]
+
+
+def test_ntp_conf_needs_the_defaults_gps_paragraph() -> None:
+    with pytest.raises(ValueError, match="GPS paragraph"):
+        boot.ntp_conf(PROFILES["usb-receiver"], "server 127.127.1.0\n")
+
+
+def _dts_pins(dts: str) -> set[int]:
+    """Every pin a pps overlay names: the gpios cell, the pin group, the node names."""
+    pins = {int(m) for m in re.findall(r"gpios = <&gpio (\d+) 0>", dts)}
+    pins |= {int(m) for m in re.findall(r"brcm,pins = <(\d+)>", dts)}
+    pins |= {int(m) for m in re.findall(r"pps-gpio(\d+)", dts)}
+    return pins
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_file_agrees_with_the_profile(name: str) -> None:
+    p = PROFILES[name]
+    files = _render(name, "upstream")
+    info = json.loads(files["profile.json"])
+    rules = files["udev/99-stratum1.rules"]
+    config = files["config.txt"].splitlines()
+    named = [line.removeprefix("dtoverlay=") for line in config if line.startswith("dtoverlay=")]
+    shipped = sorted(f.removeprefix("overlays/").removesuffix(".dts") for f in files if f.startswith("overlays/"))
+    assert sorted(named) == shipped == sorted(info["overlays"]), "config.txt names exactly the overlays rendered"
+    assert info["name"] == name and info["pps_pin"] == p.pps_gpio and info["baud"] == p.baud
+    assert info["i2c_bus"] == boot.HEADER_I2C_BUS and "stratum1-i2c1" in shipped
+    pps_overlays = [f for f in files if f.startswith("overlays/stratum1-pps-")]
+    if p.pps_source == "kernel":
+        assert p.pps_gpio is not None
+        (overlay,) = pps_overlays
+        assert _dts_pins(files[overlay]) == {p.pps_gpio}
+        rule_pins = {int(m) for m in re.findall(r'ATTR\{name\}=="pps-gpio(\d+)\.-1"', rules)}
+        assert rule_pins == {p.pps_gpio}
+        assert info["pps_name"] == f"pps-gpio{p.pps_gpio}.-1" and info["pps_device"] == boot.PPS_LINK
+    else:
+        assert not pps_overlays and "gpspps0" not in rules and info["pps_pin"] is None
+    if p.serial_bus == "uart":
+        assert "enable_uart=1" in config and "dtoverlay=stratum1-uart0" in config
+        assert 'KERNELS=="3f201000.serial|fe201000.serial", SYMLINK+="gps0"' in rules
+        assert files["cmdline-remove.txt"].split() == ["console=serial0", "console=ttyAMA0"]
+        assert info["uart"] == "/dev/ttyAMA0"
+    else:
+        assert not any(line.startswith("enable_uart") for line in config)
+        assert f'KERNEL=="{p.serial_device.removeprefix("/dev/")}", SYMLINK+="gps0"' in rules
+        assert files["cmdline-remove.txt"] == ""
+    for device in ("pps", "tty", "gpio", "i2c-dev"):
+        line = next(rule for rule in rules.splitlines() if f'SUBSYSTEM=="{device}"' in rule and "GROUP" in rule)
+        assert 'GROUP="stratum1", MODE="0660"' in line
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_raspios_lines_use_raspberry_pis_overlays(name: str) -> None:
+    p = PROFILES[name]
+    files = _render(name, "raspios")
+    assert not any(f.startswith("overlays/") for f in files)
+    config = files["config.txt"].splitlines()
+    assert "dtparam=i2c_arm=on" in config
+    if p.pps_source == "kernel":
+        assert f"dtoverlay=pps-gpio,gpiopin={p.pps_gpio}" in config
+        assert 'ATTR{name}=="pps@*", SYMLINK+="gpspps0"' in files["udev/99-stratum1.rules"]
+    if p.serial_bus == "uart":
+        assert "dtoverlay=disable-bt" in config
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "kept"),
+    [
+        (
+            "console=serial0,115200 console=tty1 root=/dev/mmcblk0p2 rootwait\n",
+            "console=tty1 root=/dev/mmcblk0p2 rootwait\n",
+        ),
+        ("console=tty0 root=LABEL=RASPIROOT console=ttyAMA0", "console=tty0 root=LABEL=RASPIROOT"),
+        ("console=ttyAMA0,115200n8 console=serial0 quiet", "quiet"),
+        ("console=ttyAMA01 console=serial1,115200", "console=ttyAMA01 console=serial1,115200"),
+    ],
+)
+def test_strip_cmdline(cmdline: str, kept: str) -> None:
+    assert boot.strip_cmdline(cmdline, boot.UART_CONSOLES) == kept
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    require(path is not None, f"{name} (Debian package device-tree-compiler) is not installed")
+    assert path is not None
+    return path
+
+
+def _compile(dts: Path, out: Path) -> None:
+    subprocess.run([_tool("dtc"), "-@", "-q", "-I", "dts", "-O", "dtb", "-o", str(out), str(dts)], check=True)
+
+
+def _fdtget(dtb: Path, node: str, prop: str, kind: str = "s") -> str:
+    cmd = [_tool("fdtget"), "-t", kind, str(dtb), node, prop]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _apply(base: Path, profile: Profile, tmp: Path) -> Path:
+    """``base`` with the profile's overlays applied, as the firmware would (fdtoverlay does the same merge)."""
+    dtbos = []
+    for o in boot.overlays(profile, "upstream"):
+        src = tmp / f"{o.name}.dts"
+        src.write_text(o.source)
+        _compile(src, tmp / f"{o.name}.dtbo")
+        dtbos.append(str(tmp / f"{o.name}.dtbo"))
+    out = tmp / "applied.dtb"
+    subprocess.run([_tool("fdtoverlay"), "-i", str(base), "-o", str(out), *dtbos], check=True)
+    return out
+
+
+def _check_applied(dtb: Path, p: Profile) -> None:
+    def path(label: str) -> str:
+        return _fdtget(dtb, "/__symbols__", label)
+
+    def phandle(node: str) -> str:
+        return _fdtget(dtb, node, "phandle", "x")
+
+    assert _fdtget(dtb, path("i2c1"), "status") == "okay"
+    assert _fdtget(dtb, path("i2c1"), "pinctrl-0", "x") == phandle(path("i2c1_gpio2"))
+    if p.serial_bus == "uart":
+        assert _fdtget(dtb, path("uart1"), "status") == "disabled"
+        assert _fdtget(dtb, path("uart0"), "status") == "okay"
+        assert _fdtget(dtb, path("uart0"), "pinctrl-0", "x") == phandle(path("uart0_gpio14"))
+        assert _fdtget(dtb, path("uart0") + "/bluetooth", "status") == "disabled"
+    if p.pps_source == "kernel":
+        node = f"/pps-gpio{p.pps_gpio}"
+        assert _fdtget(dtb, node, "compatible") == "pps-gpio"
+        cells = _fdtget(dtb, node, "gpios", "u").split()
+        assert cells[1:] == [str(p.pps_gpio), "0"], "the pin, rising edge (active high)"
+        assert f"{int(cells[0]):x}" == phandle(path("gpio"))
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_overlays_compile_and_apply_to_an_upstream_tree(name: str, tmp_path: Path) -> None:
+    base = tmp_path / "base.dtb"
+    _compile(BASE_DTS, base)
+    _check_applied(_apply(base, PROFILES[name], tmp_path), PROFILES[name])
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_overlays_apply_to_debians_own_trees(name: str, tmp_path: Path) -> None:
+    dtbs = sorted(REAL_DTBS.glob("bcm2837-rpi-*.dtb")) + sorted(REAL_DTBS.glob("bcm2711-rpi-*.dtb"))
+    if not dtbs:
+        pytest.skip("STRATUM1_PI_DTBS names no directory of Debian's Pi device trees (the image build has them)")
+    for dtb in dtbs:
+        _check_applied(_apply(dtb, PROFILES[name], tmp_path), PROFILES[name])
+
+
+def test_render_command_writes_the_files(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "appliance.hw", "render", "--profile", "uputronics-gps-hat", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(_render("uputronics-gps-hat", "upstream"))
+    assert out.stdout.split() == [str(tmp_path / f) for f in _render("uputronics-gps-hat", "upstream")]
+    assert json.loads((tmp_path / "profile.json").read_text())["pps_pin"] == 18
+
+
+def test_render_unknown_profile_is_one_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "appliance.hw", "render", "--profile", "nope", "--out", "/nonexistent/x"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert "no built-in hardware profile 'nope'" in out.stderr
+
+
+def test_list_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "appliance.hw", "list"], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert [line.split()[0] for line in out.stdout.splitlines()] == sorted(PROFILES)
+    assert "PPS on GPIO 4" in out.stdout
