@@ -1,4 +1,4 @@
-"""The ``stratum1`` command: serve, query, check-config, default-config.
+"""The ``stratum1`` command: serve, query, check-config, default-config; doctor and hw (the board).
 
 Every failure a user can cause (a bad config, a port in use, a host that does
 not answer) ends in one line on stderr and a non-zero exit, never a
@@ -28,6 +28,7 @@ from appliance.daemon import (
     Simulation,
     listen_addresses,
 )
+from appliance.hw import command as hw_command
 from appliance.io import systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
@@ -110,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("default-config", help="print the built-in configuration")
     d.set_defaults(func=cmd_default_config)
+
+    # The board: appliance/hw/command.py has the subcommands; `doctor` is `hw doctor`.
+    doc = sub.add_parser("doctor", help="check the GPS chain of this board (UART, console, PPS, NMEA, LCD)")
+    hw_command.add_doctor_arguments(doc)
+    doc.set_defaults(func=hw_command.run)
+    hw = sub.add_parser("hw", help="board profiles: list, render, detect, doctor")
+    hw_command.build_parser(hw)
+    hw.set_defaults(func=hw_command.run)
     return p
 
 

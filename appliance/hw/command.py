@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.config import default_config_text
-from appliance.hw import boot
+from appliance.hw import boot, doctor
 from appliance.hw.detect import HAT_DIR, hat_strings, match_hat
 from appliance.refclock.profiles import ProfileError, builtin_profiles, load_builtin
 
@@ -39,7 +39,21 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d = sub.add_parser("detect", help="name the profile of the HAT whose ID EEPROM the firmware read")
     d.add_argument("--root", default="/", help="root of the board's file system (default /)")
     d.set_defaults(hw_func=cmd_detect)
+
+    doc = sub.add_parser("doctor", help="check the GPS chain of this board, link by link")
+    add_doctor_arguments(doc)
     return parser
+
+
+def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``doctor`` (also ``stratum1 doctor``)."""
+    p.add_argument("--profile", metavar="NAME", help="the board (default: /etc/stratum1/profile.json's)")
+    p.add_argument("--kernel", choices=boot.KERNELS, help="how the board was set up (default: profile.json's)")
+    p.add_argument("--root", default="/", help="read the board's files under this directory (default /)")
+    p.add_argument("--seconds", type=float, default=doctor.CAPTURE_S, help="how long to watch NMEA and PPS")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.add_argument("--ascii", action="store_true", help="[ok]/[!!]/[??] instead of ✓/✗/?")
+    p.set_defaults(hw_func=cmd_doctor)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +87,28 @@ def cmd_render(args: argparse.Namespace) -> int:
         path.write_text(text, encoding="utf-8")
         print(path)
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from appliance.daemon import BUILD_DATE_NS
+    from appliance.io.board import LiveBoard
+
+    board = LiveBoard(args.root)
+    plan = doctor.plan_from(board, builtin_profiles(), args.profile, args.kernel)
+    findings = doctor.examine(board, plan, BUILD_DATE_NS, args.seconds)
+    if args.json:
+        sys.stdout.write(doctor.format_json(findings, plan))
+    else:
+        sys.stdout.write(doctor.format_text(findings, ascii_only=args.ascii or not _can_print("✓✗→")))
+    return EXIT_FAILURE if any(f.status is doctor.Status.FAIL for f in findings) else EXIT_OK
+
+
+def _can_print(text: str) -> bool:
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
