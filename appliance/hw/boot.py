@@ -53,10 +53,11 @@ GPS_LINK = "/dev/gps0"
 PPS_LINK = "/dev/gpspps0"
 #: The PL011 once the overlay gives it the header pins (alias serial0 in both kernels' trees).
 HEADER_UART = "/dev/ttyAMA0"
-#: The PL011's platform device: 0x7e201000 on the VideoCore bus is 0x3f201000 (BCM2837: Pi 3,
-#: Zero 2 W) or 0xfe201000 (BCM2711: Pi 4) on the ARM side. Matching it, not ``ttyAMA0``, keeps the
-#: rule right whatever number the kernel gives the port.
-HEADER_UART_DEVICES = ("3f201000.serial", "fe201000.serial")
+#: The header UART's platform device, by SoC: the PL011 at 0x7e201000 on the VideoCore bus is
+#: 0x3f201000 (BCM2837: Pi 3, Zero 2 W) or 0xfe201000 (BCM2711: Pi 4) on the ARM side; a Pi 5's
+#: header UART is RP1's uart0, 0x1f00030000 (Raspberry Pi OS only: Debian's kernel has no RP1).
+#: Matching the device, not ``ttyAMA0``, keeps the rule right whatever number the port gets.
+HEADER_UART_DEVICES = ("3f201000.serial", "fe201000.serial", "1f00030000.serial")
 #: The header's I2C bus (GPIO 2 SDA, 3 SCL): ``i2c1``, ``/dev/i2c-1`` on Raspberry Pi OS.
 HEADER_I2C_BUS = 1
 #: Console names that would put a login on the header UART.
@@ -317,14 +318,38 @@ _GPS_FIRST = "# The GPS receiver. Its NMEA sentences number the seconds, its PPS
 _GPS_LAST = "# `fudge 127.127.20.0 time2 0.350 refid GPS`, means the same.)"
 
 
+#: The default's example of a LAN line, after which the appliance's LAN lines go.
+_LAN_EXAMPLE = "#   restrict 192.168.0.0 mask 255.255.255.0 nomodify notrap"
+#: The private address ranges (RFC 1918; IPv6 unique-local, RFC 4193, and link-local): the appliance's LAN.
+LAN_NETWORKS = (
+    ("10.0.0.0", "255.0.0.0"),
+    ("172.16.0.0", "255.240.0.0"),
+    ("192.168.0.0", "255.255.0.0"),
+    ("fc00::", "fe00::"),
+    ("fe80::", "ffc0::"),
+)
+
+
+def lan_lines() -> list[str]:
+    """The ``restrict`` lines that make the private address ranges the appliance's LAN."""
+    return [
+        "",
+        "# The appliance's LAN: the private address ranges (RFC 1918, IPv6 unique-local and link-local) may",
+        "# query it with ntpq and get its own clock while it has nothing better. Clients from the Internet",
+        "# (the NTP Pool's among them) get 'restrict default': rate limits, no queries, no local clock.",
+        *(f"restrict {net} mask {mask} nomodify notrap" for net, mask in LAN_NETWORKS),
+    ]
+
+
 def ntp_conf(profile: Profile, default_text: str) -> str:
-    """``/etc/stratum1/ntp.conf``: ``default_text`` (the shipped default) with the board's GPS lines in."""
+    """``/etc/stratum1/ntp.conf``: ``default_text`` (the shipped default) with the board's GPS and LAN lines in."""
     lines = default_text.splitlines()
     try:
         first, last = lines.index(_GPS_FIRST), lines.index(_GPS_LAST)
+        lan = lines.index(_LAN_EXAMPLE)
     except ValueError:
         raise ValueError(
-            "the default configuration no longer has its GPS paragraph: update appliance/hw/boot.py"
+            "the default configuration no longer has its GPS paragraph or LAN example: update appliance/hw/boot.py"
         ) from None
     gps = [
         f"# The GPS receiver: {profile.title} ({profile.receiver or 'receiver'}), profile {profile.name}.",
@@ -336,7 +361,7 @@ def ntp_conf(profile: Profile, default_text: str) -> str:
         f"# time2 is where the NMEA offset's calibration starts ({profile.nmea_offset_ns / NS_PER_S:g} s is typical).",
         refclock_line(profile),
     ]
-    return "\n".join([*lines[:first], *gps, *lines[last + 1 :]]) + "\n"
+    return "\n".join([*lines[:first], *gps, *lines[last + 1 : lan + 1], *lan_lines(), *lines[lan + 1 :]]) + "\n"
 
 
 def profile_json(profile: Profile, kernel: Kernel) -> str:

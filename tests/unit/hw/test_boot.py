@@ -41,18 +41,21 @@ def test_ntp_conf_passes_the_appliances_parser_and_names_the_board(name: str, ke
     assert setup.baud == p.baud and setup.autobaud == p.autobaud
     assert setup.nmea_delay_ns == p.nmea_offset_ns
     assert setup.pps_path == (boot.PPS_LINK if p.pps_source == "kernel" else None)
-    # LAN and public serving as the default has it: everybody may ask the time, the local clock is the last resort
+    # public serving as the default has it (everybody may ask the time, within rate limits), the local clock as
+    # the last resort, and the private address ranges as the LAN (queries, the local clock)
     default = parse_config(default_config_text(), "<default>")
 
     def rules(c: Config) -> list[tuple[object, ...]]:
-        return [(r.network, r.family, r.flags, r.source) for r in c.restricts]
+        return [(str(r.network), r.flags) for r in c.restricts]
 
-    assert rules(config) == rules(default)
+    lan = [(net, frozenset({"nomodify", "notrap"})) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+    lan += [(net, frozenset({"nomodify", "notrap"})) for net in ("fc00::/7", "fe80::/10")]
+    assert rules(config) == rules(default) + lan
     assert [s.host for s in config.servers] == [s.host for s in default.servers]
 
 
 def test_ntp_conf_needs_the_defaults_gps_paragraph() -> None:
-    with pytest.raises(ValueError, match="GPS paragraph"):
+    with pytest.raises(ValueError, match="GPS paragraph or LAN example"):
         boot.ntp_conf(PROFILES["usb-receiver"], "server 127.127.1.0\n")
 
 
@@ -88,7 +91,7 @@ def test_every_file_agrees_with_the_profile(name: str) -> None:
         assert not pps_overlays and "gpspps0" not in rules and info["pps_pin"] is None
     if p.serial_bus == "uart":
         assert "enable_uart=1" in config and "dtoverlay=stratum1-uart0" in config
-        assert 'KERNELS=="3f201000.serial|fe201000.serial", SYMLINK+="gps0"' in rules
+        assert 'KERNELS=="3f201000.serial|fe201000.serial|1f00030000.serial", SYMLINK+="gps0"' in rules
         assert files["cmdline-remove.txt"].split() == ["console=serial0", "console=ttyAMA0"]
         assert info["uart"] == "/dev/ttyAMA0"
     else:
