@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.config import default_config_text
-from appliance.hw import boot, doctor
+from appliance.hw import boot, doctor, kernel
 from appliance.hw.detect import HAT_DIR, hat_strings, match_hat
 from appliance.refclock.profiles import ProfileError, builtin_profiles, load_builtin
 
@@ -39,6 +39,13 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d = sub.add_parser("detect", help="name the profile of the HAT whose ID EEPROM the firmware read")
     d.add_argument("--root", default="/", help="root of the board's file system (default /)")
     d.set_defaults(hw_func=cmd_detect)
+
+    k = sub.add_parser(
+        "check-kernel", help="check that a root file system's kernel and Pi device trees can take the overlays"
+    )
+    k.add_argument("--root", required=True, help="the root file system (an image build's chroot)")
+    k.add_argument("--dtbs", help="the directory of the Pi device trees (default: ROOT/usr/lib/linux-image-*/broadcom)")
+    k.set_defaults(hw_func=cmd_check_kernel)
 
     doc = sub.add_parser("doctor", help="check the GPS chain of this board, link by link")
     add_doctor_arguments(doc)
@@ -109,6 +116,39 @@ def _can_print(text: str) -> bool:
     except (UnicodeEncodeError, LookupError):
         return False
     return True
+
+
+def all_overlays() -> dict[str, str]:
+    """Every built-in profile's overlays for the image's kernel, by name (an image may carry them all)."""
+    found: dict[str, str] = {}
+    for profile in builtin_profiles().values():
+        for o in boot.overlays(profile, "upstream"):
+            found[o.name] = o.source
+    return found
+
+
+def cmd_check_kernel(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    configs = {str(p): p.read_text(encoding="utf-8", errors="replace") for p in sorted(root.glob("boot/config-*"))}
+    folders = [Path(args.dtbs)] if args.dtbs else sorted(root.glob("usr/lib/linux-image-*/broadcom"))
+    trees = {
+        p.name: p.read_bytes()
+        for folder in folders
+        for p in sorted(folder.glob("*.dtb"))
+        if p.name.startswith(("bcm2837-rpi-", "bcm2711-rpi-"))
+    }
+    overlays = all_overlays()
+    problems = kernel.check(configs, trees, overlays.values())
+    for line in problems:
+        print(f"stratum1 hw: {line}", file=sys.stderr)
+    if problems:
+        return EXIT_FAILURE
+    labels = sorted(set().union(*(kernel.overlay_labels(o) for o in overlays.values())))
+    print(
+        f"{', '.join(configs)}: {kernel.PPS_OPTION} set; {len(trees)} Pi device trees with __symbols__ "
+        f"and every label the overlays use ({', '.join(labels)})"
+    )
+    return EXIT_OK
 
 
 def cmd_detect(args: argparse.Namespace) -> int:

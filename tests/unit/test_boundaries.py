@@ -26,6 +26,8 @@ PURE_FILES = [
     "leap.py",
     "hw/boot.py",
     "hw/detect.py",
+    "hw/doctor.py",
+    "hw/kernel.py",
 ]
 FORBIDDEN_MODULES = {
     "socket",
