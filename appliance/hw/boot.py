@@ -67,7 +67,7 @@ I2C_OVERLAY = "stratum1-i2c1"
 
 #: Where each rendered file goes on the board (a path under the root, or what to do with it).
 INSTALL: dict[str, str] = {
-    "config.txt": "append to /boot/firmware/config.txt",
+    "config.txt": "append to /boot/firmware/config.txt (replacing an earlier block: merge_config_txt)",
     "cmdline-remove.txt": "remove these console= words from /boot/firmware/cmdline.txt",
     "udev/99-stratum1.rules": "/etc/udev/rules.d/99-stratum1.rules",
     "modules-load.d/stratum1.conf": "/etc/modules-load.d/stratum1.conf",
@@ -118,14 +118,34 @@ def i2c_config_txt(kernel: Kernel) -> str:
     return "dtparam=i2c_arm=on" if kernel == "raspios" else f"dtoverlay={I2C_OVERLAY}"
 
 
+#: The lines around the appliance's block in config.txt, so that a new board replaces it.
+CONFIG_BEGIN = "# stratum1: begin (written by 'python3 -m appliance.hw'; replaced when the board changes)"
+CONFIG_END = "# stratum1: end"
+
+
 def config_txt(profile: Profile, kernel: Kernel) -> str:
-    """The lines to append to ``/boot/firmware/config.txt``, with a comment that says whose they are."""
-    head = [
-        f"# stratum1: {profile.title} (profile {profile.name}, {kernel} kernel), written by "
-        "'python3 -m appliance.hw render'",
-        "[all]",
-    ]
-    return "\n".join([*head, *gps_config_txt(profile, kernel), i2c_config_txt(kernel)]) + "\n"
+    """The block to append to ``/boot/firmware/config.txt``, between :data:`CONFIG_BEGIN` and :data:`CONFIG_END`."""
+    head = [CONFIG_BEGIN, f"# {profile.title} (profile {profile.name}, {kernel} kernel)", "[all]"]
+    return "\n".join([*head, *gps_config_txt(profile, kernel), i2c_config_txt(kernel), CONFIG_END]) + "\n"
+
+
+def merge_config_txt(current: str, block: str) -> str:
+    """``current`` config.txt with any earlier appliance block taken out and ``block`` at the end.
+
+    An unterminated block (a begin line without its end) runs to the end of the file.
+    """
+    kept: list[str] = []
+    inside = False
+    for line in current.splitlines():
+        if line.strip() == CONFIG_BEGIN:
+            inside = True
+        elif inside and line.strip() == CONFIG_END:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join(kept) + ("\n" if kept else "") + block
 
 
 def cmdline_remove(profile: Profile) -> tuple[str, ...]:

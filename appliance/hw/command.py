@@ -1,13 +1,18 @@
-"""``python3 -m appliance.hw`` (and ``stratum1 hw``): list, render, detect, doctor.
+"""``python3 -m appliance.hw`` (and ``stratum1 hw``): list, render, apply, overlays, detect, check-kernel, doctor.
 
 ``render`` runs on a build host from the source tree, as any user: it only writes files into the
-directory it is given. ``detect`` and ``doctor`` read a board (``--root`` for a copy of one).
+directory it is given. ``apply`` writes them where they go in a root file system and its boot
+partition (an image's, or ``/`` at first boot), idempotently: config.txt keeps one appliance block.
+``detect`` and ``doctor`` read a board (``--root`` for a copy of one).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +40,22 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="upstream: Debian's kernel and device trees, the image (default); raspios: Raspberry Pi OS",
     )
     r.set_defaults(hw_func=cmd_render)
+
+    a = sub.add_parser(
+        "apply", help="set a board (or an image's root) up for a profile: config.txt, cmdline.txt, overlays, files"
+    )
+    which = a.add_mutually_exclusive_group(required=True)
+    which.add_argument("--profile", metavar="NAME", help="a profile name ('list' shows them)")
+    which.add_argument("--detect", action="store_true", help="the profile the HAT's ID EEPROM names (as 'detect')")
+    a.add_argument("--root", default="/", help="the root file system to set up (default /)")
+    a.add_argument("--boot", help="its boot partition (default ROOT/boot/firmware)")
+    a.add_argument("--kernel", choices=boot.KERNELS, default="upstream", help="as for render (default upstream)")
+    a.add_argument("--keep-ntp-conf", action="store_true", help="leave an existing /etc/stratum1/ntp.conf as it is")
+    a.set_defaults(hw_func=cmd_apply)
+
+    o = sub.add_parser("overlays", help="write every profile's overlay sources (an image can carry them all)")
+    o.add_argument("--out", required=True, metavar="DIR")
+    o.set_defaults(hw_func=cmd_overlays)
 
     d = sub.add_parser("detect", help="name the profile of the HAT whose ID EEPROM the firmware read")
     d.add_argument("--root", default="/", help="root of the board's file system (default /)")
@@ -151,8 +172,91 @@ def cmd_check_kernel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_detect(args: argparse.Namespace) -> int:
-    hat = Path(args.root) / HAT_DIR
+def cmd_overlays(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, source in sorted(all_overlays().items()):
+        (out / f"{name}.dts").write_text(source, encoding="utf-8")
+        print(out / f"{name}.dts")
+    return EXIT_OK
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+def _compile_overlay(source: str, dtbo: Path) -> None:
+    dtc = shutil.which("dtc")
+    if dtc is None:
+        raise ValueError(
+            f"{dtbo} is missing and dtc is not installed (apt-get install device-tree-compiler), "
+            "or compile the sources 'overlays' writes into that folder beforehand"
+        )
+    dtbo.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        dts = Path(tmp) / (dtbo.stem + ".dts")
+        dts.write_text(source, encoding="utf-8")
+        done = subprocess.run(
+            [dtc, "-@", "-q", "-I", "dts", "-O", "dtb", "-o", str(dtbo), str(dts)], text=True, capture_output=True
+        )
+    if done.returncode != 0:
+        raise ValueError(f"dtc failed on {dtbo.stem}: {done.stderr.strip()}")
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    boot_dir = Path(args.boot) if args.boot else root / "boot" / "firmware"
+    name = args.profile
+    if args.detect:
+        name = _detected(root)
+        if name is None:
+            return EXIT_FAILURE
+    profile = load_builtin(name)
+    files = boot.render(profile, args.kernel, default_config_text())
+    changed: list[str] = []
+    reboot = False
+    config = boot_dir / "config.txt"
+    current = config.read_text(encoding="utf-8") if config.exists() else ""
+    if _write_if_changed(config, boot.merge_config_txt(current, files["config.txt"])):
+        changed.append(str(config))
+        reboot = True
+    cmdline = boot_dir / "cmdline.txt"
+    if cmdline.exists():
+        text = cmdline.read_text(encoding="utf-8")
+        if _write_if_changed(cmdline, boot.strip_cmdline(text, boot.cmdline_remove(profile))):
+            changed.append(str(cmdline))
+            reboot = True
+    for o in boot.overlays(profile, args.kernel):
+        dtbo = boot_dir / "overlays" / f"{o.name}.dtbo"
+        if not dtbo.exists():
+            _compile_overlay(o.source, dtbo)
+            changed.append(str(dtbo))
+            reboot = True
+    targets = {
+        "udev/99-stratum1.rules": "etc/udev/rules.d/99-stratum1.rules",
+        "modules-load.d/stratum1.conf": "etc/modules-load.d/stratum1.conf",
+        "profile.json": "etc/stratum1/profile.json",
+        "ntp.conf": "etc/stratum1/ntp.conf",
+    }
+    for rel, dest in targets.items():
+        path = root / dest
+        if rel == "ntp.conf" and args.keep_ntp_conf and path.exists():
+            continue
+        if _write_if_changed(path, files[rel]):
+            changed.append(str(path))
+    for written in changed:
+        print(written)
+    print(f"{profile.name}: {'reboot for the firmware to load it' if reboot else 'the boot files were already so'}")
+    return EXIT_OK
+
+
+def _detected(root: Path) -> str | None:
+    """The one profile the HAT's EEPROM under ``root`` names; None (and a line on stderr) otherwise."""
+    hat = root / HAT_DIR
 
     def read(name: str) -> bytes | None:
         try:
@@ -163,11 +267,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
     ident = hat_strings(read("vendor"), read("product"))
     if ident is None:
         print(f"stratum1 hw: no HAT ID EEPROM ({hat}/product is missing): choose the profile", file=sys.stderr)
-        return EXIT_FAILURE
+        return None
     names = match_hat(ident, builtin_profiles())
     if len(names) != 1:
         what = "no profile matches" if not names else f"several profiles match ({', '.join(names)})"
         print(f"stratum1 hw: HAT {ident.vendor!r} {ident.product!r}: {what}: choose the profile", file=sys.stderr)
+        return None
+    return names[0]
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    name = _detected(Path(args.root))
+    if name is None:
         return EXIT_FAILURE
-    print(names[0])
+    print(name)
     return EXIT_OK
