@@ -81,6 +81,8 @@ class FakeBoard:
         b.files["/etc/stratum1/profile.json"] = files["profile.json"].encode()
         base_config = DEBIAN_CONFIG_TXT if kernel == "upstream" else "dtparam=audio=on\n"
         b.files["/boot/firmware/config.txt"] = (base_config + files["config.txt"]).encode()
+        if kernel == "upstream":
+            b.files[boot.RASPI_FIRMWARE_CUSTOM] = files["config.txt"].encode()
         for o in boot.overlays(profile, kernel):
             b.files[f"/boot/firmware/overlays/{o.name}.dtbo"] = b"\xd0\x0d\xfe\xed"
         cmdline = DEBIAN_CMDLINE if kernel == "upstream" else RASPIOS_CMDLINE

@@ -1,7 +1,7 @@
 """Everything a Raspberry Pi needs for one board profile, as file texts (pure).
 
 :func:`render` turns a :class:`~appliance.refclock.profiles.Profile` into the files that
-``python3 -m appliance.hw render`` writes; where each one goes on the board is :data:`INSTALL`.
+``python3 -m appliance.hw render`` writes; where each one goes on the board is :func:`install_map`.
 The profile holds the board's facts (bus, PPS pin, rate, NMEA offset), each once; every line here is
 derived from them, so a pin changed in the TOML changes the overlay, the config.txt line, the udev
 rule and ``profile.json`` together.
@@ -65,16 +65,29 @@ UART_CONSOLES = ("console=serial0", "console=ttyAMA0")
 UART_OVERLAY = "stratum1-uart0"
 I2C_OVERLAY = "stratum1-i2c1"
 
-#: Where each rendered file goes on the board (a path under the root, or what to do with it).
-INSTALL: dict[str, str] = {
-    "config.txt": "append to /boot/firmware/config.txt (replacing an earlier block: merge_config_txt)",
-    "cmdline-remove.txt": "remove these console= words from /boot/firmware/cmdline.txt",
-    "udev/99-stratum1.rules": "/etc/udev/rules.d/99-stratum1.rules",
-    "modules-load.d/stratum1.conf": "/etc/modules-load.d/stratum1.conf",
-    "ntp.conf": "/etc/stratum1/ntp.conf",
-    "profile.json": "/etc/stratum1/profile.json",
-    "overlays/NAME.dts": "dtc -@ -I dts -O dtb -o /boot/firmware/overlays/NAME.dtbo overlays/NAME.dts",
-}
+#: Debian's raspi-firmware regenerates /boot/firmware/config.txt whenever a kernel or the firmware is
+#: installed ("Do not modify this file!"), appending this file: the appliance's block lives here too.
+RASPI_FIRMWARE_CUSTOM = "/etc/default/raspi-firmware-custom"
+
+
+def install_map(kernel: Kernel) -> dict[str, str]:
+    """Where each rendered file goes on the board (a path under the root, or what to do with it)."""
+    if kernel == "upstream":
+        config = (
+            f"merge (merge_config_txt) into {RASPI_FIRMWARE_CUSTOM}, which raspi-firmware appends to "
+            "/boot/firmware/config.txt when it regenerates it, and into /boot/firmware/config.txt as it is now"
+        )
+    else:
+        config = "merge (merge_config_txt) into /boot/firmware/config.txt"
+    return {
+        "config.txt": config,
+        "cmdline-remove.txt": "remove these console= words (alone or with ,options) from /boot/firmware/cmdline.txt",
+        "udev/99-stratum1.rules": "/etc/udev/rules.d/99-stratum1.rules",
+        "modules-load.d/stratum1.conf": "/etc/modules-load.d/stratum1.conf",
+        "ntp.conf": "/etc/stratum1/ntp.conf",
+        "profile.json": "/etc/stratum1/profile.json",
+        "overlays/NAME.dts": "dtc -@ -I dts -O dtb -o /boot/firmware/overlays/NAME.dtbo overlays/NAME.dts",
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,13 +420,13 @@ def profile_json(profile: Profile, kernel: Kernel) -> str:
         "overlays": [o.name for o in overlays(profile, kernel)],
         "cmdline_remove": list(cmdline_remove(profile)),
         "unverified": list(profile.unverified),
-        "install": INSTALL,
+        "install": install_map(kernel),
     }
     return json.dumps(data, indent=2) + "\n"
 
 
 def render(profile: Profile, kernel: Kernel, default_text: str) -> dict[str, str]:
-    """Every file for ``profile``, by path relative to the output directory (see :data:`INSTALL`)."""
+    """Every file for ``profile``, by path relative to the output directory (see :func:`install_map`)."""
     files = {
         "config.txt": config_txt(profile, kernel),
         "cmdline-remove.txt": "".join(w + "\n" for w in cmdline_remove(profile)),

@@ -219,11 +219,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     files = boot.render(profile, args.kernel, default_config_text())
     changed: list[str] = []
     reboot = False
-    config = boot_dir / "config.txt"
-    current = config.read_text(encoding="utf-8") if config.exists() else ""
-    if _write_if_changed(config, boot.merge_config_txt(current, files["config.txt"])):
-        changed.append(str(config))
-        reboot = True
+    configs = [boot_dir / "config.txt"]
+    if args.kernel == "upstream":
+        configs.append(root / boot.RASPI_FIRMWARE_CUSTOM.lstrip("/"))
+    for config in configs:
+        current = config.read_text(encoding="utf-8") if config.exists() else ""
+        if _write_if_changed(config, boot.merge_config_txt(current, files["config.txt"])):
+            changed.append(str(config))
+            reboot = True
     cmdline = boot_dir / "cmdline.txt"
     if cmdline.exists():
         text = cmdline.read_text(encoding="utf-8")

@@ -196,6 +196,23 @@ def check_config_txt(board: Board, plan: Plan, seen: _Seen) -> Finding:
             f"printf '{add}\\n' | sudo tee -a {path} && sudo reboot",
         )
     if plan.kernel == "upstream":
+        custom = boot.RASPI_FIRMWARE_CUSTOM
+        try:
+            kept = _active_lines(board.read(custom).decode("utf-8", "replace"))
+        except FileNotFoundError:
+            kept = []
+        except OSError:
+            kept = want
+        lost = [w for w in want if w not in kept]
+        if lost:
+            add = "\\n".join(lost)
+            return Finding(
+                link,
+                Status.FAIL,
+                f"{path} has the lines, but {custom} lacks {', '.join(lost)}: Debian's raspi-firmware rewrites "
+                "config.txt from it at the next kernel update, and they would be gone",
+                f"printf '{add}\\n' | sudo tee -a {custom}",
+            )
         folder = path.rsplit("/", 1)[0] + "/overlays"
         absent = []
         for line in lines:

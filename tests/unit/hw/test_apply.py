@@ -53,6 +53,8 @@ def test_apply_sets_a_root_up_once(tmp_path: Path) -> None:
     config = (firmware / "config.txt").read_text()
     assert config.startswith(DEBIAN_CONFIG) and "dtoverlay=stratum1-pps-gpio4\n" in config
     assert (firmware / "cmdline.txt").read_text() == "console=tty0 root=LABEL=RASPIROOT rw rootwait\n"
+    custom = (root / "etc/default/raspi-firmware-custom").read_text()
+    assert custom == boot.config_txt(PROFILES["adafruit-ultimate-gps-hat"], "upstream")
     for name in ("stratum1-uart0", "stratum1-pps-gpio4", "stratum1-i2c1"):
         assert (firmware / "overlays" / f"{name}.dtbo").read_bytes()[:4] == b"\xd0\x0d\xfe\xed"
     assert json.loads((root / "etc/stratum1/profile.json").read_text())["pps_pin"] == 4
@@ -85,6 +87,15 @@ def test_apply_from_the_eeprom(tmp_path: Path) -> None:
     out = _hw("apply", "--detect", "--root", str(root))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1].startswith("uputronics-gps-hat: reboot")
+
+
+def test_apply_for_raspberry_pi_os_leaves_debians_file_alone(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    out = _hw("apply", "--profile", "uputronics-gps-hat", "--kernel", "raspios", "--root", str(root))
+    assert out.returncode == 0, out.stderr
+    assert not (root / "etc/default/raspi-firmware-custom").exists()
+    assert not (root / "boot/firmware/overlays").exists()
+    assert "dtoverlay=pps-gpio,gpiopin=18\n" in (root / "boot/firmware/config.txt").read_text()
 
 
 def test_the_doctor_finds_an_applied_boot_partition_right(tmp_path: Path) -> None:

@@ -116,6 +116,20 @@ def test_config_txt_naming_an_overlay_the_boot_partition_lacks() -> None:
     assert f.fix.startswith("python3 -m appliance.hw render --profile adafruit-ultimate-gps-hat --out /tmp/hw")
 
 
+def test_config_lines_that_the_next_kernel_update_would_drop() -> None:
+    board = ada()
+    board.remove("/etc/default/raspi-firmware-custom")
+    f = one(board, "config.txt")
+    assert f.status is Status.FAIL
+    assert "/etc/default/raspi-firmware-custom lacks enable_uart=1, dtoverlay=stratum1-uart0" in f.detail
+    assert "Debian's raspi-firmware rewrites config.txt from it at the next kernel update" in f.detail
+    assert f.fix.startswith("printf 'enable_uart=1\\ndtoverlay=stratum1-uart0\\n")
+    assert f.fix.endswith("| sudo tee -a /etc/default/raspi-firmware-custom")
+    raspios = ada("raspios")
+    raspios.remove("/etc/default/raspi-firmware-custom")
+    assert one(raspios, "config.txt").status is Status.OK  # Raspberry Pi OS does not regenerate config.txt
+
+
 def test_config_txt_commented_out_counts_as_missing() -> None:
     board = ada()
     board.set_config_txt(board.config_txt().replace("enable_uart=1", "#enable_uart=1"))
