@@ -58,8 +58,10 @@ HEADER_UART = "/dev/ttyAMA0"
 #: header UART is RP1's uart0, 0x1f00030000 (Raspberry Pi OS only: Debian's kernel has no RP1).
 #: Matching the device, not ``ttyAMA0``, keeps the rule right whatever number the port gets.
 HEADER_UART_DEVICES = ("3f201000.serial", "fe201000.serial", "1f00030000.serial")
-#: The header's I2C bus (GPIO 2 SDA, 3 SCL): ``i2c1``, ``/dev/i2c-1`` on Raspberry Pi OS.
+#: The header's I2C bus (GPIO 2 SDA, 3 SCL): ``i2c1``, ``/dev/i2c-1``.
 HEADER_I2C_BUS = 1
+#: Its node in the upstream trees (BCM2837 and BCM2711 alike), which the I2C overlay names in /aliases.
+HEADER_I2C_NODE = "/soc/i2c@7e804000"
 #: Console names that would put a login on the header UART.
 UART_CONSOLES = ("console=serial0", "console=ttyAMA0")
 UART_OVERLAY = "stratum1-uart0"
@@ -221,26 +223,35 @@ _UART_DTS = """\
 };
 """
 
-_I2C_DTS = """\
+_I2C_DTS = f"""\
 /*
- * stratum1-i2c1: the header's I2C (i2c1 on GPIO 2 SDA, 3 SCL) on, for the status LCD.
+ * stratum1-i2c1: the header's I2C (i2c1 on GPIO 2 SDA, 3 SCL) on, for the status LCD, and named
+ * i2c1 in /aliases: the upstream trees name no I2C bus, so the kernel would number it in probe
+ * order; with the alias it is /dev/i2c-{HEADER_I2C_BUS}, as on Raspberry Pi OS.
  * Written by appliance/hw/boot.py; compile with: dtc -@ -I dts -O dtb -o stratum1-i2c1.dtbo THIS
  */
 /dts-v1/;
 /plugin/;
 
-/ {
+/ {{
 \tcompatible = "brcm,bcm2835";
 
-\tfragment@0 {
+\tfragment@0 {{
 \t\ttarget = <&i2c1>;
-\t\t__overlay__ {
+\t\t__overlay__ {{
 \t\t\tpinctrl-names = "default";
 \t\t\tpinctrl-0 = <&i2c1_gpio2>;
 \t\t\tstatus = "okay";
-\t\t};
-\t};
-};
+\t\t}};
+\t}};
+
+\tfragment@1 {{
+\t\ttarget-path = "/aliases";
+\t\t__overlay__ {{
+\t\t\ti2c{HEADER_I2C_BUS} = "{HEADER_I2C_NODE}";
+\t\t}};
+\t}};
+}};
 """
 
 

@@ -18,6 +18,8 @@ import re
 import struct
 from collections.abc import Iterable, Mapping
 
+from appliance.hw.boot import HEADER_I2C_NODE
+
 FDT_MAGIC = 0xD00DFEED
 _BEGIN_NODE, _END_NODE, _PROP, _NOP, _END = 1, 2, 3, 4, 9
 #: The kernel option behind ``/dev/ppsN`` on a GPIO pin.
@@ -124,4 +126,8 @@ def check(config_texts: Mapping[str, str], trees: Mapping[str, bytes], overlays:
         missing = sorted(labels - set(table))
         if missing:
             problems.append(f"{name}: lacks the labels the overlays use: {', '.join(missing)}")
+        elif "i2c1" in labels and table.get("i2c1") != HEADER_I2C_NODE:
+            problems.append(
+                f"{name}: i2c1 is {table.get('i2c1')}, not {HEADER_I2C_NODE}, which the I2C overlay names in /aliases"
+            )
     return problems

@@ -170,6 +170,7 @@ def _check_applied(dtb: Path, p: Profile) -> None:
         return _fdtget(dtb, node, "phandle", "x")
 
     assert _fdtget(dtb, path("i2c1"), "status") == "okay"
+    assert _fdtget(dtb, "/aliases", "i2c1") == path("i2c1") == boot.HEADER_I2C_NODE, "/dev/i2c-1 whatever the order"
     assert _fdtget(dtb, path("i2c1"), "pinctrl-0", "x") == phandle(path("i2c1_gpio2"))
     if p.serial_bus == "uart":
         assert _fdtget(dtb, path("uart1"), "status") == "disabled"

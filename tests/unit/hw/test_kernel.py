@@ -80,6 +80,14 @@ def test_a_tree_missing_a_label_or_missing(tmp_path: Path) -> None:
     assert kernel.check({}, trees, [])[0] == "no kernel config (/boot/config-*): is a kernel installed?"
 
 
+def test_a_tree_whose_i2c1_is_elsewhere(tmp_path: Path) -> None:
+    blob = _dtb(tmp_path).replace(b"i2c@7e804000", b"i2c@7e804001")
+    problems = kernel.check({"config-6.12": DEBIAN_13}, _trees(blob), all_overlays().values())
+    assert problems[0] == (
+        "bcm2711-rpi-4-b.dtb: i2c1 is /soc/i2c@7e804001, not /soc/i2c@7e804000, which the I2C overlay names in /aliases"
+    )
+
+
 def test_check_kernel_command(tmp_path: Path) -> None:
     blob = _dtb(tmp_path)
     root = tmp_path / "root"
