@@ -377,7 +377,7 @@ def check_bluetooth(board: Board, plan: Plan, seen: _Seen) -> Finding:
         bt = "?"
     if 14 in pins and 15 in pins:
         return Finding(link, Status.OK, f"the PL011 (uart0) is on GPIO 14/15; its Bluetooth node: {bt}")
-    where = f"GPIO {'/'.join(map(str, pins))}" if pins else "pins this check could not find"
+    where = f"GPIO {'/'.join(map(str, sorted(set(pins))))}" if pins else "pins this check could not find"
     return Finding(
         link,
         Status.FAIL,

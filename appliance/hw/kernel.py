@@ -36,8 +36,12 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def symbols(blob: bytes) -> dict[str, str] | None:
-    """The ``/__symbols__`` table of a device-tree blob (label -> node path), or None when it has none."""
+def nodes(blob: bytes) -> dict[str, dict[str, bytes]]:
+    """Every node of a device-tree blob by path (``/``, ``/soc/serial@7e201000``), with its properties' raw values.
+
+    The same tree the kernel shows as files under ``/proc/device-tree`` (a node a directory, a
+    property a file holding its value).
+    """
     if len(blob) < 40:
         raise FdtError("shorter than a device-tree header")
     magic, total, off_struct, off_strings = struct.unpack_from(">4I", blob, 0)
@@ -46,7 +50,7 @@ def symbols(blob: bytes) -> dict[str, str] | None:
     if total > len(blob) or off_struct >= total or off_strings >= total:
         raise FdtError("header offsets outside the blob")
     path: list[str] = []
-    found: dict[str, str] | None = None
+    found: dict[str, dict[str, bytes]] = {}
     pos = off_struct
     while pos + 4 <= total:
         (token,) = struct.unpack_from(">I", blob, pos)
@@ -55,21 +59,20 @@ def symbols(blob: bytes) -> dict[str, str] | None:
             end = blob.index(b"\0", pos)
             path.append(blob[pos:end].decode("ascii", "replace"))
             pos = _align(end + 1)
-            if path[1:] == ["__symbols__"]:
-                found = {}
+            found["/" + "/".join(path[1:])] = {}
         elif token == _END_NODE:
             if not path:
                 raise FdtError("unbalanced END_NODE")
             path.pop()
         elif token == _PROP:
+            if not path:
+                raise FdtError("a property outside any node")
             length, name_off = struct.unpack_from(">2I", blob, pos)
             pos += 8
-            value = blob[pos : pos + length]
+            name_end = blob.index(b"\0", off_strings + name_off)
+            name = blob[off_strings + name_off : name_end].decode("ascii", "replace")
+            found["/" + "/".join(path[1:])][name] = blob[pos : pos + length]
             pos = _align(pos + length)
-            if found is not None and path[1:] == ["__symbols__"]:
-                name_end = blob.index(b"\0", off_strings + name_off)
-                name = blob[off_strings + name_off : name_end].decode("ascii", "replace")
-                found[name] = value.split(b"\0", 1)[0].decode("ascii", "replace")
         elif token == _NOP:
             continue
         elif token == _END:
@@ -77,6 +80,14 @@ def symbols(blob: bytes) -> dict[str, str] | None:
         else:
             raise FdtError(f"unknown token {token} at offset {pos - 4}")
     raise FdtError("no END token")
+
+
+def symbols(blob: bytes) -> dict[str, str] | None:
+    """The ``/__symbols__`` table of a device-tree blob (label -> node path), or None when it has none."""
+    table = nodes(blob).get("/__symbols__")
+    if table is None:
+        return None
+    return {label: value.split(b"\0", 1)[0].decode("ascii", "replace") for label, value in table.items()}
 
 
 def config_value(config_text: str, option: str) -> str | None:

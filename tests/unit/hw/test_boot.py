@@ -14,7 +14,9 @@ import pytest
 from support import ROOT, require
 
 from appliance.config import Config, default_config_text, parse_config
-from appliance.hw import boot
+from appliance.hw import boot, doctor
+from appliance.hw.kernel import nodes
+from appliance.io.board import LiveBoard
 from appliance.refclock.profiles import Profile, builtin_profiles
 from appliance.refclock.setup import gps_setup, setup_warnings
 
@@ -232,3 +234,41 @@ def test_list_command() -> None:
     )
     assert [line.split()[0] for line in out.stdout.splitlines()] == sorted(PROFILES)
     assert "PPS on GPIO 4" in out.stdout
+
+
+def _as_proc_device_tree(blob: bytes, root: Path) -> None:
+    """Lay a blob out as the kernel shows it: a directory per node, a file per property."""
+    for path, props in nodes(blob).items():
+        folder = root / "proc" / "device-tree" / path.lstrip("/")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, value in props.items():
+            (folder / name).write_bytes(value)
+
+
+def _doctor_dt_checks(blob: bytes, profile: Profile, root: Path) -> tuple[doctor.Finding, doctor.Finding]:
+    _as_proc_device_tree(blob, root)
+    board = LiveBoard(str(root))
+    plan = doctor.Plan(profile, "upstream", "test")
+    seen = doctor._Seen()
+    return doctor.check_bluetooth(board, plan, seen), doctor.check_pps_overlay(board, plan, seen)
+
+
+@pytest.mark.parametrize("name", ["adafruit-ultimate-gps-hat", "uputronics-gps-hat"])
+def test_the_doctor_reads_an_applied_tree_as_right(name: str, tmp_path: Path) -> None:
+    base = tmp_path / "base.dtb"
+    _compile(BASE_DTS, base)
+    trees = [base] + sorted(REAL_DTBS.glob("bcm2837-rpi-*.dtb")) + sorted(REAL_DTBS.glob("bcm2711-rpi-*.dtb"))
+    for i, tree in enumerate(trees):
+        work = tmp_path / f"t{i}"
+        work.mkdir()
+        bt, pps = _doctor_dt_checks(_apply(tree, PROFILES[name], work).read_bytes(), PROFILES[name], work / "root")
+        assert bt.status is doctor.Status.OK, (tree, bt)
+        assert bt.detail == "the PL011 (uart0) is on GPIO 14/15; its Bluetooth node: disabled"
+        assert pps.status is doctor.Status.OK and f"watches GPIO {PROFILES[name].pps_gpio}" in pps.detail
+        before_bt, before_pps = _doctor_dt_checks(tree.read_bytes(), PROFILES[name], work / "before")
+        has_bt = f"{_fdtget(tree, '/__symbols__', 'uart0')}/bluetooth" in nodes(tree.read_bytes())
+        if has_bt:  # boards with Bluetooth: the PL011 starts on its pins (the CM3 has none, and 14/15 already)
+            assert before_bt.status is doctor.Status.FAIL and "32/33" in before_bt.detail, (tree, before_bt)
+        else:
+            assert before_bt.status is doctor.Status.OK, (tree, before_bt)
+        assert before_pps.status is doctor.Status.FAIL and "no pps-gpio node" in before_pps.detail
