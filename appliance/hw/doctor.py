@@ -32,7 +32,7 @@ import enum
 import json
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from appliance.hw import boot
@@ -137,7 +137,6 @@ class _Seen:
     pps_node: bool = False
     pps_dir: str | None = None
     capture: Capture | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _text(raw: bytes) -> str:
@@ -316,6 +315,8 @@ def check_console(board: Board, plan: Plan, seen: _Seen) -> Finding:
                 problems.append(f"{word} in the running kernel's command line (/proc/cmdline)")
     except OSError:
         pass
+    if plan.kernel == "upstream":
+        _debian_sources(board, remove, problems, fixes)
     tty = boot.HEADER_UART.removeprefix("/dev/")
     getty = f"serial-getty@{tty}.service"
     for where, what in (
@@ -336,6 +337,35 @@ def check_console(board: Board, plan: Plan, seen: _Seen) -> Finding:
             fixes.append("sudo reboot")
         return Finding(link, Status.FAIL, "a login console on the GPS UART: " + "; ".join(problems), " && ".join(fixes))
     return Finding(link, Status.OK, f"no console on {tty}, no {getty}")
+
+
+#: Where Debian's raspi-firmware takes cmdline.txt from when it rewrites it (at every kernel update).
+RASPI_FIRMWARE = "/etc/default/raspi-firmware"
+RASPI_EXTRA_CMDLINE = "/etc/default/raspi-extra-cmdline"
+
+
+def _debian_sources(board: Board, remove: tuple[str, ...], problems: list[str], fixes: list[str]) -> None:
+    """Console words in the files Debian's raspi-firmware writes cmdline.txt from: they would come back."""
+    try:
+        extra = board.read(RASPI_EXTRA_CMDLINE).decode("utf-8", "replace")
+    except OSError:
+        extra = ""
+    for word in extra.split():
+        if boot.strip_cmdline(word, remove) == "":
+            problems.append(f"{word} in {RASPI_EXTRA_CMDLINE} (raspi-firmware puts it back at kernel updates)")
+            fixes.append(f"sudo sed -i 's/ *{word}//' {RASPI_EXTRA_CMDLINE}")
+    try:
+        settings = board.read(RASPI_FIRMWARE).decode("utf-8", "replace")
+    except OSError:
+        settings = ""
+    for line in _active_lines(settings):
+        name, _, value = line.partition("=")
+        if name.strip() != "CONSOLES":
+            continue
+        consoles = value.strip().strip("\"'").split()
+        if any(boot.strip_cmdline(f"console={c}", remove) == "" for c in consoles):
+            problems.append(f"CONSOLES={value.strip()} in {RASPI_FIRMWARE} (raspi-firmware writes it into cmdline.txt)")
+            fixes.append(f"sudo sed -i 's/^CONSOLES=.*/CONSOLES=\"tty0\"/' {RASPI_FIRMWARE}")
 
 
 def _node_of_label(board: Board, label: str) -> str:

@@ -198,6 +198,25 @@ def test_console_only_in_the_running_kernel() -> None:
     assert "console=ttyAMA0,115200 in the running kernel's command line (/proc/cmdline)" in f.detail
 
 
+def test_console_in_debians_raspi_firmware_settings() -> None:
+    board = ada()
+    board.files["/etc/default/raspi-firmware"] = (
+        b'# comment\nCONSOLES="ttyAMA0,115200 tty0"\nROOTPART=LABEL=RASPIROOT\n'
+    )
+    board.files["/etc/default/raspi-extra-cmdline"] = b"console=serial0,115200 quiet\n"
+    f = one(board, "serial console")
+    assert f.status is Status.FAIL
+    assert 'CONSOLES="ttyAMA0,115200 tty0" in /etc/default/raspi-firmware (raspi-firmware writes it' in f.detail
+    assert "console=serial0,115200 in /etc/default/raspi-extra-cmdline (raspi-firmware puts it back" in f.detail
+    assert f.fix == (
+        "sudo sed -i 's/ *console=serial0,115200//' /etc/default/raspi-extra-cmdline && "
+        "sudo sed -i 's/^CONSOLES=.*/CONSOLES=\"tty0\"/' /etc/default/raspi-firmware && sudo reboot"
+    )
+    board.files["/etc/default/raspi-firmware"] = b'CONSOLES="tty0"\n#CONSOLES="ttyAMA0,115200"\n'
+    board.files["/etc/default/raspi-extra-cmdline"] = b"quiet\n"
+    assert one(board, "serial console").status is Status.OK
+
+
 def test_serial_getty_enabled_and_running() -> None:
     board = ada()
     board.enable_getty()
