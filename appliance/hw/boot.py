@@ -23,8 +23,12 @@ against the trees' ``__symbols__`` (``uart0``, ``uart1``, ``uart0_gpio14``, ``i2
   mini UART neither);
 - ``stratum1-pps-gpioN``: the ``pps-gpio`` driver on GPIO N, rising edge (``/dev/ppsN``; the
   kernel names the source ``pps-gpioN.-1`` after the node);
-- ``stratum1-i2c1``: the header's I2C (GPIO 2/3) on, for the LCD. ``dtparam=i2c_arm=on`` does
+- ``stratum1-i2c1``: the header's I2C (GPIO 2/3) on, for the LCD, and aliased ``i2c1`` so that
+  it is ``/dev/i2c-1`` (the upstream trees alias no I2C bus). ``dtparam=i2c_arm=on`` does
   nothing here: it is a parameter of Raspberry Pi's trees, which upstream trees do not define.
+
+On Debian, raspi-firmware rewrites ``/boot/firmware/config.txt`` at every kernel or firmware
+update, appending :data:`RASPI_FIRMWARE_CUSTOM`: the block goes there too (:func:`install_map`).
 
 ``raspios`` (the ``.deb`` on Raspberry Pi OS): Raspberry Pi's kernel and trees, which have the
 standard overlays: ``dtoverlay=disable-bt``, ``dtoverlay=pps-gpio,gpiopin=N``,
