@@ -94,6 +94,8 @@ def test_doctor_command_on_a_copy_of_a_board(tmp_path: Path) -> None:
     (tmp_path / "etc" / "stratum1" / "profile.json").write_text(json.dumps({"name": "usb-receiver"}))
     (tmp_path / "boot" / "firmware").mkdir(parents=True)
     (tmp_path / "boot" / "firmware" / "config.txt").write_text("upstream_kernel=1\ndtoverlay=stratum1-i2c1\n")
+    (tmp_path / "etc" / "default").mkdir(parents=True)
+    (tmp_path / "etc" / "default" / "raspi-firmware-custom").write_text("dtoverlay=stratum1-i2c1\n")
     out = _stratum1("doctor", "--root", str(tmp_path), "--seconds", "0.1", "--ascii")
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()
