@@ -1,4 +1,4 @@
-"""The ``stratum1`` command: serve, query, check-config, default-config, unit-devices.
+"""The ``stratum1`` command: serve, query, check-config, default-config, unit-devices; doctor and hw (the board).
 
 Every failure a user can cause (a bad config, a port in use, a host that does
 not answer) ends in one line on stderr and a non-zero exit, never a
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
 from appliance.config.model import ConfigWarning
+from appliance.hw import command as hw_command
 from appliance.io import privilege, systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
@@ -224,6 +225,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     u.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"ntp.conf to read (default {DEFAULT_CONFIG})")
     u.set_defaults(func=cmd_unit_devices)
+
+    # The board: appliance/hw/command.py has the subcommands; `doctor` is `hw doctor`.
+    doc = sub.add_parser("doctor", help="check the GPS chain of this board (UART, console, PPS, NMEA, LCD)")
+    hw_command.add_doctor_arguments(doc)
+    doc.set_defaults(func=hw_command.run)
+    hw = sub.add_parser("hw", help="board profiles: list, render, detect, doctor")
+    hw_command.build_parser(hw)
+    hw.set_defaults(func=hw_command.run)
     return p
 
 

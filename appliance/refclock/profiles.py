@@ -1,9 +1,12 @@
 """Hardware profiles: how a GPS HAT or receiver is wired and how it talks, as data.
 
-A profile is a TOML file: the serial device and baud rate, where the PPS comes
-from (the kernel's ``/dev/ppsN`` via ``pps-gpio``, a GPIO line in user space,
-or none), the expected NMEA-to-PPS offset, what the receiver sends, and the
-``/boot/firmware/config.txt`` lines the board needs. The built-in profiles
+A profile is a TOML file: the bus (the header UART or USB), serial device and
+baud rate, where the PPS comes from (the kernel's ``/dev/ppsN`` via
+``pps-gpio``, a GPIO line in user space, or none), the expected NMEA-to-PPS
+offset, what the receiver sends, and the words of the HAT's ID EEPROM that
+name it. These are the board's facts, each said once: what the Pi needs for
+them (``config.txt`` lines, overlays, udev rules, the ntp.conf lines) is
+derived from them by :mod:`appliance.hw.boot`. The built-in profiles
 ship inside the package (``appliance/hw_profiles/*.toml``, package data, so
 they are there on the appliance without the source tree); a profile file of
 one's own is read with :func:`parse_profile` the same way.
@@ -27,14 +30,17 @@ from appliance.timebase import ns_from_seconds
 
 PpsSource = Literal["kernel", "gpio", "none"]
 PPS_SOURCES: tuple[PpsSource, ...] = ("kernel", "gpio", "none")
+SerialBus = Literal["uart", "usb"]
+#: ``uart``: the Pi's header UART (GPIO 14 TXD, 15 RXD), where a HAT sits; ``usb``: a USB serial device.
+SERIAL_BUSES: tuple[SerialBus, ...] = ("uart", "usb")
 _PACKAGE = "appliance"
 #: Every key a profile may have, by table ("" is the top level): a misspelt or misplaced key is an error.
 _SCHEMA: dict[str, frozenset[str]] = {
-    "": frozenset({"name", "title", "receiver", "fake_model", "unverified", "serial", "pps", "nmea", "boot"}),
-    "serial": frozenset({"device", "baud", "autobaud"}),
+    "": frozenset({"name", "title", "receiver", "fake_model", "unverified", "serial", "pps", "nmea", "hat"}),
+    "serial": frozenset({"bus", "device", "baud", "autobaud"}),
     "pps": frozenset({"source", "device", "gpio", "edge"}),
     "nmea": frozenset({"offset_s", "labels", "sentences", "notes"}),
-    "boot": frozenset({"config_txt", "cmdline_remove"}),
+    "hat": frozenset({"match"}),
 }
 _DIR = "hw_profiles"
 
@@ -50,6 +56,8 @@ class Profile:
     name: str
     title: str
     receiver: str
+    serial_bus: SerialBus
+    #: The device as Raspberry Pi OS names it (``/dev/serial0``); the appliance's udev rules add ``/dev/gps0``.
     serial_device: str
     baud: int
     autobaud: bool
@@ -65,10 +73,8 @@ class Profile:
     nmea_labels: Literal["current", "next"]
     sentences: tuple[str, ...]
     timing_notes: str
-    #: Lines for /boot/firmware/config.txt.
-    config_txt: tuple[str, ...]
-    #: Words to remove from /boot/firmware/cmdline.txt (the serial console).
-    cmdline_remove: tuple[str, ...]
+    #: Words that, all present (any case) in the HAT EEPROM's "vendor product", name this board.
+    hat_match: tuple[str, ...]
     #: The :data:`appliance.fakes.gps.MODELS` entry that imitates this receiver, if any.
     fake_model: str | None
     #: Dotted keys not checked against the vendor's documents.
@@ -136,11 +142,12 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
         raise r.error("pps.gpio", "required when pps.source is 'gpio'")
     if pps_gpio is not None and not 0 <= pps_gpio <= 53:
         raise r.error("pps.gpio", f"not a Raspberry Pi GPIO number: {pps_gpio}")
-    config_txt = r.strings("boot.config_txt", ())
-    if pps_source == "kernel" and pps_gpio is not None:
-        want = f"dtoverlay=pps-gpio,gpiopin={pps_gpio}"
-        if not any(line == want or line.startswith(want + ",") for line in config_txt):
-            raise r.error("boot.config_txt", f"the kernel PPS source on GPIO {pps_gpio} needs '{want}'")
+    if pps_source == "kernel" and pps_gpio is None:
+        raise r.error("pps.gpio", "required when pps.source is 'kernel' (the pin the pps-gpio overlay watches)")
+    serial_bus = cast(SerialBus, r.choice("serial.bus", SERIAL_BUSES))
+    hat_match = tuple(w.lower() for w in r.strings("hat.match", ()))
+    if hat_match and serial_bus != "uart":
+        raise r.error("hat.match", "only a HAT (serial.bus = 'uart') has an ID EEPROM")
     baud: int = r.get("serial.baud", int)
     if baud <= 0:
         raise r.error("serial.baud", "must be positive")
@@ -151,6 +158,7 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
         name=r.get("name", str),
         title=r.get("title", str),
         receiver=r.get("receiver", str, ""),
+        serial_bus=serial_bus,
         serial_device=r.get("serial.device", str),
         baud=baud,
         autobaud=r.get("serial.autobaud", bool, False),
@@ -162,8 +170,7 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
         nmea_labels=cast(Literal["current", "next"], r.choice("nmea.labels", ("current", "next"), "current")),
         sentences=r.strings("nmea.sentences", ()),
         timing_notes=r.get("nmea.notes", str, ""),
-        config_txt=config_txt,
-        cmdline_remove=r.strings("boot.cmdline_remove", ()),
+        hat_match=hat_match,
         fake_model=r.get("fake_model", str, None),
         unverified=r.strings("unverified", ()),
     )

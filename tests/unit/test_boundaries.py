@@ -28,6 +28,10 @@ PURE_FILES = [
     "refclock/shm.py",
     "refclock/gpsd_json.py",
     "leap.py",
+    "hw/boot.py",
+    "hw/detect.py",
+    "hw/doctor.py",
+    "hw/kernel.py",
 ]
 FORBIDDEN_MODULES = {
     "socket",

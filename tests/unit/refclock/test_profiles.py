@@ -17,6 +17,7 @@ MINIMAL = """
 name = "x"
 title = "X"
 [serial]
+bus = "uart"
 device = "/dev/serial0"
 baud = 9600
 [pps]
@@ -25,8 +26,8 @@ device = "/dev/pps0"
 gpio = 4
 [nmea]
 offset_s = 0.25
-[boot]
-config_txt = ["enable_uart=1", "dtoverlay=pps-gpio,gpiopin=4"]
+[hat]
+match = ["ACME", "gps"]
 """
 
 
@@ -46,10 +47,10 @@ def test_the_built_in_profiles() -> None:
         4,
     )
     assert ada.nmea_offset_ns == 500_000_000 and ada.nmea_labels == "current"
-    assert "dtoverlay=pps-gpio,gpiopin=4" in ada.config_txt
+    assert ada.serial_bus == "uart" and ada.hat_match == ("adafruit", "gps")
     assert load_builtin("uputronics-gps-hat").pps_gpio == 18
     usb = load_builtin("usb-receiver")
-    assert usb.pps_source == "none" and usb.pps_gpio is None and usb.config_txt == ()
+    assert usb.pps_source == "none" and usb.pps_gpio is None and usb.serial_bus == "usb" and usb.hat_match == ()
     assert "pps.gpio" in load_builtin("waveshare-l76x-gps-hat").unverified
 
 
@@ -59,14 +60,16 @@ def test_every_built_in_profile_is_consistent(name: str) -> None:
     assert p.name == name and p.title and p.timing_notes
     assert p.fake_model in MODELS
     if p.pps_source != "none":
-        assert "enable_uart=1" in p.config_txt
-        assert any(line.startswith("dtoverlay=") and "bt" in line for line in p.config_txt)
+        assert p.serial_bus == "uart" and p.pps_gpio is not None
+    if p.hat_match:
+        assert "hat.match" in p.unverified, "no HAT's EEPROM strings have been read off a board yet"
     assert 0 < p.nmea_offset_ns < 1_000_000_000
 
 
 def test_minimal_profile_and_defaults() -> None:
     p = parse_profile(MINIMAL, "mine.toml")
     assert p.nmea_offset_ns == 250_000_000
+    assert p.hat_match == ("acme", "gps")
     assert (p.autobaud, p.pps_edge, p.nmea_labels, p.sentences, p.fake_model, p.unverified) == (
         False,
         "assert",
@@ -87,12 +90,15 @@ def test_minimal_profile_and_defaults() -> None:
         (('source = "kernel"', 'source = "usb"'), "pps.source: expected one of kernel, gpio, none"),
         (('device = "/dev/pps0"\n', ""), "pps.device: required when pps.source is 'kernel'"),
         (("gpio = 4", "gpio = 99"), "pps.gpio: not a Raspberry Pi GPIO number"),
-        (("gpio = 4", "gpio = 18"), "boot.config_txt: the kernel PPS source on GPIO 18 needs"),
+        (("gpio = 4\n", ""), "pps.gpio: required when pps.source is 'kernel'"),
+        (('bus = "uart"', 'bus = "spi"'), "serial.bus: expected one of uart, usb"),
+        (('bus = "uart"', 'bus = "usb"'), "hat.match: only a HAT (serial.bus = 'uart') has an ID EEPROM"),
         (("offset_s = 0.25", "offset_s = 1.5"), "nmea.offset_s: must be within"),
         (("[nmea]", "[nmea]\nlabel = 'next'"), "nmea.label: unknown key"),
         (('title = "X"', 'title = "X"\n[extra]'), "extra: unknown key"),
-        (("[boot]", "[boot]\nunverified = []"), "boot.unverified: unknown key"),  # a top-level key misplaced
-        (("[boot]", "[boot"), "mine.toml: "),
+        (("[hat]", "[hat]\nunverified = []"), "hat.unverified: unknown key"),  # a top-level key misplaced
+        (("[hat]", "[hat"), "mine.toml: "),
+        (("[hat]", "[boot]\nconfig_txt = []\n[hat]"), "boot: unknown key"),  # derived now: appliance.hw.boot
     ],
 )
 def test_errors_name_the_file_and_key(change: tuple[str, str], message: str) -> None:
