@@ -46,7 +46,8 @@ class SystemState:
 
     @property
     def synchronised(self) -> bool:
-        return self.leap != LEAP_UNSYNC and self.stratum < STRATUM_UNSYNC
+        """Leap 0 to 2 and a stratum of 1 to 15: stratum 0 is a Kiss-o'-Death's (RFC 5905 section 7.3), never ours."""
+        return self.leap != LEAP_UNSYNC and 1 <= self.stratum < STRATUM_UNSYNC
 
     def root_dispersion_at(self, now_ns: int) -> int:
         """Root dispersion in ns at ``now_ns``: the stated value plus PHI times the age."""

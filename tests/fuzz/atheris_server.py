@@ -1,14 +1,16 @@
 """Long fuzzing of the request handler with atheris (coverage-guided), outside CI.
 
     pip install atheris
-    python tests/fuzz/atheris_server.py -max_total_time=600 -rss_limit_mb=2048
+    PYTHONPATH=. python tests/fuzz/atheris_server.py -max_total_time=600 -rss_limit_mb=2048
 
 Each input is one datagram, its first octet choosing the source address. The
-handler must never raise, never answer mode 7, and never send a reply
-longer than the request. Where the compiled data plane is built, every input
-also goes to it, and its answer must be the Python server's, octet for octet.
-CI runs the same properties with hypothesis (tests/unit/ntp/test_server.py,
-tests/unit/io/test_fastpath.py); this finds deeper paths given time.
+handler must never raise, never answer mode 7, never send a reply longer
+than the request, and must count each datagram once: served, sent a KoD,
+answered as control, or dropped with a reason. Where the compiled data plane
+is built, every input also goes to it, and its answer must be the Python
+server's, octet for octet. CI runs the same properties with hypothesis
+(tests/unit/ntp/test_server_fuzz.py, tests/unit/io/test_fastpath.py); this
+finds deeper paths given time.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def compiled(packet: bytes, ip: str, port: int, rx: int) -> bytes | None:
     return None if out is None else finish_reply(*out, NOW)
 
 
+def outcomes() -> int:
+    """Datagrams the server has accounted for: served, KoD, control answered, dropped."""
+    c = SERVER.counters
+    return c.served + c.kod_sent + c.control - c.dropped.get("control", 0) + c.dropped_total
+
+
 def one_input(data: bytes) -> None:
     if not data:
         return
@@ -71,8 +79,11 @@ def one_input(data: bytes) -> None:
     packet = data[1:]
     _tick[0] += 1
     port, rx = 40000 + data[0], NOW + _tick[0] * 1000
+    before = (SERVER.counters.received, outcomes())
     out = SERVER.handle(packet, ip, port, rx)
     reply = None if out is None else finish_reply(*out, NOW)
+    if (SERVER.counters.received, outcomes()) != (before[0] + 1, before[1] + 1):
+        raise AssertionError(f"{packet.hex()} from {ip} was not counted exactly once")
     if FAST is not None and compiled(packet, ip, port, rx) != reply:
         raise AssertionError(f"the compiled data plane answers {packet.hex()} from {ip} differently")
     if reply is None:

@@ -1,11 +1,19 @@
-"""Fuzzing the decoder: random bytes and mutated real lines never raise, and the counts add up."""
+"""Fuzzing the decoder: random bytes, mutated real lines and corrupted receiver logs, cut anywhere.
+
+Whatever the bytes and wherever the chunks break, the decoder never raises,
+gives the same fixes and the same counts as when fed the whole input at once,
+and accounts for every byte and every line (:mod:`appliance.nmea.counters`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support import log_build_date_ns, log_payload, nmea_logs
 
 from appliance.nmea import Fix, NmeaCounters, NmeaStream, RolloverPolicy
 
@@ -32,11 +40,10 @@ POLICY = RolloverPolicy(build_date_ns=int(dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 NOISE = st.sampled_from([b"$", b"!", b"*", b",", b"\r", b"\n", b"\x00", b"\xb5b", b"\x1b[H", b"7A", b" "])
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    """Real lines, run through byte flips, insertions, deletions and cuts."""
-    data = bytearray(b"".join(draw(st.lists(st.sampled_from(REAL), min_size=1, max_size=12))))
-    for _ in range(draw(st.integers(0, 8))):
+def corrupt(draw: st.DrawFn, clean: bytes, most: int = 8) -> bytes:
+    """``clean`` run through up to ``most`` byte flips, insertions, deletions and cuts."""
+    data = bytearray(clean)
+    for _ in range(draw(st.integers(0, most))):
         pos = draw(st.integers(0, len(data)))
         op = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
         if op == "flip" and pos < len(data):
@@ -50,12 +57,20 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-def cut_points(data: bytes) -> st.SearchStrategy[list[int]]:
-    return st.lists(st.integers(0, len(data)), max_size=10).map(sorted)
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """Real lines, run through byte flips, insertions, deletions and cuts."""
+    return corrupt(draw, b"".join(draw(st.lists(st.sampled_from(REAL), min_size=1, max_size=12))))
 
 
-def run(data: bytes, cuts: list[int], checksum_optional: bool = False) -> tuple[list[Fix], NmeaCounters]:
-    stream = NmeaStream(POLICY, checksum_optional=checksum_optional, max_line=90)
+def cut_points(data: bytes, most: int = 10) -> st.SearchStrategy[list[int]]:
+    return st.lists(st.integers(0, len(data)), max_size=most).map(sorted)
+
+
+def run(
+    data: bytes, cuts: list[int], checksum_optional: bool = False, policy: RolloverPolicy = POLICY
+) -> tuple[list[Fix], NmeaCounters]:
+    stream = NmeaStream(policy, checksum_optional=checksum_optional, max_line=90)
     fixes: list[Fix] = []
     for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
         fixes += stream.feed(data[start:end], 0)
@@ -64,7 +79,7 @@ def run(data: bytes, cuts: list[int], checksum_optional: bool = False) -> tuple[
     return fixes + stream.flush(), stream.counters
 
 
-def assert_adds_up(data: bytes, fixes: list[Fix], c: NmeaCounters) -> None:
+def assert_adds_up(data: bytes, fixes: list[Fix], c: NmeaCounters, policy: RolloverPolicy = POLICY) -> None:
     assert c.bytes_in == len(data)
     assert c.bytes_in == c.garbage_bytes + c.eol_bytes + c.line_bytes
     refused = c.bad_checksum + c.no_checksum + c.truncated + c.too_long + c.decode_error
@@ -72,7 +87,7 @@ def assert_adds_up(data: bytes, fixes: list[Fix], c: NmeaCounters) -> None:
     assert c.decoded == c.placed + c.unplaced
     assert c.epochs == len(fixes)
     assert c.undated_epochs == sum(f.utc_ns is None for f in fixes)
-    assert all(f.utc_ns is None or f.utc_ns >= POLICY.earliest_ns for f in fixes)
+    assert all(f.utc_ns is None or f.utc_ns >= policy.earliest_ns for f in fixes)
 
 
 @settings(max_examples=200, deadline=None)
@@ -80,6 +95,7 @@ def assert_adds_up(data: bytes, fixes: list[Fix], c: NmeaCounters) -> None:
 def test_random_bytes(data: bytes, draw: st.DataObject, optional: bool) -> None:
     fixes, counts = run(data, draw.draw(cut_points(data)), optional)
     assert_adds_up(data, fixes, counts)
+    assert (fixes, counts) == run(data, [], optional)  # chunking changes nothing
 
 
 @settings(max_examples=150, deadline=None)
@@ -98,3 +114,23 @@ def test_clean_lines_decode_whatever_the_chunking(lines: list[bytes], draw: st.D
     assert_adds_up(data, fixes, counts)
     assert counts.bad_checksum == counts.no_checksum == counts.truncated == counts.decode_error == 0
     assert (fixes, counts) == run(data, [])
+
+
+@functools.cache
+def receiver_logs(data: Path) -> tuple[tuple[bytes, RolloverPolicy], ...]:
+    """Each receiver log's bytes, with the rollover policy of its capture date."""
+    return tuple((log_payload(log), RolloverPolicy(log_build_date_ns(log))) for log in nmea_logs(data))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data(), st.booleans())
+def test_receiver_logs_corrupted_and_cut_anywhere(shared_data: Path, draw: st.DataObject, optional: bool) -> None:
+    """Seeds from real receivers (every log), a window of each, randomly corrupted, in random chunks."""
+    payload, policy = draw.draw(st.sampled_from(receiver_logs(shared_data)), label="log")
+    start = draw.draw(st.integers(0, len(payload)), label="start")
+    window = payload[start : start + draw.draw(st.integers(0, 4000), label="length")]
+    data = corrupt(draw.draw, window, most=12)
+    fixes, counts = run(data, draw.draw(cut_points(data, most=40), label="cuts"), optional, policy)
+    event("dated fixes" if any(f.utc_ns for f in fixes) else "no dated fix")
+    assert_adds_up(data, fixes, counts, policy)
+    assert (fixes, counts) == run(data, [], optional, policy)
