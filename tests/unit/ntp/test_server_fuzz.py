@@ -162,7 +162,7 @@ def traffic(draw: st.DrawFn, rules: list[RestrictRule]) -> list[tuple[bytes, str
     for data, who, port, step in draw(
         st.lists(st.tuples(DATAGRAM, st.integers(0, 3), PORT, STEP), min_size=1, max_size=30)
     ):
-        t += step
+        t = max(0, t + step)  # receive times are POSIX ns: the kernel never stamps before 1970
         out.append((data, senders[who % len(senders)], port, t))
     return out
 
