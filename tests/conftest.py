@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import DATA, require
+
+
+def _children_import_this_appliance() -> None:
+    """Child Pythons the tests start (``python -m appliance.cli ...``) import the appliance this run imports.
+
+    Under tox that is the installed package, with its compiled data plane; the source tree in the working
+    directory has none. ``-m`` and ``-c`` put the working directory first on ``sys.path``, so the children
+    would quietly run the tree's pure-Python copy. PYTHONSAFEPATH drops that entry and PYTHONPATH names the
+    directory the package was imported from (the tree itself when the tests run from it).
+    """
+    import appliance
+
+    home = str(Path(appliance.__file__).resolve().parent.parent)
+    os.environ["PYTHONSAFEPATH"] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (home, os.environ.get("PYTHONPATH")) if p)
+
+
+_children_import_this_appliance()
 
 
 @pytest.fixture
