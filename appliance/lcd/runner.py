@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import socket
 import threading
@@ -240,12 +241,33 @@ def main(argv: list[str] | None = None) -> int:
     return command(p.parse_args(argv))
 
 
+def i2c_address(text: str) -> int:
+    """A 7-bit I2C address a device may have (0x03..0x77), in hex (0x27) or decimal."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an I2C address (0x03..0x77)") from None
+    if not 0x03 <= value <= 0x77:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an I2C address (0x03..0x77)")
+    return value
+
+
+def page_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.5 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds from 0.5 to 3600")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--display", choices=sorted(KINDS), default="16x2", help="HD44780 16x2 or 20x4, or SSD1306 oled")
     p.add_argument("--bus", type=int, default=1, help="I2C bus number (/dev/i2c-N; default 1)")
-    p.add_argument("--address", type=lambda s: int(s, 0), help="I2C address (default: probe 0x27 0x3F, oled 0x3C 0x3D)")
+    p.add_argument("--address", type=i2c_address, help="I2C address (default: probe 0x27 0x3F, oled 0x3C 0x3D)")
     p.add_argument("--button", type=int, metavar="GPIO", help="GPIO line of a page button to GND (default: none)")
-    p.add_argument("--page-seconds", type=float, default=5.0, help="turn the page after this long (default 5)")
+    p.add_argument("--page-seconds", type=page_seconds, default=5.0, help="turn the page after this long (default 5)")
     p.add_argument("--server", default="127.0.0.1", help="the appliance to ask over NTP (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=123, help="its NTP port (default 123)")
 
@@ -254,8 +276,6 @@ def command(args: argparse.Namespace) -> int:
     from appliance.io.i2c import SmbusBus
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    if not 0 < args.page_seconds <= 3600:
-        raise SystemExit("stratum1 lcd: --page-seconds must be above 0 and at most 3600")
     bus = SmbusBus(args.bus)
     panel = Panel(connector(bus, args.display, args.address), KINDS[args.display], page_s=args.page_seconds)
     button = attach_button(panel, args.button) if args.button is not None else None
