@@ -32,6 +32,11 @@ def jitter_ns(offsets: Sequence[int]) -> int | None:
     return round(math.sqrt(sum(d * d for d in diffs) / len(diffs)))
 
 
+def refid_label(m: Measurement) -> str:
+    """The refid as ntpq shows it: a name (PPS, LOCL: four capitals or fewer, at any stratum) or an address."""
+    return m.refid.rstrip(b"\0").decode("ascii") if m.refid.rstrip(b"\0").isalpha() else m.refid_text
+
+
 def ntp_alarms(m: Measurement | None) -> tuple[str, ...]:
     """What an NTP reply (or its absence) says is wrong."""
     if m is None:
@@ -66,7 +71,7 @@ def view_from_ntp(
     return LcdView(
         utc_ns=now_ns,
         stratum=m.stratum,
-        refid=m.refid_text,
+        refid=refid_label(m),
         basis=basis,
         # exchange.py's offset is the server's clock minus ours; the page shows the appliance minus this host
         offset_ns=m.offset_ns,
