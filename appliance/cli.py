@@ -583,6 +583,14 @@ def _status_readers(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="a trusted upstream to measure offsets against (repeatable; default: this host's own clock)",
     )
     pc.add_argument("-n", "--checks", type=check_count, default=1, help="checks per address (1..20; default 1)")
+    pc.add_argument(
+        "--interval",
+        type=check_interval,
+        default=60.0,
+        metavar="SECONDS",
+        help="between checks of one address (10..900; default 60): the monitors check every few minutes, and "
+        "checks closer together meet a rate limit that they never meet",
+    )
     pc.set_defaults(func=cmd_pool_check)
 
 
@@ -594,6 +602,16 @@ def check_count(text: str) -> int:
     if not 1 <= n <= 20:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of checks from 1 to 20")
     return n
+
+
+def check_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 10 <= value <= 900:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 10 to 900")
+    return value
 
 
 def cmd_pool_check(args: argparse.Namespace) -> int:
@@ -617,10 +635,10 @@ def cmd_pool_check(args: argparse.Namespace) -> int:
             print(line)
         where = f"the references (this host is {reference_ns / 1e6:+.3f} ms off them)"
     checks = []
-    for address in addresses:
-        for i in range(args.checks):
-            if i:
-                time.sleep(2.0)
+    for i in range(args.checks):
+        if i:
+            time.sleep(args.interval)
+        for address in addresses:
             checks.append(
                 monitor_check(address, args.port, source=args.source, netns=args.netns, reference_ns=reference_ns)
             )

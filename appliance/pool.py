@@ -111,8 +111,8 @@ def score_check(check: Check) -> Verdict:
                 None,
                 (
                     f"a RATE Kiss-o'-Death answered request {check.samples.index(kods[0]) + 1}: the rate limit trips "
-                    f"the monitor's {len(check.samples)} requests {SPACING_S:g} s apart ('discard': let a client "
-                    "send 3 requests 2 s apart, e.g. burst 3 or more, minimum 2 or less; the default does)",
+                    f"the monitor's {len(check.samples)} requests {SPACING_S:g} s apart ('discard' must let a client "
+                    "send 3 requests 2 s apart: 'burst' 3 or more; the default average 3 minimum 2 burst 8 does)",
                 ),
                 tuple(notes),
             )

@@ -17,7 +17,7 @@ from test_lcd_pages import HEALTHY, HOLDOVER, UNSYNC
 
 from appliance.fakes.i2c import FakeHd44780, FakeI2cBus, FakeSsd1306
 from appliance.io.lcd import Hd44780, Ssd1306
-from appliance.lcd.pages import LCD_16X2, LCD_20X4, OLED_128X64, LcdView, Layout, render
+from appliance.lcd.pages import LCD_16X2, LCD_20X4, OLED_128X64, Layout, LcdView, render
 
 IMAGES = ROOT / "docs" / "images"
 # file name -> (view, page, layout)
