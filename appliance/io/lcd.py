@@ -46,6 +46,7 @@ module may want 3.3 V, pin 1), GND to pin 6. Example::
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -84,11 +85,17 @@ class TextDisplay(Protocol):
 
 
 def probe(bus: I2cBus, addresses: Sequence[int]) -> int | None:
-    """The first of ``addresses`` where a device acknowledges a read, or None."""
+    """The first of ``addresses`` where a device acknowledges a read, or None.
+
+    A bus that cannot be opened at all (no ``/dev/i2c-N``, no permission) raises its OSError: that is
+    not "no display here".
+    """
     for address in addresses:
         try:
             bus.read_byte(address)
-        except OSError:
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENODEV):
+                raise
             continue
         return address
     return None

@@ -1,4 +1,7 @@
-"""The HD44780's character ROM (code A00), ASCII half: 5x8 cells, written here as data for the fake displays.
+"""The HD44780's character ROM (code A00), ASCII half: 5x8 cells, as data (pure).
+
+The SSD1306 driver draws its text with these glyphs; the fake HD44780 draws
+its glass with them.
 
 Each glyph is seven rows of five pixels (bit 4 is the leftmost column); the
 eighth row of a cell is the cursor line and stays blank. The shapes were

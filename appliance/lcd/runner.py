@@ -262,6 +262,12 @@ def page_seconds(text: str) -> float:
     return value
 
 
+def port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1..65535)")
+    return int(text)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--display", choices=sorted(KINDS), default="16x2", help="HD44780 16x2 or 20x4, or SSD1306 oled")
     p.add_argument("--bus", type=int, default=1, help="I2C bus number (/dev/i2c-N; default 1)")
@@ -269,7 +275,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--button", type=int, metavar="GPIO", help="GPIO line of a page button to GND (default: none)")
     p.add_argument("--page-seconds", type=page_seconds, default=5.0, help="turn the page after this long (default 5)")
     p.add_argument("--server", default="127.0.0.1", help="the appliance to ask over NTP (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=123, help="its NTP port (default 123)")
+    p.add_argument("--port", type=port, default=123, help="its NTP port (default 123)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -278,7 +284,12 @@ def command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     bus = SmbusBus(args.bus)
     panel = Panel(connector(bus, args.display, args.address), KINDS[args.display], page_s=args.page_seconds)
-    button = attach_button(panel, args.button) if args.button is not None else None
+    button = None
+    if args.button is not None:
+        try:
+            button = attach_button(panel, args.button)
+        except Exception as e:  # gpiozero's errors (no pin library, a pin in use) have no common base but Exception
+            log.error("page button on GPIO %d unusable, pages turn by themselves: %s", args.button, e)
     stop = threading.Event()
     import signal
 

@@ -223,3 +223,12 @@ def test_unplugged_display_logged_once_retried_and_back(caplog: pytest.LogCaptur
     panel.update(17 * s, HEALTHY)
     assert glass.lines()[0].startswith("11:54:56 UTC") and glass.lines()[1].startswith("S1 PPS")
     assert [r.getMessage() for r in caplog.records][-1] == "display is back"
+
+
+def test_a_missing_bus_is_not_an_empty_one() -> None:
+    class NoBus(FakeI2cBus):
+        def read_byte(self, address: int) -> int:
+            raise FileNotFoundError(2, "No such file or directory", "/dev/i2c-1")
+
+    with pytest.raises(FileNotFoundError):
+        probe(NoBus(), (0x27, 0x3F))
