@@ -119,7 +119,7 @@ class Hd44780:
         backlight: bool = True,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if (columns, rows) not in ((16, 2), (20, 4), (16, 4), (20, 2)):
+        if (columns, rows) not in ((16, 2), (20, 4), (20, 2)):  # the rows start at ROW_STARTS
             raise ValueError(f"no HD44780 layout {columns}x{rows}")
         self.bus = bus
         self.address = address
