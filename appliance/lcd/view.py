@@ -59,7 +59,8 @@ def view_from_ntp(
     ip_address: str | None,
     load: float | None,
 ) -> LcdView:
-    """The view from one NTP reply ``m`` (None: no answer) taken at ``now_ns`` and the recent ``offsets``."""
+    """The view from one NTP reply ``m`` (None: no answer) received at ``now_ns`` (this host's clock, ns since
+    the epoch) and the recent ``offsets``; the time shown is the appliance's."""
     if m is None:
         return LcdView(utc_ns=now_ns, ip_address=ip_address, load=load, alarms=ntp_alarms(None))
     if not m.synchronised:
@@ -69,7 +70,7 @@ def view_from_ntp(
     else:
         basis = "gps" if m.stratum == 1 else "upstream"
     return LcdView(
-        utc_ns=now_ns,
+        utc_ns=now_ns + m.offset_ns,  # the appliance's time, not this host's clock (they differ on a soft clock)
         stratum=m.stratum,
         refid=refid_label(m),
         basis=basis,

@@ -232,3 +232,19 @@ def test_a_missing_bus_is_not_an_empty_one() -> None:
 
     with pytest.raises(FileNotFoundError):
         probe(NoBus(), (0x27, 0x3F))
+
+
+def test_view_from_ntp_shows_the_appliances_time_and_its_alarms() -> None:
+    from appliance.lcd.view import jitter_ns, view_from_ntp
+    from appliance.ntp.exchange import Measurement
+
+    m = Measurement(250_000_000, 100_000, 1, 0, b"PPS\0", 4, 6, -20, 0, 1000)
+    v = view_from_ntp(T, m, [0, 1000, -1000], ip_address="10.0.0.2", load=0.5)
+    assert (v.utc_ns, v.stratum, v.refid, v.basis, v.alarms) == (T + 250_000_000, 1, "PPS", "gps", ())
+    assert v.jitter_ns == jitter_ns([0, 1000, -1000]) == round(((1000**2 + 2000**2) / 2) ** 0.5)
+    unsync = view_from_ntp(T, Measurement(0, 0, 16, 3, b"INIT", 4, 6, -20, 0, 0), [], ip_address=None, load=None)
+    assert unsync.basis == "unsynchronised" and unsync.alarms == ("Not synchronised",) and unsync.jitter_ns is None
+    leap = view_from_ntp(
+        T, Measurement(0, 0, 2, 1, bytes([192, 0, 2, 1]), 4, 6, -20, 0, 0), [], ip_address=None, load=None
+    )
+    assert (leap.basis, leap.refid, leap.alarms) == ("upstream", "192.0.2.1", ("Leap second due",))
