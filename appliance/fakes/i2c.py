@@ -197,6 +197,15 @@ class FakeHd44780:
             out.append(bytes(self.ddram[line | ((base + c) % 40)] for c in range(self.columns)))
         return out
 
+    def cursor_position(self) -> tuple[int, int] | None:
+        """(row, column) on the glass of the address counter, or None when it is off the visible part."""
+        for row in range(self.rows):
+            start = (0x00, 0x40, 0x14, 0x54)[row] if self.two_lines else row * 0x14 % 80
+            col = ((self.address & 0x3F) - (start & 0x3F) - self.shift) % 40
+            if (self.address & 0x40) == (start & 0x40) and col < self.columns:
+                return row, col
+        return None
+
     def lines(self) -> list[str]:
         """The text on the glass, ASCII for ASCII codes (0x5C is the ROM's yen, 0x7E/0x7F arrows)."""
         special = {0x5C: "¥", 0x7E: "→", 0x7F: "←"}
@@ -217,6 +226,9 @@ class FakeHd44780:
                     for dx in range(5):
                         on = rows8[dy] & (0x10 >> dx)
                         pixels[2 + row * 9 + dy][2 + col * 6 + dx] = (2 if on else 1) + (3 if dark else 0)
+        if self.display_on and self.cursor and not self.in_cgram and (at := self.cursor_position()):
+            for dx in range(5):  # the underline cursor: the cell's eighth row
+                pixels[2 + at[0] * 9 + 7][2 + at[1] * 6 + dx] = 2 + (3 if dark else 0)
         return encode_png(scale([bytes(r) for r in pixels], zoom), _LCD_PALETTE)
 
 

@@ -129,6 +129,9 @@ def test_fake_decodes_nibbles_entry_mode_and_backlight() -> None:
     for c in b"CBA":
         lcd._byte(c, 1)
     assert glass.lines()[1] == "   ABC          "
+    assert glass.cursor_position() == (1, 2)  # decrementing: left of the A
+    lcd.command(0x0E)  # display on, cursor on
+    assert glass.cursor and glass.png() != FakeHd44780(16, 2).png()
     lcd.set_backlight(False)
     assert not glass.backlight
     # a stray nibble (a restart half-way through a byte) is undone by init()
