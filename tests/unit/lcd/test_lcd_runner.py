@@ -45,3 +45,15 @@ def test_view_over_ntp_and_a_display_unplugged_and_back() -> None:
         assert not t.is_alive() and source().jitter_ns is not None
     view = source()  # the appliance is gone
     assert view.stratum is None and view.alarms == ("No answer from NTP",)
+
+
+def test_module_and_subcommand_take_the_same_options() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "appliance.lcd", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--display {16x2,20x4,oled}" in out.stdout and "--button GPIO" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "lcd", "--address", "0x80"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not an I2C address" in bad.stderr
