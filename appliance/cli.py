@@ -233,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     hw = sub.add_parser("hw", help="board profiles: list, render, detect, doctor")
     hw_command.build_parser(hw)
     hw.set_defaults(func=hw_command.run)
+    _status_readers(sub)
     return p
 
 
@@ -557,6 +558,95 @@ def cmd_unit_devices(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sys.stdout.write(render_dropin(device_needs(config), args.config))
     return EXIT_OK
+
+
+# -- status readers: the display process and the Pool-readiness check (issue 13) ------------------------
+
+
+def _status_readers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from appliance.lcd import runner as lcd_runner
+
+    lcd = sub.add_parser("lcd", help="show the status on an I2C LCD (HD44780 16x2/20x4) or OLED (SSD1306)")
+    lcd_runner.add_arguments(lcd)
+    lcd.set_defaults(func=lcd_runner.command)
+
+    pc = sub.add_parser("pool-check", help="run what the NTP Pool's monitors run and predict the score they give")
+    pc.add_argument("addresses", nargs="+", metavar="ADDRESS", help="the server's public address or name (all of its)")
+    pc.add_argument("-p", "--port", type=port_number, default=NTP_PORT, help=f"its NTP port (default {NTP_PORT})")
+    pc.add_argument("--source", type=ip_address, help="send from this address of this host (an outside one)")
+    pc.add_argument("--netns", metavar="NAME", help="send from inside this network namespace (ip netns)")
+    pc.add_argument(
+        "--reference",
+        action="append",
+        type=server_address,
+        metavar="HOST[:PORT]",
+        help="a trusted upstream to measure offsets against (repeatable; default: this host's own clock)",
+    )
+    pc.add_argument("-n", "--checks", type=check_count, default=1, help="checks per address (1..20; default 1)")
+    pc.add_argument(
+        "--interval",
+        type=check_interval,
+        default=60.0,
+        metavar="SECONDS",
+        help="between checks of one address (10..900; default 60): the monitors check every few minutes, and "
+        "checks closer together meet a rate limit that they never meet",
+    )
+    pc.set_defaults(func=cmd_pool_check)
+
+
+def check_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of checks from 1 to 20")
+    return n
+
+
+def check_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 10 <= value <= 900:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 10 to 900")
+    return value
+
+
+def cmd_pool_check(args: argparse.Namespace) -> int:
+    """Monitor-style checks of every address (appliance/io/poolcheck.py), scored by appliance/pool.py."""
+    from appliance.io.poolcheck import monitor_check, reference_offset
+    from appliance.pool import CEILING, report
+
+    if args.netns is not None and not os.path.exists(f"/run/netns/{args.netns}"):
+        raise CommandError(f"no network namespace {args.netns!r} (/run/netns/{args.netns})")
+    addresses: list[str] = []
+    for name in args.addresses:
+        try:
+            infos = socket.getaddrinfo(name, args.port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as e:
+            raise CommandError(f"cannot resolve {name}: {e.strerror}") from e
+        addresses += [str(i[4][0]) for i in infos if str(i[4][0]) not in addresses]
+    reference_ns, where = 0, "this host's clock (no --reference: trust it, or name trusted servers)"
+    if args.reference:
+        reference_ns, seen = reference_offset(args.reference, source=args.source, netns=args.netns)
+        for line in seen:
+            print(line)
+        where = f"the references (this host is {reference_ns / 1e6:+.3f} ms off them)"
+    checks = []
+    for i in range(args.checks):
+        if i:
+            time.sleep(args.interval)
+        for address in addresses:
+            checks.append(
+                monitor_check(address, args.port, source=args.source, netns=args.netns, reference_ns=reference_ns)
+            )
+    lines, lowest = report(checks, where)
+    print("\n".join(lines))
+    ready = lowest >= CEILING - 0.05
+    print("verdict: " + ("ready for the NTP Pool" if ready else "points lost: see above"))
+    return EXIT_OK if ready else EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ PURE_FILES = [
     "hw/detect.py",
     "hw/doctor.py",
     "hw/kernel.py",
+    "pool.py",
+    "lcd/pages.py",
+    "lcd/view.py",
+    "lcd/font.py",
 ]
 FORBIDDEN_MODULES = {
     "socket",
