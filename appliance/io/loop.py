@@ -148,6 +148,7 @@ class EventLoop:
 
     def _run_timers(self) -> float:
         now = self._monotonic()
+        again: list[Timer] = []  # repeating timers go back after the round: each runs once per round at most
         while self._timers and self._timers[0][0] <= now:
             _, _, t = heapq.heappop(self._timers)
             if t.cancelled:
@@ -157,7 +158,10 @@ class EventLoop:
             except Exception:
                 log.exception("timer callback failed")
             if t.interval is not None and not t.cancelled:
-                t.when = max(t.when + t.interval, now)
+                again.append(t)
+        for t in again:
+            if not t.cancelled:
+                t.when = max(t.when + (t.interval or 0.0), now)
                 heapq.heappush(self._timers, (t.when, next(self._seq), t))
         if not self._timers:
             return 1.0  # an upper bound on the wait: callbacks run between waits
