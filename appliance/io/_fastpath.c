@@ -523,6 +523,7 @@ typedef struct {
     uint64_t generation;
     prefix_t *prefixes; /* PREFIX_COUNT, for the life of the object */
     int busy;           /* serve() is running: its buffers below are in use */
+    int dirty;          /* headers the last recvmmsg filled in: reset before the next */
     long long counters[C_COUNT];
     /* recvmmsg buffers (serve() only) */
     struct mmsghdr msgs[MMSG_COUNT];
@@ -665,6 +666,7 @@ Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         h->msg_iovlen = 1;
         h->msg_control = self->control[i];
     }
+    self->dirty = MMSG_COUNT; /* the lengths are set before the first recvmmsg */
     self->prefix_fn = Py_NewRef(prefix_fn);
     self->limiter = limiter == Py_None ? NULL : (Limiter *)Py_NewRef(limiter);
     return (PyObject *)self;
@@ -899,13 +901,14 @@ serve_batch(Server *self, int limit, PyObject **punted)
     uint8_t out[HEADER_LEN];
     long long done = 0;
     while (done < limit) {
-        for (int i = 0; i < MMSG_COUNT; i++) { /* what the kernel overwrote last time */
+        for (int i = 0; i < self->dirty; i++) { /* what the kernel overwrote last time */
             struct msghdr *h = &self->msgs[i].msg_hdr;
             h->msg_namelen = sizeof self->names[i];
             h->msg_controllen = CONTROL_SIZE;
             h->msg_flags = 0;
         }
         int n = recvmmsg(self->fd, self->msgs, MMSG_COUNT, MSG_DONTWAIT, NULL);
+        self->dirty = n > 0 ? n : 1; /* a failed call may have written to the first */
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
