@@ -1017,7 +1017,7 @@ monotonic_ns(void)
 
 #define WAIT_SERVERS 16
 #define WAIT_EVENTS 16
-#define COUNTS_EVERY_NS (NS_PER_S / 10) /* after serving, back to Python at least this often */
+#define COUNTS_EVERY_NS NS_PER_S /* after serving, back to Python at least this often */
 
 /* wait(epfd, servers, timeout, limit) -> list of (index, punted list) or None.
  *
@@ -1026,7 +1026,7 @@ monotonic_ns(void)
  * of Server, at most 16) are ready, answer their datagrams here (serve(limit) each) and wait again, so
  * that a wake-up costs no Python. Returns to Python when `timeout` seconds have passed, any other file
  * of the loop is ready (its wake-up socket: a signal or a stop), epoll_wait is interrupted, a datagram
- * is left to Python (the list says whose), or 0.1 s after it first served one (so that Python takes
+ * is left to Python (the list says whose), or 1 s after it first served one (so that Python takes
  * the counts at least that often). Each server is busy meanwhile, as in serve(). */
 static PyObject *
 fp_wait(PyObject *Py_UNUSED(module), PyObject *args)

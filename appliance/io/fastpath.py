@@ -234,7 +234,7 @@ def wait_native(
     """Wait on the event loop's epoll descriptor, answering the plain requests of ``servers`` meanwhile.
 
     Returns when ``timeout`` seconds have passed, another file of the loop is
-    ready, a signal interrupts the wait, 0.1 s after the first reply, or
+    ready, a signal interrupts the wait, 1 s after the first reply, or
     datagrams are left to Python: then ``[(index into servers, [(data,
     address, rx_ns), ...]), ...]``. The counts stay in each server until
     :meth:`FastServer.take_counters`. The GIL is let go while waiting.

@@ -234,7 +234,7 @@ class CompiledWait:
     requests of these sockets itself, wake-up after wake-up, with no Python in
     between. It comes back when the loop has something to do (a timer due,
     another file ready, a signal, a stop), when a datagram needs the Python
-    server (served here, by its socket), or 0.1 s after it first answered one;
+    server (served here, by its socket), or 1 s after it first answered one;
     each time the counts are added to the server's and the sockets' counters.
     A socket whose compiled plane has failed or closed leaves the wait to the
     selector (it is served through the loop's reader callback instead).

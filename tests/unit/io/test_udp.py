@@ -251,9 +251,9 @@ def test_compiled_wait_answers_plain_requests_without_python(client: socket.sock
         request, _ = client_request(time.time_ns())
         mac = request + struct.pack("!I", 1) + bytes(16)  # key 1, unknown: a crypto-NAK from the Python server
         assert len(_ask(client, sock.address, mac)) == 52
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 3.0
         while server.counters.received < 21 and time.monotonic() < deadline:
-            time.sleep(0.02)  # the counts are taken when the wait returns: within 0.1 s of the first reply
+            time.sleep(0.02)  # the counts are taken when the wait returns: within 1 s of the first reply
         assert running.python_wakeups == 0  # not one reader callback: C waited, answered and handed over
         assert server.counters.served == 21 and server.counters.received == 21
 
