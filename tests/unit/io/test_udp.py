@@ -302,3 +302,60 @@ def test_a_signal_reaches_its_callback_during_the_compiled_wait(client: socket.s
     finally:
         loop.close()
         sock.close()
+
+
+@needs_build
+def test_the_native_wait_checks_its_arguments() -> None:
+    from appliance.io import _fastpath as fp  # type: ignore[attr-defined]
+
+    sock = UdpServerSocket("127.0.0.1", 0, _server(), fast=True)
+    loop = EventLoop()
+    try:
+        fd = loop._sel.fileno()
+        native = sock._fast._native  # type: ignore[union-attr]
+        with pytest.raises(TypeError):
+            fp.wait(fd, (object(),), 0.0, 1)
+        with pytest.raises(TypeError):
+            fp.wait(fd, [native], 0.0, 1)  # a tuple, not a list
+        with pytest.raises(ValueError):
+            fp.wait(fd, (native,), -1.0, 1)
+        with pytest.raises(ValueError):
+            fp.wait(fd, (native,), 0.0, -1)
+        with pytest.raises(ValueError):
+            fp.wait(fd, (native,) * 17, 0.0, 1)
+        with pytest.raises(OSError):
+            fp.wait(-1, (native,), 0.0, 1)  # not an epoll descriptor
+        assert fp.wait(fd, (native,), 0.0, 1) is None  # nothing ready: back at once
+        start = time.monotonic()
+        assert fp.wait(fd, (), 0.05, 1) is None  # no server: a plain wait of the timeout
+        assert 0.04 <= time.monotonic() - start < 1.0
+        native.close()
+        with pytest.raises(ValueError, match="closed"):
+            fp.wait(fd, (native,), 0.0, 1)
+    finally:
+        loop.close()
+        sock.close()
+
+
+@needs_build
+def test_a_second_wait_or_serve_while_one_waits_is_refused() -> None:
+    from appliance.io import _fastpath as fp  # type: ignore[attr-defined]
+
+    sock = UdpServerSocket("127.0.0.1", 0, _server(), fast=True)
+    loop = EventLoop()
+    loop.add_reader(sock, sock.on_readable)
+    try:
+        fd = loop._sel.fileno()
+        native = sock._fast._native  # type: ignore[union-attr]
+        waiting = threading.Thread(target=fp.wait, args=(fd, (native,), 0.5, 1))
+        waiting.start()
+        time.sleep(0.1)  # in epoll_wait, the GIL let go
+        with pytest.raises(RuntimeError, match="one thread"):
+            fp.wait(fd, (native,), 0.0, 1)
+        with pytest.raises(RuntimeError, match="one thread"):
+            native.serve(1)
+        waiting.join(5)
+        assert native.serve(1) is None  # free again
+    finally:
+        loop.close()
+        sock.close()
