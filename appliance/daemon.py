@@ -30,7 +30,7 @@ from appliance.config.changes import config_changes
 from appliance.config.model import Config
 from appliance.io.fastpath import rate_limiter
 from appliance.io.loop import EventLoop
-from appliance.io.udp import UdpServerSocket
+from appliance.io.udp import UdpServerSocket, compiled_wait
 from appliance.leap import LeapTable, expiry_warning, find_leap_table, leap_to_serve
 from appliance.nmea.rollover import RolloverPolicy
 from appliance.nmea.stream import NmeaStream
@@ -168,6 +168,7 @@ class Appliance:
         try:  # whatever fails part-way, what was made so far (sockets, temporary directories) goes
             for address in settings.listen:
                 self._open(address)
+            self.loop.set_wait(compiled_wait(self.sockets))  # plain requests answered in C, wait included
             if self.clock is not None:
                 self._start_timekeeper(self.clock, setup, simulation)
             self.refresh_state()
@@ -521,6 +522,7 @@ class Appliance:
             except Exception:
                 log.exception("closing failed")
         self._closers = []
+        self.loop.set_wait(None)
         for s in self.sockets:
             self.loop.remove_reader(s)
             s.close()

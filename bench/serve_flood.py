@@ -4,7 +4,9 @@
     python bench/serve_flood.py [--seconds S] [--rcvbuf B] [--address 127.0.0.1] ...
 
 For each server (stratum1 as ``python -m appliance.cli serve``, and chronyd
-4.x run with ``-x`` so it never touches the clock) it finds the highest
+4.x run with ``-x`` so it never touches the clock) it measures the CPU time
+per reply at fixed offered rates (``--rates``, default 1k, 10k, 40k and 100k
+requests/s), and it finds the highest
 offered request rate answered with under 1 % loss, and prints, at that rate:
 responses per second, p50/p99 response latency and the median and p99 of
 |offset|. Client and server share one clock, so the offset a client measures
@@ -133,7 +135,16 @@ def build_flood(tmp: Path) -> Path:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
+    """The CPU time (user + system) a process has used, in seconds.
+
+    The sum of its threads' ``sum_exec_runtime`` (/proc/PID/task/*/schedstat, in ns): the figure the
+    kernel derives utime + stime from, without their clock-tick resolution (10 ms, 1 % of a second's
+    CPU at 1000 replies/s). Where schedstat is missing, utime + stime from /proc/PID/stat.
+    """
+    try:
+        return sum(int((t / "schedstat").read_text().split()[0]) for t in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -358,6 +369,60 @@ def step_line(name: str, phase: str, r: Result) -> str:
     )
 
 
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def us_per_reply(r: Result) -> float:
+    return r.cpu / r.recv * 1e6 if r.recv else float("nan")
+
+
+def print_rate_table(servers: list[Server], fixed: dict[tuple[str, float], list[Result]], rates: list[float]) -> None:
+    """CPU time per reply at each fixed offered rate, both servers, and the highest rate under 1 % loss."""
+    print()
+    print("CPU time per reply at fixed offered rates (median of the runs; range in brackets):")
+    print(
+        f"{'offered/s':>9}  {'server':<9} {'runs':>4} {'replies/s':>10} {'loss':>7} {'cpu':>5} "
+        f"{'us/reply':>9} {'(min - max)':>15} {'median|off|':>12}"
+    )
+    per: dict[tuple[str, float], float] = {}
+    for rate in rates:
+        for s in servers:
+            runs = fixed.get((s.name, rate), [])
+            if not runs:
+                continue
+            costs = [us_per_reply(r) for r in runs]
+            per[(s.name, rate)] = cost = median(costs)
+            print(
+                f"{rate:>9.0f}  {s.name:<9} {len(runs):>4} {median([r.resp_rate for r in runs]):>10.0f} "
+                f"{median([r.loss for r in runs]) * 100:>6.2f}% {median([r.cpu_share for r in runs]) * 100:>4.0f}% "
+                f"{cost:>9.2f} {f'({min(costs):.2f} - {max(costs):.2f})':>15} "
+                f"{us(median([float(r.off_abs_p50) for r in runs])):>12}"
+            )
+    best: dict[str, float] = {}
+    for s in servers:
+        final = [r for phase, r in s.results if phase == "final" and r.passed]
+        if final:
+            best[s.name] = final[-1].resp_rate
+    if best:
+        print()
+        print(
+            "highest rate with < 1% loss (final run): "
+            + ", ".join(f"{name} {rate:.0f}/s" for name, rate in best.items())
+        )
+    names = [s.name for s in servers]
+    if "stratum1" in names and "chronyd" in names:
+        verdicts = []
+        for rate in rates:
+            ours, theirs = per.get(("stratum1", rate)), per.get(("chronyd", rate))
+            if ours is None or theirs is None:
+                continue
+            verdicts.append(f"{rate:.0f}/s {ours / theirs:.2f} ({'met' if ours <= theirs else 'NOT met'})")
+        print("stratum1/chronyd CPU per reply (target <= 1): " + "; ".join(verdicts))
+
+
 def print_table(servers: list[Server], light: dict[str, Result], probes: dict[str, Result]) -> None:
     print()
     print("at the highest offered rate with < 1% loss (final run):")
@@ -433,6 +498,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="serve stratum1 from its Python path only (stratum1 serve --no-fastpath), for comparison",
     )
+    p.add_argument(
+        "--rates",
+        default="1000,10000,40000,100000",
+        help="fixed offered rates (requests/s, comma-separated) at which to measure each server's CPU time "
+        "per reply (default 1000,10000,40000,100000; empty: skip)",
+    )
+    p.add_argument("--rate-seconds", type=float, default=5.0, help="length of each fixed-rate run (default 5)")
+    p.add_argument("--repeats", type=int, default=3, help="fixed-rate runs per server and rate (default 3)")
+    p.add_argument(
+        "--no-search",
+        action="store_true",
+        help="skip the search for the highest rate under 1%% loss (only the fixed rates)",
+    )
     p.add_argument("--chronyd", help="chronyd binary (default: the interop copy or /usr/sbin/chronyd)")
     p.add_argument("--server-cpu", type=int, default=1, help="CPU for the servers (taskset; -1: no pinning)")
     p.add_argument("--client-cpu", type=int, default=0, help="CPU for the load generator (-1: no pinning)")
@@ -455,6 +533,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if os.geteuid() != 0:
         args.nice = args.rt = 0
     args.names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    args.rate_list = [float(r) for r in args.rates.split(",") if r.strip()]
     for n in args.names:
         if n not in ("stratum1", "chronyd"):
             p.error(f"unknown server {n!r}")
@@ -484,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
             old_rmem = RMEM_DEFAULT.read_text()
             RMEM_DEFAULT.write_text(f"{rcvbuf}\n")
         prefix = launcher(args.server_cpu, args.nice, args.rt)
+        print(f"serve_flood: load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", flush=True)
         print(
             f"serve_flood: {os.cpu_count()} CPUs; servers on CPU {args.server_cpu}, generator on CPU "
             f"{args.client_cpu}, nice {args.nice}{f', servers SCHED_FIFO {args.rt}' if args.rt else ''}; "
@@ -511,10 +591,21 @@ def main(argv: list[str] | None = None) -> int:
             light[s.name] = r = measure(s, args, flood, LIGHT_RATE, 1.0)
             print(step_line(s.name, "light", r), flush=True)
 
+        # Fixed rates: the servers take turns (the order swapped every round), so that background
+        # load on a shared machine falls on both alike.
+        fixed: dict[tuple[str, float], list[Result]] = {}
+        for rnd in range(args.repeats if args.rate_list else 0):
+            for rate in args.rate_list:
+                for s in servers if rnd % 2 == 0 else list(reversed(servers)):
+                    r = measure(s, args, flood, rate, args.rate_seconds)
+                    fixed.setdefault((s.name, rate), []).append(r)
+                    print(step_line(s.name, "fixed", r) + f"  {us_per_reply(r):.2f} us/reply", flush=True)
+                    time.sleep(0.2)
+
         # The servers take turns, one step each, so that background load on a shared
         # machine falls on both alike.
-        searches = {s.name: search(args) for s in servers}
-        pending = {s.name: next(searches[s.name]) for s in servers}
+        searches = {s.name: search(args) for s in servers} if not args.no_search else {}
+        pending = {s.name: next(searches[s.name]) for s in servers if s.name in searches}
         while pending:
             for s in servers:
                 job = pending.get(s.name)
@@ -540,7 +631,11 @@ def main(argv: list[str] | None = None) -> int:
                 except StopIteration:
                     del pending[s.name]
                 time.sleep(0.2)
-        print_table(servers, light, probes)
+        if searches:
+            print_table(servers, light, probes)
+        if fixed:
+            print_rate_table(servers, fixed, args.rate_list)
+        print(f"serve_flood: load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])} at the end")
     finally:
         for s in servers:
             s.stop()

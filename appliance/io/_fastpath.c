@@ -43,6 +43,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -522,6 +523,7 @@ typedef struct {
     uint64_t generation;
     prefix_t *prefixes; /* PREFIX_COUNT, for the life of the object */
     int busy;           /* serve() is running: its buffers below are in use */
+    int dirty;          /* headers the last recvmmsg filled in: reset before the next */
     long long counters[C_COUNT];
     /* recvmmsg buffers (serve() only) */
     struct mmsghdr msgs[MMSG_COUNT];
@@ -530,6 +532,8 @@ typedef struct {
     uint8_t data[MMSG_COUNT][RECV_SIZE];
     uint8_t control[MMSG_COUNT][CONTROL_SIZE] __attribute__((aligned(8)));
 } Server;
+
+static PyTypeObject ServerType;
 
 static int
 rules_from_list(PyObject *list, int family, rule_t **out, Py_ssize_t *count)
@@ -662,6 +666,7 @@ Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         h->msg_iovlen = 1;
         h->msg_control = self->control[i];
     }
+    self->dirty = MMSG_COUNT; /* the lengths are set before the first recvmmsg */
     self->prefix_fn = Py_NewRef(prefix_fn);
     self->limiter = limiter == Py_None ? NULL : (Limiter *)Py_NewRef(limiter);
     return (PyObject *)self;
@@ -886,38 +891,24 @@ closed_error(Server *self)
     return -1;
 }
 
-/* serve(limit) -> list of (data, address, rx_ns) for Python to handle, or None.
- * Reads and answers up to `limit` (>= 0) datagrams waiting on the socket. One thread: RuntimeError
- * when called while a serve() of this object runs. */
-static PyObject *
-Server_serve(Server *self, PyObject *args)
+/* Read and answer up to `limit` (>= 0) datagrams waiting on the socket; those left to Python are
+ * appended to *punted (made when first needed). The caller holds `busy`. 0, or -1 with a Python error
+ * set (ENOSYS, EBADF, ENOTSOCK from recvmmsg, or no memory). */
+static int
+serve_batch(Server *self, int limit, PyObject **punted)
 {
-    int limit;
-    if (!PyArg_ParseTuple(args, "i", &limit))
-        return NULL;
-    if (limit < 0) {
-        PyErr_Format(PyExc_ValueError, "limit must be >= 0, not %d", limit);
-        return NULL;
-    }
-    if (closed_error(self) < 0)
-        return NULL;
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "serve() is already running on this data plane (one thread only)");
-        return NULL;
-    }
-    self->busy = 1;
-    PyObject *punted = NULL;
     long long *c = self->counters;
     uint8_t out[HEADER_LEN];
     long long done = 0;
     while (done < limit) {
-        for (int i = 0; i < MMSG_COUNT; i++) { /* what the kernel overwrote last time */
+        for (int i = 0; i < self->dirty; i++) { /* what the kernel overwrote last time */
             struct msghdr *h = &self->msgs[i].msg_hdr;
             h->msg_namelen = sizeof self->names[i];
             h->msg_controllen = CONTROL_SIZE;
             h->msg_flags = 0;
         }
         int n = recvmmsg(self->fd, self->msgs, MMSG_COUNT, MSG_DONTWAIT, NULL);
+        self->dirty = n > 0 ? n : 1; /* a failed call may have written to the first */
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -925,7 +916,7 @@ Server_serve(Server *self, PyObject *args)
                 continue;
             if (errno == ENOSYS || errno == EBADF || errno == ENOTSOCK) {
                 PyErr_SetFromErrno(PyExc_OSError);
-                goto error;
+                return -1;
             }
             c[C_RECEIVE_ERRORS]++; /* ICMP errors surfacing on the socket and the like */
             done++;
@@ -966,12 +957,12 @@ Server_serve(Server *self, PyObject *args)
                 if (sendto(self->fd, out, HEADER_LEN, 0, (struct sockaddr *)name, h->msg_namelen) < 0)
                     c[C_SEND_ERRORS]++;
             } else if (act == ACT_PUNT) {
-                if (punted == NULL && (punted = PyList_New(0)) == NULL)
-                    goto error;
+                if (*punted == NULL && (*punted = PyList_New(0)) == NULL)
+                    return -1;
                 PyObject *item = Py_BuildValue("(y#NL)", d, len, address_tuple(name), (long long)rx_ns);
-                if (item == NULL || PyList_Append(punted, item) < 0) {
+                if (item == NULL || PyList_Append(*punted, item) < 0) {
                     Py_XDECREF(item);
-                    goto error;
+                    return -1;
                 }
                 Py_DECREF(item);
             } else if (act < 0) { /* a bug in the prefix callback: report it, lose nothing else */
@@ -981,13 +972,157 @@ Server_serve(Server *self, PyObject *args)
         if (n < MMSG_COUNT)
             break;
     }
+    return 0;
+}
+
+/* serve(limit) -> list of (data, address, rx_ns) for Python to handle, or None.
+ * Reads and answers up to `limit` (>= 0) datagrams waiting on the socket. One thread: RuntimeError
+ * when called while a serve() or wait() of this object runs. */
+static PyObject *
+Server_serve(Server *self, PyObject *args)
+{
+    int limit;
+    if (!PyArg_ParseTuple(args, "i", &limit))
+        return NULL;
+    if (limit < 0) {
+        PyErr_Format(PyExc_ValueError, "limit must be >= 0, not %d", limit);
+        return NULL;
+    }
+    if (closed_error(self) < 0)
+        return NULL;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "serve() is already running on this data plane (one thread only)");
+        return NULL;
+    }
+    self->busy = 1;
+    PyObject *punted = NULL;
+    int r = serve_batch(self, limit, &punted);
     self->busy = 0;
+    if (r < 0) {
+        Py_XDECREF(punted);
+        return NULL;
+    }
     if (punted == NULL)
         Py_RETURN_NONE;
     return punted;
+}
+
+static int64_t
+monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+#define WAIT_SERVERS 16
+#define WAIT_EVENTS 16
+#define COUNTS_EVERY_NS NS_PER_S /* after serving, back to Python at least this often */
+
+/* wait(epfd, servers, timeout, limit) -> list of (index, punted list) or None.
+ *
+ * The event loop's wait (appliance.io.loop.EventLoop.set_wait), done here: epoll_wait on the loop's
+ * epoll descriptor `epfd` (the GIL let go meanwhile), and while only the sockets of `servers` (a tuple
+ * of Server, at most 16) are ready, answer their datagrams here (serve(limit) each) and wait again, so
+ * that a wake-up costs no Python. Returns to Python when `timeout` seconds have passed, any other file
+ * of the loop is ready (its wake-up socket: a signal or a stop), epoll_wait is interrupted, a datagram
+ * is left to Python (the list says whose), or 1 s after it first served one (so that Python takes
+ * the counts at least that often). Each server is busy meanwhile, as in serve(). */
+static PyObject *
+fp_wait(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    int epfd, limit;
+    PyObject *servers;
+    double timeout;
+    if (!PyArg_ParseTuple(args, "iO!di", &epfd, &PyTuple_Type, &servers, &timeout, &limit))
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(servers);
+    if (count > WAIT_SERVERS) {
+        PyErr_Format(PyExc_ValueError, "at most %d servers, not %zd", WAIT_SERVERS, count);
+        return NULL;
+    }
+    if (limit < 0 || !(timeout >= 0.0 && timeout <= 86400.0)) {
+        PyErr_SetString(PyExc_ValueError, "limit must be >= 0 and timeout 0 .. 86400 s");
+        return NULL;
+    }
+    Server *s[WAIT_SERVERS];
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *o = PyTuple_GET_ITEM(servers, i);
+        if (!PyObject_TypeCheck(o, &ServerType)) {
+            PyErr_SetString(PyExc_TypeError, "servers must be a tuple of _fastpath.Server");
+            return NULL;
+        }
+        s[i] = (Server *)o;
+        if (closed_error(s[i]) < 0)
+            return NULL;
+        if (s[i]->busy) {
+            PyErr_SetString(PyExc_RuntimeError, "serve() is already running on this data plane (one thread only)");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t i = 0; i < count; i++)
+        s[i]->busy = 1; /* the tuple (held by the call's arguments) keeps each alive */
+    PyObject *result = NULL;
+    int64_t start = monotonic_ns(), deadline = start + (int64_t)(timeout * 1e9), served_at = -1;
+    for (;;) {
+        int64_t now = monotonic_ns(), left = deadline - now;
+        int ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+        struct epoll_event evs[WAIT_EVENTS];
+        int n;
+        Py_BEGIN_ALLOW_THREADS
+        n = epoll_wait(epfd, evs, WAIT_EVENTS, ms);
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (errno == EINTR)
+                break; /* a signal: its handler runs in Python */
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto error;
+        }
+        if (n == 0)
+            break;
+        int back = 0;
+        for (int e = 0; e < n; e++) {
+            Py_ssize_t i = 0;
+            while (i < count && s[i]->fd != evs[e].data.fd)
+                i++;
+            if (i == count || s[i]->prefix_fn == NULL) { /* another file of the loop, or closed meanwhile */
+                back = 1;
+                continue;
+            }
+            PyObject *punted = NULL;
+            if (serve_batch(s[i], limit, &punted) < 0) {
+                Py_XDECREF(punted);
+                goto error;
+            }
+            if (served_at < 0)
+                served_at = monotonic_ns();
+            if (punted != NULL) {
+                back = 1;
+                if (result == NULL && (result = PyList_New(0)) == NULL) {
+                    Py_DECREF(punted);
+                    goto error;
+                }
+                PyObject *item = Py_BuildValue("(nN)", i, punted);
+                if (item == NULL || PyList_Append(result, item) < 0) {
+                    Py_XDECREF(item);
+                    goto error;
+                }
+                Py_DECREF(item);
+            }
+        }
+        now = monotonic_ns();
+        if (back || now >= deadline || (served_at >= 0 && now - served_at >= COUNTS_EVERY_NS))
+            break;
+    }
+    for (Py_ssize_t i = 0; i < count; i++)
+        s[i]->busy = 0;
+    if (result == NULL)
+        Py_RETURN_NONE;
+    return result;
 error:
-    self->busy = 0;
-    Py_XDECREF(punted);
+    for (Py_ssize_t i = 0; i < count; i++)
+        s[i]->busy = 0;
+    Py_XDECREF(result);
     return NULL;
 }
 
@@ -1112,6 +1247,7 @@ fp_ntp64_from_ns(PyObject *Py_UNUSED(module), PyObject *arg)
 
 static PyMethodDef module_methods[] = {
     {"ntp64_from_ns", fp_ntp64_from_ns, METH_O, "appliance.timebase.ntp64_from_ns in C (for the tests)"},
+    {"wait", fp_wait, METH_VARARGS, "wait(epfd, servers, timeout, limit) -> [(index, punted)] or None"},
     {NULL},
 };
 

@@ -2,9 +2,8 @@
 
 The pure modules say what every datagram gets (:mod:`appliance.ntp.server`,
 :mod:`~appliance.ntp.access`, :mod:`~appliance.ntp.ratelimit`); the Python
-serving loop in :mod:`appliance.io.udp` carries that out at 225,000 to
-240,000 replies a second on a 2-core machine, about half of chronyd's rate
-(bench/README.md). The compiled module does the same for
+serving loop in :mod:`appliance.io.udp` is the reference for it, at about
+half of chronyd's rate (bench/README.md). The compiled module does the same for
 the one kind of datagram that is nearly all of a time server's traffic, a
 plain 48-octet client request, drops and counts a datagram longer than
 :data:`~appliance.ntp.packet.MAX_DATAGRAM` octets as the Python server does
@@ -21,6 +20,10 @@ path whole:
   key), and sends each reply with its own ``CLOCK_REALTIME`` reading taken
   right before its own ``sendto(2)``. Its counts are added to the server's
   and the socket's counters after every call.
+- :func:`wait_native` is the event loop's wait done in C (through
+  :class:`appliance.io.udp.CompiledWait`): it calls ``epoll_wait`` on the loop's
+  descriptor and answers plain requests until the loop has something to do,
+  so a wake-up for a plain request runs no Python.
 - :class:`FastRateLimiter` is :class:`~appliance.ntp.ratelimit.RateLimiter`'s
   table in C, with the same parameters (:func:`~appliance.ntp.ratelimit.limits`)
   and the same answers; both paths share it, so a client cannot get twice the
@@ -223,3 +226,22 @@ class FastServer:
         """
         result: tuple[int, bytes | None] = self._native.handle(data, ip, port, rx_ns, tx_ns)
         return result
+
+
+def wait_native(
+    epoll_fd: int, servers: list[FastServer], timeout: float, limit: int
+) -> list[tuple[int, list[tuple[bytes, Any, int]]]] | None:
+    """Wait on the event loop's epoll descriptor, answering the plain requests of ``servers`` meanwhile.
+
+    Returns when ``timeout`` seconds have passed, another file of the loop is
+    ready, a signal interrupts the wait, 1 s after the first reply, or
+    datagrams are left to Python: then ``[(index into servers, [(data,
+    address, rx_ns), ...]), ...]``. The counts stay in each server until
+    :meth:`FastServer.take_counters`. The GIL is let go while waiting.
+    """
+    if _native is None:
+        raise RuntimeError("the compiled data plane is not built here")
+    result: list[tuple[int, list[tuple[bytes, Any, int]]]] | None = _native.wait(
+        epoll_fd, tuple(f._native for f in servers), timeout, limit
+    )
+    return result

@@ -77,6 +77,12 @@ class ClockMapper:
     ``realtime_ns`` and ``monotonic_ns`` read the two clocks (injectable);
     ``from_kernel_ns`` then maps realtime onto the served clock, if it is not
     the kernel's.
+
+    >>> m = ClockMapper(realtime_ns=lambda: 1_700_000_000_000_000_000, monotonic_ns=lambda: 5_000_000_000)
+    >>> m.to_local(4_000_000_000, "monotonic")  # one second before now, on the monotonic clock
+    1699999999000000000
+    >>> m.to_local(1_699_999_999_000_000_000, "auto")  # nearer realtime: taken as it is
+    1699999999000000000
     """
 
     def __init__(

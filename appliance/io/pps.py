@@ -141,7 +141,13 @@ def _iowr(kind: str, nr: int, size: int) -> int:
 
 
 def ioctl_numbers(pointer_size: int) -> dict[str, int]:
-    """Return the four PPS ioctl request numbers for a platform with ``pointer_size``-byte pointers."""
+    """Return the four PPS ioctl request numbers for a platform with ``pointer_size``-byte pointers.
+
+    >>> hex(ioctl_numbers(8)["PPS_FETCH"])  # 64-bit: _IOWR('p', 0xa4, void *)
+    '0xc00870a4'
+    >>> hex(ioctl_numbers(4)["PPS_FETCH"])  # 32-bit Raspberry Pi OS
+    '0xc00470a4'
+    """
     return {
         "PPS_GETPARAMS": _ior("p", 0xA1, pointer_size),
         "PPS_SETPARAMS": _iow("p", 0xA2, pointer_size),

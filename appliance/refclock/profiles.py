@@ -194,7 +194,12 @@ def builtin_names() -> list[str]:
 
 
 def load_builtin(name: str) -> Profile:
-    """Return the built-in profile ``name`` (its file name without ``.toml``); :class:`ProfileError` if none."""
+    """Return the built-in profile ``name`` (its file name without ``.toml``); :class:`ProfileError` if none.
+
+    >>> hat = load_builtin("adafruit-ultimate-gps-hat")
+    >>> hat.baud, hat.pps_gpio, hat.pps_edge
+    (9600, 4, 'assert')
+    """
     if name not in builtin_names():
         raise ProfileError(f"no built-in hardware profile {name!r} (there are: {', '.join(builtin_names())})")
     path = resources.files(_PACKAGE).joinpath(_DIR, name + ".toml")

@@ -1,42 +1,52 @@
 """The pure core stays pure: no sockets, serial ports, ioctls, event loops, threads or wall-clock reads.
 
 DESIGN.md: ``ntp/``, ``nmea/``, ``sources/``, ``config/`` and the discipline
-maths take the time as an argument. This test reads their source (it imports
+maths take the time as an argument. The modules checked are those the layer
+table of docs/architecture.md calls the pure core (read from the table, so the
+doc and the test cannot disagree). This test reads their source (it imports
 nothing) and fails on any forbidden import or clock read.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "appliance"
-PURE_DIRS = ["ntp", "nmea", "sources", "config"]
-PURE_FILES = [
-    "timebase.py",
-    "refclock/sample.py",
-    "refclock/local.py",
-    "refclock/gps.py",
-    "refclock/pps.py",
-    "refclock/profiles.py",
-    "clock/discipline.py",
-    "refclock/setup.py",
-    "refclock/driver.py",
-    "refclock/source.py",
-    "refclock/shm.py",
-    "refclock/gpsd_json.py",
-    "leap.py",
-    "hw/boot.py",
-    "hw/detect.py",
-    "hw/doctor.py",
-    "hw/kernel.py",
-    "pool.py",
-    "lcd/pages.py",
-    "lcd/view.py",
-    "lcd/font.py",
-]
+ARCHITECTURE = PKG.parent / "docs" / "architecture.md"
+_ITEM = re.compile(r"`([^`]+)`(?:\s*\(([^)]*)\))?")
+
+
+def documented_pure() -> list[str]:
+    """The pure core as docs/architecture.md's layer table names it: paths under appliance/, "dir/" for a package.
+
+    ``dir/`` (`a`, `b`) names the modules a.py and b.py of dir/; a parenthesis without module names
+    ("bar its file reading and writing") is a remark.
+    """
+    rows = [line for line in ARCHITECTURE.read_text().splitlines() if line.startswith("| pure core |")]
+    assert len(rows) == 1, "docs/architecture.md: no (or more than one) 'pure core' row in the layer table"
+    cell = rows[0].split("|")[2]
+    paths = []
+    for name, inner in _ITEM.findall(cell):
+        members = re.findall(r"`([^`]+)`", inner or "")
+        if name.endswith("/") and members:
+            paths += [f"{name}{m}.py" for m in members]
+        else:
+            paths.append(name)
+    return paths
+
+
+def pure_modules() -> list[Path]:
+    files: list[Path] = []
+    for rel in documented_pure():
+        path = PKG / rel
+        files += sorted(path.rglob("*.py")) if rel.endswith("/") else [path]
+    return files
+
+
 FORBIDDEN_MODULES = {
     "socket",
     "serial",
@@ -58,10 +68,14 @@ ALLOWED_FROM_SOCKET = {"inet_pton", "inet_ntop", "AF_INET", "AF_INET6"}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "time_ns", "monotonic", "perf_counter", "clock_gettime"}
 
 
-def pure_modules() -> list[Path]:
-    files = [p for d in PURE_DIRS for p in sorted((PKG / d).rglob("*.py"))]
-    files += [PKG / f for f in PURE_FILES if (PKG / f).exists()]
-    return files
+def test_every_module_the_doc_calls_pure_exists() -> None:
+    """The table names real files (a renamed module must not drop out of this test unnoticed)."""
+    listed = documented_pure()
+    missing = [rel for rel in listed if not (PKG / rel).exists()]
+    assert not missing, f"docs/architecture.md calls these pure, but there are no such files: {missing}"
+    # the core named in DESIGN.md is in the table
+    for core in ("config/", "ntp/", "nmea/", "sources/", "timebase.py", "leap.py", "clock/discipline.py"):
+        assert core in listed, f"docs/architecture.md's pure core lacks {core}"
 
 
 @pytest.mark.parametrize("path", pure_modules(), ids=lambda p: str(p.relative_to(PKG)))

@@ -262,13 +262,12 @@ def _serving(
 ) -> Iterator[tuple[NtpServer, UdpServerSocket, socket.socket]]:
     """A server on a 127.0.0.1 socket and a client socket bound to ``client_address``.
 
-    ``plane``: "compiled" (the C data plane), "batched" (Python, recvmmsg) or "plain" (Python, recvmsg).
+    ``plane``: "compiled" (the C data plane) or "plain" (the Python reference, recvmsg).
     """
     server = NtpServer(
         AccessTable.from_rules(rules), limiter or FastRateLimiter(Discard()), state=local_clock_state(10, -20, NOW)
     )
     sock = UdpServerSocket("127.0.0.1", 0, server, fast=plane == "compiled")
-    sock.batched = sock.batched and plane != "plain"
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         client.bind((client_address, 0))
@@ -350,7 +349,7 @@ def test_socket_serves_ipv6_in_c() -> None:
         sock.close()
 
 
-@pytest.mark.parametrize("plane", ["compiled", "batched", "plain"])
+@pytest.mark.parametrize("plane", ["compiled", "plain"])
 def test_oversize_datagrams_are_dropped_and_counted_on_every_path(plane: str) -> None:
     """Over 1024 octets: no reply and one "oversize" drop, even when the first 1024 would be served."""
     if plane == "compiled" and not fastpath.available():

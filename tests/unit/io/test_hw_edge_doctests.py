@@ -1,4 +1,8 @@
-"""The examples in the docstrings of the hardware-edge modules run (those that need hardware are skipped)."""
+"""The examples in the docstrings of the hardware-edge modules run (those that need hardware are skipped).
+
+Every module listed must have examples: one that has none (or loses them) fails, rather than passing
+with nothing run.
+"""
 
 from __future__ import annotations
 
@@ -26,4 +30,5 @@ MODULES = [
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no docstring examples to run"
     assert result.failed == 0
