@@ -299,3 +299,45 @@ def _nearest_second(t_ns: int) -> int:
 def _projected(local_ns: int, second_ns: int, now_local_ns: int) -> int:
     """The second an epoch arriving at ``now_local_ns`` should name, going on from (local_ns, second_ns)."""
     return second_ns + round((now_local_ns - local_ns) / NS_PER_S) * NS_PER_S
+
+
+#: PPS samples count as recent (NMEA-only samples are then held back) for this long.
+PPS_RECENT_NS = 3 * NS_PER_S
+
+
+class NmeaRefclock:
+    """The ``nmea`` driver's pure part: a :class:`GpsClock` pairing whose samples go to a refclock source.
+
+    Its serial port hands in fixes (:meth:`on_fix`) and its own PPS, if it
+    has one, pulses (:meth:`on_pulse`); both return the samples to hand up.
+    NMEA-only samples are held back while numbered pulses are recent (the
+    pulses are a thousand times better). :meth:`why_unusable` is what the
+    timekeeper asks before selecting it; :meth:`stepped` forgets the
+    pairing when the clock is stepped.
+    """
+
+    def __init__(self, settings: GpsSettings) -> None:
+        self.gps = GpsClock(settings)
+        self._last_pps_ns: int | None = None
+
+    def on_fix(self, fix: Fix) -> list[Sample]:
+        return [s for s in self.gps.on_fix(fix) if self._keep(s)]
+
+    def on_pulse(self, pulse: Pulse, *, clock_within_0_4s: bool = False) -> list[Sample]:
+        sample = self.gps.on_pulse(pulse, clock_within_0_4s=clock_within_0_4s)
+        return [sample] if sample is not None and self._keep(sample) else []
+
+    def why_unusable(self, now_ns: int) -> str | None:
+        if self.gps.status(now_ns).usable:
+            return None
+        return "NMEA: no lock, or no recent pulses and fixes"
+
+    def stepped(self, step_ns: int) -> None:
+        self.gps.reset()  # pulses and epochs in flight carry the old timescale
+        self._last_pps_ns = None
+
+    def _keep(self, sample: Sample) -> bool:
+        if sample.kind is SampleKind.PULSE:
+            self._last_pps_ns = sample.local_ns
+            return True
+        return self._last_pps_ns is None or sample.local_ns - self._last_pps_ns >= PPS_RECENT_NS

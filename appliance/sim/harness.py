@@ -53,9 +53,10 @@ from appliance.clock.slew import SlewModel
 from appliance.config.parser import parse_config
 from appliance.nmea.epoch import Fix, FixMode
 from appliance.ntp.packet import MODE_SERVER, NtpPacket, refid_from_text
-from appliance.refclock.gps import GpsClock
+from appliance.refclock.gps import GpsSettings, NmeaRefclock
 from appliance.refclock.local import LocalClock
 from appliance.refclock.sample import Pulse, Sample
+from appliance.refclock.source import RefclockSettings, RefclockSource
 from appliance.sources.client import RESPONSE_TIMEOUT_NS, Association, Upstreams
 from appliance.sources.timekeeper import Basis, Timekeeper, TimekeeperCounters, TimekeeperStatus
 from appliance.timebase import NS_PER_S, ntp64_from_ns, short_from_ns
@@ -248,6 +249,10 @@ class GpsSpec:
     jumps: tuple[tuple[int, int], ...] = ()
 
 
+#: The simulated receiver's source name (``refclock nmea unit 0``).
+GPS_SOURCE = "NMEA(0)"
+#: A PPS timestamp is read this long after the edge (the daemon's PPS poller: a few ms).
+PULSE_LATENCY_NS = 1_000_000
 #: 1024 GPS weeks in ns: the week-number rollover period.
 WEEKS_1024_NS = 1024 * 7 * 86_400 * NS_PER_S
 
@@ -365,12 +370,19 @@ class _Sim:
         self.by_address = {s.address: s for s in sc.servers}
         self.tk = Timekeeper(
             self.clock,
-            GpsClock() if sc.gps is not None else None,
             precision=-20,
             local=LocalClock.from_config(config),
             upstreams=self.upstreams,
             holdover_bound_ns=sc.holdover_bound_ns,
         )
+        self.nmea = NmeaRefclock(GpsSettings())
+        if sc.gps is not None:  # as appliance.build wires an NMEA receiver with its PPS
+            self.tk.add_refclock(
+                RefclockSource(RefclockSettings(name=GPS_SOURCE, refid="GPS", poll=0)),
+                why_unusable=self.nmea.why_unusable,
+                stepped=self.nmea.stepped,
+                pulse_refid="PPS",
+            )
         self.gps_rng = random.Random(f"gps:{sc.seed}")
         self.net_rng = random.Random(f"net:{sc.seed}")
         self.queue: list[tuple[int, int, Callable[[int], None]]] = []
@@ -391,14 +403,22 @@ class _Sim:
         if _within(since, gps.outages):
             return
         noise = round(self.gps_rng.gauss(0.0, gps.pps_jitter_ns)) if gps.pps_jitter_ns > 0 else 0
-        self.tk.on_pulse(Pulse(self.clock.now_ns() + noise))
+        pulse = Pulse(self.clock.now_ns() + noise)
+        # handed up a little later, as a driver reads a timestamp the kernel took (never in the future)
+        self.at(edge + PULSE_LATENCY_NS, lambda _t: self.pulse_read(pulse))
         delay = gps.nmea_delay_ns + self.gps_rng.randint(-gps.nmea_jitter_ns, gps.nmea_jitter_ns)
         label = edge + sum(j for at, j in gps.jumps if at <= since)
         self.at(edge + delay, lambda _t: self.fix(label))
 
+    def pulse_read(self, pulse: Pulse) -> None:
+        trusted = self.tk.clock_trusted(self.clock.now_ns())
+        for sample in self.nmea.on_pulse(pulse, clock_within_0_4s=trusted):
+            self.tk.on_sample(GPS_SOURCE, sample)
+
     def fix(self, label_ns: int) -> None:
         tod = label_ns % (86_400 * NS_PER_S)
-        self.tk.on_fix(Fix(self.clock.now_ns(), tod, label_ns, True, FixMode.THREE_D))
+        for sample in self.nmea.on_fix(Fix(self.clock.now_ns(), tod, label_ns, True, FixMode.THREE_D)):
+            self.tk.on_sample(GPS_SOURCE, sample)
 
     # -- the servers ----------------------------------------------------------------
 

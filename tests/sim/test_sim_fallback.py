@@ -13,7 +13,7 @@ from appliance.ntp.packet import refid_from_text
 from appliance.sim.harness import WEEKS_1024_NS, GpsSpec, ServerSpec, SystemScenario, SystemTrace, run_system
 from appliance.sim.metrics import max_abs
 from appliance.sources.system import refid_for_address
-from appliance.sources.timekeeper import GPS_NAME
+from appliance.sim.harness import GPS_SOURCE as GPS_NAME
 from appliance.timebase import NS_PER_S
 
 S = NS_PER_S
@@ -50,12 +50,12 @@ def test_gps_lost_and_regained_walks_the_whole_chain() -> None:
     )
     # settled on the GPS: stratum 1, refid PPS, the clock within microseconds
     tracking = window(trace, 10 * MIN, lost)
-    assert set(trace.basis[tracking]) == {"gps"}
+    assert set(trace.basis[tracking]) == {"refclock"}
     assert set(trace.stratum[tracking]) == {1} and set(trace.refid[tracking]) == {PPS}
     assert max_abs(trace.time_error_ns[tracking]) < 5 * US
     # then holdover (still stratum 1), then the upstream servers (stratum 2, refid one of their addresses)
-    after = trace.bases()[trace.bases().index("gps") :]
-    assert after[:4] == ["gps", "holdover", "upstream", "gps"], trace.changes
+    after = trace.bases()[trace.bases().index("refclock") :]
+    assert after[:4] == ["refclock", "holdover", "upstream", "refclock"], trace.changes
     lost_at = trace.at(lost) + 3
     held = [i for i in range(lost_at, trace.at(back)) if trace.basis[i] == "holdover"]
     assert held and held[0] <= lost_at
@@ -69,7 +69,7 @@ def test_gps_lost_and_regained_walks_the_whole_chain() -> None:
     assert max_abs([trace.time_error_ns[i] for i in upstream]) < 200 * US
     # back on the GPS: stratum 1 PPS, microseconds again
     final = window(trace, back + 5 * MIN, 100 * MIN)
-    assert set(trace.basis[final]) == {"gps"} and set(trace.refid[final]) == {PPS}
+    assert set(trace.basis[final]) == {"refclock"} and set(trace.refid[final]) == {PPS}
     assert max_abs(trace.time_error_ns[final]) < 5 * US
     assert trace.final.system_peer == GPS_NAME and trace.counters.clock_steps == 1
 
@@ -91,7 +91,7 @@ def test_a_jumping_gps_is_outvoted_by_three_upstreams(jump_ns: int) -> None:
     # the clock never follows the GPS: it stays within the upstreams' microseconds, never near a second off
     assert max_abs(trace.time_error_ns[after]) < 300 * US
     assert trace.counters.clock_steps == 1  # the start-up step only
-    assert "gps" not in trace.basis[after]
+    assert "refclock" not in trace.basis[after]
     assert min(trace.stratum[after]) >= 1
     # the GPS relocked to its wrong time (after 10 minutes) and selection marks it a falseticker
     final = trace.final
@@ -99,7 +99,7 @@ def test_a_jumping_gps_is_outvoted_by_three_upstreams(jump_ns: int) -> None:
     assert final.selection.tally_code(GPS_NAME) == "x"
     gps = next(e for e in final.selection.estimates if e.name == GPS_NAME)
     assert gps.usable and abs(gps.offset_ns - jump_ns) < 1_000_000  # it says the clock is off by the jump
-    assert "falsetickers (outvoted): GPS(0)" in final.summary()
+    assert f"falsetickers (outvoted): {GPS_NAME}" in final.summary()
     assert trace.basis[-1] == "upstream" and trace.stratum[-1] == 2
 
 
