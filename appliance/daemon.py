@@ -274,8 +274,9 @@ class Appliance:
         self.fakes.update(running.fakes)
         if "NMEA(0) serial" in running.parts:
             self.serial = running.parts["NMEA(0) serial"]
-        for name in tk.refclocks:
-            log.info("reference clock %s", name)
+        for line in lines:
+            log.info("reference clock %s: %s driver (%s)", line.name, line.info.name, line.location)
+        log.info("sources: %s", ", ".join(e.name for e in tk.estimates(clock.now_ns())) or "none")
         if upstreams is not None:
             self._start_upstreams(tk, upstreams)
         self.loop.call_every(1.0, tk.tick)
