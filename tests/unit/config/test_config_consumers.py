@@ -43,9 +43,7 @@ def _model_fields() -> list[tuple[str, str]]:
 
 
 def _readers_outside_config() -> str:
-    return "\n".join(
-        p.read_text() for p in ROOT.rglob("*.py") if "config" not in p.relative_to(ROOT).parts[:1]
-    )
+    return "\n".join(p.read_text() for p in ROOT.rglob("*.py") if "config" not in p.relative_to(ROOT).parts[:1])
 
 
 SOURCE = _readers_outside_config()
