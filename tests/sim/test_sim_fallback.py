@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 
 from appliance.ntp.packet import refid_from_text
+from appliance.sim.harness import GPS_SOURCE as GPS_NAME
 from appliance.sim.harness import WEEKS_1024_NS, GpsSpec, ServerSpec, SystemScenario, SystemTrace, run_system
 from appliance.sim.metrics import max_abs
 from appliance.sources.system import refid_for_address
-from appliance.sim.harness import GPS_SOURCE as GPS_NAME
 from appliance.timebase import NS_PER_S
 
 S = NS_PER_S
