@@ -47,6 +47,9 @@ from appliance.timebase import NS_PER_S
 
 log = logging.getLogger("stratum1")
 
+#: What opens a PPS device for the ``pps`` and ``nmea`` drivers (see :class:`Edge`).
+PpsOpener = Callable[[str, Callable[[int], int] | None], Any]
+
 #: The firmware's build date: the GPS week-rollover repair moves dates before it (minus a year) forward.
 BUILD_DATE_NS = 1_795_392_000 * NS_PER_S  # 2026-11-23
 #: A driver whose device cannot be opened is tried again this often (NTPsec's gpsd driver: 10 s).
@@ -93,6 +96,9 @@ class Edge:
     loop: EventLoop
     tk: Timekeeper
     from_kernel_ns: Callable[[int], int] | None = None
+    #: Opens a PPS device path: (path, from_kernel_ns) -> a ``fetch()``/``close()`` source (None: the real
+    #: ``/dev/ppsN`` or GPIO line; tests pass one that hands out :class:`appliance.fakes.pps.FakePpsDevice`).
+    open_pps: PpsOpener | None = None
 
 
 def start_refclocks(edge: Edge, lines: tuple[RefclockLine, ...], simulation: Simulation | None = None) -> Running:
@@ -222,6 +228,11 @@ def _start_pps_device(edge: Edge, path: str, on_pulse: Callable[[Pulse], Any], r
     from appliance.io.pps import KernelPps, PpsError, PpsPoller
 
     to_clock = edge.from_kernel_ns
+    if edge.open_pps is not None:
+        fake = PpsPoller(edge.open_pps(path, to_clock), on_pulse, name=path)
+        fake.start(edge.loop)
+        running.closers.append(fake.stop)
+        return
     try:
         if path.startswith("gpio:"):
             source: Any = open_gpio_pps(int(path[5:]), mapper=ClockMapper(from_kernel_ns=to_clock))

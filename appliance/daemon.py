@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from appliance.build import BUILD_DATE_NS, Edge, Running, Simulation, start_refclocks
+from appliance.build import BUILD_DATE_NS, Edge, PpsOpener, Running, Simulation, start_refclocks
 from appliance.clock.base import Clock
 from appliance.clock.discipline import Discipline
 from appliance.clock.drift import DriftFile
@@ -111,10 +111,12 @@ class Appliance:
         *,
         read_ns: Callable[[], int] = time.time_ns,
         simulation: Simulation | None = None,
+        open_pps: PpsOpener | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
         self.simulation = simulation
+        self._open_pps = open_pps  # None: the real devices (tests pass fakes: appliance.build.Edge)
         self.loop = EventLoop()
         self.precision = measure_precision(read_ns)
         self.local_clock = LocalClock.from_config(config)
@@ -268,7 +270,7 @@ class Appliance:
         )
         self.timekeeper = tk
         self._status: TimekeeperStatus | None = None
-        running = start_refclocks(Edge(self.loop, tk, self._from_kernel_ns), lines, simulation)
+        running = start_refclocks(Edge(self.loop, tk, self._from_kernel_ns, self._open_pps), lines, simulation)
         self.refclocks = running
         self._closers.append(running.close)
         self.fakes.update(running.fakes)
