@@ -38,10 +38,11 @@ machine.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,9 +52,12 @@ from appliance.clock.discipline import Discipline, DisciplineConfig, DisciplineS
 from appliance.clock.simulated import DEFAULT_START_NS, FrequencyStep, Oscillator, SimulatedClock
 from appliance.clock.slew import SlewModel
 from appliance.config.parser import parse_config
+from appliance.fakes.gps import FakeGps
 from appliance.nmea.epoch import Fix, FixMode
+from appliance.nmea.rollover import RolloverPolicy
+from appliance.nmea.stream import NmeaStream
 from appliance.ntp.packet import MODE_SERVER, NtpPacket, refid_from_text
-from appliance.refclock.gps import GpsSettings, NmeaRefclock
+from appliance.refclock.gps import Convention, GpsSettings, NmeaRefclock
 from appliance.refclock.local import LocalClock
 from appliance.refclock.sample import Pulse, Sample
 from appliance.refclock.source import RefclockSettings, RefclockSource
@@ -249,6 +253,22 @@ class GpsSpec:
     jumps: tuple[tuple[int, int], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiverSpec:
+    """The shipped fake receiver (:class:`~appliance.fakes.gps.FakeGps`, as ``serve --simulate`` runs it), virtually.
+
+    Its NMEA bytes reach an :class:`~appliance.nmea.stream.NmeaStream` when their first byte is due (as
+    :class:`~appliance.fakes.gps.PtyWriter` writes them), on the simulated clock; its PPS marks each true second with
+    ``pps_jitter_ns`` (1 sigma) of timestamping jitter, unless ``pps`` is False. ``actions``: at ``at``
+    (from the start, ns) call ``verb(receiver)`` (``FakeGps.go_silent``, ``jump_weeks``, ``send_garbage``...).
+    """
+
+    model: str = "ublox-m8"
+    pps: bool = True
+    pps_jitter_ns: float = 1_000.0
+    actions: tuple[tuple[int, Callable[[FakeGps], None]], ...] = ()
+
+
 #: The simulated receiver's source name (``refclock nmea unit 0``).
 GPS_SOURCE = "NMEA(0)"
 #: A PPS timestamp is read this long after the edge (the daemon's PPS poller: a few ms).
@@ -294,6 +314,7 @@ class SystemScenario(ClockSpec):
     """
 
     gps: GpsSpec | None = None
+    receiver: ReceiverSpec | None = None
     servers: tuple[ServerSpec, ...] = ()
     server_options: str = "iburst minpoll 4 maxpoll 6"
     local_stratum: int | None = None
@@ -330,6 +351,8 @@ class SystemTrace:
     changes: tuple[Change, ...]
     final: TimekeeperStatus
     counters: TimekeeperCounters
+    #: With a :class:`ReceiverSpec`: the pairing's NMEA delay (ns) and lock breaks, the stream's counters.
+    receiver: Mapping[str, int | None] = field(default_factory=dict)
 
     def at(self, since_start_ns: int) -> int:
         """The index of the last point at or before ``since_start_ns``."""
@@ -375,8 +398,16 @@ class _Sim:
             upstreams=self.upstreams,
             holdover_bound_ns=sc.holdover_bound_ns,
         )
-        self.nmea = NmeaRefclock(GpsSettings())
-        if sc.gps is not None:  # as appliance.build wires an NMEA receiver with its PPS
+        self.fake: FakeGps | None = None
+        convention = Convention.CURRENT
+        if sc.receiver is not None:
+            self.fake = FakeGps(sc.receiver.model, start_ns=start, seed=sc.seed)
+            if self.fake.model.labels == "next":
+                convention = Convention.NEXT
+            # the firmware of this simulation was built a month before it starts
+            self.stream = NmeaStream(RolloverPolicy(start - 30 * 86_400 * NS_PER_S))
+        self.nmea = NmeaRefclock(GpsSettings(convention))
+        if sc.gps is not None or sc.receiver is not None:  # as appliance.build wires an NMEA receiver with its PPS
             self.tk.add_refclock(
                 RefclockSource(RefclockSettings(name=GPS_SOURCE, refid="GPS", poll=0)),
                 why_unusable=self.nmea.why_unusable,
@@ -409,6 +440,29 @@ class _Sim:
         delay = gps.nmea_delay_ns + self.gps_rng.randint(-gps.nmea_jitter_ns, gps.nmea_jitter_ns)
         label = edge + sum(j for at, j in gps.jumps if at <= since)
         self.at(edge + delay, lambda _t: self.fix(label))
+
+    # -- the shipped fake receiver -------------------------------------------------------
+
+    def receiver_tick(self, now: int) -> None:
+        fake = self.fake
+        assert fake is not None
+        for chunk in fake.tick(now):
+            # read when its first byte is due, as PtyWriter writes it into the pty for serve --simulate
+            self.at(max(now, chunk.at_ns), functools.partial(self.nmea_bytes, chunk.data))
+        self.at(max(fake.next_due_ns(), now + 1), self.receiver_tick)
+
+    def nmea_bytes(self, data: bytes, _true_ns: int) -> None:
+        for fix in self.stream.feed(data, self.clock.now_ns()):
+            for sample in self.nmea.on_fix(fix):
+                self.tk.on_sample(GPS_SOURCE, sample)
+
+    def receiver_pulse(self, edge: int) -> None:
+        spec = self.scenario.receiver
+        assert spec is not None
+        self.at(edge + NS_PER_S, self.receiver_pulse)
+        noise = round(self.gps_rng.gauss(0.0, spec.pps_jitter_ns)) if spec.pps_jitter_ns > 0 else 0
+        pulse = Pulse(self.clock.now_ns() + noise)
+        self.at(edge + PULSE_LATENCY_NS, lambda _t: self.pulse_read(pulse))
 
     def pulse_read(self, pulse: Pulse) -> None:
         trusted = self.tk.clock_trusted(self.clock.now_ns())
@@ -497,6 +551,12 @@ class _Sim:
 
         if sc.gps is not None:
             self.at(self.start + NS_PER_S, self.pulse)
+        if sc.receiver is not None and self.fake is not None:
+            self.at(self.start, self.receiver_tick)
+            if sc.receiver.pps:
+                self.at(self.start + NS_PER_S, self.receiver_pulse)
+            for at, verb in sc.receiver.actions:
+                self.at(self.start + at, functools.partial(_act, verb, self.fake))
         self.at(self.start + sc.tick_ns, tick)
         self.at(self.start, self.wake)
         while self.queue and self.queue[0][0] < end:
@@ -513,7 +573,23 @@ class _Sim:
             tuple(changes),
             self.tk.status(),
             self.tk.counters,
+            self._receiver_figures(),
         )
+
+    def _receiver_figures(self) -> dict[str, int | None]:
+        if self.fake is None:
+            return {}
+        c = self.stream.counters
+        return {
+            "nmea_delay_ns": self.nmea.gps.nmea_delay_ns,
+            "lock_breaks": self.nmea.gps.counters.lock_breaks,
+            "garbage_bytes": c.garbage_bytes,
+            "fixes": self.nmea.gps.counters.fixes,
+        }
+
+
+def _act(verb: Callable[[FakeGps], None], fake: FakeGps, _true_ns: int) -> None:
+    verb(fake)
 
 
 def run_system(scenario: SystemScenario) -> SystemTrace:
