@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.fakes.gps import MODELS, FakeGps
+from appliance.fakes.gps import MODELS
 from appliance.ntp.packet import refid_from_text
 from appliance.sim.harness import ReceiverSpec, SystemScenario, SystemTrace, run_system
 from appliance.sim.metrics import max_abs
@@ -47,11 +47,11 @@ def test_pulses_numbered_and_nmea_delay_calibrated(model: str) -> None:
 
 def test_unplug_garbage_and_week_jump_keep_serving_and_recover() -> None:
     actions = (
-        (120 * S, FakeGps.go_silent),  # unplugged: no NMEA (the PPS goes on)
-        (135 * S, FakeGps.resume),
-        (160 * S, lambda gps: gps.send_garbage(b"\x00\xb5\x62garbage$GPXXX,1,2*00\r\n\xff" * 20)),
-        (190 * S, lambda gps: gps.jump_weeks(1)),
-        (215 * S, lambda gps: gps.jump_weeks(-1)),
+        (120 * S, lambda gps, _pps: gps.go_silent()),  # unplugged: no NMEA (the PPS goes on)
+        (135 * S, lambda gps, _pps: gps.resume()),
+        (160 * S, lambda gps, _pps: gps.send_garbage(b"\x00\xb5\x62garbage$GPXXX,1,2*00\r\n\xff" * 20)),
+        (190 * S, lambda gps, _pps: gps.jump_weeks(1)),
+        (215 * S, lambda gps, _pps: gps.jump_weeks(-1)),
     )
     trace = run_system(
         SystemScenario(
