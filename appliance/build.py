@@ -72,7 +72,13 @@ class Simulation:
 
 @dataclass(slots=True)
 class Running:
-    """What :func:`start_refclocks` started: call :meth:`close` to stop it all (last started, first stopped)."""
+    """What :func:`start_refclocks` started: call :meth:`close` to stop it all (last started, first stopped).
+
+    >>> running = Running()
+    >>> running.closers.append(lambda: print("serial port closed"))
+    >>> running.close()
+    serial port closed
+    """
 
     closers: list[Callable[[], Any]] = field(default_factory=list)
     #: By source name: the NMEA pairings, the serial readers, the drivers (for tests and status pages).

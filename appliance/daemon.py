@@ -39,8 +39,8 @@ from appliance.ntp.server import NtpServer
 from appliance.refclock.local import LocalClock
 from appliance.refclock.setup import RefclockLine, refclock_lines
 from appliance.sources.client import Association, Reply, Upstreams
-from appliance.sources.state import UNSYNCHRONISED, SystemState
 from appliance.sources.timekeeper import DEFAULT_HOLDOVER_BOUND_NS, Timekeeper, TimekeeperStatus
+from appliance.state import UNSYNCHRONISED, SystemState
 from appliance.timebase import log2_from_ns
 
 log = logging.getLogger("stratum1")

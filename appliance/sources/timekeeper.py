@@ -107,8 +107,8 @@ from appliance.refclock.source import RefclockSource, RefclockUpdate, SystemSync
 from appliance.sources.client import POLL_GATE, Upstreams
 from appliance.sources.selection import Selection, select
 from appliance.sources.source import Source, SourceConfig, SourceEstimate, SourceKind, SourceSample
-from appliance.sources.state import SystemState
 from appliance.sources.system import system_state
+from appliance.state import SystemState
 from appliance.timebase import NS_PER_S
 
 #: Holdover keeps stratum 1 while the estimated error is below this (1 ms: an NTP client cannot tell).

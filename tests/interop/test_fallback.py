@@ -31,8 +31,8 @@ from harness import chronyd_measure, free_port
 from appliance.config import parse_config
 from appliance.daemon import Appliance, ServeSettings, Simulation
 from appliance.ntp.packet import refid_from_text
-from appliance.sources.state import UNSYNCHRONISED, SystemState
 from appliance.sources.timekeeper import Basis
+from appliance.state import UNSYNCHRONISED, SystemState
 
 UPSTREAM_CONF = """
 restrict default kod limited nomodify notrap nopeer noquery
