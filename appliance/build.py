@@ -16,6 +16,11 @@ SHM segments and JSON) have their local timestamps mapped onto the served
 clock by ``from_kernel_ns`` (the soft clock's; None when the served clock
 is the kernel's).
 
+The timers that keep the rest of the running parts honest live here too:
+:func:`start_leap_table` (the leap-second table, its expiry checked daily)
+and :func:`start_drift_file` (the drift file, written at most hourly and
+at the end).
+
 Adding a driver: a pure decoder in ``refclock/``, the device in ``io/``, a
 line in :data:`appliance.refclock.driver.DRIVERS` and
 :data:`appliance.config.model.REFCLOCK_TYPES`, and a ``_start_NAME`` here
@@ -25,6 +30,7 @@ listed in :data:`_STARTERS`.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import logging
 import shutil
@@ -32,9 +38,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from appliance.clock.base import Clock
+from appliance.clock.discipline import Discipline
+from appliance.clock.drift import DriftFile
 from appliance.io.loop import EventLoop
+from appliance.leap import LeapTable, expiry_warning, find_leap_table
 from appliance.nmea.rollover import RolloverPolicy
 from appliance.nmea.stream import NmeaStream
 from appliance.refclock.driver import Driver, Readings
@@ -350,6 +361,78 @@ def _on_clock(edge: Edge, sample: Sample) -> Sample:
     if edge.from_kernel_ns is None:
         return sample
     return dataclasses.replace(sample, local_ns=edge.from_kernel_ns(sample.local_ns))
+
+
+# -- the leap-second table and the drift file -------------------------------------------------------
+
+
+def start_leap_table(
+    loop: EventLoop, leapfile: str | None, now_ns: int, read_ns: Callable[[], int]
+) -> LeapTable | None:
+    """The leap-second table (``leapfile``, else tzdata's), logged; its expiry checked now and daily."""
+    found = find_leap_table(leapfile)
+    for message in found.messages:
+        log.warning("%s", message)
+    table = found.table
+    if table is not None:
+        offset = table.tai_offset(now_ns)
+        log.info("leap-second table %s: TAI-UTC %d s, expires %s", table.path, offset, _utc_date(table.expires_ns))
+        _warn_if_expired(table, now_ns)
+        loop.call_every(86_400.0, lambda: _warn_if_expired(table, read_ns()))
+    return table
+
+
+def _warn_if_expired(table: LeapTable, now_ns: int) -> None:
+    warning = expiry_warning(table, now_ns)
+    if warning is not None:
+        log.warning("%s", warning)
+
+
+def _utc_date(t_ns: int) -> str:
+    return datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, datetime.UTC).strftime("%Y-%m-%d")
+
+
+def start_drift_file(
+    loop: EventLoop,
+    driftfile: str | None,
+    clock: Clock,
+    in_use: Callable[[], Discipline | None],
+    closers: list[Callable[[], Any]],
+    *,
+    private: bool = False,
+) -> tuple[DriftFile | None, Discipline]:
+    """Read ``driftfile`` and keep it; return it and the discipline to start with (warm from the file).
+
+    The file's frequency is set on ``clock`` too. The discipline ``in_use()``
+    (the one tracking now) is written at most hourly while it tracks, and at
+    the end (a closer appended to ``closers``). ``private`` (``--simulate``):
+    the file lives in a temporary directory, never where the config says.
+    """
+    if driftfile is None:
+        return None, Discipline()
+    path = Path(driftfile)
+    if private:
+        sim_dir = tempfile.mkdtemp(prefix="stratum1-sim-drift-")
+        closers.append(lambda: shutil.rmtree(sim_dir, ignore_errors=True))
+        path = Path(sim_dir) / path.name
+    drift = DriftFile(path)
+    frequency_ppb = drift.load(time.monotonic_ns())
+    if frequency_ppb is not None:
+        clock.set_frequency_ppb(frequency_ppb)
+
+    def keep(final: bool) -> None:
+        discipline = in_use()
+        if discipline is None:
+            return
+        status = discipline.status(clock.now_ns())
+        if not final:
+            drift.update(time.monotonic_ns(), status)
+        elif drift.close(time.monotonic_ns(), status):
+            log.info("drift file %s saved: %+.3f ppm", drift.path, status.frequency_ppb / 1000.0)
+
+    loop.call_every(60.0, lambda: keep(False))
+    closers.append(lambda: keep(True))
+    return drift, Discipline(frequency_ppb=frequency_ppb)
 
 
 _STARTERS: dict[str, Callable[[Edge, RefclockLine, Running], None]] = {

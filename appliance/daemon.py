@@ -1,6 +1,9 @@
 """The composition root: the one place that picks backends and wires the appliance together.
 
 An :class:`Appliance` owns its event loop, sockets, server core and sources;
+the reference clocks' drivers, the leap-second table and the drift file are
+started by :mod:`appliance.build`, the network-namespace plumbing of
+:meth:`Appliance.start_thread` is :mod:`appliance.io.netns`;
 nothing is global, so tests run two in one process. The CLI builds one from a
 :class:`~appliance.config.model.Config` and :class:`ServeSettings` and runs
 it; tests build one on loopback, run it in a thread and stop it.
@@ -8,21 +11,27 @@ it; tests build one on loopback, run it in a thread and stop it.
 
 from __future__ import annotations
 
-import datetime
 import errno
 import functools
 import ipaddress
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from appliance.build import BUILD_DATE_NS, Edge, PpsOpener, Running, Simulation, start_refclocks
+from appliance.build import (
+    BUILD_DATE_NS,
+    Edge,
+    PpsOpener,
+    Running,
+    Simulation,
+    start_drift_file,
+    start_leap_table,
+    start_refclocks,
+)
 from appliance.clock.base import Clock
 from appliance.clock.discipline import Discipline
 from appliance.clock.drift import DriftFile
@@ -31,8 +40,9 @@ from appliance.config.changes import config_changes
 from appliance.config.model import Config
 from appliance.io.fastpath import rate_limiter
 from appliance.io.loop import EventLoop
+from appliance.io.netns import NetNs
 from appliance.io.udp import UdpServerSocket
-from appliance.leap import LeapTable, expiry_warning, find_leap_table, leap_to_serve
+from appliance.leap import leap_to_serve
 from appliance.ntp.access import AccessTable
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer
@@ -120,13 +130,13 @@ class Appliance:
         self.loop = EventLoop()
         self.precision = measure_precision(read_ns)
         self.local_clock = LocalClock.from_config(config)
-        self.leap_table = self._load_leap_table(config, read_ns())
+        self.leap_table = start_leap_table(self.loop, config.leapfile, read_ns(), lambda: self.read_ns())
         self.clock: Clock | None = None
         self.timekeeper: Timekeeper | None = None
         self.drift_file: DriftFile | None = None
         self.fakes: dict[str, Any] = {}
         self._closers: list[Callable[[], Any]] = []
-        self._netns = _NetNs.current()  # start_thread() serves from here, whichever thread calls it
+        self._netns = NetNs.current()  # start_thread() serves from here, whichever thread calls it
         from_kernel_ns: Callable[[int], int] | None = None
         lines = refclock_lines(config)
         self.refclocks: Running | None = None
@@ -299,39 +309,16 @@ class Appliance:
         self.loop.call_later(0.0, client.start)  # names are resolved on the loop, not in the constructor
 
     def _start_drift_file(self, clock: Clock, simulation: Simulation | None) -> Discipline:
-        """Read the config's ``driftfile`` and keep it; return the discipline to start with (warm from the file).
+        """The config's ``driftfile``, kept by the timers :func:`appliance.build.start_drift_file` sets."""
 
-        The file's frequency is set on ``clock`` too. The file is written at most
-        hourly while the timekeeper's discipline tracks, and at :meth:`close`.
-        With ``simulation`` it lives in a temporary directory, never where the config says.
-        """
-        if self.config.driftfile is None:
-            return Discipline()
-        path = Path(self.config.driftfile)
-        if simulation is not None:
-            import shutil
-            import tempfile
+        def in_use() -> Discipline | None:  # Timekeeper.discipline: the loop in use now
+            return self.timekeeper.discipline if self.timekeeper is not None else None
 
-            sim_dir = tempfile.mkdtemp(prefix="stratum1-sim-drift-")
-            self._closers.append(lambda: shutil.rmtree(sim_dir, ignore_errors=True))
-            path = Path(sim_dir) / path.name
-        drift = DriftFile(path)
-        frequency_ppb = drift.load(time.monotonic_ns())
-        if frequency_ppb is not None:
-            clock.set_frequency_ppb(frequency_ppb)
-
-        def keep(final: bool) -> None:
-            if self.timekeeper is not None:  # Timekeeper.discipline: the loop in use now
-                status = self.timekeeper.discipline.status(clock.now_ns())
-                if not final:
-                    drift.update(time.monotonic_ns(), status)
-                elif drift.close(time.monotonic_ns(), status):
-                    log.info("drift file %s saved: %+.3f ppm", drift.path, status.frequency_ppb / 1000.0)
-
-        self.loop.call_every(60.0, lambda: keep(False))
-        self._closers.append(lambda: keep(True))
+        drift, discipline = start_drift_file(
+            self.loop, self.config.driftfile, clock, in_use, self._closers, private=simulation is not None
+        )
         self.drift_file = drift
-        return Discipline(frequency_ppb=frequency_ppb)
+        return discipline
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -347,25 +334,6 @@ class Appliance:
                 state = replace(state, leap=leap_to_serve(self.leap_table, now_ns, state.leap))
             return state
         return UNSYNCHRONISED
-
-    def _load_leap_table(self, config: Config, now_ns: int) -> LeapTable | None:
-        """The leap-second table (``leapfile``, else tzdata's), logged; its expiry is checked daily."""
-        found = find_leap_table(config.leapfile)
-        for message in found.messages:
-            log.warning("%s", message)
-        table = found.table
-        if table is not None:
-            offset = table.tai_offset(now_ns)
-            log.info("leap-second table %s: TAI-UTC %d s, expires %s", table.path, offset, _utc_date(table.expires_ns))
-            self._warn_if_expired(table, now_ns)
-            self.loop.call_every(86_400.0, lambda: self._warn_if_expired(table, self.read_ns()))
-        return table
-
-    @staticmethod
-    def _warn_if_expired(table: LeapTable, now_ns: int) -> None:
-        warning = expiry_warning(table, now_ns)
-        if warning is not None:
-            log.warning("%s", warning)
 
     def refresh_state(self) -> None:
         state = self.current_state(self.read_ns())
@@ -448,42 +416,6 @@ class Appliance:
         self.close()
 
 
-class _NetNs:
-    """The network namespace a thread is in (Linux), to put another thread there (``setns``)."""
-
-    _PATH = "/proc/thread-self/ns/net"
-    _CLONE_NEWNET = 0x40000000
-
-    def __init__(self, fd: int, inode: int) -> None:
-        self.fd = fd
-        self.inode = inode
-
-    @classmethod
-    def current(cls) -> _NetNs | None:
-        try:
-            fd = os.open(cls._PATH, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None  # not Linux: one namespace
-        return cls(fd, os.fstat(fd).st_ino)
-
-    def enter(self) -> None:
-        """Move the calling thread into this namespace, if it is elsewhere (needs CAP_SYS_ADMIN then)."""
-        try:
-            if os.stat(self._PATH).st_ino == self.inode:
-                return
-        except OSError:
-            return
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(self.fd, self._CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"cannot enter the appliance's network namespace: {os.strerror(err)}")
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 class ListenError(OSError):
     """A listen address could not be bound; says which and why in one line."""
 
@@ -536,7 +468,3 @@ def _numeric(host: str) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return ""
-
-
-def _utc_date(t_ns: int) -> str:
-    return datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, datetime.UTC).strftime("%Y-%m-%d")
