@@ -33,7 +33,10 @@ jitter. This module pairs them (chrony's ``lock``):
   source is unusable meanwhile. A new timeline that contradicts the last
   good lock (projected by the local clock) must hold for
   :data:`JUMP_RELOCK_EPOCHS` before it is believed: a receiver that jumps
-  by a week and stays there is not followed at once. Pulses not about 1 s apart are rejected.
+  by a week and stays there is not followed at once. Pulses are judged by
+  :class:`~appliance.refclock.pps.PulseCheck`, the one pulse checker
+  (duplicates, out of order, not a whole number of seconds from the last:
+  rejected).
   Without fixes for :data:`FIX_TIMEOUT_NS` or pulses for
   :data:`PULSE_TIMEOUT_NS`, that part is unusable.
 """
@@ -45,6 +48,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from appliance.nmea.epoch import Fix
+from appliance.refclock.pps import PulseCheck, PulseCheckConfig
+from appliance.refclock.pps import Verdict as PulseVerdict
 from appliance.refclock.sample import Pulse, Sample, SampleKind
 from appliance.timebase import NS_PER_S
 
@@ -143,6 +148,7 @@ class GpsClock:
         self._required = RELOCK_EPOCHS
         self._anchor: tuple[int, int] | None = None  # (arrival ns, second) of the last locked epoch
         self._last_pulse_ns: int | None = None
+        self.check = PulseCheck(PulseCheckConfig(tolerance_ns=PULSE_TOLERANCE_NS))
         self._last_pulse_seen: int | None = None
         self._numbered: tuple[int, int] | None = None  # (pulse local ns, second it marks)
 
@@ -169,14 +175,11 @@ class GpsClock:
         c = self.counters
         c.pulses += 1
         local = pulse.local_ns + self.settings.pps_offset_ns
-        if self._last_pulse_ns is not None:
-            gap = local - self._last_pulse_ns
-            whole = round(gap / NS_PER_S)
-            if gap <= 0 or whole < 1 or abs(gap - whole * NS_PER_S) > PULSE_TOLERANCE_NS:
-                c.pulses_rejected += 1
-                if gap > 0 and whole >= 1:
-                    self._last_pulse_ns = local  # a glitch edge: let the next real one be judged from here
-                return None
+        # the one pulse checker (refclock/pps.py): a first pulse is held as the reference, and usable here
+        verdict = self.check.check(Pulse(local, pulse.sequence))
+        if verdict not in (PulseVerdict.ACCEPTED, PulseVerdict.HELD):
+            c.pulses_rejected += 1
+            return None
         self._last_pulse_ns = local
         self._last_pulse_seen = pulse.local_ns
         self._pulses.append(_Pending(pulse, local))
