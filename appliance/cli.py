@@ -31,7 +31,7 @@ from appliance.io import privilege, systemd
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
 from appliance.ntp.server import NTP_PORT
-from appliance.refclock.setup import device_warnings, gps_setup, setup_warnings
+from appliance.refclock.setup import device_warnings, refclock_lines, setup_warnings
 
 if TYPE_CHECKING:  # the daemon (and all it imports) is loaded by 'serve' alone: check-config and query start fast
     from appliance.daemon import Appliance
@@ -295,7 +295,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port = args.port if args.port is not None else NTP_PORT
     clock = args.clock
     if clock is None:
-        sources = gps_setup(config) is not None or any(s.refclock is None for s in config.servers)
+        sources = bool(refclock_lines(config)) or any(s.refclock is None for s in config.servers)
         clock = "kernel" if sources and not args.simulate else "soft"
         if clock == "kernel" and not _may_set_clock():
             log.warning(
@@ -317,8 +317,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         where = ", ".join(f"[{a}]:{p}" if ":" in a else f"{a}:{p}" for a, p in app.addresses)
         state = app.server.state
         what = f"stratum {state.stratum}, refid {state.refid.decode('ascii', 'replace').rstrip(chr(0))}"
-        if app.timekeeper is not None and app.timekeeper.gps is not None:
-            what = "waiting for the GPS (stratum 1 once pulses are numbered)"
+        if app.timekeeper is not None and app.timekeeper.refclocks:
+            names = ", ".join(app.timekeeper.refclocks)
+            what = f"waiting for the reference clocks {names} (stratum 1 once they give the time)"
         elif app.timekeeper is not None:
             what = "waiting for the upstream servers (their stratum + 1 once they answer)"
         elif not state.synchronised:

@@ -1,6 +1,9 @@
 """The composition root: the one place that picks backends and wires the appliance together.
 
 An :class:`Appliance` owns its event loop, sockets, server core and sources;
+the reference clocks' drivers, the leap-second table and the drift file are
+started by :mod:`appliance.build`, the network-namespace plumbing of
+:meth:`Appliance.start_thread` is :mod:`appliance.io.netns`;
 nothing is global, so tests run two in one process. The CLI builds one from a
 :class:`~appliance.config.model.Config` and :class:`ServeSettings` and runs
 it; tests build one on loopback, run it in a thread and stop it.
@@ -8,20 +11,27 @@ it; tests build one on loopback, run it in a thread and stop it.
 
 from __future__ import annotations
 
-import datetime
 import errno
 import functools
 import ipaddress
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
+from appliance.build import (
+    BUILD_DATE_NS,
+    Edge,
+    PpsOpener,
+    Running,
+    Simulation,
+    start_drift_file,
+    start_leap_table,
+    start_refclocks,
+)
 from appliance.clock.base import Clock
 from appliance.clock.discipline import Discipline
 from appliance.clock.drift import DriftFile
@@ -30,20 +40,18 @@ from appliance.config.changes import config_changes
 from appliance.config.model import Config
 from appliance.io.fastpath import rate_limiter
 from appliance.io.loop import EventLoop
+from appliance.io.netns import NetNs
 from appliance.io.udp import UdpServerSocket, compiled_wait
-from appliance.leap import LeapTable, expiry_warning, find_leap_table, leap_to_serve
-from appliance.nmea.rollover import RolloverPolicy
-from appliance.nmea.stream import NmeaStream
+from appliance.leap import leap_to_serve
 from appliance.ntp.access import AccessTable
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer
-from appliance.refclock.gps import Convention, GpsClock, GpsSettings
 from appliance.refclock.local import LocalClock
-from appliance.refclock.setup import GpsSetup, gps_setup
+from appliance.refclock.setup import RefclockLine, refclock_lines
 from appliance.sources.client import Association, Reply, Upstreams
-from appliance.sources.state import UNSYNCHRONISED, SystemState
 from appliance.sources.timekeeper import DEFAULT_HOLDOVER_BOUND_NS, Timekeeper, TimekeeperStatus
-from appliance.timebase import NS_PER_S, log2_from_ns
+from appliance.state import UNSYNCHRONISED, SystemState
+from appliance.timebase import log2_from_ns
 
 log = logging.getLogger("stratum1")
 
@@ -66,22 +74,7 @@ class ServeSettings:
     fastpath: bool = True
 
 
-#: The firmware's build date: the GPS week-rollover repair moves dates before it (minus a year) forward.
-BUILD_DATE_NS = 1_795_392_000 * NS_PER_S  # 2026-11-23
-
-
-@dataclass(frozen=True, slots=True)
-class Simulation:
-    """``serve --simulate``: a fake receiver in a pty and a fake PPS, on the host's time as the truth.
-
-    The served clock is a soft clock that starts ``initial_offset_ns`` wrong,
-    so the GPS has something to correct.
-    """
-
-    receiver: str = "mtk3339"
-    pps_jitter_ns: float = 1000.0
-    initial_offset_ns: int = 250_000_000
-    seed: int = 1
+__all__ = ["BUILD_DATE_NS", "Simulation"]  # serve --simulate and the rollover date live in appliance.build
 
 
 def measure_precision(read_ns: Callable[[], int], samples: int = 200) -> int:
@@ -128,24 +121,27 @@ class Appliance:
         *,
         read_ns: Callable[[], int] = time.time_ns,
         simulation: Simulation | None = None,
+        open_pps: PpsOpener | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
         self.simulation = simulation
+        self._open_pps = open_pps  # None: the real devices (tests pass fakes: appliance.build.Edge)
         self.loop = EventLoop()
         self.precision = measure_precision(read_ns)
         self.local_clock = LocalClock.from_config(config)
-        self.leap_table = self._load_leap_table(config, read_ns())
+        self.leap_table = start_leap_table(self.loop, config.leapfile, read_ns(), lambda: self.read_ns())
         self.clock: Clock | None = None
         self.timekeeper: Timekeeper | None = None
         self.drift_file: DriftFile | None = None
         self.fakes: dict[str, Any] = {}
         self._closers: list[Callable[[], Any]] = []
-        self._netns = _NetNs.current()  # start_thread() serves from here, whichever thread calls it
+        self._netns = NetNs.current()  # start_thread() serves from here, whichever thread calls it
         from_kernel_ns: Callable[[int], int] | None = None
-        setup = gps_setup(config)
+        lines = refclock_lines(config)
+        self.refclocks: Running | None = None
         upstream = any(s.refclock is None for s in config.servers)
-        if simulation is not None or setup is not None or upstream:
+        if simulation is not None or lines or upstream:
             clock = self._make_clock(settings.clock, read_ns)
             if isinstance(clock, SoftClock):
                 from_kernel_ns = clock.at_base_ns
@@ -170,7 +166,7 @@ class Appliance:
                 self._open(address)
             self.loop.set_wait(compiled_wait(self.sockets))  # plain requests answered in C, wait included
             if self.clock is not None:
-                self._start_timekeeper(self.clock, setup, simulation)
+                self._start_timekeeper(self.clock, lines, simulation)
             self.refresh_state()
         except BaseException:
             self.close()
@@ -264,41 +260,36 @@ class Appliance:
             return KernelClock()
         return SoftClock(read_ns)
 
-    def _start_timekeeper(self, clock: Clock, setup: GpsSetup | None, simulation: Simulation | None) -> None:
-        """One timekeeper steers ``clock`` from the GPS (real or simulated), the upstream servers, the local clock.
+    def _start_timekeeper(self, clock: Clock, lines: tuple[RefclockLine, ...], simulation: Simulation | None) -> None:
+        """One timekeeper steers ``clock`` from the reference clocks, the upstream servers, the local clock.
 
-        Any of them may be missing: no GPS section (upstreams only), no
-        ``server``/``pool`` lines (GPS only). The timekeeper ticks every second.
+        Any of them may be missing: no refclock lines (upstreams only), no
+        ``server``/``pool`` lines (refclocks only). The timekeeper ticks every second.
         """
-        gps = None
-        if setup is not None or simulation is not None:
-            convention = setup.convention if setup else Convention.CURRENT
-            if simulation is not None:
-                from appliance.fakes.gps import MODELS
-
-                convention = Convention.NEXT if MODELS[simulation.receiver].labels == "next" else Convention.CURRENT
-            delay = setup.nmea_delay_ns if setup else None
-            gps = GpsClock(GpsSettings(convention, delay, setup.pps_offset_ns if setup else 0))
         discipline = self._start_drift_file(clock, simulation)
         upstreams = None
         if any(s.refclock is None for s in self.config.servers):
             upstreams = Upstreams(self.config.servers, time.monotonic_ns(), precision=self.precision)
         tk = Timekeeper(
             clock,
-            gps,
             discipline,
             precision=self.precision,
             local=self.local_clock,
             upstreams=upstreams,
             holdover_bound_ns=self.config.holdover_ns or DEFAULT_HOLDOVER_BOUND_NS,
             leap=functools.partial(leap_to_serve, self.leap_table) if self.leap_table is not None else None,
-            gps_prefer=setup.prefer if setup else False,
-            gps_noselect=_gps_noselect(self.config),
         )
         self.timekeeper = tk
         self._status: TimekeeperStatus | None = None
-        if gps is not None:
-            self._start_gps(tk, setup, simulation)
+        running = start_refclocks(Edge(self.loop, tk, self._from_kernel_ns, self._open_pps), lines, simulation)
+        self.refclocks = running
+        self._closers.append(running.close)
+        self.fakes.update(running.fakes)
+        if "NMEA(0) serial" in running.parts:
+            self.serial = running.parts["NMEA(0) serial"]
+        for line in lines:
+            log.info("reference clock %s: %s driver (%s)", line.name, line.info.name, line.location)
+        log.info("sources: %s", ", ".join(e.name for e in tk.estimates(clock.now_ns())) or "none")
         if upstreams is not None:
             self._start_upstreams(tk, upstreams)
         self.loop.call_every(1.0, tk.tick)
@@ -318,108 +309,17 @@ class Appliance:
         self._closers.append(client.close)
         self.loop.call_later(0.0, client.start)  # names are resolved on the loop, not in the constructor
 
-    def _start_gps(self, tk: Timekeeper, setup: GpsSetup | None, simulation: Simulation | None) -> None:
-        """Wire the GPS receiver (real or simulated) into ``tk``."""
-        clock = tk.clock
-        stream = NmeaStream(RolloverPolicy(BUILD_DATE_NS))
-        from appliance.io.serial import SerialGps
-
-        if simulation is not None:
-            from appliance.fakes.gps import FakeGps, PtyWriter
-            from appliance.fakes.pps import FakePps
-
-            clock.step_ns(simulation.initial_offset_ns)
-            true_ns = time.time_ns
-            receiver = FakeGps(simulation.receiver, start_ns=true_ns(), seed=simulation.seed)
-            import shutil
-            import tempfile
-
-            link_dir = tempfile.mkdtemp(prefix="stratum1-sim-")
-            self._closers.append(lambda: shutil.rmtree(link_dir, ignore_errors=True))
-            # the driver opens a symlink, so the fake receiver can be unplugged and plugged back in
-            writer = PtyWriter(receiver, true_ns, link=f"{link_dir}/gps0")
-            writer.attach(self.loop, 0.005)
-            pps = FakePps(true_ns, clock.now_ns, jitter_ns=simulation.pps_jitter_ns, seed=simulation.seed)
-
-            def pulses() -> None:
-                for p in pps.tick():
-                    tk.on_pulse(p)
-
-            self.loop.call_every(0.01, pulses)
-            self.fakes.update(gps=receiver, pty=writer, pps=pps)
-            self._closers.append(writer.close)
-            serial = SerialGps(self.loop, writer.path, stream, tk.on_fix, now_ns=clock.now_ns)
-        else:
-            assert setup is not None
-            serial = SerialGps(
-                self.loop,
-                setup.serial_path,
-                stream,
-                tk.on_fix,
-                baud=setup.baud,
-                autobaud=setup.autobaud,
-                now_ns=clock.now_ns,
-            )
-            if setup.pps_path:
-                self._start_pps(setup.pps_path, tk)
-        serial.start()
-        self.serial = serial
-        self._closers.append(serial.stop)
-
     def _start_drift_file(self, clock: Clock, simulation: Simulation | None) -> Discipline:
-        """Read the config's ``driftfile`` and keep it; return the discipline to start with (warm from the file).
+        """The config's ``driftfile``, kept by the timers :func:`appliance.build.start_drift_file` sets."""
 
-        The file's frequency is set on ``clock`` too. The file is written at most
-        hourly while the timekeeper's discipline tracks, and at :meth:`close`.
-        With ``simulation`` it lives in a temporary directory, never where the config says.
-        """
-        if self.config.driftfile is None:
-            return Discipline()
-        path = Path(self.config.driftfile)
-        if simulation is not None:
-            import shutil
-            import tempfile
+        def in_use() -> Discipline | None:  # Timekeeper.discipline: the loop in use now
+            return self.timekeeper.discipline if self.timekeeper is not None else None
 
-            sim_dir = tempfile.mkdtemp(prefix="stratum1-sim-drift-")
-            self._closers.append(lambda: shutil.rmtree(sim_dir, ignore_errors=True))
-            path = Path(sim_dir) / path.name
-        drift = DriftFile(path)
-        frequency_ppb = drift.load(time.monotonic_ns())
-        if frequency_ppb is not None:
-            clock.set_frequency_ppb(frequency_ppb)
-
-        def keep(final: bool) -> None:
-            if self.timekeeper is not None:  # Timekeeper.discipline: the loop in use now
-                status = self.timekeeper.discipline.status(clock.now_ns())
-                if not final:
-                    drift.update(time.monotonic_ns(), status)
-                elif drift.close(time.monotonic_ns(), status):
-                    log.info("drift file %s saved: %+.3f ppm", drift.path, status.frequency_ppb / 1000.0)
-
-        self.loop.call_every(60.0, lambda: keep(False))
-        self._closers.append(lambda: keep(True))
+        drift, discipline = start_drift_file(
+            self.loop, self.config.driftfile, clock, in_use, self._closers, private=simulation is not None
+        )
         self.drift_file = drift
-        return Discipline(frequency_ppb=frequency_ppb)
-
-    def _start_pps(self, path: str, tk: Timekeeper) -> None:
-        from appliance.io.gpio import ClockMapper, GpioError, open_gpio_pps
-        from appliance.io.pps import KernelPps, PpsError, PpsPoller
-
-        # pulse timestamps are the kernel's CLOCK_REALTIME: map them onto the served clock (soft clock)
-        to_clock = self._from_kernel_ns
-        try:
-            if path.startswith("gpio:"):
-                source: Any = open_gpio_pps(int(path[5:]), mapper=ClockMapper(from_kernel_ns=to_clock))
-            else:
-                source = KernelPps(path, from_kernel_ns=to_clock)
-        except (OSError, ValueError, ImportError, PpsError, GpioError) as e:
-            log.error("PPS %s unusable, serving from NMEA alone: %s", path, e)
-            return
-        # a /dev/ppsN that was unplugged is opened afresh (by group, after the privilege switch)
-        reopen = None if path.startswith("gpio:") else functools.partial(KernelPps, path, from_kernel_ns=to_clock)
-        poller = PpsPoller(source, tk.on_pulse, name=path, reopen=reopen)
-        poller.start(self.loop)
-        self._closers.append(poller.stop)
+        return discipline
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -435,25 +335,6 @@ class Appliance:
                 state = replace(state, leap=leap_to_serve(self.leap_table, now_ns, state.leap))
             return state
         return UNSYNCHRONISED
-
-    def _load_leap_table(self, config: Config, now_ns: int) -> LeapTable | None:
-        """The leap-second table (``leapfile``, else tzdata's), logged; its expiry is checked daily."""
-        found = find_leap_table(config.leapfile)
-        for message in found.messages:
-            log.warning("%s", message)
-        table = found.table
-        if table is not None:
-            offset = table.tai_offset(now_ns)
-            log.info("leap-second table %s: TAI-UTC %d s, expires %s", table.path, offset, _utc_date(table.expires_ns))
-            self._warn_if_expired(table, now_ns)
-            self.loop.call_every(86_400.0, lambda: self._warn_if_expired(table, self.read_ns()))
-        return table
-
-    @staticmethod
-    def _warn_if_expired(table: LeapTable, now_ns: int) -> None:
-        warning = expiry_warning(table, now_ns)
-        if warning is not None:
-            log.warning("%s", warning)
 
     def refresh_state(self) -> None:
         state = self.current_state(self.read_ns())
@@ -537,42 +418,6 @@ class Appliance:
         self.close()
 
 
-class _NetNs:
-    """The network namespace a thread is in (Linux), to put another thread there (``setns``)."""
-
-    _PATH = "/proc/thread-self/ns/net"
-    _CLONE_NEWNET = 0x40000000
-
-    def __init__(self, fd: int, inode: int) -> None:
-        self.fd = fd
-        self.inode = inode
-
-    @classmethod
-    def current(cls) -> _NetNs | None:
-        try:
-            fd = os.open(cls._PATH, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None  # not Linux: one namespace
-        return cls(fd, os.fstat(fd).st_ino)
-
-    def enter(self) -> None:
-        """Move the calling thread into this namespace, if it is elsewhere (needs CAP_SYS_ADMIN then)."""
-        try:
-            if os.stat(self._PATH).st_ino == self.inode:
-                return
-        except OSError:
-            return
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(self.fd, self._CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"cannot enter the appliance's network namespace: {os.strerror(err)}")
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 class ListenError(OSError):
     """A listen address could not be bound; says which and why in one line."""
 
@@ -613,14 +458,6 @@ def _peers(config: Config) -> frozenset[str]:
     return frozenset(_numeric(s.host) for s in config.servers if s.kind == "peer" and _numeric(s.host))
 
 
-def _gps_noselect(config: Config) -> bool:
-    """True when the GPS's config line says ``noselect`` (watch it, never select it)."""
-    drivers = {"nmea", "pps"}
-    if any(r.noselect for r in config.refclocks if r.driver in drivers):
-        return True
-    return any(s.noselect for s in config.servers if s.refclock is not None and s.refclock[0] in (20, 22))
-
-
 def _reads_realtime(clock: Clock | None, read_ns: Callable[[], int]) -> bool:
     """Whether the time served is the kernel's CLOCK_REALTIME as it stands (the compiled data plane's clock)."""
     if clock is None:
@@ -633,7 +470,3 @@ def _numeric(host: str) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return ""
-
-
-def _utc_date(t_ns: int) -> str:
-    return datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, datetime.UTC).strftime("%Y-%m-%d")

@@ -34,13 +34,14 @@ RESTRICT_FLAGS = frozenset(
     }
 )
 
-#: The reference clock drivers stratum1 knows: ntpd's driver type number (the
+#: The reference clock drivers stratum1 has: ntpd's driver type number (the
 #: ``t`` of a ``127.127.t.u`` pseudo-address) -> NTPsec's driver name (the
-#: ``NAME`` of ``refclock NAME``).
+#: ``NAME`` of ``refclock NAME``). Any other (ntpd's ``generic``, 8, among
+#: them) is a file:line error that names these; ``appliance.refclock.driver.DRIVERS``
+#: holds the same drivers with what the refclock layer needs of each.
 REFCLOCK_TYPES: Mapping[int, str] = MappingProxyType(
     {
         1: "local",  # the undisciplined local clock (LOCAL)
-        8: "generic",  # the generic ("parse") driver
         20: "nmea",  # NMEA GPS receiver (GPS_NMEA)
         22: "pps",  # a bare PPS signal (ATOM)
         28: "shm",  # shared memory, as gpsd writes it (SHM)

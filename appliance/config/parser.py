@@ -517,9 +517,13 @@ def _server_options(b: _Builder, c: _Cursor) -> tuple[set[str], dict[str, int]]:
         opt = c.keyword()
         if opt in _SERVER_FLAGS:
             flags.add(opt)
+            if opt == "true":
+                b.warn(c.where, f"{c.name} option 'true' is not supported: the source is selected like any other")
         elif opt in _SERVER_INTS:
             lo, hi = _SERVER_INTS[opt]
             numbers[opt] = _int(c, c.value(opt), opt, lo, hi)
+            if opt == "key":
+                b.warn(c.where, f"{c.name} option 'key' is not supported: stratum1 has no keys, polled without one")
         elif opt in _SERVER_IGNORED_FLAGS:
             b.warn(c.where, f"{c.name} option '{opt}' {_SERVER_IGNORED_FLAGS[opt]}")
         elif opt == "ttl":
@@ -773,12 +777,25 @@ def _discard(b: _Builder, c: _Cursor) -> None:
             c.fail(_unknown("discard option", opt, _DISCARD_OPTIONS))
         name, lo, hi = _DISCARD_OPTIONS[opt]
         b.discard = replace(b.discard, **{name: _int(c, c.value(opt), opt, lo, hi)})
+        if opt == "monitor":
+            b.warn(c.where, "discard option 'monitor' (ntpd's MRU discard probability) has no meaning here, ignored")
 
 
 def _file_directive(b: _Builder, c: _Cursor) -> None:
     """``leapfile PATH``, ``logfile PATH``, ``statsdir PATH``: one path each, the last line wins."""
     b.paths[c.name] = _path(c, c.take(f"{c.name} needs a path"), c.name)
+    if c.name in _NOT_WRITTEN_YET:
+        b.warn(c.where, f"'{c.name}' {_NOT_WRITTEN_YET[c.name]}, ignored")
     c.end()
+
+
+#: Files ntpd writes that stratum1 does not write yet: why, for the warning.
+_NOT_WRITTEN_YET: Mapping[str, str] = MappingProxyType(
+    {
+        "logfile": "is not written: the daemon logs to standard error (the journal under systemd)",
+        "statsdir": "is not written: stratum1 keeps no statistics files yet",
+    }
+)
 
 
 def _driftfile(b: _Builder, c: _Cursor) -> None:

@@ -14,7 +14,8 @@ next burst whose first byte is not yet due:
   receiver's clock still runs);
 - :meth:`~FakeGps.go_silent` / :meth:`~FakeGps.resume`: no output at all;
 - :meth:`~FakeGps.jump_weeks`: dates shifted by whole weeks (``-1024`` is a
-  week-number rollover bug);
+  week-number rollover bug); :meth:`~FakeGps.slip_seconds`: every second
+  named off by some seconds;
 - :meth:`~FakeGps.send_garbage`: raw bytes, sent at the next tick.
 
 Receiver models (:data:`MODELS`), from real logs (``tests/data/nmea``) and
@@ -203,6 +204,7 @@ class FakeGps:
         self.has_fix = True
         self.silent = False
         self.week_offset = 0
+        self.second_offset = 0
         self.bursts = 0
 
     # -- verbs
@@ -224,6 +226,10 @@ class FakeGps:
     def jump_weeks(self, n: int) -> None:
         """Shift the dates sent by ``n`` weeks from now on (``-1024``: the GPS week rollover bug)."""
         self.week_offset += n
+
+    def slip_seconds(self, n: int) -> None:
+        """Name every second ``n`` seconds off from now on (a receiver that slipped a second)."""
+        self.second_offset += n
 
     def send_garbage(self, data: bytes) -> None:
         """Send ``data`` as it is at the next :meth:`tick`."""
@@ -275,7 +281,7 @@ class FakeGps:
     def epoch_sentences(self, label_s: int) -> list[bytes]:
         """Return the sentences of the burst labelled POSIX second ``label_s`` (before the week shift)."""
         m = self.model
-        when = dt.datetime.fromtimestamp(label_s + self.week_offset * 7 * 86_400, dt.UTC)
+        when = dt.datetime.fromtimestamp(label_s + self.week_offset * 7 * 86_400 + self.second_offset, dt.UTC)
         hms = when.strftime("%H%M%S") + ("." + "0" * m.time_decimals if m.time_decimals else "")
         out: list[bytes] = []
         for kind in m.sentences:

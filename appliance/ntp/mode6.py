@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 
 from appliance.ntp import access as acl
-from appliance.sources.state import SystemState
+from appliance.state import SystemState
 
 HEADER = struct.Struct("!BBHHHHH")
 HEADER_LEN = HEADER.size  # 12

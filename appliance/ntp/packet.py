@@ -44,6 +44,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+# the leap indicator codes and refid_from_text live with the system state (appliance.state): re-exported here
+from appliance.state import LEAP_DELETE as LEAP_DELETE
+from appliance.state import LEAP_INSERT as LEAP_INSERT
+from appliance.state import LEAP_NONE as LEAP_NONE
+from appliance.state import LEAP_UNSYNC as LEAP_UNSYNC
+from appliance.state import refid_from_text as refid_from_text
+
 HEADER = struct.Struct("!BBbbII4sQQQQ")
 HEADER_LEN = HEADER.size  # 48
 EF_HEADER = struct.Struct("!HH")
@@ -57,10 +64,6 @@ MODE_BROADCAST = 5
 MODE_CONTROL = 6
 MODE_PRIVATE = 7
 
-LEAP_NONE = 0
-LEAP_INSERT = 1
-LEAP_DELETE = 2
-LEAP_UNSYNC = 3
 
 MIN_VERSION = 1
 MAX_VERSION = 4
@@ -214,14 +217,6 @@ def parse_trailer(data: bytes, version: int) -> tuple[tuple[ExtensionField, ...]
         fields.append(ExtensionField(ef_type, bytes(data[pos + 4 : pos + length])))
         pos += length
     return tuple(fields), None
-
-
-def refid_from_text(code: str) -> bytes:
-    """Return the 4-octet reference ID for an ASCII code such as ``GPS`` or ``LOCL`` (NUL padded)."""
-    raw = code.encode("ascii")
-    if len(raw) > 4:
-        raise ValueError(f"reference ID {code!r} is longer than 4 characters")
-    return raw + b"\0" * (4 - len(raw))
 
 
 def refid_text(refid: bytes, stratum: int) -> str:

@@ -64,7 +64,7 @@ from appliance.ntp.packet import (
     refid_from_text,
 )
 from appliance.ntp.ratelimit import LIMITED_KOD, PASS, RateLimiter
-from appliance.sources.state import STRATUM_UNSYNC, UNSYNCHRONISED, SystemState
+from appliance.state import STRATUM_UNSYNC, UNSYNCHRONISED, SystemState
 from appliance.timebase import NS_PER_S, ntp64_from_ns, short_from_ns
 
 _PREFIX = struct.Struct("!BBBbII4sQ")  # li_vn_mode .. reference timestamp: 24 octets

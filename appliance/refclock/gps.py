@@ -33,7 +33,10 @@ jitter. This module pairs them (chrony's ``lock``):
   source is unusable meanwhile. A new timeline that contradicts the last
   good lock (projected by the local clock) must hold for
   :data:`JUMP_RELOCK_EPOCHS` before it is believed: a receiver that jumps
-  by a week and stays there is not followed at once. Pulses not about 1 s apart are rejected.
+  by a week and stays there is not followed at once. Pulses are judged by
+  :class:`~appliance.refclock.pps.PulseCheck`, the one pulse checker
+  (duplicates, out of order, not a whole number of seconds from the last:
+  rejected).
   Without fixes for :data:`FIX_TIMEOUT_NS` or pulses for
   :data:`PULSE_TIMEOUT_NS`, that part is unusable.
 """
@@ -45,6 +48,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from appliance.nmea.epoch import Fix
+from appliance.refclock.pps import PulseCheck, PulseCheckConfig
+from appliance.refclock.pps import Verdict as PulseVerdict
 from appliance.refclock.sample import Pulse, Sample, SampleKind
 from appliance.timebase import NS_PER_S
 
@@ -143,6 +148,7 @@ class GpsClock:
         self._required = RELOCK_EPOCHS
         self._anchor: tuple[int, int] | None = None  # (arrival ns, second) of the last locked epoch
         self._last_pulse_ns: int | None = None
+        self.check = PulseCheck(PulseCheckConfig(tolerance_ns=PULSE_TOLERANCE_NS))
         self._last_pulse_seen: int | None = None
         self._numbered: tuple[int, int] | None = None  # (pulse local ns, second it marks)
 
@@ -169,14 +175,11 @@ class GpsClock:
         c = self.counters
         c.pulses += 1
         local = pulse.local_ns + self.settings.pps_offset_ns
-        if self._last_pulse_ns is not None:
-            gap = local - self._last_pulse_ns
-            whole = round(gap / NS_PER_S)
-            if gap <= 0 or whole < 1 or abs(gap - whole * NS_PER_S) > PULSE_TOLERANCE_NS:
-                c.pulses_rejected += 1
-                if gap > 0 and whole >= 1:
-                    self._last_pulse_ns = local  # a glitch edge: let the next real one be judged from here
-                return None
+        # the one pulse checker (refclock/pps.py): a first pulse is held as the reference, and usable here
+        verdict = self.check.check(Pulse(local, pulse.sequence))
+        if verdict not in (PulseVerdict.ACCEPTED, PulseVerdict.HELD):
+            c.pulses_rejected += 1
+            return None
         self._last_pulse_ns = local
         self._last_pulse_seen = pulse.local_ns
         self._pulses.append(_Pending(pulse, local))
@@ -299,3 +302,45 @@ def _nearest_second(t_ns: int) -> int:
 def _projected(local_ns: int, second_ns: int, now_local_ns: int) -> int:
     """The second an epoch arriving at ``now_local_ns`` should name, going on from (local_ns, second_ns)."""
     return second_ns + round((now_local_ns - local_ns) / NS_PER_S) * NS_PER_S
+
+
+#: PPS samples count as recent (NMEA-only samples are then held back) for this long.
+PPS_RECENT_NS = 3 * NS_PER_S
+
+
+class NmeaRefclock:
+    """The ``nmea`` driver's pure part: a :class:`GpsClock` pairing whose samples go to a refclock source.
+
+    Its serial port hands in fixes (:meth:`on_fix`) and its own PPS, if it
+    has one, pulses (:meth:`on_pulse`); both return the samples to hand up.
+    NMEA-only samples are held back while numbered pulses are recent (the
+    pulses are a thousand times better). :meth:`why_unusable` is what the
+    timekeeper asks before selecting it; :meth:`stepped` forgets the
+    pairing when the clock is stepped.
+    """
+
+    def __init__(self, settings: GpsSettings) -> None:
+        self.gps = GpsClock(settings)
+        self._last_pps_ns: int | None = None
+
+    def on_fix(self, fix: Fix) -> list[Sample]:
+        return [s for s in self.gps.on_fix(fix) if self._keep(s)]
+
+    def on_pulse(self, pulse: Pulse, *, clock_within_0_4s: bool = False) -> list[Sample]:
+        sample = self.gps.on_pulse(pulse, clock_within_0_4s=clock_within_0_4s)
+        return [sample] if sample is not None and self._keep(sample) else []
+
+    def why_unusable(self, now_ns: int) -> str | None:
+        if self.gps.status(now_ns).usable:
+            return None
+        return "NMEA: no lock, or no recent pulses and fixes"
+
+    def stepped(self, step_ns: int) -> None:
+        self.gps.reset()  # pulses and epochs in flight carry the old timescale
+        self._last_pps_ns = None
+
+    def _keep(self, sample: Sample) -> bool:
+        if sample.kind is SampleKind.PULSE:
+            self._last_pps_ns = sample.local_ns
+            return True
+        return self._last_pps_ns is None or sample.local_ns - self._last_pps_ns >= PPS_RECENT_NS

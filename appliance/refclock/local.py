@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.config.model import Config
-from appliance.sources.state import SystemState, local_clock_state
+from appliance.state import SystemState, local_clock_state
 
 LOCAL_DRIVER = 1
 DEFAULT_STRATUM = 10

@@ -1,4 +1,23 @@
-"""Which GPS receiver the config describes, in any of the three spellings (pure).
+"""Which reference clocks the config describes, in any of the three spellings (pure).
+
+:func:`refclock_lines` turns every reference clock line but the local
+clock's (:mod:`appliance.refclock.local` has that) into a
+:class:`RefclockLine`: the driver (:data:`~appliance.refclock.driver.DRIVERS`),
+the source's name as ntpq shows it (``NMEA(0)``, ``PPS(1)``, ``SHM(0)``,
+``GPSD(0)``), the :class:`~appliance.refclock.source.RefclockSettings` the
+line says (poll from ``minpoll``, stratum, refid, prefer, noselect,
+``time1``/``time2`` as the driver reads them), the device options, and for
+an NMEA receiver its :class:`GpsSetup`. :func:`refclock_warnings` names,
+with file:line, each option the lines give that nothing acts on.
+
+Pairing: an NMEA receiver with its own PPS (``ppspath``, ntpd's fudge
+``flag1``) numbers those pulses itself. A ``pps`` line (``refclock pps``,
+``server 127.127.22.u``) goes to the first NMEA receiver without one, as
+ntpd's NMEA+ATOM pair has always been set up; with no such receiver it is
+a source of its own, ntpd's ATOM: a bare PPS numbered by whatever the
+system is synchronised to (a gpsd SHM segment, an upstream server).
+
+The rest of this docstring is about the NMEA receiver's spellings.
 
 - NTPsec: ``refclock nmea unit 0 path /dev/serial0 baud 9600 time2 0.35`` and
   ``refclock pps unit 0 path /dev/pps0 [time1 S]``;
@@ -21,11 +40,16 @@ at the edge, a table in tests), so this module stays pure.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
-from appliance.config.model import Config, ConfigWarning, Location
+from appliance.config.model import Config, ConfigWarning, Location, Refclock, ServerLine
+from appliance.refclock.driver import DRIVERS, DriverInfo, Time2, offsets_ns
 from appliance.refclock.gps import Convention
+from appliance.refclock.sample import SampleKind
+from appliance.refclock.source import RefclockSettings
+from appliance.timebase import NS_PER_S
 
 NMEA_DRIVER = 20
 PPS_DRIVER = 22
@@ -53,29 +77,62 @@ class GpsSetup:
 
 
 def gps_setup(config: Config) -> GpsSetup | None:
-    """The configured GPS receiver, or None."""
+    """The first NMEA receiver's setup, or None (what the boot files and unit devices are made for)."""
+    for line in refclock_lines(config):
+        if line.gps is not None:
+            return line.gps
+    return None
+
+
+def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, Location | None]]:
+    """Each NMEA line's setup, and where the PPS line it took (if any) is."""
+    out: list[tuple[Location, GpsSetup, Location | None]] = []
+    taken: set[Location] = set()
+    pps_lines: list[tuple[str, int, Location]] = [
+        (_pps_path(r.options, r.unit), r.time1_ns or 0, r.location) for r in config.refclocks if r.driver == "pps"
+    ]
+    for srv in config.servers:
+        if srv.refclock is not None and srv.refclock[0] == PPS_DRIVER:
+            fudge = config.fudge_for(srv.host)
+            t1 = (fudge.time1_ns or 0) if fudge else 0
+            pps_lines.append((f"/dev/pps{srv.refclock[1]}", t1, srv.location))
+
+    def free_pps() -> tuple[str, int, Location] | None:
+        for p in pps_lines:
+            if p[2] not in taken:
+                taken.add(p[2])
+                return p
+        return None
+
     for r in config.refclocks:
-        if r.driver == "nmea":
-            opts = dict(r.options)
-            pps = opts.get("ppspath")
-            pps_at = r.location if pps is not None else None
-            if pps is None:
-                line = next((p for p in config.refclocks if p.driver == "pps"), None)
-                if line is not None:
-                    pps, pps_at = _pps_path(line.options, line.unit), line.location
-            pps_offset = next((p.time1_ns for p in config.refclocks if p.driver == "pps" and p.time1_ns), None)
-            baud = opts.get("baud", "9600")
-            return GpsSetup(
-                serial_path=opts.get("path", f"/dev/gps{r.unit}"),
-                baud=int(baud) if baud.isdigit() else 9600,
-                location=r.location,
-                pps_path=pps,
-                pps_location=pps_at,
-                nmea_delay_ns=r.time2_ns,
-                pps_offset_ns=pps_offset or r.time1_ns or 0,
-                autobaud=baud.lower() == "auto",
-                prefer=r.prefer,
-            )
+        if r.driver != "nmea":
+            continue
+        opts = dict(r.options)
+        pps = opts.get("ppspath")
+        pps_at = r.location if pps is not None else None
+        pps_offset = r.time1_ns or 0
+        if pps is None and opts.get("flag1") == "1":
+            pps, pps_at = f"/dev/gpspps{r.unit}", r.location
+        if pps is None:
+            found = free_pps()
+            if found is not None:
+                pps, pps_offset, pps_at = found[0], found[1] or pps_offset, found[2]
+        baud = opts.get("baud")
+        if baud is None and "mode" in opts:
+            baud = str(_MODE_BAUDS.get((int(opts["mode"]) >> 4) & 7, 9600))
+        baud = baud or "9600"
+        setup = GpsSetup(
+            serial_path=opts.get("path", f"/dev/gps{r.unit}"),
+            baud=int(baud) if baud.isdigit() else 9600,
+            location=r.location,
+            pps_path=pps,
+            pps_location=pps_at,
+            nmea_delay_ns=r.time2_ns,
+            pps_offset_ns=pps_offset,
+            autobaud=baud.lower() == "auto",
+            prefer=r.prefer,
+        )
+        out.append((r.location, setup, pps_at if pps_at != r.location else None))
     for s in config.servers:
         rc = s.refclock
         if rc is None or rc[0] != NMEA_DRIVER:
@@ -85,24 +142,26 @@ def gps_setup(config: Config) -> GpsSetup | None:
         flags = dict(fudge.flags) if fudge else {}
         pps = None
         pps_at = None
+        pps_offset = (fudge.time1_ns or 0) if fudge else 0
         if flags.get(1) and fudge is not None:
             pps, pps_at = f"/dev/gpspps{unit}", fudge.location
-        for other in config.servers:
-            orc = other.refclock
-            if orc is not None and orc[0] == PPS_DRIVER:
-                pps, pps_at = f"/dev/pps{orc[1]}", other.location
+        else:
+            found = free_pps()
+            if found is not None:
+                pps, pps_offset, pps_at = found[0], found[1] or pps_offset, found[2]
         mode = s.mode or 0
-        return GpsSetup(
+        setup = GpsSetup(
             serial_path=f"/dev/gps{unit}",
             baud=_MODE_BAUDS.get((mode >> 4) & 7, 4800),
             location=s.location,
             pps_path=pps,
             pps_location=pps_at,
             nmea_delay_ns=fudge.time2_ns if fudge else None,
-            pps_offset_ns=(fudge.time1_ns or 0) if fudge else 0,
+            pps_offset_ns=pps_offset,
             prefer=s.prefer,
         )
-    return None
+        out.append((s.location, setup, pps_at))
+    return out
 
 
 def setup_warnings(config: Config) -> list[ConfigWarning]:
@@ -112,16 +171,19 @@ def setup_warnings(config: Config) -> list[ConfigWarning]:
     without pulses the NMEA-to-PPS offset cannot be measured, and only
     ``time2`` (ntpd's fudge, NTPsec's option) says it.
     """
-    setup = gps_setup(config)
-    if setup is None or setup.pps_path is not None or setup.nmea_delay_ns is not None:
-        return []
-    return [
-        ConfigWarning(
-            setup.location,
-            "NMEA receiver without PPS and without time2: its sentences cannot be timed, so it gives no time; "
-            "add the receiver's NMEA offset ('time2 0.5' for 0.5 s) or a PPS source",
+    out = []
+    for line in refclock_lines(config):
+        setup = line.gps
+        if setup is None or setup.pps_path is not None or setup.nmea_delay_ns is not None:
+            continue
+        out.append(
+            ConfigWarning(
+                setup.location,
+                "NMEA receiver without PPS and without time2: its sentences cannot be timed, so it gives no time; "
+                "add the receiver's NMEA offset ('time2 0.5' for 0.5 s) or a PPS source",
+            )
         )
-    ]
+    return out + refclock_warnings(config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,17 +196,19 @@ class Device:
 
 
 def gps_devices(config: Config) -> tuple[Device, ...]:
-    """The device files the configured GPS needs: serial port, then the PPS device or the GPIO chip."""
-    setup = gps_setup(config)
-    if setup is None:
-        return ()
-    found = [Device("serial port", setup.serial_path, setup.location)]
-    if setup.pps_path is not None:
-        at = setup.pps_location or setup.location
-        if setup.pps_path.startswith("gpio:"):
-            found.append(Device("GPIO chip", GPIO_CHIP, at))
-        else:
-            found.append(Device("PPS device", setup.pps_path, at))
+    """The device files the configured refclocks need: serial ports, then PPS devices or the GPIO chip."""
+    found = []
+    for line in refclock_lines(config):
+        setup = line.gps
+        if setup is not None:
+            found.append(Device("serial port", setup.serial_path, setup.location))
+        pps = setup.pps_path if setup is not None else line.pps_path
+        if pps is not None:
+            at = (setup.pps_location or setup.location) if setup is not None else line.location
+            if pps.startswith("gpio:"):
+                found.append(Device("GPIO chip", GPIO_CHIP, at))
+            else:
+                found.append(Device("PPS device", pps, at))
     return tuple(found)
 
 
@@ -172,3 +236,223 @@ def device_warnings(config: Config, stat_mode: StatMode) -> list[ConfigWarning]:
 
 def _pps_path(options: tuple[tuple[str, str], ...], unit: int) -> str:
     return dict(options).get("path", f"/dev/pps{unit}")
+
+
+# -- every refclock line as a source ------------------------------------------------------------
+
+#: Default poll exponent of a refclock line without ``minpoll``: one update a second, as each pulse arrives.
+DEFAULT_REFCLOCK_POLL = 0
+#: Options of a refclock line that nothing acts on, by driver ("*": any): the reason, for the warning.
+_IGNORED_OPTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "*": MappingProxyType({"subtype": "names no driver variant stratum1 has"}),
+        "nmea": MappingProxyType(
+            {
+                "flag2": "(ntpd: PPS on the falling edge) is not supported; use the rising edge",
+                "flag3": "(ntpd: kernel PPS discipline) is not supported; the daemon disciplines the clock",
+                "flag4": "(ntpd: obscure the position) has no effect: the position is never shown",
+            }
+        ),
+        "pps": MappingProxyType(
+            {
+                "flag2": "(ntpd: capture the falling edge) is not supported; use the rising edge",
+                "flag3": "(ntpd: kernel PPS discipline) is not supported; the daemon disciplines the clock",
+                "flag4": "(ntpd: record a timestamp) is not supported",
+                "mode": "has no meaning for the pps driver",
+                "baud": "has no meaning for the pps driver",
+                "ppspath": "has no meaning for the pps driver (use 'path')",
+            }
+        ),
+        "shm": MappingProxyType(
+            {
+                "flag2": "has no meaning for the shm driver",
+                "flag3": "has no meaning for the shm driver",
+                "flag4": "has no meaning for the shm driver",
+                "mode": "has no effect: both SHM modes (0 and 1) are read as the segment says",
+                "path": "has no meaning for the shm driver (the unit names the segment)",
+                "ppspath": "has no meaning for the shm driver",
+                "baud": "has no meaning for the shm driver",
+            }
+        ),
+        "gpsd": MappingProxyType(
+            {
+                "flag1": "has no meaning for the gpsd driver",
+                "flag2": "has no meaning for the gpsd driver",
+                "flag3": "has no meaning for the gpsd driver",
+                "flag4": "has no meaning for the gpsd driver",
+                "ppspath": "has no meaning for the gpsd driver",
+                "baud": "has no meaning for the gpsd driver (gpsd sets the rate)",
+            }
+        ),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RefclockLine:
+    """One reference clock as a source: its driver, what its line says, and the device to read.
+
+    ``gps`` is an NMEA receiver's setup (its PPS paired); ``pps_path`` the
+    device of a bare ``pps`` line; ``device`` gpsd's device filter (the
+    ``path`` of a ``gpsd`` line, None: any); ``shm_max_delta_ns`` the
+    largest offset an ``shm`` line believes (``time2`` in seconds, None with
+    ``flag1``: no limit; ntpd's default 4 hours when neither).
+    """
+
+    info: DriverInfo
+    unit: int
+    location: Location
+    settings: RefclockSettings
+    gps: GpsSetup | None = None
+    pps_path: str | None = None
+    device: str | None = None
+    shm_max_delta_ns: int | None = 4 * 3600 * NS_PER_S
+    pps_taken_from: Location | None = None
+    options: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+def refclock_lines(config: Config) -> tuple[RefclockLine, ...]:
+    """Every reference clock line but the local clock's, in the config's order (see the module docstring)."""
+    setups = {at: (setup, pps_at) for at, setup, pps_at in _nmea_setups(config)}
+    taken = {pps_at for _, pps_at in setups.values() if pps_at is not None}
+    out: list[RefclockLine] = []
+    for r in config.refclocks:
+        if r.driver != "local":
+            out.append(_line(r.driver, r.unit, r.location, _Said.of_refclock(r), setups, taken))
+    for s in config.servers:
+        rc = s.refclock
+        if rc is None or rc[0] == 1:
+            continue
+        info = next(i for i in DRIVERS.values() if i.ntpd_type == rc[0])
+        out.append(_line(info.name, rc[1], s.location, _Said.of_server(s, config), setups, taken))
+    return tuple(x for x in out if x.pps_taken_from is None)
+
+
+def refclock_warnings(config: Config) -> list[ConfigWarning]:
+    """A file:line warning for each refclock option that has no effect, and for a poll range."""
+    out = []
+    for r in config.refclocks:
+        if r.driver == "local":
+            continue
+        for opt, _value in r.options:
+            why = _IGNORED_OPTIONS["*"].get(opt) or _IGNORED_OPTIONS.get(r.driver, {}).get(opt)
+            if why:
+                out.append(ConfigWarning(r.location, f"refclock {r.driver} option '{opt}' {why}, ignored"))
+        out += _poll_warning(r.location, r.minpoll, r.maxpoll)
+    for s in config.servers:
+        rc = s.refclock
+        if rc is None or rc[0] == 1:
+            continue
+        out += _poll_warning(s.location, s.minpoll, s.maxpoll)
+        fudge = config.fudge_for(s.host)
+        driver = next(i.name for i in DRIVERS.values() if i.ntpd_type == rc[0])
+        if fudge is not None:
+            for n, _on in fudge.flags:
+                why = _IGNORED_OPTIONS.get(driver, {}).get(f"flag{n}")
+                if why:
+                    out.append(ConfigWarning(fudge.location, f"fudge flag{n} for {s.host} {why}, ignored"))
+        if s.mode is not None and driver in ("pps", "shm"):
+            why = _IGNORED_OPTIONS[driver]["mode"]
+            out.append(ConfigWarning(s.location, f"server {s.host} option 'mode' {why}, ignored"))
+    return out
+
+
+def _poll_warning(at: Location, lo: int | None, hi: int | None) -> list[ConfigWarning]:
+    if hi is not None and hi != (lo if lo is not None else DEFAULT_REFCLOCK_POLL):
+        return [ConfigWarning(at, "a reference clock polls at one interval: 'minpoll' is used, 'maxpoll' ignored")]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class _Said:
+    """What one refclock line says, in either form."""
+
+    options: dict[str, str]
+    minpoll: int | None
+    stratum: int | None
+    refid: str | None
+    time1_ns: int | None
+    time2_ns: int | None
+    prefer: bool
+    noselect: bool
+
+    @classmethod
+    def of_refclock(cls, r: Refclock) -> _Said:
+        return cls(dict(r.options), r.minpoll, r.stratum, r.refid, r.time1_ns, r.time2_ns, r.prefer, r.noselect)
+
+    @classmethod
+    def of_server(cls, s: ServerLine, config: Config) -> _Said:
+        f = config.fudge_for(s.host)
+        options = {f"flag{n}": "1" if on else "0" for n, on in f.flags} if f else {}
+        if s.mode is not None:
+            options["mode"] = str(s.mode)
+        return cls(
+            options,
+            s.minpoll,
+            f.stratum if f else None,
+            f.refid if f else None,
+            f.time1_ns if f else None,
+            f.time2_ns if f else None,
+            s.prefer,
+            s.noselect,
+        )
+
+
+def _line(
+    driver: str,
+    unit: int,
+    at: Location,
+    said: _Said,
+    setups: dict[Location, tuple[GpsSetup, Location | None]],
+    taken: set[Location],
+) -> RefclockLine:
+    info = DRIVERS[driver]
+    gps = setups[at][0] if driver == "nmea" else None
+    if driver == "nmea":
+        pulse_offset, time_offset = 0, 0  # the pairing applies time1 and starts its calibration from time2
+        kinds = frozenset(SampleKind)
+    else:
+        pulse_offset, time_offset = offsets_ns(info, said.time1_ns, said.time2_ns)
+        kinds = frozenset({SampleKind.PULSE}) if info.pulses else frozenset(SampleKind)
+    if driver == "gpsd" and said.options.get("mode") == "1":
+        kinds = frozenset({SampleKind.PULSE})  # NTPsec's gpsd mode 1: the PPS edges only
+    precision = info.precision
+    if gps is not None and gps.pps_path is not None:
+        precision = -20  # the PPS edge, not the serial time, is what its samples are
+    settings = RefclockSettings(
+        name=f"{info.name.upper()}({unit})",
+        refid=said.refid or info.refid,
+        stratum=said.stratum or 0,
+        poll=said.minpoll if said.minpoll is not None else DEFAULT_REFCLOCK_POLL,
+        pulse_offset_ns=pulse_offset,
+        time_offset_ns=time_offset,
+        precision=precision,
+        prefer=said.prefer,
+        noselect=said.noselect,
+        kinds=kinds,
+    )
+    max_delta: int | None = 4 * 3600 * NS_PER_S
+    if info.time2 is Time2.MAX_DELTA:
+        if said.options.get("flag1") == "1":
+            max_delta = None
+        elif said.time2_ns:
+            max_delta = said.time2_ns
+    pps_path = None
+    if driver == "pps":
+        pps_path = said.options.get("path", f"/dev/pps{unit}")
+    return RefclockLine(
+        info,
+        unit,
+        at,
+        settings,
+        gps=gps,
+        pps_path=pps_path,
+        device=said.options.get("path") if driver == "gpsd" else None,
+        shm_max_delta_ns=max_delta,
+        pps_taken_from=at if driver == "pps" and at in taken else None,
+        options=tuple(said.options.items()),
+    )

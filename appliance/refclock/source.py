@@ -56,20 +56,19 @@ is selected, and the stratum of an unlocked PPS that is itself the system
 peer (chrony's ``pps_stratum``: it keeps the stratum of the source that
 numbered it before).
 
-How the timekeeper will consume it (not wired yet; the timekeeper still has
-its own GPS path): the composition root builds one ``RefclockSource`` per
-refclock line from the config (``settings_from_line`` to come with the
-wiring) and one driver from :data:`~appliance.refclock.driver.DRIVERS`; the
-event loop polls the driver every ``driver_poll_interval_ns`` (or when its
-descriptor is readable) and hands each sample to :meth:`~RefclockSource.add_sample`
-and each pulse to :meth:`~RefclockSource.add_pulse` (with the ``lock``
-source's :attr:`~RefclockSource.last_sample`, or the timekeeper's
-:class:`SystemSync`); every ``poll_interval_ns`` it calls
-:meth:`~RefclockSource.poll` and hands the :class:`RefclockUpdate` to the
-timekeeper, which turns ``update.sample`` into a ``SourceSample`` for the
-source named ``update.name`` (stratum and refid from the update, ``kind``
-instead of the dispersion to tell pulses from serial time) and selects. A
-poll without an update is an unreachable poll for that source.
+How the timekeeper consumes it: :func:`appliance.refclock.setup.refclock_lines`
+makes one ``RefclockSettings`` per refclock line, :mod:`appliance.build`
+one ``RefclockSource`` and one driver per line, registered with
+:meth:`appliance.sources.timekeeper.Timekeeper.add_refclock`; each driver's
+samples go to :meth:`~RefclockSource.add_sample` and its pulses to
+:meth:`~RefclockSource.add_pulse` (with the ``lock`` source's
+:attr:`~RefclockSource.last_sample`, or the timekeeper's
+:class:`SystemSync`) through ``Timekeeper.on_sample``/``on_pulse``; the
+timekeeper calls :meth:`~RefclockSource.poll` every ``poll_interval_ns``
+(a line polling every second or faster as soon as it holds the samples it
+needs) and turns each :class:`RefclockUpdate` into a ``SourceSample`` for
+the source named ``update.name``. A poll without an update is an
+unreachable poll for that source.
 
 >>> src = RefclockSource(RefclockSettings(name="SHM(0)", refid="SHM", poll=2, min_samples=3))
 >>> for t in range(1, 5):

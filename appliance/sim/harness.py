@@ -7,9 +7,12 @@ Two levels:
   ``tests/sim/test_sim_discipline.py`` measure the loop with it);
 - :func:`run_system`: the daemon's :class:`~appliance.sources.timekeeper.Timekeeper`
   (GPS pairing, selection, fallback chain, discipline) on a
-  :class:`SystemScenario`: a simulated GPS (:class:`GpsSpec`: PPS edges with
-  jitter plus the NMEA epoch naming each second, which can be lost and
-  regained or jump by a second or 1024 weeks) and simulated upstream NTP
+  :class:`SystemScenario`: a simulated GPS HAT (:class:`ReceiverSpec`: the
+  shipped :class:`~appliance.fakes.gps.FakeGps` and
+  :class:`~appliance.fakes.pps.FakePps`, the same fakes ``serve --simulate``
+  runs, read through the daemon's ``NmeaStream`` and ``NmeaRefclock``
+  pairing; verbs at chosen times unplug it, slip a second or jump 1024
+  weeks) and simulated upstream NTP
   servers (:class:`ServerSpec`: their own clock error, network delay and
   asymmetry, losses), reached through the real
   :class:`~appliance.sources.client.Upstreams` state machine (iburst, poll
@@ -38,10 +41,11 @@ machine.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,11 +55,15 @@ from appliance.clock.discipline import Discipline, DisciplineConfig, DisciplineS
 from appliance.clock.simulated import DEFAULT_START_NS, FrequencyStep, Oscillator, SimulatedClock
 from appliance.clock.slew import SlewModel
 from appliance.config.parser import parse_config
-from appliance.nmea.epoch import Fix, FixMode
+from appliance.fakes.gps import FakeGps
+from appliance.fakes.pps import FakePps
+from appliance.nmea.rollover import RolloverPolicy
+from appliance.nmea.stream import NmeaStream
 from appliance.ntp.packet import MODE_SERVER, NtpPacket, refid_from_text
-from appliance.refclock.gps import GpsClock
+from appliance.refclock.gps import Convention, GpsSettings, NmeaRefclock
 from appliance.refclock.local import LocalClock
-from appliance.refclock.sample import Pulse, Sample
+from appliance.refclock.sample import Sample
+from appliance.refclock.source import RefclockSettings, RefclockSource
 from appliance.sources.client import RESPONSE_TIMEOUT_NS, Association, Upstreams
 from appliance.sources.timekeeper import Basis, Timekeeper, TimekeeperCounters, TimekeeperStatus
 from appliance.timebase import NS_PER_S, ntp64_from_ns, short_from_ns
@@ -228,26 +236,26 @@ def play(clock: SimulatedClock, discipline: Discipline, sources: list[SampleSour
 
 
 @dataclass(frozen=True, slots=True)
-class GpsSpec:
-    """A simulated GPS receiver. Times count from the scenario's start (ns).
+class ReceiverSpec:
+    """The shipped fake receiver (:class:`~appliance.fakes.gps.FakeGps`, as ``serve --simulate`` runs it), virtually.
 
-    - ``pps_jitter_ns``: 1-sigma timestamping jitter of the PPS edge;
-    - ``nmea_delay_ns`` / ``nmea_jitter_ns``: the epoch's first byte arrives
-      this long after its pulse, +- a uniform jitter (CURRENT convention);
-    - ``outages``: half-open ``[start, end)`` intervals without pulses or
-      epochs (the receiver unplugged);
-    - ``jumps``: ``(at, jump_ns)``: from ``at`` on, the epochs name seconds
-      ``jump_ns`` off (cumulative): a receiver that slips a second, or one
-      that falls back 1024 weeks (``-WEEKS_1024_NS``).
+    Its NMEA bytes reach an :class:`~appliance.nmea.stream.NmeaStream` when their first byte is due (as
+    :class:`~appliance.fakes.gps.PtyWriter` writes them), on the simulated clock; its PPS (the shipped
+    :class:`~appliance.fakes.pps.FakePps`) marks each true second with ``pps_jitter_ns`` (1 sigma) of
+    timestamping jitter, read :data:`PULSE_LATENCY_NS` after the edge. ``actions``: at ``at`` (from the
+    start, ns) call ``verb(receiver, pps)`` (``FakeGps.go_silent``, ``jump_weeks``, ``slip_seconds``,
+    ``send_garbage``; ``FakePps.stop``, ``resume``...).
     """
 
+    model: str = "ublox-m8"
     pps_jitter_ns: float = 1_000.0
-    nmea_delay_ns: int = 200_000_000
-    nmea_jitter_ns: int = 10_000_000
-    outages: tuple[tuple[int, int], ...] = ()
-    jumps: tuple[tuple[int, int], ...] = ()
+    actions: tuple[tuple[int, Callable[[FakeGps, FakePps], None]], ...] = ()
 
 
+#: The simulated receiver's source name (``refclock nmea unit 0``).
+GPS_SOURCE = "NMEA(0)"
+#: A PPS timestamp is read this long after the edge (the daemon's PPS poller: a few ms).
+PULSE_LATENCY_NS = 1_000_000
 #: 1024 GPS weeks in ns: the week-number rollover period.
 WEEKS_1024_NS = 1024 * 7 * 86_400 * NS_PER_S
 
@@ -288,7 +296,7 @@ class SystemScenario(ClockSpec):
     scenarios without a GPS may tick less often).
     """
 
-    gps: GpsSpec | None = None
+    receiver: ReceiverSpec | None = None
     servers: tuple[ServerSpec, ...] = ()
     server_options: str = "iburst minpoll 4 maxpoll 6"
     local_stratum: int | None = None
@@ -325,6 +333,8 @@ class SystemTrace:
     changes: tuple[Change, ...]
     final: TimekeeperStatus
     counters: TimekeeperCounters
+    #: With a :class:`ReceiverSpec`: the pairing's NMEA delay (ns) and lock breaks, the stream's counters.
+    receiver: Mapping[str, int | None] = field(default_factory=dict)
 
     def at(self, since_start_ns: int) -> int:
         """The index of the last point at or before ``since_start_ns``."""
@@ -365,13 +375,33 @@ class _Sim:
         self.by_address = {s.address: s for s in sc.servers}
         self.tk = Timekeeper(
             self.clock,
-            GpsClock() if sc.gps is not None else None,
             precision=-20,
             local=LocalClock.from_config(config),
             upstreams=self.upstreams,
             holdover_bound_ns=sc.holdover_bound_ns,
         )
-        self.gps_rng = random.Random(f"gps:{sc.seed}")
+        self.fake: FakeGps | None = None
+        convention = Convention.CURRENT
+        if sc.receiver is not None:
+            self.fake = FakeGps(sc.receiver.model, start_ns=start, seed=sc.seed)
+            if self.fake.model.labels == "next":
+                convention = Convention.NEXT
+            # the firmware of this simulation was built a month before it starts
+            self.stream = NmeaStream(RolloverPolicy(start - 30 * 86_400 * NS_PER_S))
+            self.pps = FakePps(
+                lambda: self.clock.true_ns,
+                self.clock.now_ns,
+                jitter_ns=sc.receiver.pps_jitter_ns,
+                rng=random.Random(f"gps:{sc.seed}"),
+            )
+        self.nmea = NmeaRefclock(GpsSettings(convention))
+        if sc.receiver is not None:  # as appliance.build wires an NMEA receiver with its PPS
+            self.tk.add_refclock(
+                RefclockSource(RefclockSettings(name=GPS_SOURCE, refid="GPS", poll=0)),
+                why_unusable=self.nmea.why_unusable,
+                stepped=self.nmea.stepped,
+                pulse_refid="PPS",
+            )
         self.net_rng = random.Random(f"net:{sc.seed}")
         self.queue: list[tuple[int, int, Callable[[int], None]]] = []
         self.seq = 0
@@ -381,24 +411,28 @@ class _Sim:
         self.seq += 1
         heapq.heappush(self.queue, (true_ns, self.seq, action))
 
-    # -- the GPS ------------------------------------------------------------------
+    # -- the shipped fake receiver -------------------------------------------------------
 
-    def pulse(self, edge: int) -> None:
-        gps = self.scenario.gps
-        assert gps is not None
-        self.at(edge + NS_PER_S, self.pulse)
-        since = edge - self.start
-        if _within(since, gps.outages):
-            return
-        noise = round(self.gps_rng.gauss(0.0, gps.pps_jitter_ns)) if gps.pps_jitter_ns > 0 else 0
-        self.tk.on_pulse(Pulse(self.clock.now_ns() + noise))
-        delay = gps.nmea_delay_ns + self.gps_rng.randint(-gps.nmea_jitter_ns, gps.nmea_jitter_ns)
-        label = edge + sum(j for at, j in gps.jumps if at <= since)
-        self.at(edge + delay, lambda _t: self.fix(label))
+    def receiver_tick(self, now: int) -> None:
+        fake = self.fake
+        assert fake is not None
+        for chunk in fake.tick(now):
+            # read when its first byte is due, as PtyWriter writes it into the pty for serve --simulate
+            self.at(max(now, chunk.at_ns), functools.partial(self.nmea_bytes, chunk.data))
+        self.at(max(fake.next_due_ns(), now + 1), self.receiver_tick)
 
-    def fix(self, label_ns: int) -> None:
-        tod = label_ns % (86_400 * NS_PER_S)
-        self.tk.on_fix(Fix(self.clock.now_ns(), tod, label_ns, True, FixMode.THREE_D))
+    def nmea_bytes(self, data: bytes, _true_ns: int) -> None:
+        for fix in self.stream.feed(data, self.clock.now_ns()):
+            for sample in self.nmea.on_fix(fix):
+                self.tk.on_sample(GPS_SOURCE, sample)
+
+    def pulses_read(self, now: int) -> None:
+        """The daemon's PPS poller: the edges since the last read, a little after each edge."""
+        self.at(now + NS_PER_S, self.pulses_read)
+        for pulse in self.pps.tick():
+            trusted = self.tk.clock_trusted(self.clock.now_ns())
+            for sample in self.nmea.on_pulse(pulse, clock_within_0_4s=trusted):
+                self.tk.on_sample(GPS_SOURCE, sample)
 
     # -- the servers ----------------------------------------------------------------
 
@@ -475,8 +509,11 @@ class _Sim:
                 changes.append(Change(now - self.start, basis, self.tk.status().summary()))
             bases.append(basis.value)
 
-        if sc.gps is not None:
-            self.at(self.start + NS_PER_S, self.pulse)
+        if sc.receiver is not None and self.fake is not None:
+            self.at(self.start, self.receiver_tick)
+            self.at(self.start + NS_PER_S + PULSE_LATENCY_NS, self.pulses_read)
+            for at, verb in sc.receiver.actions:
+                self.at(self.start + at, functools.partial(_act, verb, self.fake, self.pps))
         self.at(self.start + sc.tick_ns, tick)
         self.at(self.start, self.wake)
         while self.queue and self.queue[0][0] < end:
@@ -493,7 +530,23 @@ class _Sim:
             tuple(changes),
             self.tk.status(),
             self.tk.counters,
+            self._receiver_figures(),
         )
+
+    def _receiver_figures(self) -> dict[str, int | None]:
+        if self.fake is None:
+            return {}
+        c = self.stream.counters
+        return {
+            "nmea_delay_ns": self.nmea.gps.nmea_delay_ns,
+            "lock_breaks": self.nmea.gps.counters.lock_breaks,
+            "garbage_bytes": c.garbage_bytes,
+            "fixes": self.nmea.gps.counters.fixes,
+        }
+
+
+def _act(verb: Callable[[FakeGps, FakePps], None], fake: FakeGps, pps: FakePps, _true_ns: int) -> None:
+    verb(fake, pps)
 
 
 def run_system(scenario: SystemScenario) -> SystemTrace:

@@ -8,7 +8,7 @@ a long network path spoiled and say how good the rest are. The filter is an
 time, offset, delay, dispersion), newest first:
 
 - every stage's dispersion grows with its age at PHI = 15 ppm
-  (:data:`~appliance.sources.state.PHI_PPB`), the frequency tolerance;
+  (:data:`~appliance.state.PHI_PPB`), the frequency tolerance;
 - on each new sample the stages are sorted by delay (empty and dummy stages
   last, ties to the lower dispersion, so the newest of equal-delay refclock
   samples comes first); the first is the *best* sample. The source's offset
@@ -37,7 +37,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from appliance.sources.state import PHI_PPB
+from appliance.state import PHI_PPB
 from appliance.timebase import NS_PER_S
 
 #: Stages of the shift register (RFC 5905 "NSTAGE").

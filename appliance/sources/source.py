@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from appliance.ntp.packet import LEAP_NONE, LEAP_UNSYNC
 from appliance.refclock.sample import Sample
 from appliance.sources.filter import MAXDISP_NS, ClockFilter
-from appliance.sources.state import STRATUM_UNSYNC
+from appliance.state import STRATUM_UNSYNC
 from appliance.timebase import NS_PER_S
 
 #: Root distance above which a source is not used (RFC 5905 "MAXDIST", 1.5 s).

@@ -38,7 +38,7 @@ from appliance.ntp.packet import LEAP_UNSYNC
 from appliance.sources.filter import phi_growth
 from appliance.sources.selection import Selection
 from appliance.sources.source import MAXDIST_NS, SourceEstimate, SourceKind
-from appliance.sources.state import STRATUM_UNSYNC, SystemState, local_clock_state
+from appliance.state import STRATUM_UNSYNC, SystemState, local_clock_state
 
 
 def refid_for_address(address: str) -> bytes:

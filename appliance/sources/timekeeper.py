@@ -1,14 +1,21 @@
-"""Keeping time: GPS, upstream NTP servers and the local clock as one system (pure; the time is passed in).
+"""Keeping time: reference clocks, upstream NTP servers and the local clock as one system (pure; the time is passed in).
 
 The :class:`Timekeeper` joins parts that know nothing of each other:
 
-- the GPS reference clock (:class:`~appliance.refclock.gps.GpsClock`:
-  pulses and fixes in, samples out), seen by selection as one
-  :class:`~appliance.sources.source.Source` of kind REFCLOCK named
-  :data:`GPS_NAME` (stratum 0, refid ``PPS`` for numbered pulses, ``GPS``
-  for NMEA alone). Its reach register shifts every ``2**gps_poll`` s
-  (:meth:`Timekeeper.tick`); it is also unusable whenever the GPS clock
-  itself says so (no lock, no recent pulses or fixes);
+- the reference clocks, each a
+  :class:`~appliance.refclock.source.RefclockSource` built from one config
+  line (``refclock NAME ...`` or ``server 127.127.t.u`` + ``fudge``) and
+  seen by selection as one :class:`~appliance.sources.source.Source` of
+  kind REFCLOCK under the line's name (``NMEA(0)``, ``PPS(1)``,
+  ``SHM(0)``...). Drivers hand their samples to :meth:`Timekeeper.on_sample`
+  and their bare pulses to :meth:`Timekeeper.on_pulse`; the refclock source
+  filters them and, once per poll interval (``2**poll`` s, the line's
+  ``minpoll``), hands up one filtered sample, which goes to the selection
+  source. A pulse of a line with ``lock`` is numbered by the locked
+  source's last sample; without it (ntpd's ATOM) by whatever the system is
+  synchronised to, while its root distance is under 0.5 s. A driver may
+  also say why it is unusable now (``why_unusable``: an NMEA receiver
+  without lock) and be told of clock steps (``stepped``);
 - the upstream NTP servers (:class:`~appliance.sources.client.Upstreams`,
   whose sockets :mod:`appliance.io.ntpclient` runs): their associations'
   estimates;
@@ -20,24 +27,26 @@ The :class:`Timekeeper` joins parts that know nothing of each other:
   :class:`~appliance.clock.base.Clock` (kernel, soft or simulated).
 
 **Selection** (RFC 5905 section 11, :func:`~appliance.sources.selection.select`)
-runs over all of them after every GPS sample, every upstream sample
+runs over all of them after every refclock update, every upstream sample
 (:meth:`Timekeeper.on_upstream`) and every :meth:`Timekeeper.tick`:
-truechimers are chosen, falsetickers marked (a GPS that disagrees with
-three upstream servers, by a second or by 1024 weeks, is a falseticker and
-never steers the clock), ``prefer`` and ``noselect`` are honoured. The
-outcome is a :class:`Basis`, the reason for the time served:
+truechimers are chosen, falsetickers marked (a receiver that disagrees
+with three upstream servers, by a second or by 1024 weeks, is a
+falseticker and never steers the clock), ``prefer`` and ``noselect`` are
+honoured. The outcome is a :class:`Basis`, the reason for the time served:
 
-1. ``GPS``: the GPS is the system peer. Its samples (every PPS pulse, or
-   NMEA epochs without PPS) go to the discipline. Served: stratum 1, refid
-   ``PPS`` (``GPS`` on NMEA alone), root dispersion as
-   :func:`~appliance.sources.system.system_state` computes it, plus the
-   discipline's error estimate.
-2. ``HOLDOVER``: the GPS was the basis and is now lost (or outvoted), and
-   the discipline's estimated error (1 sigma, growing without samples) is
-   still under ``holdover_bound_ns``. The clock runs on with the frequency
-   the GPS trained; nothing steers it. Served: stratum 1, the last GPS
-   refid, root dispersion = that error estimate plus the last sample's
-   dispersion (and PHI times the age, which the server adds).
+1. ``REFCLOCK``: a reference clock is the system peer. Its updates go to
+   the discipline. Served: stratum = the refclock's (0 unless the line
+   says otherwise) + 1, its refid (``PPS`` for the pulses of an NMEA
+   receiver, ``GPS`` for its serial time alone, ``SHM``...), root
+   dispersion as :func:`~appliance.sources.system.system_state` computes
+   it, plus the discipline's error estimate.
+2. ``HOLDOVER``: a reference clock was the basis and is now lost (or
+   outvoted), and the discipline's estimated error (1 sigma, growing
+   without samples) is still under ``holdover_bound_ns``. The clock runs on
+   with the frequency the refclock trained; nothing steers it. Served: the
+   last refclock stratum and refid, root dispersion = that error estimate
+   plus the last sample's dispersion (and PHI times the age, which the
+   server adds).
 3. ``UPSTREAM``: an NTP server is the system peer. Each fresh sample of
    the system peer goes to the discipline, moved by what the other
    survivors say (:meth:`Timekeeper.on_upstream`). Served: stratum = the
@@ -50,22 +59,24 @@ outcome is a :class:`Basis`, the reason for the time served:
 5. ``UNSYNCHRONISED``: nothing: leap 3, stratum 16.
 
 **One loop per kind of source.** A discipline measures its samples' jitter
-from their own history, so PPS samples (a microsecond) and network offsets
-(tens of microseconds and more) must not share one: when the samples
-switch from one kind to the other, a new :class:`Discipline` takes over,
-warm-started with the frequency the old one estimated (its phase slew, if
-any, is ended first). :attr:`Timekeeper.discipline` is always the loop in
-use (the one a drift file should record).
+from their own history, so refclock samples (a microsecond) and network
+offsets (tens of microseconds and more) must not share one: when the
+samples switch from one kind to the other, a new :class:`Discipline` takes
+over, warm-started with the frequency the old one estimated (its phase
+slew, if any, is ended first). :attr:`Timekeeper.discipline` is always the
+loop in use (the one a drift file should record).
 
 **Steps.** When the discipline steps the clock, every source's stored
 samples are restated on the new scale
-(:meth:`~appliance.sources.source.Source.shift`, chrony's way) and the GPS
-pairing starts again (its pulses in flight carry the old scale).
+(:meth:`~appliance.sources.source.Source.shift` and
+:meth:`~appliance.refclock.source.RefclockSource.clock_stepped`, chrony's
+way) and each driver that asked is told (an NMEA receiver's pairing starts
+again: its pulses in flight carry the old scale).
 
 **Leap.** ``leap(now_ns, selected_leap)``, when given (the leap-second
 table: :func:`appliance.leap.leap_to_serve`), says what the served leap
 indicator is while synchronised; without it the selection's leap (the
-GPS's own, or the upstream servers' majority) is served. Every
+refclock's own, or the upstream servers' majority) is served. Every
 :meth:`Timekeeper.tick` arms the clock's leap second from the served
 indicator (:meth:`~appliance.clock.base.Clock.set_leap`; the kernel then
 inserts or deletes the second at midnight UTC).
@@ -83,34 +94,27 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from appliance.clock.base import Clock, SetFrequency, Step, apply
 from appliance.clock.discipline import Discipline, DisciplineConfig, Mode
 from appliance.leap import leap_to_arm
-from appliance.nmea.epoch import Fix
 from appliance.ntp.packet import LEAP_NONE, refid_from_text
-from appliance.refclock.gps import PPS_DISPERSION_NS, GpsClock
 from appliance.refclock.local import LocalClock
-from appliance.refclock.sample import Pulse, Sample
+from appliance.refclock.sample import Pulse, Sample, SampleKind
+from appliance.refclock.source import RefclockSource, RefclockUpdate, SystemSync, Verdict
 from appliance.sources.client import POLL_GATE, Upstreams
 from appliance.sources.selection import Selection, select
 from appliance.sources.source import Source, SourceConfig, SourceEstimate, SourceKind, SourceSample
-from appliance.sources.state import SystemState
 from appliance.sources.system import system_state
+from appliance.state import SystemState
 from appliance.timebase import NS_PER_S
 
 #: Holdover keeps stratum 1 while the estimated error is below this (1 ms: an NTP client cannot tell).
 DEFAULT_HOLDOVER_BOUND_NS = 1_000_000
-#: The GPS's source name in selection and status (ntpq shows refclocks as NAME(unit)).
-GPS_NAME = "GPS(0)"
 #: The local clock's source name (ntpd's LOCAL driver).
 LOCAL_NAME = "LOCAL(0)"
-#: The GPS source's poll exponent: its reach register shifts every 2**4 = 16 s.
-DEFAULT_GPS_POLL = 4
-#: PPS pulses count as recent (NMEA samples are then ignored) for this long.
-PPS_RECENT_NS = 3 * NS_PER_S
 #: A discipline fed with network offsets assumes this jitter until it has measured it.
 UPSTREAM_INITIAL_JITTER_NS = 100_000.0
 #: An upstream sample steers the clock only this soon after it arrived (the loop takes samples as they happen).
@@ -118,14 +122,16 @@ UPSTREAM_FRESH_NS = 4 * NS_PER_S
 #: A loop that takes over never starts more certain of the frequency than this (ppb, 1 sigma).
 MIN_FREQUENCY_SD_PPB = 5.0
 
-_PPS_REFID = refid_from_text("PPS")
-_GPS_REFID = refid_from_text("GPS")
+#: A refclock whose poll interval passed this long (in intervals) without a poll is polled as empty.
+_POLL_GRACE = 1.5
+#: Why a driver's source is unusable now, or None (an NMEA receiver without lock).
+WhyUnusable = Callable[[int], str | None]
 
 
 class Basis(enum.Enum):
     """Why the time is served as it is (see the module docstring)."""
 
-    GPS = "gps"
+    REFCLOCK = "refclock"
     HOLDOVER = "holdover"
     UPSTREAM = "upstream"
     LOCAL = "local"
@@ -134,8 +140,8 @@ class Basis(enum.Enum):
 
 @dataclass(slots=True)
 class TimekeeperCounters:
-    pps_samples: int = 0
-    nmea_samples: int = 0
+    refclock_samples: int = 0
+    refclock_updates: int = 0
     upstream_updates: int = 0
     upstream_queued: int = 0
     clock_steps: int = 0
@@ -198,33 +204,64 @@ class TimekeeperStatus:
         return name
 
 
-class Timekeeper:
-    """GPS, upstream servers, local clock, selection, discipline and clock; see the module docstring.
+class _Refclock:
+    """One reference clock as the timekeeper holds it: the filter, the selection source, the driver's hooks."""
 
-    ``gps`` is None when no receiver is configured; ``discipline`` the loop
-    to start with (None: a cold one with ``discipline_config``; pass one
-    warm-started from a drift file). ``upstreams`` is shared with the I/O
-    edge that polls them (None: no servers). ``precision`` is log2 s.
+    __slots__ = ("filter", "source", "why_unusable", "stepped", "next_poll_ns", "pulse_refid")
+
+    def __init__(
+        self,
+        rs: RefclockSource,
+        precision: int,
+        why_unusable: WhyUnusable | None,
+        stepped: Callable[[int], None] | None,
+        pulse_refid: str | None,
+    ) -> None:
+        s = rs.settings
+        self.filter = rs
+        self.source = Source(
+            SourceConfig(
+                name=s.name,
+                kind=SourceKind.REFCLOCK,
+                refid=refid_from_text(s.refid),
+                stratum=s.stratum,
+                prefer=s.prefer,
+                noselect=s.noselect,
+                minpoll=s.poll,
+                maxpoll=s.poll,
+                precision=precision,
+            )
+        )
+        self.why_unusable = why_unusable
+        self.stepped = stepped
+        self.next_poll_ns: int | None = None
+        self.pulse_refid = refid_from_text(pulse_refid) if pulse_refid else None
+
+
+class Timekeeper:
+    """Reference clocks, upstream servers, local clock, selection, discipline and clock; see the module docstring.
+
+    ``refclocks`` are the configured reference clocks (more, with hooks,
+    through :meth:`add_refclock`); ``discipline`` the loop to start with
+    (None: a cold one with ``discipline_config``; pass one warm-started
+    from a drift file). ``upstreams`` is shared with the I/O edge that polls
+    them (None: no servers). ``precision`` is log2 s.
     """
 
     def __init__(
         self,
         clock: Clock,
-        gps: GpsClock | None = None,
         discipline: Discipline | None = None,
         *,
         precision: int,
+        refclocks: Iterable[RefclockSource] = (),
         local: LocalClock | None = None,
         upstreams: Upstreams | None = None,
         holdover_bound_ns: int = DEFAULT_HOLDOVER_BOUND_NS,
         leap: Callable[[int, int], int] | None = None,
-        gps_prefer: bool = False,
-        gps_noselect: bool = False,
-        gps_poll: int = DEFAULT_GPS_POLL,
         discipline_config: DisciplineConfig | None = None,
     ) -> None:
         self.clock = clock
-        self.gps = gps
         self._config = discipline_config or DisciplineConfig()
         self.discipline = discipline if discipline is not None else Discipline(self._config)
         self.precision = precision
@@ -233,33 +270,45 @@ class Timekeeper:
         self.holdover_bound_ns = holdover_bound_ns
         self.leap = leap
         self.counters = TimekeeperCounters()
-        self.gps_source: Source | None = None
-        if gps is not None:
-            self.gps_source = Source(
-                SourceConfig(
-                    name=GPS_NAME,
-                    kind=SourceKind.REFCLOCK,
-                    refid=_GPS_REFID,
-                    prefer=gps_prefer,
-                    noselect=gps_noselect,
-                    minpoll=gps_poll,
-                    maxpoll=gps_poll,
-                    precision=precision,
-                )
-            )
+        self._refclocks: dict[str, _Refclock] = {}
         self.local_source = self._local_source(local)
-        self._gps_poll_ns = NS_PER_S << gps_poll
-        self._next_gps_poll: int | None = None
-        self._last_pps_ns: int | None = None
         self._fed_by: Basis | None = None  # the kind of samples the current discipline has taken
-        self._gps_refid = _GPS_REFID
-        self._gps_reference_ns: int | None = None
-        self._gps_dispersion_ns = 0
+        self._held_stratum = 1  # what holdover serves: the last refclock basis's stratum, refid and time
+        self._held_refid = refid_from_text("INIT")
+        self._held_reference_ns: int | None = None
+        self._held_dispersion_ns = 0
         self._basis = Basis.UNSYNCHRONISED
         self._selection: Selection = select([], 0)
         self._state = SystemState(precision=precision)
         self._error_ns = self.discipline.error_estimate_ns(0)
         self._time_ns = 0
+        for rs in refclocks:
+            self.add_refclock(rs)
+
+    def add_refclock(
+        self,
+        source: RefclockSource,
+        *,
+        why_unusable: WhyUnusable | None = None,
+        stepped: Callable[[int], None] | None = None,
+        pulse_refid: str | None = None,
+    ) -> None:
+        """Select among the sources the reference clock ``source`` too (its name must be new).
+
+        ``why_unusable(now_ns)`` says why its driver cannot be used now (None:
+        it can); ``stepped(step_ns)`` is called when the clock is stepped;
+        ``pulse_refid`` replaces the line's refid on updates made of pulses
+        (an NMEA receiver with PPS: ``PPS`` for its pulses, ``GPS`` for its
+        serial time alone).
+        """
+        if source.name in self._refclocks or source.name == LOCAL_NAME:
+            raise ValueError(f"two sources named {source.name}")
+        self._refclocks[source.name] = _Refclock(source, self.precision, why_unusable, stepped, pulse_refid)
+
+    @property
+    def refclocks(self) -> dict[str, RefclockSource]:
+        """The reference clocks by name, in the order they were added."""
+        return {name: r.filter for name, r in self._refclocks.items()}
 
     def _local_source(self, local: LocalClock | None) -> Source | None:
         if local is None:
@@ -292,24 +341,42 @@ class Timekeeper:
 
     # -- input: the refclock drivers call these --------------------------------
 
-    def on_pulse(self, pulse: Pulse) -> None:
-        """A PPS edge (local time on the disciplined clock)."""
-        if self.gps is None:
-            return
-        now = self.clock.now_ns()
-        trusted = self.discipline.mode(now) is not Mode.UNSYNCHRONISED and (
-            self.discipline.error_estimate_ns(now) < 100_000_000
+    def clock_trusted(self, now_ns: int) -> bool:
+        """Whether the clock is known to within 0.1 s now (a driver may then number a pulse by it)."""
+        return self.discipline.mode(now_ns) is not Mode.UNSYNCHRONISED and (
+            self.discipline.error_estimate_ns(now_ns) < 100_000_000
         )
-        sample = self.gps.on_pulse(pulse, clock_within_0_4s=trusted)
-        if sample is not None:
-            self._gps_sample(sample)
 
-    def on_fix(self, fix: Fix) -> None:
-        """An NMEA epoch."""
-        if self.gps is None:
-            return
-        for sample in self.gps.on_fix(fix):
-            self._gps_sample(sample)
+    def on_sample(self, name: str, sample: Sample) -> Verdict:
+        """Refclock ``name``'s driver handed up ``sample`` (local time on the disciplined clock)."""
+        r = self._refclocks[name]
+        now = self.clock.now_ns()
+        verdict = r.filter.add_sample(sample, now)
+        if verdict is Verdict.ACCEPTED:
+            self.counters.refclock_samples += 1
+            self._poll_if_full(r, now)
+        return verdict
+
+    def on_pulse(self, name: str, pulse: Pulse) -> Verdict:
+        """Refclock ``name``'s driver saw a bare PPS edge: number it by its ``lock`` source or by the system."""
+        r = self._refclocks[name]
+        now = self.clock.now_ns()
+        lock = r.filter.settings.lock
+        if lock is not None:
+            locked = self._refclocks.get(lock)
+            verdict = r.filter.add_pulse(pulse, now, lock_sample=locked.filter.last_sample if locked else None)
+        else:
+            st = self._state
+            sync = SystemSync(
+                synchronised=st.synchronised and self._basis is not Basis.LOCAL,
+                root_distance_ns=st.root_delay_ns // 2 + st.root_dispersion_ns,
+                leap=st.leap,
+            )
+            verdict = r.filter.add_pulse(pulse, now, system=sync)
+        if verdict is Verdict.ACCEPTED:
+            self.counters.refclock_samples += 1
+            self._poll_if_full(r, now)
+        return verdict
 
     # -- input: the NTP client's edge calls this ----------------------------------
 
@@ -347,42 +414,53 @@ class Timekeeper:
     # -- the clock -------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Run about once a second: the GPS's reach, the discipline's holdover, a new selection."""
+        """Run about once a second: the refclocks' polls that are due, the discipline's holdover, a new selection."""
         now = self.clock.now_ns()
-        if self.gps_source is not None:
-            if self._next_gps_poll is None or now - self._next_gps_poll > 4 * self._gps_poll_ns:
-                self._next_gps_poll = now + self._gps_poll_ns  # first tick, or the clock jumped
-            elif now >= self._next_gps_poll:
-                self.gps_source.polled()
-                self._next_gps_poll += self._gps_poll_ns
+        for r in self._refclocks.values():
+            interval = r.filter.poll_interval_ns
+            if r.next_poll_ns is None or now - r.next_poll_ns > 4 * interval + 4 * NS_PER_S:
+                r.next_poll_ns = now + interval  # first tick, or the clock jumped
+            elif now >= r.next_poll_ns:
+                self._poll(r, now)
         apply(self.clock, self.discipline.tick(now))
         self._reselect(now)
         # arm (or disarm) the clock's leap second from what is served: the kernel inserts it at midnight
         self.clock.set_leap(leap_to_arm(self._state.leap))
 
-    def _gps_sample(self, sample: Sample) -> None:
-        assert self.gps_source is not None
-        pps = sample.dispersion_ns <= PPS_DISPERSION_NS
-        if not pps and self._pps_recent(sample.local_ns):
-            return  # NMEA samples only while there are no numbered pulses
-        if pps:
-            self.counters.pps_samples += 1
-            self._last_pps_ns = sample.local_ns
-        else:
-            self.counters.nmea_samples += 1
-        self.gps_source.add(
+    def _poll_if_full(self, r: _Refclock, now_ns: int) -> None:
+        """A line that polls every second or faster is polled as soon as it holds the samples it needs."""
+        rs = r.filter
+        if rs.poll_interval_ns <= NS_PER_S and len(rs.pending) >= rs.settings.needed:
+            self._poll(r, now_ns)
+
+    def _poll(self, r: _Refclock, now_ns: int) -> None:
+        """End refclock ``r``'s poll interval: its filtered sample (if any) to selection, maybe to the discipline."""
+        interval = r.filter.poll_interval_ns
+        # a poll that came with a sample: the next empty one is due a little later than one interval on
+        r.next_poll_ns = now_ns + (interval if interval > NS_PER_S else int(interval * _POLL_GRACE))
+        r.source.polled()
+        update = r.filter.poll(now_ns)
+        if update is None:
+            return
+        self._refclock_update(r, update)
+
+    def _refclock_update(self, r: _Refclock, update: RefclockUpdate) -> None:
+        sample = update.sample
+        self.counters.refclock_updates += 1
+        refid = r.pulse_refid if r.pulse_refid is not None and sample.kind is SampleKind.PULSE else None
+        r.source.add(
             SourceSample(
                 time_ns=sample.local_ns,
                 offset_ns=sample.offset_ns,
                 dispersion_ns=sample.dispersion_ns,
                 leap=sample.leap,
-                refid=_PPS_REFID if pps else _GPS_REFID,
+                refid=refid if refid is not None else refid_from_text(update.refid),
             )
         )
         self._reselect(self.clock.now_ns())
-        if self._basis is Basis.GPS:
-            self._gps_dispersion_ns = sample.dispersion_ns
-            self._discipline(Basis.GPS, sample)
+        if self._basis is Basis.REFCLOCK and self._selection.system_peer == r.filter.name:
+            self._held_dispersion_ns = sample.dispersion_ns
+            self._discipline(Basis.REFCLOCK, sample)
 
     def _discipline(self, kind: Basis, sample: Sample) -> None:
         """Feed ``sample`` to the loop for ``kind`` of samples (a new loop if the kind changed)."""
@@ -418,30 +496,27 @@ class Timekeeper:
     def _stepped(self, step_ns: int) -> None:
         """The clock jumped by ``step_ns``: restate every stored sample on the new scale."""
         self.counters.clock_steps += 1
-        if self.gps is not None:
-            self.gps.reset()  # pulses and epochs in flight carry the old timescale
-        if self.gps_source is not None:
-            self.gps_source.shift(step_ns)
+        for r in self._refclocks.values():
+            r.filter.clock_stepped(step_ns)
+            r.source.shift(step_ns)
+            if r.next_poll_ns is not None:
+                r.next_poll_ns += step_ns
+            if r.stepped is not None:
+                r.stepped(step_ns)  # e.g. an NMEA pairing: pulses and epochs in flight carry the old scale
         if self.upstreams is not None:
             self.upstreams.clock_stepped(step_ns)
-        for attr in ("_last_pps_ns", "_gps_reference_ns", "_next_gps_poll"):
-            value = getattr(self, attr)
-            if value is not None:
-                setattr(self, attr, value + step_ns)
-
-    def _pps_recent(self, now_ns: int) -> bool:
-        return self._last_pps_ns is not None and now_ns - self._last_pps_ns < PPS_RECENT_NS
+        if self._held_reference_ns is not None:
+            self._held_reference_ns += step_ns
 
     # -- selection -------------------------------------------------------------------
 
     def estimates(self, now_ns: int) -> list[SourceEstimate]:
-        """Every source's estimate at ``now_ns``: the GPS, the upstream servers, the local clock."""
+        """Every source's estimate at ``now_ns``: the refclocks, the upstream servers, the local clock."""
         out: list[SourceEstimate] = []
-        if self.gps_source is not None and self.gps is not None:
-            e = self.gps_source.estimate(now_ns)
-            if e.usable and not self.gps.status(now_ns).usable:
-                e = replace(e, usable=False, why_unusable="GPS: no lock, or no recent pulses and fixes")
-            out.append(e)
+        for r in self._refclocks.values():
+            e = r.source.estimate(now_ns)
+            why = r.why_unusable(now_ns) if e.usable and r.why_unusable is not None else None
+            out.append(replace(e, usable=False, why_unusable=why) if why else e)
         if self.upstreams is not None:
             out.extend(self.upstreams.estimates(now_ns))
         if self.local_source is not None:
@@ -455,9 +530,10 @@ class Timekeeper:
         if basis is not self._basis:
             self.counters.basis_changes += 1
         peer = sel.peer
-        if basis is Basis.GPS and peer is not None:
-            self._gps_refid = peer.refid
-            self._gps_reference_ns = peer.updated_ns
+        if basis is Basis.REFCLOCK and peer is not None:
+            self._held_stratum = peer.stratum + 1
+            self._held_refid = peer.refid
+            self._held_reference_ns = peer.updated_ns
         previous = self._state if self._basis is Basis.UPSTREAM else None
         self._basis = basis
         self._selection = sel
@@ -468,10 +544,10 @@ class Timekeeper:
     def _basis_for(self, sel: Selection, error_ns: int) -> Basis:
         peer = sel.peer
         if peer is not None and peer.kind is SourceKind.REFCLOCK:
-            return Basis.GPS
+            return Basis.REFCLOCK
         if (
-            self._basis in (Basis.GPS, Basis.HOLDOVER)
-            and self._fed_by is Basis.GPS
+            self._basis in (Basis.REFCLOCK, Basis.HOLDOVER)
+            and self._fed_by is Basis.REFCLOCK
             and error_ns < self.holdover_bound_ns
         ):
             return Basis.HOLDOVER
@@ -487,17 +563,17 @@ class Timekeeper:
         if basis is Basis.HOLDOVER:
             state = SystemState(
                 leap=LEAP_NONE,
-                stratum=1,
+                stratum=self._held_stratum,
                 precision=self.precision,
                 root_delay_ns=0,
-                root_dispersion_ns=error_ns + self._gps_dispersion_ns,
-                refid=self._gps_refid,
-                reference_ns=self._gps_reference_ns,
+                root_dispersion_ns=error_ns + self._held_dispersion_ns,
+                refid=self._held_refid,
+                reference_ns=self._held_reference_ns,
             )
         elif basis is Basis.UNSYNCHRONISED:
             state = SystemState(precision=self.precision)
         else:
-            steered = basis in (Basis.GPS, Basis.UPSTREAM)
+            steered = basis in (Basis.REFCLOCK, Basis.UPSTREAM)
             state = system_state(
                 sel,
                 now_ns,

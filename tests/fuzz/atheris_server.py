@@ -27,7 +27,7 @@ with atheris.instrument_imports():
     from appliance.ntp.access import AccessTable
     from appliance.ntp.ratelimit import RateLimiter
     from appliance.ntp.server import NtpServer, finish_reply
-    from appliance.sources.state import local_clock_state
+    from appliance.state import local_clock_state
 
 NOW = 1_795_000_000_000_000_000
 HERE = Location("fuzz", 1)

@@ -31,8 +31,8 @@ from harness import chronyd_measure, free_port
 from appliance.config import parse_config
 from appliance.daemon import Appliance, ServeSettings, Simulation
 from appliance.ntp.packet import refid_from_text
-from appliance.sources.state import UNSYNCHRONISED, SystemState
 from appliance.sources.timekeeper import Basis
+from appliance.state import UNSYNCHRONISED, SystemState
 
 UPSTREAM_CONF = """
 restrict default kod limited nomodify notrap nopeer noquery
@@ -89,9 +89,9 @@ def test_chronyd_follows_us_through_every_fallback_step(chronyd: Path, tmp_path:
         state = lambda: app.server.state  # noqa: E731
 
         # 1. the GPS: stratum 1, PPS
-        wait_for(lambda: tk.basis is Basis.GPS and state().refid == refid_from_text("PPS"), 60, "GPS")
+        wait_for(lambda: tk.basis is Basis.REFCLOCK and state().refid == refid_from_text("PPS"), 60, "GPS")
         assert set(chronyd_sees(chronyd, tmp_path / "gps", port)) == {("N", 1, b"PPS\0")}
-        assert tk.basis is Basis.GPS
+        assert tk.basis is Basis.REFCLOCK
 
         # 2. unplugged: holdover at stratum 1 while the estimated error stays under the bound
         app.fakes["pty"].unplug()

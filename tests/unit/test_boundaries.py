@@ -96,3 +96,17 @@ def test_pure_module_has_no_io_and_reads_no_clock(path: Path) -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in FORBIDDEN_CALLS:
             problems.append(f"line {node.lineno}: calls .{node.func.attr}()")
     assert not problems, f"{path.relative_to(PKG)} is meant to be pure: " + "; ".join(problems)
+
+
+def test_ntp_does_not_import_sources() -> None:
+    """The system state lives in appliance/state.py, below both: ``ntp/`` never imports ``sources/``."""
+    hits = []
+    for path in sorted((PKG / "ntp").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            hits += [f"{path.name}: {n}" for n in names if n.startswith("appliance.sources")]
+    assert hits == []

@@ -39,6 +39,23 @@ def test_check_config_error_is_one_line_naming_file_and_line(tmp_path: Path) -> 
     assert out.stderr.startswith(f"stratum1: {bad}:2:") and "nomodfy" in out.stderr
 
 
+@pytest.mark.parametrize("line", ["server 127.127.8.0 mode 5", "refclock generic unit 0"])
+def test_check_config_refuses_a_driver_stratum1_has_not(tmp_path: Path, line: str) -> None:
+    conf = tmp_path / "ntp.conf"
+    conf.write_text(f"driftfile /var/lib/ntp/drift\n{line}\n")
+    out = run("check-config", str(conf))
+    assert out.returncode == 1 and out.stderr.startswith(f"stratum1: {conf}:2:"), out.stderr
+    assert all(name in out.stderr for name in ("nmea", "pps", "shm", "gpsd"))
+
+
+@pytest.mark.parametrize("line", ["refclock shm unit 0", "server 127.127.28.0", "server 127.127.46.0"])
+def test_check_config_takes_the_gpsd_lines(tmp_path: Path, line: str) -> None:
+    conf = tmp_path / "ntp.conf"
+    conf.write_text(f"{line}\n")
+    out = run("check-config", str(conf))
+    assert out.returncode == 0 and f"{conf}: OK" in out.stdout, out.stderr
+
+
 def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
     out = run("check-config", str(tmp_path / "nope.conf"))
     assert out.returncode == 1 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1

@@ -28,7 +28,7 @@ def test_missing_pps_is_logged_not_raised(ppspath: str, tmp_path: Path, caplog: 
         try:
             assert app.addresses  # it serves
             messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-            assert any(f"PPS {pps} unusable, serving from NMEA alone" in m for m in messages), messages
+            assert any(f"PPS {pps} unusable, serving without it" in m for m in messages), messages
         finally:
             app.close()
     finally:

@@ -45,7 +45,7 @@ from appliance.ntp.exchange import client_request
 from appliance.ntp.packet import MAX_DATAGRAM
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, finish_reply
-from appliance.sources.state import SystemState, local_clock_state
+from appliance.state import SystemState, local_clock_state
 from appliance.timebase import NS_PER_S, ntp64_from_ns
 
 needs_build = pytest.mark.skipif(not fastpath.available(), reason="the compiled data plane is not built here")

@@ -29,7 +29,7 @@ from appliance.ntp.exchange import client_request
 from appliance.ntp.packet import MAX_DATAGRAM
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer
-from appliance.sources.state import local_clock_state
+from appliance.state import local_clock_state
 from appliance.timebase import NS_PER_S, ns_from_ntp64, ntp64_from_ns
 
 needs_build = pytest.mark.skipif(not fastpath.available(), reason="the compiled data plane is not built here")

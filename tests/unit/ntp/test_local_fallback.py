@@ -20,7 +20,7 @@ from appliance.ntp.packet import LEAP_NONE, LEAP_UNSYNC, NtpPacket, refid_from_t
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, finish_reply
 from appliance.refclock.local import LocalClock
-from appliance.sources.state import SystemState
+from appliance.state import SystemState
 from appliance.timebase import NS_PER_S
 
 NOW = 1_795_000_000 * NS_PER_S

@@ -15,7 +15,7 @@ from appliance.ntp.mode6 import HEADER as MODE6_HEADER
 from appliance.ntp.packet import LEAP_UNSYNC, MAX_DATAGRAM, MODE_PASSIVE, MODE_SERVER, NtpPacket
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, finish_reply
-from appliance.sources.state import SystemState, local_clock_state
+from appliance.state import SystemState, local_clock_state
 from appliance.timebase import NS_PER_S, ns_from_ntp64, ntp64_from_ns
 
 NOW = 1_795_000_000 * NS_PER_S

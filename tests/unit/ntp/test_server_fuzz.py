@@ -33,7 +33,7 @@ from appliance.ntp.exchange import client_request
 from appliance.ntp.mode6 import HEADER as MODE6_HEADER
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, ServerCounters, finish_reply
-from appliance.sources.state import SystemState
+from appliance.state import SystemState
 from appliance.timebase import NS_PER_S
 
 HERE = Location("fuzz.conf", 1)

@@ -40,10 +40,14 @@ def test_missing_and_regular_files_are_warned_with_their_lines(tmp_path: Path) -
 def test_ntpd_spelling_names_its_own_lines() -> None:
     text = "server 127.127.20.0 mode 16\nfudge 127.127.20.0 flag1 1\nserver 127.127.22.1\n"
     devices = gps_devices(parse_config(text, "t.conf"))
+    # the receiver's own PPS (flag1), then the PPS line: a source of its own, numbered by the selected one
     assert [(d.what, d.path, d.location.line) for d in devices] == [
         ("serial port", "/dev/gps0", 1),
+        ("PPS device", "/dev/gpspps0", 2),
         ("PPS device", "/dev/pps1", 3),
     ]
+    paired = gps_devices(parse_config("server 127.127.20.0 mode 16\nserver 127.127.22.1\n", "t.conf"))
+    assert [(d.path, d.location.line) for d in paired] == [("/dev/gps0", 1), ("/dev/pps1", 2)]
     flag1 = gps_devices(parse_config("server 127.127.20.0 mode 16\nfudge 127.127.20.0 flag1 1\n", "t.conf"))
     assert [(d.path, d.location.line) for d in flag1] == [("/dev/gps0", 1), ("/dev/gpspps0", 2)]
 

@@ -11,8 +11,8 @@ import pytest
 from appliance.ntp.packet import LEAP_INSERT, LEAP_NONE, LEAP_UNSYNC, refid_from_text
 from appliance.sources.selection import select
 from appliance.sources.source import MAXDIST_NS, Source, SourceConfig, SourceKind, SourceSample
-from appliance.sources.state import PHI_PPB, STRATUM_UNSYNC, SystemState, local_clock_state
 from appliance.sources.system import refid_for_address, system_state
+from appliance.state import PHI_PPB, STRATUM_UNSYNC, SystemState, local_clock_state
 from appliance.timebase import NS_PER_S
 
 MS = 1_000_000
