@@ -30,11 +30,13 @@ from appliance.config.changes import config_changes
 from appliance.config.model import Config
 from appliance.io.fastpath import rate_limiter
 from appliance.io.loop import EventLoop
+from appliance.io.statussock import StatusServer
 from appliance.io.udp import UdpServerSocket
 from appliance.leap import LeapTable, expiry_warning, find_leap_table, leap_to_serve
 from appliance.nmea.rollover import RolloverPolicy
 from appliance.nmea.stream import NmeaStream
 from appliance.ntp.access import AccessTable
+from appliance.ntp.mode6 import ControlHandler
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer
 from appliance.refclock.gps import Convention, GpsClock, GpsSettings
@@ -43,11 +45,25 @@ from appliance.refclock.setup import GpsSetup, gps_setup
 from appliance.sources.client import Association, Reply, Upstreams
 from appliance.sources.state import UNSYNCHRONISED, SystemState
 from appliance.sources.timekeeper import DEFAULT_HOLDOVER_BOUND_NS, Timekeeper, TimekeeperStatus
+from appliance.status.collect import AssocIds, snapshot_from
+from appliance.status.snapshot import Snapshot
 from appliance.timebase import NS_PER_S, log2_from_ns
 
 log = logging.getLogger("stratum1")
 
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stratum1")
+    except PackageNotFoundError:
+        return "(source tree)"
+
+
 NTP_PORT = 123
+#: What mode 6's ``version`` variable and the status snapshot say.
+VERSION = "stratum1 " + _package_version()
 SIMULATE_PORT = 11123
 ALL_ADDRESSES = ("0.0.0.0", "::")
 LOOPBACK = ("127.0.0.1", "::1")
@@ -64,6 +80,8 @@ class ServeSettings:
     clock: str = "soft"
     #: Let the compiled data plane answer plain client requests where it can (appliance.io.fastpath).
     fastpath: bool = True
+    #: The status socket's path (appliance.io.statussock); None: no socket.
+    status_socket: str | None = None
 
 
 #: The firmware's build date: the GPS week-rollover repair moves dates before it (minus a year) forward.
@@ -157,8 +175,21 @@ class Appliance:
             self.clock = clock
             read_ns = clock.now_ns
         self.read_ns = read_ns
+        # -- status (issue 10): one snapshot a second, read by mode 6 and the status socket --------
+        self.started_ns = read_ns()
+        self.snapshot: Snapshot | None = None
+        self._assoc_ids = AssocIds()
+        self._status_server: StatusServer | None = None
+        uname = os.uname()
+        control = ControlHandler(
+            snapshot=lambda: self.snapshot, version=VERSION, host=(uname.machine, f"{uname.sysname}/{uname.release}")
+        )
+        # -- end status --
         self.server = NtpServer(
-            AccessTable.from_rules(config.restricts), self._rate_limiter(config), peers=_peers(config)
+            AccessTable.from_rules(config.restricts),
+            self._rate_limiter(config),
+            peers=_peers(config),
+            control=control,
         )
         self.sockets: list[UdpServerSocket] = []
         self._from_kernel_ns = from_kernel_ns
@@ -176,6 +207,7 @@ class Appliance:
             raise
         self.loop.call_every(1.0 if self.timekeeper else 16.0, self.refresh_state)
         self.loop.call_every(3600.0, self.log_counters)
+        self._start_status(settings.status_socket)
 
     def _rate_limiter(self, config: Config) -> RateLimiter:
         """The table for ``discard``: the compiled one where the compiled data plane may serve."""
@@ -460,6 +492,39 @@ class Appliance:
             self.server.set_state(state)
         if self.timekeeper is not None:
             self._log_status(self.timekeeper.status())
+        self.publish_status()
+
+    # -- status (issue 10): the snapshot producer and the socket ------------------------------------
+
+    def publish_status(self) -> None:
+        """Build this second's snapshot (mode 6 reads it) and hand it to the status socket's readers."""
+        self.snapshot = snapshot_from(
+            self.timekeeper,
+            self.server.counters,
+            self.read_ns(),
+            ids=self._assoc_ids,
+            started_ns=self.started_ns,
+            version=VERSION,
+            precision=self.precision,
+            leap_table=self.leap_table,
+        )
+        if self._status_server is not None:
+            self._status_server.publish(self.snapshot.to_json().encode() + b"\n")
+
+    def _start_status(self, path: str | None) -> None:
+        """Listen on the status socket (a thread of its own; see appliance.io.statussock)."""
+        if path is None:
+            return
+        try:
+            self._status_server = StatusServer(path)
+        except OSError as e:
+            log.warning("status socket %s: %s (stratum1 status will not answer)", path, e)
+            return
+        self._closers.append(self._status_server.close)
+        self._status_server.start()
+        self.publish_status()
+
+    # -- end status --
 
     def _log_status(self, status: TimekeeperStatus) -> None:
         """Log when the basis, the system peer or the falsetickers change (a GPS outvoted shows here)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "appliance"
-PURE_DIRS = ["ntp", "nmea", "sources", "config"]
+PURE_DIRS = ["ntp", "nmea", "sources", "config", "status"]
 PURE_FILES = [
     "timebase.py",
     "refclock/sample.py",
