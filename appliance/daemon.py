@@ -507,6 +507,7 @@ class Appliance:
             version=VERSION,
             precision=self.precision,
             leap_table=self.leap_table,
+            previous=self.snapshot,
         )
         if self._status_server is not None:
             self._status_server.publish(self.snapshot.to_json().encode() + b"\n")

@@ -89,8 +89,8 @@ def source_status(e: SourceEstimate, tally: str, assoc_id: int) -> SourceStatus:
     )
 
 
-def counters_from(c: ServerCounters) -> Counters:
-    """The server's counters, drops sorted into refused, rate limited and the rest."""
+def counters_from(c: ServerCounters, previous: Snapshot | None = None, now_ns: int = 0) -> Counters:
+    """The server's counters, drops sorted into refused, rate limited and the rest; the rate since ``previous``."""
     refused = sum(n for reason, n in c.dropped.items() if reason in _REFUSED)
     limited = c.dropped.get("rate", 0)
     return Counters(
@@ -101,7 +101,14 @@ def counters_from(c: ServerCounters) -> Counters:
         refused=refused,
         dropped=c.dropped_total - refused - limited,
         control=c.control,
+        served_per_s=_per_s(c.served, previous, now_ns),
     )
+
+
+def _per_s(served: int, previous: Snapshot | None, now_ns: int) -> float:
+    if previous is None or now_ns <= previous.time_ns or served < previous.counters.served:
+        return 0.0
+    return (served - previous.counters.served) * NS_PER_S / (now_ns - previous.time_ns)
 
 
 def snapshot_from(
@@ -114,8 +121,12 @@ def snapshot_from(
     version: str,
     precision: int,
     leap_table: LeapTable | None = None,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
-    """The appliance at ``now_ns`` (a reading of the served clock); ``tk`` None: no clock is steered."""
+    """The appliance at ``now_ns`` (a reading of the served clock); ``tk`` None: no clock is steered.
+
+    ``previous`` is the last snapshot (for the rates).
+    """
     leap = None
     alarms: list[Alarm] = []
     if leap_table is not None:
@@ -145,7 +156,8 @@ def snapshot_from(
             poll=6,
             discipline="none",
         )
-        return Snapshot(now_ns, started_ns, version, system, (), counters_from(counters), None, leap, tuple(alarms))
+        served = counters_from(counters, previous, now_ns)
+        return Snapshot(now_ns, started_ns, version, system, (), served, None, leap, tuple(alarms))
     status = tk.status()
     selection = status.selection
     sources = tuple(source_status(e, selection.tally_code(e.name), ids.id_for(e.name)) for e in selection.estimates)
@@ -190,7 +202,8 @@ def snapshot_from(
             pulses_unpaired=tk.gps.counters.pulses_rejected,
         )
     alarms.extend(_alarms(system, sources, gps))
-    return Snapshot(now_ns, started_ns, version, system, sources, counters_from(counters), gps, leap, tuple(alarms))
+    served = counters_from(counters, previous, now_ns)
+    return Snapshot(now_ns, started_ns, version, system, sources, served, gps, leap, tuple(alarms))
 
 
 def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatus | None) -> list[Alarm]:

@@ -132,6 +132,7 @@ class Counters:
     ``served`` time replies, ``kod`` Kiss-o'-Death replies, ``rate_limited`` requests dropped by the rate
     limiter, ``refused`` requests dropped by access control (``ignore``, ``noserve``, ``noquery``,
     ``nopeer``), ``dropped`` every other drop (malformed, mode 7...), ``control`` mode 6 requests.
+    ``served_per_s`` is the time replies a second since the previous snapshot (0.0 for the first).
     """
 
     received: int
@@ -141,6 +142,7 @@ class Counters:
     refused: int
     dropped: int
     control: int
+    served_per_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
