@@ -39,6 +39,15 @@ def add_arguments(p: argparse.ArgumentParser, *, line: bool) -> None:
         p.add_argument("--line", action="store_true", help="one line of health (the login message's)")
 
 
+def main(argv: list[str]) -> int:
+    """``stratum1 status|peers ...`` on their own (:mod:`appliance.command` calls this)."""
+    p = argparse.ArgumentParser(prog="stratum1")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_arguments(sub.add_parser("status", help="is the time good?"), line=True)
+    add_arguments(sub.add_parser("peers", help="the sources, as ntpq -p shows them"), line=False)
+    return run(p.parse_args(argv))
+
+
 def _read(path: str) -> Snapshot:
     try:
         return Snapshot.from_json(read_status(path))
