@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ms = 1000.0
     print(
         f"'stratum1 status' (new process, {len(command)} runs under flood):"
-        f" p50 {statistics.median(command) * ms:.0f} ms, p99 {pct(command, 0.99) * ms:.0f} ms, max {max(command) * ms:.0f} ms"
+        f" p50 {statistics.median(command) * ms:.0f} ms, p99 {pct(command, 0.99) * ms:.0f} ms,"
+        f" max {max(command) * ms:.0f} ms"
     )
     print(
         f"status socket read alone: p50 {statistics.median(reads) * ms:.2f} ms, p99 {pct(reads, 0.99) * ms:.2f} ms,"
