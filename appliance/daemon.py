@@ -30,6 +30,7 @@ from appliance.config.changes import config_changes
 from appliance.config.model import Config
 from appliance.io.fastpath import rate_limiter
 from appliance.io.loop import EventLoop
+from appliance.io.statsfiles import StatsWriter
 from appliance.io.statussock import StatusServer
 from appliance.io.udp import UdpServerSocket
 from appliance.leap import LeapTable, expiry_warning, find_leap_table, leap_to_serve
@@ -180,6 +181,9 @@ class Appliance:
         self.snapshot: Snapshot | None = None
         self._assoc_ids = AssocIds()
         self._status_server: StatusServer | None = None
+        self.stats: StatsWriter | None = None
+        if config.statsdir is not None and any(g.enabled for g in config.filegens):
+            self.stats = StatsWriter(config.statsdir, config.filegens)
         uname = os.uname()
         control = ControlHandler(
             snapshot=lambda: self.snapshot, version=VERSION, host=(uname.machine, f"{uname.sysname}/{uname.release}")
@@ -497,7 +501,7 @@ class Appliance:
     # -- status (issue 10): the snapshot producer and the socket ------------------------------------
 
     def publish_status(self) -> None:
-        """Build this second's snapshot (mode 6 reads it) and hand it to the status socket's readers."""
+        """Build this second's snapshot (mode 6 reads it); hand it to the status socket and the statistics files."""
         self.snapshot = snapshot_from(
             self.timekeeper,
             self.server.counters,
@@ -511,6 +515,8 @@ class Appliance:
         )
         if self._status_server is not None:
             self._status_server.publish(self.snapshot.to_json().encode() + b"\n")
+        if self.stats is not None:
+            self.stats.observe(self.snapshot)
 
     def _start_status(self, path: str | None) -> None:
         """Listen on the status socket (a thread of its own; see appliance.io.statussock)."""
