@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -240,6 +240,14 @@ def _parser() -> argparse.ArgumentParser:
     pe = sub.add_parser("peers", help="the sources, as ntpq -p shows them")
     statuscli.add_arguments(pe, line=False)
     pe.set_defaults(func=statuscli.run)
+    # These two have parsers of their own (appliance/command.py hands them their arguments first).
+    for name, text in (
+        ("exporter", "Prometheus metrics from the status socket (stratum1 exporter --listen LAN-ADDR[:PORT])"),
+        ("plot", "draw offset, jitter and frequency from the loopstats files (stratum1 plot -o FILE.svg)"),
+    ):
+        own = sub.add_parser(name, help=text, add_help=False)
+        own.add_argument("rest", nargs=argparse.REMAINDER)
+        own.set_defaults(func=_own_parser(name))
 
     # The board: appliance/hw/command.py has the subcommands; `doctor` is `hw doctor`.
     doc = sub.add_parser("doctor", help="check the GPS chain of this board (UART, console, PPS, NMEA, LCD)")
@@ -252,6 +260,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- serve -----------------------------------------------------------------
+
+
+def _own_parser(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from appliance.command import main as entry
+
+        return entry([name, *getattr(args, "rest", [])])
+
+    return run
 
 
 def _status_socket(requested: str | None) -> str | None:

@@ -2,7 +2,8 @@
 
 ``stratum1 status`` must answer fast on a busy appliance (it is what people type over SSH while something is
 wrong): it imports :mod:`appliance.statuscli` alone, never :mod:`appliance.cli` and the config parser, the
-board tools and the server that it pulls in. ``exporter`` (:mod:`appliance.exporter`) likewise. Every
+board tools and the server that it pulls in. ``exporter`` (:mod:`appliance.exporter`) and ``plot``
+(:mod:`appliance.plotcli`) likewise. Every
 other command goes to :func:`appliance.cli.main`.
 """
 
@@ -22,6 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appliance import exporter
 
         return exporter.main(args[1:])
+    if args and args[0] == "plot":
+        from appliance import plotcli
+
+        return plotcli.main(args[1:])
     from appliance.cli import main as full
 
     return full(argv)
