@@ -29,7 +29,7 @@ from appliance.config import Config, ConfigError, default_config_text, load_conf
 from appliance.config.model import ConfigWarning
 from appliance.hw import command as hw_command
 from appliance.io import privilege, systemd
-from appliance.io.statussock import DEFAULT_PATH as STATUS_SOCKET
+from appliance.io.statusclient import DEFAULT_PATH as STATUS_SOCKET
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
 from appliance.ntp.server import NTP_PORT

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from appliance.io.statussock import DEFAULT_PATH, read_status
+from appliance.io.statusclient import DEFAULT_PATH, read_status
 from appliance.status.metrics import families
 from appliance.status.snapshot import Snapshot
 

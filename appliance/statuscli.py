@@ -16,7 +16,7 @@ import sys
 import time
 from typing import TextIO
 
-from appliance.io.statussock import DEFAULT_PATH, read_status
+from appliance.io.statusclient import DEFAULT_PATH, read_status
 from appliance.status.snapshot import Snapshot
 from appliance.status.text import health_line, peers_text, rates, status_text
 

@@ -31,16 +31,16 @@ import threading
 import time
 from dataclasses import dataclass
 
+from appliance.io.statusclient import DEFAULT_PATH, MAX_SNAPSHOT, read_status
+
+__all__ = ["DEFAULT_PATH", "MAX_SNAPSHOT", "StatusServer", "read_status"]
+
 log = logging.getLogger("stratum1.status")
 
-#: Where the daemon listens by default (systemd's RuntimeDirectory=stratum1).
-DEFAULT_PATH = "/run/stratum1/status.sock"
 GROUP = "stratum1"
 MAX_READERS = 16
 DEADLINE_S = 1.0
 ACCEPT_RATE = 200
-#: A snapshot larger than this is not sent (a bound on what any reader can make the thread hold).
-MAX_SNAPSHOT = 1 << 20
 
 
 @dataclass(slots=True)
@@ -184,21 +184,3 @@ class StatusServer:
         except (KeyError, ValueError):
             pass
         r.sock.close()
-
-
-def read_status(path: str = DEFAULT_PATH, timeout_s: float = 2.0) -> bytes:
-    """One snapshot's JSON from the daemon at ``path`` (OSError when it does not answer)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout_s)
-        s.connect(path)
-        chunks = []
-        total = 0
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > MAX_SNAPSHOT:
-                raise OSError(f"{path}: the status is larger than {MAX_SNAPSHOT} octets")
-    return b"".join(chunks)
