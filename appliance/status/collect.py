@@ -133,8 +133,9 @@ def snapshot_from(
         leap = LeapStatus(leap_table.path, leap_table.tai_offset(now_ns), leap_table.expires_ns)
         warning = expiry_warning(leap_table, now_ns)
         if warning is not None:
+            message = warning.removeprefix("WARNING: ").split(": leap seconds announced")[0]
             alarms.append(
-                Alarm("leapfile-expiry", "warning", warning, "install a current tzdata package or leap-seconds.list")
+                Alarm("leapfile-expiry", "warning", message, "install a current tzdata package or leap-seconds.list")
             )
     if tk is None:
         system = SystemStatus(
@@ -201,7 +202,7 @@ def snapshot_from(
             pulses=tk.gps.counters.pulses,
             pulses_unpaired=tk.gps.counters.pulses_rejected,
         )
-    alarms.extend(_alarms(system, sources, gps))
+    alarms[:0] = _alarms(system, sources, gps)  # the time's own troubles first, the leap table's after
     served = counters_from(counters, previous, now_ns)
     return Snapshot(now_ns, started_ns, version, system, sources, served, gps, leap, tuple(alarms))
 

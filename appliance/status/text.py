@@ -42,7 +42,7 @@ def synchronised_line(snap: Snapshot) -> str:
         return "unsynchronised"
     peer = snap.system_peer
     what = _BASIS_WORDS.get(s.basis, s.basis)
-    if peer is not None:
+    if peer is not None and s.basis != "holdover":  # in holdover nothing steers: the peer is not the reason
         what += f" ({peer.name}" + (f", refid {peer.refid})" if peer.kind != "server" else ")")
     return f"synchronised to {what} at stratum {s.stratum}"
 
@@ -94,7 +94,7 @@ def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
     )
     g = snap.gps
     if g is not None:
-        sats = "?" if g.satellites_used is None else str(g.satellites_used)
+        sats = "?" if g.satellites_used is None or not g.fix else str(g.satellites_used)
         view = "?" if g.satellites_in_view is None else str(g.satellites_in_view)
         delay = "unknown" if g.nmea_delay_ns is None else f"{g.nmea_delay_ns / 1e6:.0f} ms"
         lines.append(

@@ -52,3 +52,8 @@ def test_peers_is_the_ntpq_billboard() -> None:
     assert lines[2][0] == "o" and gps[0] == "oGPS(0)" and gps[1] == ".PPS." and gps[6] == "377"
     server = lines[3]
     assert server.startswith("+ntp.example.org") and " 2 u " in server and "0.4120" in server
+
+
+def test_holdover_names_no_peer() -> None:
+    held = replace(SNAP, system=replace(SNAP.system, basis="holdover", peer=2))
+    assert status_text(held).startswith("synchronised to GPS holdover at stratum 1\n")
