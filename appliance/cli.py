@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -53,6 +53,11 @@ class CommandError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in _OWN_PARSERS:  # their own parsers (appliance/command.py); listed below for --help
+        from appliance.command import main as entry
+
+        return entry(words)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -240,14 +245,9 @@ def _parser() -> argparse.ArgumentParser:
     pe = sub.add_parser("peers", help="the sources, as ntpq -p shows them")
     statuscli.add_arguments(pe, line=False)
     pe.set_defaults(func=statuscli.run)
-    # These two have parsers of their own (appliance/command.py hands them their arguments first).
-    for name, text in (
-        ("exporter", "Prometheus metrics from the status socket (stratum1 exporter --listen LAN-ADDR[:PORT])"),
-        ("plot", "draw offset, jitter and frequency from the loopstats files (stratum1 plot -o FILE.svg)"),
-    ):
-        own = sub.add_parser(name, help=text, add_help=False)
-        own.add_argument("rest", nargs=argparse.REMAINDER)
-        own.set_defaults(func=_own_parser(name))
+    # These have parsers of their own: main() hands them their arguments before this parser runs.
+    for name, text in _OWN_PARSERS.items():
+        sub.add_parser(name, help=text, add_help=False)
 
     # The board: appliance/hw/command.py has the subcommands; `doctor` is `hw doctor`.
     doc = sub.add_parser("doctor", help="check the GPS chain of this board (UART, console, PPS, NMEA, LCD)")
@@ -262,13 +262,11 @@ def _parser() -> argparse.ArgumentParser:
 # -- serve -----------------------------------------------------------------
 
 
-def _own_parser(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from appliance.command import main as entry
-
-        return entry([name, *getattr(args, "rest", [])])
-
-    return run
+#: Commands with parsers of their own (appliance/exporter.py, appliance/plotcli.py).
+_OWN_PARSERS = {
+    "exporter": "Prometheus metrics from the status socket (stratum1 exporter --listen LAN-ADDR[:PORT])",
+    "plot": "draw offset, jitter and frequency from the loopstats files (stratum1 plot -o FILE.svg)",
+}
 
 
 def _status_socket(requested: str | None) -> str | None:

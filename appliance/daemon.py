@@ -520,6 +520,8 @@ class Appliance:
 
     def _start_status(self, path: str | None) -> None:
         """Listen on the status socket (a thread of its own; see appliance.io.statussock)."""
+        if self.timekeeper is None:  # refresh_state runs every 16 s then: keep the snapshot (counters) fresh
+            self.loop.call_every(1.0, self.publish_status)
         if path is None:
             return
         try:
