@@ -9,11 +9,14 @@ namespaces.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import nsutil
 import pytest
@@ -41,16 +44,18 @@ fudge 127.127.1.0 stratum 2
 CLIENT = "192.168.0.77"
 
 
-def start(ns: nsutil.NetNs, text: str, listen: str, simulation: Simulation | None = None) -> Appliance:
+def start(
+    ns: nsutil.NetNs, text: str, listen: str, simulation: Simulation | None = None, status: str | None = None
+) -> Appliance:
     config = parse_config(text, f"{listen}.conf")
-    settings = ServeSettings(listen=(listen,), port=123)
+    settings = ServeSettings(listen=(listen,), port=123, status_socket=status)
     app = ns.call(lambda: Appliance(config, settings, simulation=simulation))
     app.start_thread()
     return app
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[tuple[nsutil.NetNs, nsutil.NetNs, Appliance]]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[nsutil.NetNs, nsutil.NetNs, Appliance]]:
     if not nsutil.available():
         pytest.skip("network namespaces need root and iproute2")
     srv, cli = nsutil.NetNs("st-srv"), nsutil.NetNs("st-cli")
@@ -58,7 +63,8 @@ def lab() -> Iterator[tuple[nsutil.NetNs, nsutil.NetNs, Appliance]]:
     try:
         nsutil.link(srv, cli, ["192.168.0.1/24"], [f"{CLIENT}/24"])
         apps.append(start(srv, UPSTREAM_CONF, "127.0.0.2"))
-        main = start(srv, MAIN_CONF, "0.0.0.0", Simulation())
+        sock = str(tmp_path_factory.mktemp("status") / "status.sock")
+        main = start(srv, MAIN_CONF, "0.0.0.0", Simulation(), status=sock)
         apps.append(main)
         wait_for(main, lambda s: s.system.basis == "gps" and all(x.reach for x in s.sources), 40)
         yield srv, cli, main
@@ -181,3 +187,26 @@ def test_minimal_request_from_localhost_is_answered_with_no_more_than_it_needs(
         sock.sendto(HEADER.pack((2 << 3) | 6, 1, 1, 0, 0, 0, 0), ("127.0.0.1", 123))
         reply = sock.recv(2048)
     assert len(reply) == 12 + 4 * len(current(app).sources)
+
+
+def test_stratum1_status_and_peers_read_the_same_state(lab: tuple[nsutil.NetNs, nsutil.NetNs, Appliance]) -> None:
+    _, _, app = lab
+    assert app.settings.status_socket is not None
+    sock = app.settings.status_socket
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "appliance", *args, "--socket", sock]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env)
+
+    out = cli("status", "--json")
+    assert out.returncode == 0, out.stderr
+    snap = Snapshot.from_json(out.stdout)
+    assert snap.system.stratum == 1 and snap.system.basis == "gps"
+    assert [s.name for s in snap.sources] == [s.name for s in current(app).sources]
+    text = cli("status")
+    assert text.returncode == 0 and text.stdout.startswith("synchronised to GPS (GPS(0), refid PPS) at stratum 1")
+    peers = cli("peers")
+    assert peers.returncode == 0
+    assert [line[1:].split()[0] for line in peers.stdout.splitlines()[2:5]] == ["GPS(0)", "127.0.0.2", "LOCAL(0)"]
