@@ -512,6 +512,7 @@ class Appliance:
             precision=self.precision,
             leap_table=self.leap_table,
             previous=self.snapshot,
+            served=self.server.state,
         )
         if self._status_server is not None:
             self._status_server.publish(self.snapshot.to_json().encode() + b"\n")
@@ -530,8 +531,13 @@ class Appliance:
             log.warning("status socket %s: %s (stratum1 status will not answer)", path, e)
             return
         self._closers.append(self._status_server.close)
-        self._status_server.start()
         self.publish_status()
+
+    def _start_status_thread(self) -> None:
+        """Serve the status socket from its own thread: started by :meth:`run`, after ``-u``'s privilege switch
+        (capabilities are per thread: a thread started before the switch would keep them)."""
+        if self._status_server is not None and not self._status_server.started:
+            self._status_server.start()
 
     # -- end status --
 
@@ -562,6 +568,7 @@ class Appliance:
 
     def run(self) -> None:
         """Serve until :meth:`stop` (blocking, on this thread)."""
+        self._start_status_thread()
         self.loop.run()
 
     def start_thread(self) -> None:

@@ -90,6 +90,10 @@ class StatusServer:
         if len(payload) <= MAX_SNAPSHOT:
             self._payload = payload
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="stratum1-status", daemon=True)
         self._thread.start()

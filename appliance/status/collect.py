@@ -17,6 +17,7 @@ from appliance.leap import LeapTable, expiry_warning
 from appliance.ntp.packet import LEAP_UNSYNC, refid_text
 from appliance.ntp.server import ServerCounters
 from appliance.sources.source import SourceEstimate, SourceKind
+from appliance.sources.state import SystemState
 from appliance.sources.timekeeper import Basis, Timekeeper
 from appliance.status.snapshot import (
     Alarm,
@@ -122,10 +123,12 @@ def snapshot_from(
     precision: int,
     leap_table: LeapTable | None = None,
     previous: Snapshot | None = None,
+    served: SystemState | None = None,
 ) -> Snapshot:
     """The appliance at ``now_ns`` (a reading of the served clock); ``tk`` None: no clock is steered.
 
-    ``previous`` is the last snapshot (for the rates).
+    ``previous`` is the last snapshot (for the rates); ``served`` the state the server serves, which is the
+    whole story when there is no timekeeper (the local clock's state, or unsynchronised).
     """
     leap = None
     alarms: list[Alarm] = []
@@ -138,15 +141,16 @@ def snapshot_from(
                 Alarm("leapfile-expiry", "warning", message, "install a current tzdata package or leap-seconds.list")
             )
     if tk is None:
+        st = served if served is not None else SystemState(precision=precision)
         system = SystemStatus(
-            leap=LEAP_UNSYNC,
-            stratum=16,
-            precision=precision,
-            root_delay_ns=0,
-            root_dispersion_ns=0,
-            refid="INIT",
-            reference_ns=None,
-            basis=Basis.UNSYNCHRONISED.value,
+            leap=st.leap,
+            stratum=st.stratum,
+            precision=st.precision,
+            root_delay_ns=st.root_delay_ns,
+            root_dispersion_ns=st.root_dispersion_ns,
+            refid=refid_text(st.refid, 0),  # the local clock's code (LOCL) or INIT: never an address
+            reference_ns=st.reference_ns,
+            basis=(Basis.LOCAL if st.leap != LEAP_UNSYNC else Basis.UNSYNCHRONISED).value,
             peer=0,
             offset_ns=0,
             frequency_ppb=0.0,
@@ -157,8 +161,8 @@ def snapshot_from(
             poll=6,
             discipline="none",
         )
-        served = counters_from(counters, previous, now_ns)
-        return Snapshot(now_ns, started_ns, version, system, (), served, None, leap, tuple(alarms))
+        tallies = counters_from(counters, previous, now_ns)
+        return Snapshot(now_ns, started_ns, version, system, (), tallies, None, leap, tuple(alarms))
     status = tk.status()
     selection = status.selection
     sources = tuple(source_status(e, selection.tally_code(e.name), ids.id_for(e.name)) for e in selection.estimates)
@@ -171,7 +175,8 @@ def snapshot_from(
         precision=state.precision,
         root_delay_ns=state.root_delay_ns,
         root_dispersion_ns=state.root_dispersion_ns,
-        refid=refid_text(state.refid, state.stratum),
+        # an address only when an upstream server is the reason; a code (PPS, GPS, LOCL, INIT) otherwise
+        refid=refid_text(state.refid, state.stratum if status.basis is Basis.UPSTREAM else 0),
         reference_ns=state.reference_ns,
         basis=status.basis.value,
         peer=peer.assoc_id if peer else 0,
@@ -203,8 +208,8 @@ def snapshot_from(
             pulses_unpaired=tk.gps.counters.pulses_rejected,
         )
     alarms[:0] = _alarms(system, sources, gps)  # the time's own troubles first, the leap table's after
-    served = counters_from(counters, previous, now_ns)
-    return Snapshot(now_ns, started_ns, version, system, sources, served, gps, leap, tuple(alarms))
+    tallies = counters_from(counters, previous, now_ns)
+    return Snapshot(now_ns, started_ns, version, system, sources, tallies, gps, leap, tuple(alarms))
 
 
 def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatus | None) -> list[Alarm]:
