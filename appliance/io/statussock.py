@@ -6,7 +6,8 @@ Nothing is read from readers, so there is nothing to parse and nothing they can 
 
 Why readers cannot slow serving:
 
-- the socket is served by its own thread (:class:`StatusServer`), never the daemon's event loop; the loop
+- the socket is served by its own thread (:class:`StatusServer`; the daemon starts it when its loop runs,
+  after ``-u``'s privilege switch, since capabilities are per thread), never the daemon's event loop; the loop
   only swaps in the newest encoded snapshot (:meth:`StatusServer.publish`: one reference assignment, the
   JSON encoded once per snapshot, not per reader);
 - every write is non-blocking into a bounded buffer (one snapshot); a reader that has not taken it all
