@@ -1,5 +1,5 @@
 import sys
 
-from appliance.cli import main
+from appliance.command import main
 
 sys.exit(main())

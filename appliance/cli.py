@@ -1,4 +1,4 @@
-"""The ``stratum1`` command: serve, query, check-config, default-config, unit-devices; doctor and hw (the board).
+"""The ``stratum1`` command: serve, query, status, peers, check-config, default-config, unit-devices; doctor, hw.
 
 Every failure a user can cause (a bad config, a port in use, a host that does
 not answer) ends in one line on stderr and a non-zero exit, never a
@@ -24,10 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from appliance import statuscli
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
 from appliance.config.model import ConfigWarning
 from appliance.hw import command as hw_command
 from appliance.io import privilege, systemd
+from appliance.io.statusclient import DEFAULT_PATH as STATUS_SOCKET
 from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, evaluate
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
 from appliance.ntp.server import NTP_PORT
@@ -51,6 +53,11 @@ class CommandError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in _OWN_PARSERS:  # their own parsers (appliance/command.py); listed below for --help
+        from appliance.command import main as entry
+
+        return entry(words)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -196,6 +203,11 @@ def _parser() -> argparse.ArgumentParser:
         help="once the sockets are bound and the devices open, run as USER (its groups from /etc/group) keeping "
         "only CAP_SYS_TIME for the kernel clock, nothing otherwise (needs root; default: stay as started)",
     )
+    s.add_argument(
+        "--status-socket",
+        metavar="PATH",
+        help=f"the status socket for 'stratum1 status' (default {STATUS_SOCKET} if its directory exists; 'none': off)",
+    )
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_serve)
 
@@ -226,6 +238,17 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"ntp.conf to read (default {DEFAULT_CONFIG})")
     u.set_defaults(func=cmd_unit_devices)
 
+    # Status: appliance/statuscli.py reads the daemon's status socket (issue 10).
+    st = sub.add_parser("status", help="is the time good? an ntpstat-like summary, GPS, leap table, alarms")
+    statuscli.add_arguments(st, line=True)
+    st.set_defaults(func=statuscli.run)
+    pe = sub.add_parser("peers", help="the sources, as ntpq -p shows them")
+    statuscli.add_arguments(pe, line=False)
+    pe.set_defaults(func=statuscli.run)
+    # These have parsers of their own: main() hands them their arguments before this parser runs.
+    for name, text in _OWN_PARSERS.items():
+        sub.add_parser(name, help=text, add_help=False)
+
     # The board: appliance/hw/command.py has the subcommands; `doctor` is `hw doctor`.
     doc = sub.add_parser("doctor", help="check the GPS chain of this board (UART, console, PPS, NMEA, LCD)")
     hw_command.add_doctor_arguments(doc)
@@ -238,6 +261,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- serve -----------------------------------------------------------------
+
+
+#: Commands with parsers of their own (appliance/exporter.py, appliance/plotcli.py).
+_OWN_PARSERS = {
+    "exporter": "Prometheus metrics from the status socket (stratum1 exporter --listen LAN-ADDR[:PORT])",
+    "plot": "draw offset, jitter and frequency from the loopstats files (stratum1 plot -o FILE.svg)",
+}
+
+
+def _status_socket(requested: str | None) -> str | None:
+    """The status socket's path: as asked ('none': off), else the default when its directory exists."""
+    if requested is not None:
+        return None if requested == "none" else requested
+    return STATUS_SOCKET if os.path.isdir(os.path.dirname(STATUS_SOCKET)) else None
 
 
 def _load_serving_config(path: str | None) -> Config:
@@ -303,7 +340,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "serving a software-corrected clock instead (--clock soft)"
             )
             clock = "soft"
-    settings = ServeSettings(listen=listen, port=port, rcvbuf=args.rcvbuf, clock=clock, fastpath=args.fastpath)
+    settings = ServeSettings(
+        listen=listen,
+        port=port,
+        rcvbuf=args.rcvbuf,
+        clock=clock,
+        fastpath=args.fastpath,
+        status_socket=_status_socket(args.status_socket),
+    )
     simulation = Simulation(receiver=args.simulate) if args.simulate else None
     held = HeldSignals(_SIGNALS)  # a signal during start-up waits for the loop, so every exit path cleans up
     try:

@@ -15,6 +15,7 @@ import errno
 import functools
 import ipaddress
 import logging
+import os
 import socket
 import threading
 import time
@@ -41,21 +42,39 @@ from appliance.config.model import Config
 from appliance.io.fastpath import rate_limiter
 from appliance.io.loop import EventLoop
 from appliance.io.netns import NetNs
+from appliance.io.statsfiles import StatsWriter
+from appliance.io.statussock import StatusServer
 from appliance.io.udp import UdpServerSocket, compiled_wait
 from appliance.leap import leap_to_serve
 from appliance.ntp.access import AccessTable
+from appliance.ntp.mode6 import ControlHandler
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer
+from appliance.refclock.gps import GpsClock, NmeaRefclock
 from appliance.refclock.local import LocalClock
 from appliance.refclock.setup import RefclockLine, refclock_lines
 from appliance.sources.client import Association, Reply, Upstreams
 from appliance.sources.timekeeper import DEFAULT_HOLDOVER_BOUND_NS, Timekeeper, TimekeeperStatus
 from appliance.state import UNSYNCHRONISED, SystemState
+from appliance.status.collect import AssocIds, snapshot_from
+from appliance.status.snapshot import Snapshot
 from appliance.timebase import log2_from_ns
 
 log = logging.getLogger("stratum1")
 
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stratum1")
+    except PackageNotFoundError:
+        return "(source tree)"
+
+
 NTP_PORT = 123
+#: What mode 6's ``version`` variable and the status snapshot say.
+VERSION = "stratum1 " + _package_version()
 SIMULATE_PORT = 11123
 ALL_ADDRESSES = ("0.0.0.0", "::")
 LOOPBACK = ("127.0.0.1", "::1")
@@ -72,6 +91,8 @@ class ServeSettings:
     clock: str = "soft"
     #: Let the compiled data plane answer plain client requests where it can (appliance.io.fastpath).
     fastpath: bool = True
+    #: The status socket's path (appliance.io.statussock); None: no socket.
+    status_socket: str | None = None
 
 
 __all__ = ["BUILD_DATE_NS", "Simulation"]  # serve --simulate and the rollover date live in appliance.build
@@ -153,8 +174,24 @@ class Appliance:
             self.clock = clock
             read_ns = clock.now_ns
         self.read_ns = read_ns
+        # -- status (issue 10): one snapshot a second, read by mode 6 and the status socket --------
+        self.started_ns = read_ns()
+        self.snapshot: Snapshot | None = None
+        self._assoc_ids = AssocIds()
+        self._status_server: StatusServer | None = None
+        self.stats: StatsWriter | None = None
+        if config.statsdir is not None and any(g.enabled for g in config.filegens):
+            self.stats = StatsWriter(config.statsdir, config.filegens)
+        uname = os.uname()
+        control = ControlHandler(
+            snapshot=lambda: self.snapshot, version=VERSION, host=(uname.machine, f"{uname.sysname}/{uname.release}")
+        )
+        # -- end status --
         self.server = NtpServer(
-            AccessTable.from_rules(config.restricts), self._rate_limiter(config), peers=_peers(config)
+            AccessTable.from_rules(config.restricts),
+            self._rate_limiter(config),
+            peers=_peers(config),
+            control=control,
         )
         self.sockets: list[UdpServerSocket] = []
         self._from_kernel_ns = from_kernel_ns
@@ -173,6 +210,7 @@ class Appliance:
             raise
         self.loop.call_every(1.0 if self.timekeeper else 16.0, self.refresh_state)
         self.loop.call_every(3600.0, self.log_counters)
+        self._start_status(settings.status_socket)
 
     def _rate_limiter(self, config: Config) -> RateLimiter:
         """The table for ``discard``: the compiled one where the compiled data plane may serve."""
@@ -342,6 +380,57 @@ class Appliance:
             self.server.set_state(state)
         if self.timekeeper is not None:
             self._log_status(self.timekeeper.status())
+        self.publish_status()
+
+    # -- status (issue 10): the snapshot producer and the socket ------------------------------------
+
+    def _first_gps(self) -> GpsClock | None:
+        """The first NMEA receiver's pairing (fix, satellites, pulses) for the snapshot's GPS lines."""
+        if self.refclocks is None:
+            return None
+        return next((p.gps for p in self.refclocks.parts.values() if isinstance(p, NmeaRefclock)), None)
+
+    def publish_status(self) -> None:
+        """Build this second's snapshot (mode 6 reads it); hand it to the status socket and the statistics files."""
+        self.snapshot = snapshot_from(
+            self.timekeeper,
+            self.server.counters,
+            self.read_ns(),
+            ids=self._assoc_ids,
+            started_ns=self.started_ns,
+            version=VERSION,
+            precision=self.precision,
+            leap_table=self.leap_table,
+            previous=self.snapshot,
+            served=self.server.state,
+            gps=self._first_gps(),
+        )
+        if self._status_server is not None:
+            self._status_server.publish(self.snapshot.to_json().encode() + b"\n")
+        if self.stats is not None:
+            self.stats.observe(self.snapshot)
+
+    def _start_status(self, path: str | None) -> None:
+        """Listen on the status socket (a thread of its own; see appliance.io.statussock)."""
+        if self.timekeeper is None:  # refresh_state runs every 16 s then: keep the snapshot (counters) fresh
+            self.loop.call_every(1.0, self.publish_status)
+        if path is None:
+            return
+        try:
+            self._status_server = StatusServer(path)
+        except OSError as e:
+            log.warning("status socket %s: %s (stratum1 status will not answer)", path, e)
+            return
+        self._closers.append(self._status_server.close)
+        self.publish_status()
+
+    def _start_status_thread(self) -> None:
+        """Serve the status socket from its own thread: started by :meth:`run`, after ``-u``'s privilege switch
+        (capabilities are per thread: a thread started before the switch would keep them)."""
+        if self._status_server is not None and not self._status_server.started:
+            self._status_server.start()
+
+    # -- end status --
 
     def _log_status(self, status: TimekeeperStatus) -> None:
         """Log when the basis, the system peer or the falsetickers change (a GPS outvoted shows here)."""
@@ -370,6 +459,7 @@ class Appliance:
 
     def run(self) -> None:
         """Serve until :meth:`stop` (blocking, on this thread)."""
+        self._start_status_thread()
         self.loop.run()
 
     def start_thread(self) -> None:

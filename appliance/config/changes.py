@@ -69,6 +69,7 @@ def config_changes(old: Config, new: Config) -> ConfigChanges:
             ("leapfile", old.leapfile, new.leapfile),
             ("logfile", old.logfile, new.logfile),
             ("statsdir", old.statsdir, new.statsdir),
+            ("statistics files (statistics, filegen)", old.filegens, new.filegens),
         )
         if _plain(a) != _plain(b)
     ]

@@ -209,6 +209,23 @@ class Listen:
     location: Location
 
 
+#: The statistics files stratum1 writes (ntpd's names; ``rawstats``, ``sysstats`` and the rest are not kept).
+STATS_FILES = ("loopstats", "peerstats", "clockstats")
+
+
+@dataclass(frozen=True, slots=True)
+class Filegen:
+    """One statistics file set, from ``statistics NAME...`` and ``filegen NAME [file F] [type T] [link|nolink]
+    [enable|disable]``: written to ``statsdir/file.YYYYMMDD`` (``type day``) or ``statsdir/file`` (``type
+    none``), with ``statsdir/file`` a symbolic link to today's file when ``link`` (ntpd's default)."""
+
+    name: str
+    file: str
+    type: str = "day"
+    link: bool = True
+    enabled: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """A whole configuration, the result of parsing one file and its includes."""
@@ -223,6 +240,7 @@ class Config:
     leapfile: str | None = None
     logfile: str | None = None
     statsdir: str | None = None
+    filegens: tuple[Filegen, ...] = ()
     listen: tuple[Listen, ...] = ()
     localclock: LocalClockOptions = field(default_factory=LocalClockOptions)
     holdover_ns: int | None = None  # ``holdover SECONDS``: stratum 1 holdover bound (None: the default)

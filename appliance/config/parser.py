@@ -15,7 +15,7 @@ tutorial lines work as written::
 Three outcomes per line, never silence:
 
 - understood: it lands in the model;
-- understood but not acted on (``statistics``, ``keys``, ``tos``, a server's
+- understood but not acted on (``keys``, ``tos``, a server's
   ``xleave`` ...): accepted with a :class:`ConfigWarning` naming file and line;
 - anything else (a typo, a bad number, a host name where an address is
   needed): :class:`ConfigError` "FILE:LINE: what is wrong".
@@ -51,9 +51,11 @@ from appliance.config.model import (
     LOCALCLOCK_PUBLIC,
     REFCLOCK_TYPES,
     RESTRICT_FLAGS,
+    STATS_FILES,
     Config,
     ConfigWarning,
     Discard,
+    Filegen,
     Fudge,
     IPNetwork,
     Listen,
@@ -302,6 +304,7 @@ class _Builder:
         self.refclocks: list[Refclock] = []
         self.discard = Discard()
         self.paths: dict[str, str | None] = {}
+        self.filegens: dict[str, Filegen] = {}
         self.listen: list[Listen] = []
         self.localclock = LocalClockOptions()
         self.holdover_ns: int | None = None
@@ -372,6 +375,7 @@ class _Builder:
             leapfile=self.paths.get("leapfile"),
             logfile=self.paths.get("logfile"),
             statsdir=self.paths.get("statsdir"),
+            filegens=tuple(self.filegens.values()),
             listen=tuple(self.listen),
             localclock=self.localclock,
             holdover_ns=self.holdover_ns,
@@ -793,9 +797,62 @@ def _file_directive(b: _Builder, c: _Cursor) -> None:
 _NOT_WRITTEN_YET: Mapping[str, str] = MappingProxyType(
     {
         "logfile": "is not written: the daemon logs to standard error (the journal under systemd)",
-        "statsdir": "is not written: stratum1 keeps no statistics files yet",
     }
 )
+
+
+def _stats_name(b: _Builder, c: _Cursor) -> str | None:
+    """A statistics file set's name: one stratum1 writes, or None (with a warning) for one of ntpd's others."""
+    tok = c.take(f"{c.name} needs a statistics name ({', '.join(STATS_FILES)})")
+    if tok.text in STATS_FILES:
+        return tok.text
+    if tok.text in _OTHER_STATS:
+        b.warn(c.where, f"{c.name} '{tok.text}' is not written by stratum1 (only {', '.join(STATS_FILES)}), ignored")
+        return None
+    c.fail(_unknown("statistics name", tok.text, STATS_FILES + _OTHER_STATS))
+
+
+def _statistics(b: _Builder, c: _Cursor) -> None:
+    """``statistics NAME...``: write these files (in ``statsdir``), daily, as ntpd does."""
+    if not c:
+        c.fail(f"statistics needs at least one name ({', '.join(STATS_FILES)})")
+    while c:
+        name = _stats_name(b, c)
+        if name is not None:
+            b.filegens[name] = replace(b.filegens.get(name, Filegen(name, name)), enabled=True)
+
+
+def _filegen(b: _Builder, c: _Cursor) -> None:
+    """``filegen NAME [file F] [type day|none] [link|nolink] [enable|disable]``."""
+    name = _stats_name(b, c)
+    # a filegen line alone does not switch the file on (ntpd): 'enable' or a statistics line does
+    g = b.filegens.get(name or "", Filegen(name or "", name or "", enabled=False))
+    while c:
+        opt = c.keyword()
+        if opt == "file":
+            g = replace(g, file=_path(c, c.value(opt), "filegen file"))
+            if "/" in g.file:
+                c.fail("filegen file is a name inside statsdir, not a path")
+        elif opt == "type":
+            kind = c.value(opt).text
+            if kind in ("day", "none"):
+                g = replace(g, type=kind)
+            elif kind in ("pid", "week", "month", "year", "age"):
+                b.warn(c.where, f"filegen type '{kind}' is not supported, daily files are written")
+                g = replace(g, type="day")
+            else:
+                c.fail(_unknown("filegen type", kind, ("day", "none", "week", "month", "year", "age", "pid")))
+        elif opt in ("link", "nolink"):
+            g = replace(g, link=opt == "link")
+        elif opt in ("enable", "disable"):
+            g = replace(g, enabled=opt == "enable")
+        else:
+            c.fail(_unknown("filegen option", opt, ("file", "type", "link", "nolink", "enable", "disable")))
+    if name is not None:
+        b.filegens[name] = g
+
+
+_OTHER_STATS = ("rawstats", "sysstats", "protostats", "timingstats", "cryptostats", "usestats")
 
 
 def _driftfile(b: _Builder, c: _Cursor) -> None:
@@ -919,6 +976,8 @@ _HANDLERS: Mapping[str, Callable[[_Builder, _Cursor], None]] = MappingProxyType(
         "leapfile": _file_directive,
         "logfile": _file_directive,
         "statsdir": _file_directive,
+        "statistics": _statistics,
+        "filegen": _filegen,
         "interface": _interface,
         "nic": _interface,
         "localclock": _localclock,
@@ -931,8 +990,6 @@ _HANDLERS: Mapping[str, Callable[[_Builder, _Cursor], None]] = MappingProxyType(
 _IGNORED_DIRECTIVES = frozenset(
     {
         # monitoring and logging
-        "statistics",
-        "filegen",
         "logconfig",
         "mru",
         "reset",

@@ -1,6 +1,6 @@
-"""NTP control messages (mode 6, RFC 9327), sans I/O: the part that is safe to answer.
+"""NTP control messages (mode 6, RFC 9327), sans I/O: what ntpq and ntpstat read, nothing they could write.
 
-A mode 6 message has a 12-octet header of its own::
+A mode 6 message has a 12-octet header of its own (RFC 9327 section 2)::
 
      0                   1                   2                   3
      0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -13,24 +13,52 @@ A mode 6 message has a 12-octet header of its own::
     +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
     .                      Data (up to 468 octets)                  .
 
-The server drops mode 6 from ``noquery`` addresses before it gets here.
-This handler answers with the header alone, so a reply is never longer than
-its request: READSTAT of association 0 gets the system status word and an
-empty association list; writes, traps and the MRU list are refused with
-"permission denied" where ``nomodify``/``notrap``/``nomrulist`` say so;
-everything else gets "invalid opcode" until the full read protocol (system
-and peer variables, for ntpq and ntpstat) is built.
+R marks a response, E an error (the error code in the status's high octet), M "more fragments follow";
+Offset and Count place a fragment's data in the whole response; data is padded to a multiple of 4 octets
+(the padding is not counted).
+
+What is answered (from the status snapshot, :mod:`appliance.status.snapshot`):
+
+- READSTAT (1): association 0 gets the system status word and one (association ID, peer status word) pair
+  per source (ntpq ``associations``, the first step of ``peers``);
+- READVAR (2): association 0 the system variables (ntpq ``rv``, ntpstat), association N that source's
+  variables (``rv N``, ``peers``); a request that names variables gets those, in its order;
+- READCLOCK (4): a reference clock's variables (``cv``); association 0 means the system peer when it is a
+  clock, else the first clock.
+
+Everything else is refused: writes (WRITEVAR, WRITECLOCK, CONFIGURE, SAVECONFIG) and traps with "permission
+denied" (they are never carried out, whatever the restrict flags say), the MRU list and nonces with
+"permission denied" under ``nomrulist`` and "invalid opcode" otherwise (not kept: no per-client table to
+leak), anything unknown with "invalid opcode".
+
+Who gets answers, and how much: the server drops mode 6 from ``noquery`` addresses before it gets here
+(``restrict default ... noquery`` in the shipped config: only localhost asks). Replies go only to requests
+(R clear), at most :data:`RATE` a second with bursts of :data:`BURST` (a token bucket over all askers; the
+rest are dropped and counted by the server), and every reply is one datagram of at most 480 octets: the
+variable sets are sized to fit one fragment (:data:`MAX_DATA`), and a longer answer (a long variable list
+asked for) is cut at the last whole variable that fits. :func:`fragments` splits an answer the way ntpd
+does (M bit, Offset, Count) for an edge that can send several datagrams per request; the UDP edge sends one.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from dataclasses import replace
 
 from appliance.ntp import access as acl
 from appliance.state import SystemState
+from appliance.status import variables as v
+from appliance.status.snapshot import Snapshot, SystemStatus
+from appliance.timebase import NS_PER_S
 
 HEADER = struct.Struct("!BBHHHHH")
 HEADER_LEN = HEADER.size  # 12
+#: The most data one fragment carries (RFC 9327 section 2: a 480-octet message less its header).
+MAX_DATA = 468
+#: Mode 6 replies per second, and the burst, over all askers (ntpq ``peers`` asks 1 + one per source).
+RATE = 20
+BURST = 40
 
 OP_READSTAT = 1
 OP_READVAR = 2
@@ -62,9 +90,16 @@ _MRU = frozenset({OP_READ_MRU, OP_REQ_NONCE})
 #: System status word clock-source codes (RFC 9327 section 2.1 / ntpq).
 SOURCE_UNSPEC = 0
 SOURCE_PPS = 1
-SOURCE_UHF = 4  # GPS and other satellite receivers
+SOURCE_UHF = 4  # GPS and other satellite receivers (ntpstat: "UHF radio", as ntpd says for a GPS)
 SOURCE_LOCAL = 5
 SOURCE_NTP = 6
+
+#: The clock source in the system status word, by the timekeeper's basis.
+_SOURCE_BY_BASIS = {"refclock": SOURCE_UHF, "holdover": SOURCE_UHF, "upstream": SOURCE_NTP, "local": SOURCE_LOCAL}
+
+#: Peer status word bits (RFC 9327 section 2.2): configured, reachable.
+PEER_CONFIGURED = 0x8000
+PEER_REACHABLE = 0x1000
 
 
 def system_status_word(state: SystemState, source: int = SOURCE_UNSPEC) -> int:
@@ -72,14 +107,69 @@ def system_status_word(state: SystemState, source: int = SOURCE_UNSPEC) -> int:
     return (state.leap & 3) << 14 | (source & 0x3F) << 8
 
 
-class ControlHandler:
-    """Answers mode 6 requests with header-only replies (never longer than the request)."""
+def peer_status_word(reach: int, selection_code: int) -> int:
+    """The 16-bit peer status word: flags (5 bits), selection (3), event count and code (4+4)."""
+    return PEER_CONFIGURED | (PEER_REACHABLE if reach else 0) | (selection_code & 7) << 8
 
-    def __init__(self, source_code: int = SOURCE_UNSPEC) -> None:
+
+def fragments(version: int, opcode: int, seq: int, status: int, assoc: int, data: bytes) -> list[bytes]:
+    """The response datagrams for ``data``: 468 octets each at most, M set on all but the last, padded to 4."""
+    out = []
+    offset = 0
+    while True:
+        chunk = data[offset : offset + MAX_DATA]
+        more = offset + len(chunk) < len(data)
+        b1 = 0x80 | (0x20 if more else 0) | opcode
+        head = HEADER.pack((version << 3) | 6, b1, seq, status, assoc, offset, len(chunk))
+        out.append(head + chunk + b"\0" * (-len(chunk) % 4))
+        offset += len(chunk)
+        if not more:
+            return out
+
+
+def fit(data: bytes) -> bytes:
+    """``data`` cut after the last whole variable that fits one fragment (ends with CR LF as ntpd's do)."""
+    if len(data) <= MAX_DATA:
+        return data
+    cut = max(data.rfind(b",", 0, MAX_DATA - 2), 0)
+    return data[:cut] + b"\r\n"
+
+
+class ControlHandler:
+    """Answers mode 6 read requests from the latest snapshot (see the module docstring).
+
+    ``snapshot`` returns the latest :class:`Snapshot` (None before the first: READSTAT then lists no
+    associations); ``version`` is the ``version`` variable's text, ``host`` the ``processor`` and ``system`` ones.
+    """
+
+    def __init__(
+        self,
+        source_code: int = SOURCE_UNSPEC,
+        snapshot: Callable[[], Snapshot | None] | None = None,
+        version: str = "stratum1",
+        host: tuple[str, str] = ("", ""),
+    ) -> None:
         self.source_code = source_code
+        self.snapshot = snapshot or (lambda: None)
+        self.version = version
+        self.host = host
+        self.rate_limited = 0
+        self._tokens = float(BURST)
+        self._last_ns: int | None = None
+
+    def _admit(self, now_ns: int) -> bool:
+        if self._last_ns is not None:
+            elapsed = max(0, now_ns - self._last_ns)
+            self._tokens = min(float(BURST), self._tokens + elapsed * RATE / NS_PER_S)
+        self._last_ns = now_ns
+        if self._tokens < 1.0:
+            self.rate_limited += 1
+            return False
+        self._tokens -= 1.0
+        return True
 
     def handle(self, data: bytes, flags: int, state: SystemState, now_ns: int) -> bytes | None:
-        """Return the reply to one mode 6 datagram, or None to drop it (malformed, or a response)."""
+        """Return the reply to one mode 6 datagram, or None to drop it (malformed, a response, rate limited)."""
         if len(data) < HEADER_LEN:
             return None
         b0, b1, seq, _status, assoc, _offset, count = HEADER.unpack_from(data)
@@ -87,18 +177,105 @@ class ControlHandler:
             return None
         if count > len(data) - HEADER_LEN:
             return None
+        if not self._admit(now_ns):
+            return None
         opcode = b1 & 0x1F
         version = (b0 >> 3) & 7
-        if opcode in _WRITES and flags & acl.NOMODIFY:
-            return _error(version, opcode, seq, assoc, ERR_PERMISSION)
-        if opcode in _TRAPS and flags & acl.NOTRAP:
+        if opcode in _WRITES or opcode in _TRAPS:
             return _error(version, opcode, seq, assoc, ERR_PERMISSION)
         if opcode in _MRU and flags & acl.NOMRULIST:
             return _error(version, opcode, seq, assoc, ERR_PERMISSION)
-        if opcode == OP_READSTAT and assoc == 0:
-            status = system_status_word(state, self.source_code)
-            return HEADER.pack((version << 3) | 6, 0x80 | opcode, seq, status, 0, 0, 0)
+        snap = self.snapshot()
+        source = _SOURCE_BY_BASIS.get(snap.system.basis, self.source_code) if snap else self.source_code
+        sys_status = system_status_word(state, source)
+        request = data[HEADER_LEN : HEADER_LEN + count]
+        if opcode == OP_READSTAT:
+            return self._readstat(version, seq, sys_status, assoc, snap)
+        if opcode == OP_READVAR:
+            return self._readvar(version, seq, sys_status, assoc, snap, state, request, now_ns)
+        if opcode == OP_READCLOCK:
+            return self._readclock(version, seq, assoc, snap, request)
         return _error(version, opcode, seq, assoc, ERR_OPCODE)
+
+    def _readstat(self, version: int, seq: int, sys_status: int, assoc: int, snap: Snapshot | None) -> bytes:
+        if assoc == 0:
+            pairs = b"".join(
+                struct.pack("!HH", s.assoc_id, peer_status_word(s.reach, s.selection_code))
+                for s in (snap.sources if snap else ())
+            )
+            return _one(version, OP_READSTAT, seq, sys_status, 0, pairs[: MAX_DATA - MAX_DATA % 4])
+        s = snap.source(assoc) if snap else None
+        if s is None:
+            return _error(version, OP_READSTAT, seq, assoc, ERR_ASSOC)
+        return _one(version, OP_READSTAT, seq, peer_status_word(s.reach, s.selection_code), assoc, b"")
+
+    def _readvar(
+        self,
+        version: int,
+        seq: int,
+        sys_status: int,
+        assoc: int,
+        snap: Snapshot | None,
+        state: SystemState,
+        request: bytes,
+        now_ns: int,
+    ) -> bytes:
+        if assoc == 0:
+            if snap is None:
+                return _error(version, OP_READVAR, seq, 0, ERR_UNSPEC)
+            told = _told(snap.system, state)
+            variables = v.system_variables(snap, told, now_ns, self.version, self.host)
+            status = sys_status
+        else:
+            s = snap.source(assoc) if snap else None
+            if s is None or snap is None:
+                return _error(version, OP_READVAR, seq, assoc, ERR_ASSOC)
+            variables = v.peer_variables(s, snap.system.precision)
+            status = peer_status_word(s.reach, s.selection_code)
+        return self._answer(version, OP_READVAR, seq, status, assoc, variables, request)
+
+    def _readclock(self, version: int, seq: int, assoc: int, snap: Snapshot | None, request: bytes) -> bytes:
+        clocks = [s for s in (snap.sources if snap else ()) if s.kind != "server"]
+        if assoc == 0:
+            peer = snap.system_peer if snap else None
+            s = peer if peer is not None and peer.kind != "server" else (clocks[0] if clocks else None)
+        else:
+            s = next((c for c in clocks if c.assoc_id == assoc), None)
+        if s is None or snap is None:
+            return _error(version, OP_READCLOCK, seq, assoc, ERR_ASSOC)
+        gps = snap.gps if s.kind == "refclock" else None
+        return self._answer(version, OP_READCLOCK, seq, 0, s.assoc_id, v.clock_variables(s, gps), request)
+
+    def _answer(
+        self, version: int, opcode: int, seq: int, status: int, assoc: int, variables: v.Variables, request: bytes
+    ) -> bytes:
+        names = v.parse_names(request)
+        if names:
+            chosen = v.select(variables, names)
+            if chosen is None:
+                return _error(version, opcode, seq, assoc, ERR_UNKNOWNVAR)
+            variables = chosen
+        return _one(version, opcode, seq, status, assoc, fit(v.encode(variables)))
+
+
+def _told(system: SystemStatus, state: SystemState) -> SystemStatus:
+    """The system variables as this client is told them: the served state's leap, stratum, root and refid."""
+    refid = state.refid.rstrip(b"\0").decode("ascii", "replace") if state.stratum <= 1 else system.refid
+    if state.stratum >= 16:
+        refid = state.refid.rstrip(b"\0").decode("ascii", "replace")
+    return replace(
+        system,
+        leap=state.leap,
+        stratum=state.stratum,
+        root_delay_ns=state.root_delay_ns,
+        root_dispersion_ns=state.root_dispersion_ns,
+        refid=refid,
+        reference_ns=state.reference_ns,
+    )
+
+
+def _one(version: int, opcode: int, seq: int, status: int, assoc: int, data: bytes) -> bytes:
+    return fragments(version, opcode, seq, status, assoc, data)[0]
 
 
 def _error(version: int, opcode: int, seq: int, assoc: int, code: int) -> bytes:

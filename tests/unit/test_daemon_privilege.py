@@ -222,3 +222,29 @@ def test_simulation_switches_before_it_builds_anything(user: str, workdir: Path)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_status_socket_thread_runs_with_the_dropped_privileges(
+    serve: Callable[..., Daemon], user: str, workdir: Path
+) -> None:
+    """The status socket's thread starts after the switch (capabilities are per thread), and answers."""
+    sock = workdir / "status.sock"
+    daemon = serve(LOCAL_ONLY, "-u", user, "--status-socket", str(sock))
+    daemon.wait_for(r"running as user ")
+    deadline = time.monotonic() + 10
+    while True:
+        out = subprocess.run(
+            [sys.executable, "-m", "appliance", "status", "--json", "--socket", str(sock)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if out.returncode in (0, 1) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert out.returncode in (0, 1), out.stderr + daemon.log.read_text()
+    assert '"stratum":10' in out.stdout.replace(" ", "")
+    for tid in os.listdir(f"/proc/{daemon.proc.pid}/task"):
+        status = Path(f"/proc/{daemon.proc.pid}/task/{tid}/status").read_text()
+        assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+    _stop(daemon)

@@ -23,7 +23,6 @@ WARNED_IGNORED = {
     ("ServerLine", "true"): ("server 192.0.2.1 true\n", "true"),
     ("ServerLine", "key"): ("server 192.0.2.1 key 5\n", "key"),
     ("Config", "logfile"): ("logfile /var/log/ntp.log\n", "logfile"),
-    ("Config", "statsdir"): ("statsdir /var/log/ntpstats\n", "statsdir"),
 }
 #: Fields read through a method or property of the model, by that name.
 READ_THROUGH = {("Config", "fudges"): "fudge_for", ("LocalClockOptions", "public"): "public_unsync"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
-from appliance.config.model import Discard, Listen, Location, Refclock
+from appliance.config.model import Discard, Filegen, Listen, Location, Refclock
 from appliance.config.parser import MAX_INCLUDE_DEPTH, directives
 
 F = "t.conf"
@@ -557,7 +557,28 @@ def test_the_usual_unsupported_lines() -> None:
         "trustedkey 1 2 3\n"
         "disable monitor\n"
     )
-    assert [w.location.line for w in c.warnings] == [1, 2, 3, 4, 5, 6]
+    assert [w.location.line for w in c.warnings] == [3, 4, 5, 6]
+
+
+def test_statistics_and_filegen_as_debian_writes_them() -> None:
+    c = parse(
+        "statsdir /var/log/ntpsec/\n"
+        "statistics loopstats peerstats clockstats\n"
+        "filegen loopstats file loopstats type day enable\n"
+        "filegen peerstats file peers type none nolink enable\n"
+        "filegen clockstats file clockstats type day disable\n"
+        "filegen rawstats file rawstats type day enable\n"
+        "filegen loopstats type week\n"
+    )
+    assert c.statsdir == "/var/log/ntpsec/"
+    gens = {g.name: g for g in c.filegens}
+    assert gens["loopstats"] == Filegen("loopstats", "loopstats", "day", True, True)
+    assert gens["peerstats"] == Filegen("peerstats", "peers", "none", False, True)
+    assert not gens["clockstats"].enabled
+    assert [w.location.line for w in c.warnings] == [6, 7]  # rawstats is not written; weekly files are daily
+    assert [g.name for g in parse("filegen loopstats file loops\n").filegens if g.enabled] == []
+    assert "unknown statistics name 'loopstat'" in str(error("statistics loopstat\n"))
+    assert "not a path" in str(error("filegen loopstats file /etc/passwd\n"))
 
 
 def test_unknown_directive() -> None:

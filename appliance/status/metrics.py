@@ -1,0 +1,145 @@
+"""A snapshot as Prometheus metrics (pure): names, types, help and samples; no client library needed here.
+
+The exporter process (:mod:`appliance.exporter`) hands these to ``prometheus_client``, which writes the text
+exposition. Names follow Prometheus conventions: a ``stratum1_`` prefix, base units (``_seconds``, ratios
+not ppm), counters end in ``_total`` (``prometheus_client`` adds it to a counter family's name), a source or
+an outcome is a label, not a name.
+
+================================================  =======  ===================================================
+metric                                            type     meaning
+================================================  =======  ===================================================
+stratum1_synchronised                             gauge    1 when the time served is synchronised (leap != 3)
+stratum1_stratum                                  gauge    the stratum served
+stratum1_offset_seconds                           gauge    combined offset of the last selection (+: behind)
+stratum1_system_jitter_seconds                    gauge    the selection's jitter
+stratum1_clock_jitter_seconds                     gauge    the discipline's measured jitter
+stratum1_estimated_error_seconds                  gauge    the discipline's error estimate (1 sigma)
+stratum1_root_distance_seconds                    gauge    root delay / 2 + root dispersion served
+stratum1_frequency_ratio                          gauge    the clock's frequency correction (1e-6 = 1 ppm)
+stratum1_basis_info{basis}                        gauge    1 for the basis in use (gps, holdover, upstream...)
+stratum1_source_offset_seconds{source,kind}       gauge    each source's offset
+stratum1_source_jitter_seconds{source,kind}       gauge    each source's jitter
+stratum1_source_delay_seconds{source,kind}        gauge    each source's round-trip delay
+stratum1_source_reach{source,kind}                gauge    the reach register (0..255)
+stratum1_source_state{source,state}               gauge    1 for the source's selection state
+stratum1_requests_total{outcome}                  counter  served, kod, rate_limited, refused, dropped
+stratum1_control_requests_total                   counter  mode 6 requests
+stratum1_gps_fix                                  gauge    1 when the receiver reports a fix
+stratum1_gps_satellites_used                      gauge    satellites in the fix
+stratum1_gps_satellites_visible                   gauge    satellites in view
+stratum1_pps_ok                                   gauge    1 while pulses arrive and are paired
+stratum1_pps_pulses_total                         counter  pulses seen
+stratum1_pps_unpaired_pulses_total                counter  pulses not paired with a second (misses)
+stratum1_leap_table_expiry_timestamp_seconds      gauge    when the leap-second table expires (POSIX)
+stratum1_start_time_seconds                       gauge    when the daemon started (POSIX)
+stratum1_alarm{code,severity}                     gauge    1 for each alarm raised
+================================================  =======  ===================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.status.snapshot import Snapshot
+
+#: The selection state names, by ntpq tally code.
+STATE_NAMES = {
+    "*": "sys_peer",
+    "o": "pps_peer",
+    "+": "candidate",
+    "#": "backup",
+    "-": "outlier",
+    "x": "falseticker",
+    ".": "excess",
+    " ": "rejected",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family: ``kind`` is ``gauge`` or ``counter`` (``name`` without ``_total`` for a counter)."""
+
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...]
+    samples: tuple[tuple[tuple[str, ...], float], ...]
+
+
+def _g(name: str, help_: str, value: float) -> Family:
+    return Family(name, "gauge", help_, (), (((), value),))
+
+
+def families(snap: Snapshot) -> list[Family]:
+    """Every metric of ``snap`` (see the module docstring's table)."""
+    s = snap.system
+    out = [
+        _g("stratum1_synchronised", "1 when the time served is synchronised", 0.0 if s.leap == 3 else 1.0),
+        _g("stratum1_stratum", "The stratum served", float(s.stratum)),
+        _g(
+            "stratum1_offset_seconds",
+            "Combined offset of the last selection (positive: clock behind)",
+            s.offset_ns / 1e9,
+        ),
+        _g("stratum1_system_jitter_seconds", "Jitter of the last selection", s.sys_jitter_ns / 1e9),
+        _g("stratum1_clock_jitter_seconds", "The discipline's measured jitter", s.clock_jitter_ns / 1e9),
+        _g("stratum1_estimated_error_seconds", "The discipline's estimated error (1 sigma)", s.error_ns / 1e9),
+        _g(
+            "stratum1_root_distance_seconds",
+            "Root delay / 2 + root dispersion served",
+            (s.root_delay_ns / 2 + s.root_dispersion_ns) / 1e9,
+        ),
+        _g("stratum1_frequency_ratio", "The clock's frequency correction (1e-6 is 1 ppm)", s.frequency_ppb / 1e9),
+        Family("stratum1_basis_info", "gauge", "1 for the basis of the time served", ("basis",), (((s.basis,), 1.0),)),
+        _g("stratum1_start_time_seconds", "When the daemon started (POSIX seconds)", snap.started_ns / 1e9),
+    ]
+    per_source = (
+        ("stratum1_source_offset_seconds", "Each source's offset (positive: clock behind)", "offset_ns", 1e-9),
+        ("stratum1_source_jitter_seconds", "Each source's jitter", "jitter_ns", 1e-9),
+        ("stratum1_source_delay_seconds", "Each source's round-trip delay", "delay_ns", 1e-9),
+        ("stratum1_source_reach", "Each source's reach register (0..255)", "reach", 1.0),
+    )
+    for name, help_, field, scale in per_source:
+        samples = tuple(((src.name, src.kind), getattr(src, field) * scale) for src in snap.sources)
+        out.append(Family(name, "gauge", help_, ("source", "kind"), samples))
+    states = tuple(((src.name, STATE_NAMES.get(src.tally, "rejected")), 1.0) for src in snap.sources)
+    out.append(
+        Family("stratum1_source_state", "gauge", "1 for each source's selection state", ("source", "state"), states)
+    )
+    c = snap.counters
+    outcomes = (
+        (("served",), float(c.served)),
+        (("kod",), float(c.kod)),
+        (("rate_limited",), float(c.rate_limited)),
+        (("refused",), float(c.refused)),
+        (("dropped",), float(c.dropped)),
+    )
+    out.append(Family("stratum1_requests", "counter", "NTP requests by outcome", ("outcome",), outcomes))
+    out.append(Family("stratum1_control_requests", "counter", "Mode 6 (ntpq) requests", (), (((), float(c.control)),)))
+    g = snap.gps
+    if g is not None:
+        out += [
+            _g("stratum1_gps_fix", "1 when the GPS reports a fix", 1.0 if g.fix else 0.0),
+            _g("stratum1_gps_satellites_used", "Satellites in the fix", float(g.satellites_used or 0)),
+            _g("stratum1_gps_satellites_visible", "Satellites in view", float(g.satellites_in_view or 0)),
+            _g("stratum1_pps_ok", "1 while PPS pulses arrive and are paired", 1.0 if g.pps else 0.0),
+            Family("stratum1_pps_pulses", "counter", "PPS pulses seen", (), (((), float(g.pulses)),)),
+            Family(
+                "stratum1_pps_unpaired_pulses",
+                "counter",
+                "PPS pulses not paired",
+                (),
+                (((), float(g.pulses_unpaired)),),
+            ),
+        ]
+    if snap.leap is not None:
+        out.append(
+            _g(
+                "stratum1_leap_table_expiry_timestamp_seconds",
+                "When the leap table expires",
+                snap.leap.expires_ns / 1e9,
+            )
+        )
+    alarms = tuple(((a.code, a.severity), 1.0) for a in snap.alarms)
+    out.append(Family("stratum1_alarm", "gauge", "1 for each alarm raised", ("code", "severity"), alarms))
+    return out

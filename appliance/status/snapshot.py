@@ -1,0 +1,220 @@
+"""The status snapshot: what the appliance knows about its time at one moment, as frozen values (pure).
+
+The daemon builds one :class:`Snapshot` a second (:func:`appliance.status.collect.snapshot_from`) and every
+reader renders it: mode 6 for ntpq and ntpstat (:mod:`appliance.status.variables`), the status socket's JSON
+(:meth:`Snapshot.to_json`), ``stratum1 status`` and ``peers`` (:mod:`appliance.status.text`), the Prometheus
+exporter (:mod:`appliance.status.metrics`) and the statistics files (:mod:`appliance.status.statsfiles`).
+
+Units: times are POSIX ns (``*_ns`` that name an instant) or durations in ns; frequencies in ppb (positive:
+the clock runs fast before correction, as :class:`~appliance.clock.discipline.DisciplineStatus` has it);
+offsets are reference minus local (positive: the clock is behind), as everywhere in the appliance.
+
+The JSON form is the dataclasses' fields by name, with a ``"version"`` so a reader can refuse a format it does
+not know; :meth:`Snapshot.from_json` reads it back exactly (a round trip is the identity).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Bumped when a field changes meaning or goes away (adding a field keeps the version).
+FORMAT_VERSION = 1
+
+#: ntpq's tally codes, indexed by the peer status word's selection code (RFC 9327 section 2.2 / ntpq).
+TALLY_CODES = " x.-+#*o"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """One source (an association, to ntpq): a reference clock, an upstream server or the local clock.
+
+    ``kind`` is ``refclock``, ``server`` or ``local``; ``address`` the server's address, or ntpd's
+    pseudo-address ``127.127.T.U`` for a clock (what ntpq's ``srcadr`` shows); ``tally`` one of
+    :data:`TALLY_CODES`; ``refid`` as ntpq prints it (``GPS``, ``192.0.2.1``). ``updated_ns`` is when the
+    newest sample was taken (None: never). ``why`` says why the source is not usable ("" when it is).
+    """
+
+    assoc_id: int
+    name: str
+    kind: str
+    address: str
+    tally: str
+    stratum: int
+    refid: str
+    reach: int
+    poll: int
+    offset_ns: int
+    delay_ns: int
+    jitter_ns: int
+    dispersion_ns: int
+    root_delay_ns: int
+    root_dispersion_ns: int
+    leap: int
+    usable: bool
+    updated_ns: int | None = None
+    prefer: bool = False
+    noselect: bool = False
+    why: str = ""
+
+    @property
+    def selection_code(self) -> int:
+        """The peer status word's 3-bit selection code (ntpq: `` x.-+#*o``)."""
+        code = TALLY_CODES.find(self.tally)
+        return max(code, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SystemStatus:
+    """What is served and why.
+
+    ``basis`` is the timekeeper's reason (``gps``, ``holdover``, ``upstream``, ``local``,
+    ``unsynchronised``); ``peer`` the system peer's association ID (0: none); ``offset_ns`` the combined
+    offset of the last selection; ``sys_jitter_ns`` its jitter; ``clock_jitter_ns`` the discipline's
+    measured jitter; ``error_ns`` its estimated error (1 sigma); ``poll`` the system peer's poll exponent.
+    """
+
+    leap: int
+    stratum: int
+    precision: int
+    root_delay_ns: int
+    root_dispersion_ns: int
+    refid: str
+    reference_ns: int | None
+    basis: str
+    peer: int
+    offset_ns: int
+    frequency_ppb: float
+    frequency_sd_ppb: float
+    sys_jitter_ns: int
+    clock_jitter_ns: int
+    error_ns: int
+    poll: int
+    discipline: str
+
+
+@dataclass(frozen=True, slots=True)
+class GpsStatus:
+    """The GPS receiver as its driver sees it (None in :class:`Snapshot` when no receiver is configured).
+
+    ``fix`` says the receiver reports a fix recently; ``pps`` that pulses arrive and are paired;
+    ``locked`` that seconds and pulses agree; ``nmea_delay_ns`` the measured sentence delay after the pulse.
+    """
+
+    fix: bool
+    pps: bool
+    locked: bool
+    fix_mode: str
+    satellites_used: int | None
+    satellites_in_view: int | None
+    nmea_delay_ns: int | None
+    last_fix_ns: int | None
+    pps_samples: int
+    nmea_samples: int
+    pulses: int = 0
+    pulses_unpaired: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeapStatus:
+    """The leap-second table in use: where it came from, TAI-UTC now, when it expires (POSIX ns)."""
+
+    path: str
+    tai_offset_s: int
+    expires_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """What the server did with requests since it started (the time path's and mode 6's).
+
+    ``served`` time replies, ``kod`` Kiss-o'-Death replies, ``rate_limited`` requests dropped by the rate
+    limiter, ``refused`` requests dropped by access control (``ignore``, ``noserve``, ``noquery``,
+    ``nopeer``), ``dropped`` every other drop (malformed, mode 7...), ``control`` mode 6 requests.
+    ``served_per_s`` is the time replies a second since the previous snapshot (0.0 for the first).
+    """
+
+    received: int
+    served: int
+    kod: int
+    rate_limited: int
+    refused: int
+    dropped: int
+    control: int
+    served_per_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """Something wrong, in words, with what to do about it (``severity``: ``warning`` or ``critical``)."""
+
+    code: str
+    severity: str
+    message: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The appliance at ``time_ns`` (the served clock's reading); see the module docstring."""
+
+    time_ns: int
+    started_ns: int
+    version: str
+    system: SystemStatus
+    sources: tuple[SourceStatus, ...]
+    counters: Counters
+    gps: GpsStatus | None = None
+    leap: LeapStatus | None = None
+    alarms: tuple[Alarm, ...] = field(default=())
+
+    def source(self, assoc_id: int) -> SourceStatus | None:
+        """The source with association ID ``assoc_id``, or None."""
+        for s in self.sources:
+            if s.assoc_id == assoc_id:
+                return s
+        return None
+
+    @property
+    def system_peer(self) -> SourceStatus | None:
+        return self.source(self.system.peer) if self.system.peer else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["format"] = FORMAT_VERSION
+        return out
+
+    def to_json(self) -> str:
+        """One JSON object (no newlines inside); see the module docstring."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Snapshot:
+        """Read :meth:`to_dict`'s form back; ValueError when the format is not one this code knows."""
+        if d.get("format") != FORMAT_VERSION:
+            raise ValueError(f"status format {d.get('format')!r} is not {FORMAT_VERSION}")
+        try:
+            return cls(
+                time_ns=d["time_ns"],
+                started_ns=d["started_ns"],
+                version=d["version"],
+                system=SystemStatus(**d["system"]),
+                sources=tuple(SourceStatus(**s) for s in d["sources"]),
+                counters=Counters(**d["counters"]),
+                gps=GpsStatus(**d["gps"]) if d.get("gps") else None,
+                leap=LeapStatus(**d["leap"]) if d.get("leap") else None,
+                alarms=tuple(Alarm(**a) for a in d.get("alarms", ())),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"status snapshot is malformed: {e}") from e
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Snapshot:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"status snapshot is not JSON: {e}") from e
+        if not isinstance(d, dict):
+            raise ValueError("status snapshot is not a JSON object")
+        return cls.from_dict(d)

@@ -1,0 +1,89 @@
+"""A status snapshot for tests: a PPS-locked GPS as system peer, an upstream server, the local clock."""
+
+from __future__ import annotations
+
+from appliance.status.snapshot import Counters, GpsStatus, Snapshot, SourceStatus, SystemStatus
+from appliance.timebase import NS_PER_S
+
+NOW = 1_795_000_000 * NS_PER_S
+
+
+def source(assoc_id: int, name: str, kind: str, tally: str, **kw: object) -> SourceStatus:
+    base = dict(
+        assoc_id=assoc_id,
+        name=name,
+        kind=kind,
+        address="127.127.20.0" if kind == "refclock" else "192.0.2.10",
+        tally=tally,
+        stratum=0,
+        refid="PPS",
+        reach=0o377,
+        poll=4,
+        offset_ns=-6_389,
+        delay_ns=0,
+        jitter_ns=17_605,
+        dispersion_ns=25_929,
+        root_delay_ns=0,
+        root_dispersion_ns=0,
+        leap=0,
+        usable=True,
+        updated_ns=NOW - NS_PER_S,
+    )
+    base.update(kw)
+    return SourceStatus(**base)  # type: ignore[arg-type]
+
+
+SNAP = Snapshot(
+    time_ns=NOW,
+    started_ns=NOW - 60 * NS_PER_S,
+    version="stratum1 test",
+    system=SystemStatus(
+        leap=0,
+        stratum=1,
+        precision=-20,
+        root_delay_ns=0,
+        root_dispersion_ns=37_000,
+        refid="PPS",
+        reference_ns=NOW,
+        basis="refclock",
+        peer=1,
+        offset_ns=-3_981,
+        frequency_ppb=444.0,
+        frequency_sd_ppb=63.0,
+        sys_jitter_ns=16_266,
+        clock_jitter_ns=1_725,
+        error_ns=2_000,
+        poll=4,
+        discipline="tracking",
+    ),
+    sources=(
+        source(1, "GPS(0)", "refclock", "o"),
+        source(
+            2,
+            "ntp.example.org",
+            "server",
+            "+",
+            address="192.0.2.10",
+            stratum=2,
+            refid="192.0.2.1",
+            poll=6,
+            delay_ns=412_000,
+            offset_ns=51_000,
+        ),
+        source(3, "LOCAL(0)", "local", "#", address="127.127.1.0", stratum=10, refid="LOCL", poll=6),
+    ),
+    counters=Counters(received=10, served=8, kod=0, rate_limited=0, refused=1, dropped=1, control=3),
+    gps=GpsStatus(
+        fix=True,
+        pps=True,
+        locked=True,
+        fix_mode="three_d",
+        satellites_used=9,
+        satellites_in_view=12,
+        nmea_delay_ns=180_000_000,
+        last_fix_ns=NOW,
+        pps_samples=50,
+        nmea_samples=60,
+        pulses=60,
+    ),
+)

@@ -1,0 +1,97 @@
+"""The status socket: every reader gets the snapshot; a hanging reader is dropped and counted, never waited for."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import stat
+import time
+from argparse import Namespace
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from status_sample import SNAP
+
+from appliance import statuscli
+from appliance.io import statussock
+from appliance.io.statussock import StatusServer, read_status
+from appliance.status.snapshot import Snapshot
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[StatusServer]:
+    s = StatusServer(str(tmp_path / "status.sock"), group=None)
+    s.publish(SNAP.to_json().encode() + b"\n")
+    s.start()
+    yield s
+    s.close()
+
+
+def test_a_reader_gets_the_latest_snapshot(server: StatusServer) -> None:
+    assert Snapshot.from_json(read_status(server.path)) == SNAP
+    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o660
+    assert server.counters.served == 1
+
+
+def test_a_hanging_reader_is_dropped_and_others_are_served(
+    server: StatusServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = b"x" * (4 << 20)  # more than a socket buffer holds: the reader must read, and this one never does
+    monkeypatch.setattr(statussock, "MAX_SNAPSHOT", len(big) + 1)
+    server.publish(big)
+    hang = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hang.connect(server.path)
+    time.sleep(0.5)  # the thread accepts it and starts on the big payload
+    server.publish(SNAP.to_json().encode() + b"\n")
+    started = time.monotonic()
+    assert Snapshot.from_json(read_status(server.path)) == SNAP  # not held up by the hanging reader
+    assert time.monotonic() - started < 0.5
+    deadline = time.monotonic() + 3 * statussock.DEADLINE_S
+    while server.counters.slow == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.counters.slow == 1
+    hang.close()
+
+
+def test_too_many_readers_at_once_are_turned_away(server: StatusServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = b"x" * (4 << 20)
+    monkeypatch.setattr(statussock, "MAX_SNAPSHOT", len(big) + 1)
+    server.publish(big)
+    held = []
+    for _ in range(statussock.MAX_READERS + 3):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(server.path)
+        held.append(s)
+    deadline = time.monotonic() + 2
+    while server.counters.busy < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.counters.busy == 3
+    for s in held:
+        s.close()
+
+
+def run_cli(command: str, path: str, **kw: object) -> tuple[int, str]:
+    args = Namespace(command=command, socket=path, json=False, watch=None, line=False)
+    for k, v in kw.items():
+        setattr(args, k, v)
+    out = io.StringIO()
+    return statuscli.run(args, out), out.getvalue()
+
+
+def test_status_and_peers_commands(server: StatusServer) -> None:
+    code, text = run_cli("status", server.path)
+    assert code == 0 and text.startswith("synchronised to GPS")
+    code, text = run_cli("status", server.path, json=True)
+    assert code == 0 and Snapshot.from_json(text) == SNAP
+    code, text = run_cli("status", server.path, line=True)
+    assert code == 0 and text.startswith("stratum1 OK:") and text.count("\n") == 1
+    code, text = run_cli("peers", server.path)
+    assert code == 0 and "oGPS(0)" in text
+
+
+def test_no_daemon_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run_cli("status", str(tmp_path / "none.sock"))
+    assert code == 2
+    assert "is 'stratum1 serve' running?" in capsys.readouterr().err

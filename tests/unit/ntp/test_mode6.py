@@ -1,0 +1,168 @@
+"""Mode 6 (RFC 9327) from a status snapshot: what ntpq reads, octet layout, sizes, refusals, rate limit."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+from status_sample import NOW, SNAP
+
+from appliance.ntp import access as acl
+from appliance.ntp import mode6
+from appliance.ntp.mode6 import HEADER, MAX_DATA, ControlHandler, fragments
+from appliance.sources.state import SystemState
+from appliance.status.variables import encode
+from appliance.timebase import NS_PER_S
+
+STATE = SystemState(leap=0, stratum=1, precision=-20, root_dispersion_ns=37_000, refid=b"PPS\0", reference_ns=NOW)
+
+
+def request(opcode: int, assoc: int = 0, seq: int = 7, data: bytes = b"") -> bytes:
+    pad = b"\0" * (-len(data) % 4)
+    return HEADER.pack((2 << 3) | 6, opcode, seq, 0, assoc, 0, len(data)) + data + pad
+
+
+def ask(handler: ControlHandler, data: bytes, flags: int = 0, now_ns: int = NOW) -> bytes | None:
+    return handler.handle(data, flags, STATE, now_ns)
+
+
+def handler() -> ControlHandler:
+    return ControlHandler(snapshot=lambda: SNAP, version="stratum1 test", host=("x86_64", "Linux/6.1"))
+
+
+def body(reply: bytes) -> tuple[int, int, int, int, bytes]:
+    _b0, b1, _seq, status, assoc, _offset, count = HEADER.unpack_from(reply)
+    return b1, status, assoc, count, reply[12 : 12 + count]
+
+
+def test_readstat_lists_every_source_with_its_peer_status_word() -> None:
+    reply = ask(handler(), request(mode6.OP_READSTAT))
+    assert reply is not None
+    b1, status, _, count, data = body(reply)
+    assert b1 == 0x80 | mode6.OP_READSTAT
+    assert status == 0 << 14 | mode6.SOURCE_UHF << 8  # leap none, sync_uhf_radio (as ntpd says for a GPS)
+    pairs = [struct.unpack_from("!HH", data, i) for i in range(0, count, 4)]
+    assert [a for a, _ in pairs] == [1, 2, 3]
+    # configured + reachable, selection code: o=7 (pps.peer), +=4 (candidate), #=5 (backup)
+    assert [w >> 8 for _, w in pairs] == [0x97, 0x94, 0x95]
+
+
+def test_minimal_request_gets_exactly_what_it_asks_for() -> None:
+    """A 12-octet READSTAT gets 12 + 4 per source: the answer, nothing padded or repeated."""
+    reply = ask(handler(), request(mode6.OP_READSTAT))
+    assert reply is not None and len(reply) == 12 + 4 * len(SNAP.sources)
+    for op, assoc in ((mode6.OP_READVAR, 0), (mode6.OP_READVAR, 1), (mode6.OP_READVAR, 2), (mode6.OP_READCLOCK, 1)):
+        reply = ask(handler(), request(op, assoc))
+        assert reply is not None
+        _, _, _, count, data = body(reply)
+        assert len(reply) == 12 + count + (-count % 4) <= 12 + MAX_DATA
+        assert not reply[1] & 0x20  # one datagram: no "more" bit
+        assert data.endswith(b"\r\n")
+
+
+def test_system_variables_as_ntpq_and_ntpstat_read_them() -> None:
+    reply = ask(handler(), request(mode6.OP_READVAR))
+    assert reply is not None
+    text = body(reply)[4].decode()
+    assert "stratum=1, precision=-20, rootdelay=0.000, rootdisp=0.037," in text
+    assert "refid=PPS" in text and "peer=1," in text and "tc=4" in text
+    assert 'version="stratum1 test"' in text and 'processor="x86_64"' in text
+    assert max(len(line) for line in text.split("\r\n")) <= 72
+
+
+def test_the_served_state_wins_over_the_snapshot() -> None:
+    """A client told "unsynchronised" (public_unsync) reads leap 3 and stratum 16 in the variables too."""
+    unsync = SystemState()
+    reply = handler().handle(request(mode6.OP_READVAR), 0, unsync, NOW)
+    assert reply is not None
+    assert body(reply)[1] >> 14 == 3
+    assert "leap=3, stratum=16," in body(reply)[4].decode()
+
+
+def test_peer_variables_and_names_asked_for() -> None:
+    reply = ask(handler(), request(mode6.OP_READVAR, 2))
+    assert reply is not None
+    b1, status, assoc, _, data = body(reply)
+    assert assoc == 2 and status >> 8 == 0x94
+    text = data.decode()
+    assert "srcadr=192.0.2.10," in text and "stratum=2," in text and "reach=0xff," in text
+    assert "offset=0.051000," in text and "delay=0.412000," in text and 'srchost="ntp.example.org"' in text
+    reply = ask(handler(), request(mode6.OP_READVAR, 2, data=b"offset,stratum"))
+    assert reply is not None and body(reply)[4] == b"offset=0.051000, stratum=2\r\n"
+    reply = ask(handler(), request(mode6.OP_READVAR, 2, data=b"nosuchvar"))
+    assert reply is not None and reply[1] & 0x40 and body(reply)[1] >> 8 == mode6.ERR_UNKNOWNVAR
+
+
+def test_clock_variables_carry_the_gps_fix() -> None:
+    reply = ask(handler(), request(mode6.OP_READCLOCK, 1))
+    assert reply is not None
+    text = body(reply)[4].decode()
+    assert 'name="GPS"' in text and "satellites=9," in text and "pps=1" in text and "nmea_delay=180.000" in text
+    reply = ask(handler(), request(mode6.OP_READCLOCK, 2))  # a server is no clock
+    assert reply is not None and reply[1] & 0x40 and body(reply)[1] >> 8 == mode6.ERR_ASSOC
+    reply = ask(handler(), request(mode6.OP_READCLOCK, 0))  # 0: the system peer, a clock
+    assert reply is not None and body(reply)[2] == 1
+
+
+def test_unknown_association_is_an_error() -> None:
+    reply = ask(handler(), request(mode6.OP_READVAR, 99))
+    assert reply is not None and reply[1] & 0x40 and body(reply)[1] >> 8 == mode6.ERR_ASSOC
+
+
+def test_writes_and_traps_never_happen_and_mru_is_refused() -> None:
+    for op in (mode6.OP_WRITEVAR, mode6.OP_WRITECLOCK, mode6.OP_CONFIGURE, mode6.OP_SAVECONFIG, mode6.OP_SETTRAP):
+        reply = ask(handler(), request(op, data=b"leap=3"))
+        assert reply is not None and len(reply) == 12 and reply[1] & 0x40
+        assert body(reply)[1] >> 8 == mode6.ERR_PERMISSION
+    reply = ask(handler(), request(mode6.OP_REQ_NONCE), flags=acl.NOMRULIST)
+    assert reply is not None and body(reply)[1] >> 8 == mode6.ERR_PERMISSION
+
+
+def test_responses_are_never_answered() -> None:
+    data = bytearray(request(mode6.OP_READSTAT))
+    data[1] |= 0x80
+    assert ask(handler(), bytes(data)) is None
+
+
+def test_rate_limited_over_all_askers() -> None:
+    h = handler()
+    answered = sum(ask(h, request(mode6.OP_READSTAT), now_ns=NOW) is not None for _ in range(100))
+    assert answered == mode6.BURST and h.rate_limited == 100 - mode6.BURST
+    assert ask(h, request(mode6.OP_READSTAT), now_ns=NOW + NS_PER_S) is not None  # tokens come back
+
+
+def test_without_a_snapshot_readstat_is_the_header_alone() -> None:
+    reply = ControlHandler().handle(request(mode6.OP_READSTAT), 0, STATE, NOW)
+    assert reply is not None and len(reply) == 12
+
+
+def test_long_answers_are_cut_at_a_whole_variable() -> None:
+    many = replace(SNAP.sources[1], name="x" * 300)
+    snap = replace(SNAP, sources=(many,))
+    h = ControlHandler(snapshot=lambda: snap)
+    reply = ask(h, request(mode6.OP_READVAR, 2))
+    assert reply is not None and len(reply) <= 480
+    data = body(reply)[4]
+    assert data.endswith(b"\r\n") and b"srcadr=192.0.2.10" in data
+
+
+@given(st.binary(min_size=0, max_size=2000))
+def test_fragments_reassemble(data: bytes) -> None:
+    frags = fragments(2, mode6.OP_READVAR, 9, 0x0400, 0, data)
+    got = b""
+    for i, f in enumerate(frags):
+        b1, _, _, count, chunk = body(f)
+        offset = HEADER.unpack_from(f)[5]
+        assert offset == len(got) and count <= MAX_DATA and len(f) % 4 == 0
+        assert bool(b1 & 0x20) == (i < len(frags) - 1)
+        got += chunk
+    assert got == data
+
+
+def test_encode_breaks_lines_as_ntpd() -> None:
+    text = encode([(f"name{i}", "x" * 10) for i in range(10)]).decode()
+    lines = text.split("\r\n")
+    assert lines[-1] == "" and all(len(line) <= 72 for line in lines)
+    assert text.count("name") == 10

@@ -1,0 +1,59 @@
+"""The snapshot's JSON round trip and its text renderings (status, peers, the login line)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from status_sample import SNAP
+
+from appliance.status.snapshot import Alarm, Snapshot
+from appliance.status.text import health_line, peers_text, status_text
+
+
+def test_json_round_trip_is_the_identity() -> None:
+    assert Snapshot.from_json(SNAP.to_json()) == SNAP
+    assert "\n" not in SNAP.to_json()
+
+
+def test_unknown_format_is_refused() -> None:
+    d = SNAP.to_dict()
+    d["format"] = 99
+    with pytest.raises(ValueError, match="format"):
+        Snapshot.from_dict(d)
+    with pytest.raises(ValueError):
+        Snapshot.from_json(b"not json")
+
+
+def test_status_text_names_what_is_served_and_the_gps() -> None:
+    text = status_text(SNAP)
+    assert text.startswith("synchronised to reference clock (GPS(0), refid PPS) at stratum 1\n")
+    assert "satellites 9 used / 12 in view, PPS ok, locked, NMEA delay 180 ms" in text
+    assert "alarms:    none" in text
+
+
+def test_status_text_says_what_to_do_about_alarms() -> None:
+    sick = replace(
+        SNAP,
+        system=replace(SNAP.system, leap=3, stratum=16, basis="unsynchronised", peer=0),
+        alarms=(Alarm("unsynchronised", "critical", "not synchronised", "check the antenna"),),
+    )
+    text = status_text(sick)
+    assert text.startswith("unsynchronised\n")
+    assert "CRITICAL unsynchronised: not synchronised" in text and "what to do: check the antenna" in text
+    assert health_line(sick).startswith("stratum1 CRITICAL: unsynchronised")
+    assert health_line(SNAP).startswith("stratum1 OK: synchronised to GPS")
+
+
+def test_peers_is_the_ntpq_billboard() -> None:
+    lines = peers_text(SNAP).splitlines()
+    assert lines[0].split() == ["remote", "refid", "st", "t", "when", "poll", "reach", "delay", "offset", "jitter"]
+    gps = lines[2].split()
+    assert lines[2][0] == "o" and gps[0] == "oGPS(0)" and gps[1] == ".PPS." and gps[6] == "377"
+    server = lines[3]
+    assert server.startswith("+ntp.example.org") and " 2 u " in server and "0.4120" in server
+
+
+def test_holdover_names_no_peer() -> None:
+    held = replace(SNAP, system=replace(SNAP.system, basis="holdover", peer=2))
+    assert status_text(held).startswith("synchronised to GPS holdover at stratum 1\n")
