@@ -90,6 +90,7 @@ from dataclasses import dataclass
 
 from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB
 from appliance.clock.base import (
+    DEFAULT_MAX_SLEW_RATE_PPB,
     MAX_FREQUENCY_PPB,
     AccrueOffset,
     ClockOp,
@@ -97,6 +98,7 @@ from appliance.clock.base import (
     SetSyncStatus,
     Step,
     SyncStatus,
+    check_max_slew_rate,
 )
 from appliance.refclock.sample import Sample
 from appliance.timebase import NS_PER_S
@@ -120,11 +122,15 @@ class DisciplineConfig:
     - ``phase_correction``: see :class:`PhaseCorrection`.
     - ``step_threshold_ns``: step instead of slewing when the offset is larger (128 ms).
     - ``step_limit``: steps are allowed during this many first updates; -1: always, 0: never.
-    - ``max_frequency_ppb``: the frequency correction is limited to +- this (500 ppm).
+    - ``max_frequency_ppb``: the frequency estimate is limited to +- this (500 ppm).
+    - ``max_slew_rate_ppb``: chrony's ``maxslewrate``: the frequency ordered while a phase error
+      is slewed away (estimate plus slew) never exceeds +- this (83,333 ppm); it must not exceed
+      the clock's own limit.
     - ``max_pending_ns``: with ``SLEW``, the clock's pending slew is kept within +- this
       (the kernel's 0.5 s).
     - ``min_correction_ns`` / ``max_correction_ns``: with ``FREQUENCY``, the phase is slewed over
-      the last sample interval limited to this range (1 s .. 1024 s).
+      the last sample interval limited to this range (1 s .. 4 s: an offset is closed in seconds,
+      at up to ``max_slew_rate_ppb``, not over a 64 s poll).
     - ``wander_ppb_per_sqrt_s``: the oscillator's random-walk FM, ``sqrt(D)`` (ppb/sqrt(s)).
     - ``initial_jitter_ns``: the measurement jitter assumed until it has been measured.
     - ``min_jitter_ns``: floor of the measured jitter.
@@ -140,9 +146,10 @@ class DisciplineConfig:
     step_threshold_ns: int = 128_000_000
     step_limit: int = 3
     max_frequency_ppb: float = MAX_FREQUENCY_PPB
+    max_slew_rate_ppb: float = DEFAULT_MAX_SLEW_RATE_PPB
     max_pending_ns: int = 500_000_000
     min_correction_ns: int = NS_PER_S
-    max_correction_ns: int = 1024 * NS_PER_S
+    max_correction_ns: int = 4 * NS_PER_S
     wander_ppb_per_sqrt_s: float = PI_CRYSTAL_WANDER_PPB
     initial_jitter_ns: float = 1_000.0
     min_jitter_ns: float = 1.0
@@ -160,6 +167,7 @@ class DisciplineConfig:
             raise ValueError("step threshold and pending limit must be positive")
         if not 0 < self.max_frequency_ppb <= MAX_FREQUENCY_PPB:
             raise ValueError(f"max frequency must be in (0, {MAX_FREQUENCY_PPB}] ppb")
+        check_max_slew_rate(self.max_slew_rate_ppb)
         if self.wander_ppb_per_sqrt_s < 0 or self.initial_jitter_ns <= 0 or self.min_jitter_ns <= 0:
             raise ValueError("wander must be >= 0 and jitters > 0")
         if not 0 < self.min_correction_ns <= self.max_correction_ns:
@@ -259,6 +267,8 @@ class Discipline:
         self._freq = self._freq0  # frequency ordered, phase slew included
         self._base = self._freq0  # frequency estimate, without the phase slew
         self._slew_end = 0  # FREQUENCY mode: the extra rate is due to end here
+        self._last_tick: int | None = None  # when tick() last ran
+        self._tick_interval = 0  # between the last two ticks, ns
         self._interval = self._cfg.min_correction_ns  # the last sample interval, ns
         self._rate_sd0 = self._cfg.warm_frequency_sd_ppb if warm else self._cfg.cold_frequency_sd_ppb
         self._diffusion = self._cfg.wander_ppb_per_sqrt_s**2
@@ -387,8 +397,11 @@ class Discipline:
         phase = filt.z - self._k  # still to correct, ns (+: the clock is behind the estimate)
         if cfg.phase_correction is PhaseCorrection.FREQUENCY:
             period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, self._interval))
-            self._freq = max(-limit, min(limit, self._base + phase * NS_PER_S / period))
-            self._slew_end = t + period
+            end = self._on_tick_grid(t + period)
+            period = end - t
+            slew_limit = cfg.max_slew_rate_ppb
+            self._freq = max(-slew_limit, min(slew_limit, self._base + phase * NS_PER_S / period))
+            self._slew_end = end
             return [SetFrequency(self._freq)]
         self._freq = self._base  # K is anchored at t: the new rate counts from here
         ops: list[ClockOp] = [SetFrequency(self._freq)]
@@ -400,6 +413,18 @@ class Discipline:
             ops.append(AccrueOffset(slew))
             self._k += slew
         return ops
+
+    def follow_ticks(self, other: Discipline) -> None:
+        """Take over ``other``'s record of when :meth:`tick` runs (a successor loop on the same timer)."""
+        self._last_tick, self._tick_interval = other._last_tick, other._tick_interval
+
+    def _on_tick_grid(self, end: int) -> int:
+        """``end`` moved on to the next expected :meth:`tick` (the caller ticks about once a second,
+        and a fast slew must end at a tick, not up to a second after it)."""
+        if self._last_tick is None or self._tick_interval <= 0 or end <= self._last_tick:
+            return end
+        n = -(-(end - self._last_tick) // self._tick_interval)
+        return self._last_tick + n * self._tick_interval
 
     # --- holdover and status -----------------------------------------------------------------------
 
@@ -438,10 +463,24 @@ class Discipline:
         needed is harmless.
         """
         ops: list[ClockOp] = []
-        if self._freq != self._base and now_ns >= self._slew_end:
+        since_tick = now_ns - self._last_tick if self._last_tick is not None else 0
+        if since_tick > 0:
+            self._tick_interval = since_tick
+        self._last_tick = now_ns
+        filt = self._filter
+        early = since_tick // 8  # a tick this close before the end ends the slew (a little early)
+        if filt is not None and self._freq != self._base and now_ns >= self._slew_end - early:
             self._reanchor(now_ns)
             self._freq = self._base
-            ops.append(SetFrequency(self._base))
+            # the slew ran on until this tick: slew what it overran back within one tick interval
+            phase = filt.predicted(now_ns, self._diffusion)[0] - self._k
+            cfg = self._cfg
+            period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, since_tick))
+            if abs(phase) > cfg.min_jitter_ns and since_tick > 0:
+                limit = cfg.max_slew_rate_ppb
+                self._freq = max(-limit, min(limit, self._base + phase * NS_PER_S / period))
+                self._slew_end = now_ns + period
+            ops.append(SetFrequency(self._freq))
         ops.append(SetSyncStatus(self._sync_status(now_ns)))
         return tuple(ops)
 
