@@ -35,9 +35,9 @@ median absolute value / 0.6745 (robust to a frequency step or an outlier).
 Until 8 deviations exist, ``initial_jitter_ns`` stands in.
 
 Changes (a temperature step of the crystal, a phase jump): a two-sided
-CUSUM on the normalised innovations (drift ``change_drift`` 1 sigma,
+CUSUM on the normalised innovations (drift ``change_drift`` 1.5 sigma,
 threshold ``change_threshold`` 12 sigma: no false alarm in 50 hour-long
-seeds of a quiet oscillator, where drift 0.5 / threshold 8 raised 51, and
+seeds of a quiet oscillator with the measured wander, where drift 0.5 / threshold 8 raised 51, and
 a +0.5 ppm step is still caught in about 15 s at 1 us jitter; innovations clipped to ``innovation_clip`` sigma so a
 single outlier neither drags the estimate nor raises the alarm). On an
 alarm the state is re-estimated by least squares over the samples since the
@@ -90,7 +90,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB
+from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB, WanderEstimator
 from appliance.clock.base import (
     DEFAULT_MAX_SLEW_RATE_PPB,
     MAX_FREQUENCY_PPB,
@@ -133,7 +133,9 @@ class DisciplineConfig:
     - ``min_correction_ns`` / ``max_correction_ns``: with ``FREQUENCY``, the phase is slewed over
       the last sample interval limited to this range (1 s .. 4 s: an offset is closed in seconds,
       at up to ``max_slew_rate_ppb``, not over a 64 s poll).
-    - ``wander_ppb_per_sqrt_s``: the oscillator's random-walk FM, ``sqrt(D)`` (ppb/sqrt(s)).
+    - ``wander_ppb_per_sqrt_s``: the oscillator's random-walk FM, ``sqrt(D)`` (ppb/sqrt(s)): the
+      prior when ``measure_wander`` (the default: :class:`~appliance.clock.allan.WanderEstimator`
+      measures it from the Allan deviation of the free-running offsets), else the value used.
     - ``initial_jitter_ns``: the measurement jitter assumed until it has been measured.
     - ``min_jitter_ns``: floor of the measured jitter.
     - ``cold_frequency_sd_ppb`` / ``warm_frequency_sd_ppb``: the uncertainty of the
@@ -153,11 +155,12 @@ class DisciplineConfig:
     min_correction_ns: int = NS_PER_S
     max_correction_ns: int = 4 * NS_PER_S
     wander_ppb_per_sqrt_s: float = PI_CRYSTAL_WANDER_PPB
+    measure_wander: bool = True
     initial_jitter_ns: float = 1_000.0
     min_jitter_ns: float = 1.0
     cold_frequency_sd_ppb: float = 100_000.0
     warm_frequency_sd_ppb: float = 1_000.0
-    change_drift: float = 1.0
+    change_drift: float = 1.5
     change_threshold: float = 12.0
     innovation_clip: float = 5.0
     history: int = 64
@@ -274,6 +277,7 @@ class Discipline:
         self._interval = self._cfg.min_correction_ns  # the last sample interval, ns
         self._rate_sd0 = self._cfg.warm_frequency_sd_ppb if warm else self._cfg.cold_frequency_sd_ppb
         self._diffusion = self._cfg.wander_ppb_per_sqrt_s**2
+        self._wander = WanderEstimator(self._cfg.wander_ppb_per_sqrt_s) if self._cfg.measure_wander else None
         # K(t) = _k + (_freq - _freq0) * (t - _k_t): the correction ordered so far, ns
         self._k = 0.0
         self._k_t = 0
@@ -285,6 +289,7 @@ class Discipline:
         # samples as (sequence number, t, z) for re-estimates and the jitter
         self._history: deque[tuple[int, int, float]] = deque(maxlen=self._cfg.history)
         self._deviations: deque[float] = deque(maxlen=self._cfg.history)
+        self._innovations: deque[float] = deque(maxlen=self._cfg.history)
         self._cusum_pos = 0.0
         self._cusum_neg = 0.0
         self._cusum_pos_start = 0
@@ -353,6 +358,9 @@ class Discipline:
         else:
             self._estimate(filt, t, z, r)
         self._note_deviation(t, z)
+        if self._wander is not None and not stepped:
+            self._wander.add(t, z, r)
+            self._diffusion = self._wander.diffusion
         self._history.append((self._updates, t, z))
         self._updates += 1
         self._last_offset = float(offset)
@@ -366,7 +374,11 @@ class Discipline:
         filt.predict(t, self._diffusion)
         innovation = z - filt.z
         sigma = math.sqrt(filt.p00 + r)
-        u = max(-cfg.innovation_clip, min(cfg.innovation_clip, innovation / sigma))
+        # the detector's unit: the model's sigma, or the innovations' measured spread if larger
+        # (a wander the model underrates must not look like a change)
+        spread = statistics.median(self._innovations) * _MAD_TO_SIGMA if len(self._innovations) >= 8 else 0.0
+        self._innovations.append(abs(innovation))
+        u = max(-cfg.innovation_clip, min(cfg.innovation_clip, innovation / max(sigma, spread)))
         if self._cusum(u):
             since = self._cusum_pos_start if self._cusum_pos > self._cusum_neg else self._cusum_neg_start
             points = [(pt, pz) for seq, pt, pz in self._history if seq >= since] + [(t, z)]
@@ -375,7 +387,7 @@ class Discipline:
                 self._changes += 1
                 filt.z, filt.rate, filt.p00, filt.p01, filt.p11 = _fit(points, t, r)
                 return
-        filt.update(u * sigma, r)
+        filt.update(max(-cfg.innovation_clip * sigma, min(cfg.innovation_clip * sigma, innovation)), r)
 
     def _cusum(self, u: float) -> bool:
         """Feed one normalised innovation; True when a change is detected."""
