@@ -18,15 +18,18 @@ actions (chrony achieves the same by slewing its stored samples,
 ``SST_SlewSamples``).
 
 The estimator. State ``[Z, dZ/dt]`` (ns, ppb). Between samples, the
-frequency wanders as a random walk with diffusion ``D = wander**2``
-(:mod:`appliance.clock.allan`; ``wander`` defaults to a Raspberry Pi crystal,
+frequency wanders as a random walk with diffusion ``D = wander**2``,
+measured (:class:`~appliance.clock.allan.WanderEstimator`: the Allan
+variance of ``z`` at lags of 16 to 1024 samples, the jitter's share
+removed) starting from the configured wander (a Raspberry Pi crystal,
 ADEV 1e-8 at 100 s), so the prediction adds process noise
 ``D * [[dt^3/3, dt^2/2], [dt^2/2, dt]]``. Each sample is a measurement of
 ``Z`` with variance ``R = jitter**2``. In steady state this filter is the
 optimal type-2 phase-locked loop for white phase noise plus random-walk FM
 (the loop RFC 5905 section 12 / ntpd's kernel PPS discipline approximate with
 fixed gains), with a time constant ``(R / D)**(1/4)``: about 24 s for 1 us
-PPS jitter, 8 s for 100 ns, adapted automatically.
+PPS jitter and a Pi crystal's wander, 8 s for 100 ns, and minutes for a
+quiet oscillator, from the measured jitter and wander.
 
 The jitter is measured, not configured: each sample's deviation from the
 chord through its neighbours (a second difference of ``z``, normalised to
@@ -51,11 +54,15 @@ the remaining phase ``Z - K`` is removed in one of two ways
 
 - ``FREQUENCY`` (default): the phase is slewed through the frequency, which
   is raised by ``phase / T`` for ``T``, the interval since the previous
-  sample (the expected time to the next one); the next sample re-orders,
-  and :meth:`Discipline.tick` ends the extra rate if no sample came. This is
-  how chrony slews on Linux (its generic driver slews by frequency); it uses
-  only the frequency, so every backend behaves alike (the kernel's
-  ``ADJ_FREQUENCY`` resolves 0.015 ppb).
+  sample limited to 1..4 s, and the total never beyond ``maxslewrate``
+  (83,333 ppm, chrony's default: 0.1 s is closed in about 1.2 s). ``T`` is
+  stretched to end on the caller's next :meth:`Discipline.tick` (it runs
+  about once a second), which ends the extra rate if no sample came, and
+  slews back within one tick whatever a late tick let the slew overrun.
+  This is how chrony slews on Linux (its generic driver slews by frequency,
+  ``sys_linux.c`` puts the whole 100 ppm into ``tick``); it uses only the
+  frequency, so every backend behaves alike (the kernel's ``ADJ_FREQUENCY``
+  resolves 0.015 ppb).
 - ``SLEW``: ``AccrueOffset(phase)``, keeping the clock's pending slew within
   ``max_pending_ns``. How fast the clock works it off is up to the backend:
   at once for a 500 ppm ``adjtime``-like slew, over ~4 s for the kernel PLL,
@@ -70,7 +77,8 @@ A step is ordered instead when the offset exceeds ``step_threshold_ns``
 Holdover: without samples the clock keeps the last frequency;
 :meth:`Discipline.error_estimate_ns` grows with the filter's predicted phase
 variance (frequency uncertainty times elapsed time plus the wander's
-``D t^3 / 3``), and :meth:`Discipline.tick`, which the caller runs when a
+``D t^3 / 3``, with ``D`` never below the configured wander: an hour's
+measurement can read low, and the estimate must not), and :meth:`Discipline.tick`, which the caller runs when a
 sample is missing (at the latest by :meth:`Discipline.deadline_ns`), ends
 any phase slew and reports the grown error to the clock. The next sample
 after a gap carries its full weight again, because the predicted variance
@@ -451,7 +459,9 @@ class Discipline:
         if filt is None:
             return self._cfg.unsync_error_ns
         t = max(now_ns, filt.t)
-        z, _, p00, _, _ = filt.predicted(t, self._diffusion)
+        # the wander measured over an hour can read low: the prediction never assumes less than
+        # the configured (rated) wander, so the holdover estimate errs on the safe side
+        z, _, p00, _, _ = filt.predicted(t, max(self._diffusion, self._cfg.wander_ppb_per_sqrt_s**2))
         gap = abs(z - self._correction(t))
         return round(math.sqrt(max(p00, 0.0)) + gap)
 
