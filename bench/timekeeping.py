@@ -245,7 +245,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="seeds per scenario (default 10)")
     parser.add_argument("--worst-seeds", type=int, default=50, help="seeds for the worst 1-s error line (50)")
     parser.add_argument("--plot-dir", type=Path, default=None, help="write one SVG per scenario (seed 1) here")
+    parser.add_argument(
+        "--sections", default="pps,upstream,power-on", help="which to run (comma-separated; default all three)"
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     seeds = range(1, args.seeds + 1)
     started = time.perf_counter()
     plots: dict[str, tuple[SystemTrace, list[tuple[str, float, str]]]] = {}
@@ -260,6 +264,24 @@ def main() -> None:
     print("chronyd: chronyd 4.3's figure from the issue's table (its own simulator, median of 10 seeds)")
     print("chronyd/us > 1: stratum1 ahead; MISSED: stratum1 behind chronyd's figure")
 
+    if "pps" in sections:
+        run_pps(args, runs)
+    if "upstream" in sections:
+        run_upstream(runs)
+    if "power-on" in sections:
+        header("power-on without an RTC: clock 3 days behind, GPS with PPS (1 us)")
+        pw = [power_on_figure(t) for t in runs(power_on, plot="power-on")]
+        print_line(
+            Line("time to serving stratum 1 within 10 us (target < 60 s)", [f["stratum1_10us"] for f in pw], None, "s")
+        )
+    write_plots(args.plot_dir, plots)
+    print(f"\n({time.perf_counter() - started:.0f} s)")
+
+
+Runs = Callable[..., list[SystemTrace]]
+
+
+def run_pps(args: argparse.Namespace, runs: Runs) -> None:
     header("PPS (GPS with NMEA 0.35 s late), GPS 60 min then holdover 60 min")
     gpio = [pps_figures(t) for t in runs(lambda s: pps(s, 1_000.0), plot="pps-gpio")]
     kern = [pps_figures(t) for t in runs(lambda s: pps(s, 100.0), plot="pps-kernel")]
@@ -301,6 +323,8 @@ def main() -> None:
             f"  (below 1 in {sum(r < 1 for r in ratios)}, above 3 in {sum(r > 3 for r in ratios)} of {len(ratios)})"
         )
 
+
+def run_upstream(runs: Runs) -> None:
     header("upstream only: one stratum-1 server, 100 us + exp(50 us) each way, minpoll 6 maxpoll 6, 4 h")
     up2 = [upstream_figures(t, 2_000_000) for t in runs(lambda s: upstream(s, 2_000_000, iburst=False), plot="up-2ms")]
     up40 = [upstream_figures(t, 40_000_000) for t in runs(lambda s: upstream(s, 40_000_000, iburst=False))]
@@ -318,36 +342,27 @@ def main() -> None:
     print_line(Line("2 ms off: RMS 1-4 h", [f["rms"] for f in up2], 16_500, "ns"))
     print_line(Line("2 ms off: max 1-4 h", [f["max"] for f in up2], None, "ns"))
 
-    header("power-on without an RTC: clock 3 days behind, GPS with PPS (1 us)")
-    pw = [power_on_figure(t) for t in runs(power_on, plot="power-on")]
-    print_line(
-        Line("time to serving stratum 1 within 10 us (target < 60 s)", [f["stratum1_10us"] for f in pw], None, "s")
-    )
 
-    if args.plot_dir is not None:
-        args.plot_dir.mkdir(parents=True, exist_ok=True)
-        refs = {
-            "pps-gpio": [("chronyd max 2.05 us", 2.05, "#d62728"), ("10 us", 10.0, "#2ca02c")],
-            "pps-kernel": [("10 us", 10.0, "#2ca02c")],
-            "pps-step": [("10 us", 10.0, "#2ca02c")],
-            "pps-tempstep": [("10 us", 10.0, "#2ca02c")],
-            "up-2ms": [("chronyd overshoot 43 us", 43.0, "#d62728"), ("100 us", 100.0, "#2ca02c")],
-            "up-iburst": [("chronyd overshoot 43 us", 43.0, "#d62728"), ("100 us", 100.0, "#2ca02c")],
-            "power-on": [("10 us", 10.0, "#2ca02c")],
-        }
-        for name, (trace, _) in plots.items():
-            errors = trace.time_error_ns
-            if name == "power-on":
-                errors = errors[5:]  # from after the step: days do not fit the scale
-            svg_plot(
-                args.plot_dir / f"timekeeping-{name}.svg",
-                f"{name}, seed 1: clock minus true time",
-                errors,
-                trace.tick_ns / S,
-                refs.get(name, []),
-            )
-        print(f"\nplots: {args.plot_dir}/timekeeping-*.svg")
-    print(f"\n({time.perf_counter() - started:.0f} s)")
+def write_plots(plot_dir: Path | None, plots: dict[str, tuple[SystemTrace, list[tuple[str, float, str]]]]) -> None:
+    if plot_dir is None or not plots:
+        return
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    refs = {
+        "pps-gpio": [("chronyd max 2.05 us", 2.05, "#d62728"), ("10 us", 10.0, "#2ca02c")],
+        "pps-kernel": [("10 us", 10.0, "#2ca02c")],
+        "pps-step": [("10 us", 10.0, "#2ca02c")],
+        "pps-tempstep": [("10 us", 10.0, "#2ca02c")],
+        "up-2ms": [("chronyd overshoot 43 us", 43.0, "#d62728"), ("100 us", 100.0, "#2ca02c")],
+        "up-iburst": [("chronyd overshoot 43 us", 43.0, "#d62728"), ("100 us", 100.0, "#2ca02c")],
+        "power-on": [("10 us", 10.0, "#2ca02c")],
+    }
+    for name, (trace, _) in plots.items():
+        errors = trace.time_error_ns
+        if name == "power-on":
+            errors = errors[5:]  # from after the step: days do not fit the scale
+        title = f"{name}, seed 1: clock minus true time"
+        svg_plot(plot_dir / f"timekeeping-{name}.svg", title, errors, trace.tick_ns / S, refs.get(name, []))
+    print(f"\nplots: {plot_dir}/timekeeping-*.svg")
 
 
 if __name__ == "__main__":
