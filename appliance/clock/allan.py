@@ -54,3 +54,68 @@ def overlapping_adev(phase_ns: Sequence[float], m: int, tau0_s: float = 1.0) -> 
         total += d * d
     tau_ns = m * tau0_s * 1e9
     return math.sqrt(total / (2.0 * tau_ns * tau_ns * (n - 2 * m)))
+
+
+class WanderEstimator:
+    """The oscillator's RWFM diffusion ``D`` (ppb^2/s) measured from free-running offsets.
+
+    Fed the discipline's free-running offset ``z`` (ns) at each sample, it
+    keeps, for lags of ``m`` = 16, 64, 128, 256, 512 and 1024 samples, the mean square
+    of the second difference ``d = z[n] - 2 z[n-m] + z[n-2m]``. Over a span
+    ``tau`` (the mean of the two intervals, s) its expectation is the Allan
+    variance times ``2 tau^2`` plus the white phase noise of three samples:
+
+        E[d^2] = (2/3) D tau^3 + 6 r        (RWFM plus white PM; r = jitter^2)
+
+    so each lag gives ``D_m = (E[d^2] - 6 r) / ((2/3) tau^3)`` with a
+    relative uncertainty of about ``sqrt(4 m / count)`` (``count / 2m``
+    independent differences). The estimate combines the lags and the prior
+    (``prior_wander``, 100 % uncertain) by inverse variance, and never goes
+    below ``floor_wander**2``. Short lags see the jitter, long ones the
+    wander: a quiet oscillator's ``D`` falls towards the floor as the long
+    lags fill, a wandering one's settles on its own value.
+    """
+
+    LAGS = (16, 64, 128, 256, 512, 1024)
+
+    def __init__(self, prior_wander: float, floor_wander: float = 0.003) -> None:
+        self._prior = prior_wander**2
+        self._floor = floor_wander**2
+        self._z: list[tuple[int, float]] = []  # (t ns, z ns), the last 2 * max(LAGS) + 1
+        self._sum = [0.0] * len(self.LAGS)
+        self._tau3 = [0.0] * len(self.LAGS)
+        self._count = [0] * len(self.LAGS)
+        self._value = max(self._prior, self._floor)
+
+    def add(self, t_ns: int, z_ns: float, r_ns2: float) -> None:
+        """Take the free-running offset ``z_ns`` at ``t_ns`` with the measurement variance ``r_ns2``."""
+        zs = self._z
+        zs.append((t_ns, z_ns))
+        keep = 2 * self.LAGS[-1] + 1
+        if len(zs) > 2 * keep:
+            del zs[: len(zs) - keep]
+        n = len(zs) - 1
+        weights = 1.0 / max(self._prior, self._floor) ** 2
+        total = self._prior * weights
+        for i, m in enumerate(self.LAGS):
+            if n >= 2 * m:
+                (t0, z0), (_, z1), (t2, z2) = zs[n - 2 * m], zs[n - m], zs[n]
+                tau = (t2 - t0) / 2e9
+                d = z2 - 2.0 * z1 + z0
+                self._sum[i] += d * d - 6.0 * r_ns2
+                self._tau3[i] += (2.0 / 3.0) * tau**3
+                self._count[i] += 1
+            count = self._count[i]
+            if count >= 8:
+                mean_tau3 = self._tau3[i] / count
+                d_m = self._sum[i] / count / mean_tau3
+                sigma = (abs(d_m) + 6.0 * r_ns2 / mean_tau3) * math.sqrt(4.0 * m / count)
+                w = 1.0 / max(sigma, 1e-12) ** 2
+                total += d_m * w
+                weights += w
+        self._value = max(self._floor, total / weights)
+
+    @property
+    def diffusion(self) -> float:
+        """The estimate of ``D`` (ppb^2/s): ``wander**2``."""
+        return self._value

@@ -11,6 +11,11 @@ Sign conventions (all times POSIX ns, :mod:`appliance.timebase`):
 - *frequency* (ppb): the correction applied to the clock's oscillator.
   Positive makes the clock run faster. The kernel's ``timex.freq`` has the
   same sign (in ppm * 2**16), and so does the ntpd drift file (in ppm).
+  A clock accepts up to its ``maxslewrate`` (:func:`clamp_frequency`,
+  83,333 ppm by default, as chrony): beyond the kernel's 500 ppm ``freq``
+  the kernel backend moves ``tick`` as chrony does on Linux, so a phase
+  error is slewed away through the frequency in seconds, never faster than
+  ``maxslewrate``.
 - *accrue offset* (ns): slew. A positive argument moves the clock forwards,
   gradually; the amount is added to whatever is still pending.
 - *offset correction* (ns): the part of the accrued offsets not applied yet;
@@ -49,8 +54,17 @@ from typing import Protocol, runtime_checkable
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE
 from appliance.timebase import NS_PER_S
 
-#: The largest frequency correction any backend accepts, in ppb (the kernel's MAXFREQ, 500 ppm).
+#: The largest frequency *estimate* (what a drift file holds and a discipline believes the
+#: oscillator needs), in ppb: the kernel's MAXFREQ, 500 ppm.
 MAX_FREQUENCY_PPB = 500_000.0
+
+#: The default ``maxslewrate`` (chrony's, 83,333 ppm = 1/12), in ppb: the largest frequency
+#: correction a clock applies while it slews a phase error away.
+DEFAULT_MAX_SLEW_RATE_PPB = 1e9 / 12
+
+#: The largest ``maxslewrate`` any backend accepts, in ppb: the kernel's ``tick`` may move
+#: +-10 % (9,000..11,000 us per 10 ms), on top of ``freq``'s +-500 ppm.
+MAX_SLEW_RATE_PPB = 100_000_000.0
 
 #: The leap indicator values a clock accepts (RFC 5905 "LI" without the alarm value 3).
 LEAP_VALUES = (LEAP_NONE, LEAP_INSERT, LEAP_DELETE)
@@ -89,7 +103,7 @@ class Clock(Protocol):
         ...
 
     def set_frequency_ppb(self, frequency_ppb: float) -> None:
-        """Set the frequency correction, ppb (positive: faster), clamped to +-:data:`MAX_FREQUENCY_PPB`."""
+        """Set the frequency correction, ppb (positive: faster), clamped to +- the clock's ``maxslewrate``."""
         ...
 
     def accrue_offset_ns(self, offset_ns: int) -> None:
@@ -156,11 +170,21 @@ def arm_leap(leap: int, reading_ns: int) -> tuple[int | None, int]:
     return leap_schedule(reading_ns, leap)
 
 
-def clamp_frequency(frequency_ppb: float) -> float:
-    """Return ``frequency_ppb`` limited to +-:data:`MAX_FREQUENCY_PPB`; ValueError for NaN or infinity."""
+def clamp_frequency(frequency_ppb: float, max_slew_rate_ppb: float = DEFAULT_MAX_SLEW_RATE_PPB) -> float:
+    """Return ``frequency_ppb`` limited to +-``max_slew_rate_ppb``; ValueError for NaN or infinity."""
     if not math.isfinite(frequency_ppb):
         raise ValueError(f"frequency must be finite, not {frequency_ppb!r}")
-    return max(-MAX_FREQUENCY_PPB, min(MAX_FREQUENCY_PPB, frequency_ppb))
+    return max(-max_slew_rate_ppb, min(max_slew_rate_ppb, frequency_ppb))
+
+
+def check_max_slew_rate(max_slew_rate_ppb: float) -> float:
+    """Return ``max_slew_rate_ppb`` if it is in [500 ppm, :data:`MAX_SLEW_RATE_PPB`], else raise ValueError."""
+    if not MAX_FREQUENCY_PPB <= max_slew_rate_ppb <= MAX_SLEW_RATE_PPB:
+        raise ValueError(
+            f"maxslewrate must be within {MAX_FREQUENCY_PPB / 1000:g}..{MAX_SLEW_RATE_PPB / 1000:g} ppm,"
+            f" not {max_slew_rate_ppb / 1000:g}"
+        )
+    return max_slew_rate_ppb
 
 
 # --- the operations as values --------------------------------------------------------------------

@@ -17,8 +17,12 @@ matter.
 How each operation maps onto the kernel (sign conventions as in
 :mod:`appliance.clock.base`):
 
-- frequency: ``ADJ_FREQUENCY``, ``freq`` in ppm scaled by 2**16 (positive:
-  faster), limited by the kernel to +-500 ppm. Resolution 0.015 ppb.
+- frequency: ``ADJ_TICK | ADJ_FREQUENCY``, as chrony's ``sys_linux.c``: the
+  kernel's ``freq`` (ppm scaled by 2**16, positive: faster) reaches only
+  +-500 ppm, so the whole microseconds of 100 ppm go into ``tick`` (the us
+  added per 10 ms kernel tick, nominally 10,000; +1 us is +100 ppm) and the
+  remainder, within +-50 ppm, into ``freq`` (resolution 0.015 ppb). The
+  total is limited to the clock's ``maxslewrate`` (83,333 ppm by default).
 - accrue offset: the kernel PLL in nanosecond mode with the frequency held
   (``STA_PLL | STA_FREQHOLD``, ``ADJ_OFFSET | ADJ_NANO``, time constant 0),
   so the kernel only slews the phase: each second it applies a quarter of
@@ -58,7 +62,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.clock.base import check_leap, clamp_frequency
+from appliance.clock.base import DEFAULT_MAX_SLEW_RATE_PPB, check_leap, check_max_slew_rate, clamp_frequency
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT
 from appliance.timebase import NS_PER_S
 
@@ -100,6 +104,9 @@ TIME_OK, TIME_INS, TIME_DEL, TIME_OOP, TIME_WAIT, TIME_ERROR = range(6)
 
 #: ``timex.freq`` units per ppb (ppm * 2**16).
 FREQ_SCALE_PER_PPB = 65536 / 1000
+#: The kernel's nominal ``tick`` (us per timer tick at USER_HZ 100) and what 1 us of it is worth, ppb.
+NOMINAL_TICK_US = 10_000
+PPB_PER_TICK_US = 1e9 / NOMINAL_TICK_US
 #: The largest phase the kernel PLL accepts (``MAXPHASE``), ns.
 MAXPHASE_NS = 500_000_000
 #: The largest maxerror/esterror the kernel keeps (``NTP_PHASE_LIMIT``, 16 s), us.
@@ -168,7 +175,7 @@ def decode(tx: Timex, clock_state: int) -> KernelState:
     return KernelState(
         clock_state=clock_state,
         status=tx.status,
-        frequency_ppb=tx.freq / FREQ_SCALE_PER_PPB,
+        frequency_ppb=tx.freq / FREQ_SCALE_PER_PPB + ((tx.tick or NOMINAL_TICK_US) - NOMINAL_TICK_US) * PPB_PER_TICK_US,
         offset_ns=offset_ns,
         max_error_ns=tx.maxerror * 1000,
         est_error_ns=tx.esterror * 1000,
@@ -209,10 +216,18 @@ class KernelClock:
 
     ``adjtimex`` defaults to libc's (resolved on first use); tests pass a fake.
     ``read_ns`` reads the clock (default ``time.time_ns``, i.e. libc's
-    ``clock_gettime(CLOCK_REALTIME)``).
+    ``clock_gettime(CLOCK_REALTIME)``). ``max_slew_rate_ppb`` limits the
+    frequency correction (``tick`` plus ``freq``), chrony's ``maxslewrate``.
     """
 
-    def __init__(self, adjtimex: Adjtimex | None = None, read_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        adjtimex: Adjtimex | None = None,
+        read_ns: Callable[[], int] = time.time_ns,
+        *,
+        max_slew_rate_ppb: float = DEFAULT_MAX_SLEW_RATE_PPB,
+    ) -> None:
+        self._max_slew_ppb = check_max_slew_rate(max_slew_rate_ppb)
         self._adjtimex = adjtimex
         self._read_ns = read_ns
 
@@ -254,10 +269,13 @@ class KernelClock:
         return self.read_state().frequency_ppb
 
     def set_frequency_ppb(self, frequency_ppb: float) -> None:
-        """Set the kernel frequency (``ADJ_FREQUENCY``), ppb (+: faster), clamped to +-500 ppm."""
+        """Set the frequency (``ADJ_TICK | ADJ_FREQUENCY``), ppb (+: faster), clamped to +-``maxslewrate``."""
+        frequency = clamp_frequency(frequency_ppb, self._max_slew_ppb)
+        ticks = round(frequency / PPB_PER_TICK_US)
         tx = Timex()
-        tx.modes = ADJ_FREQUENCY
-        tx.freq = round(clamp_frequency(frequency_ppb) * FREQ_SCALE_PER_PPB)
+        tx.modes = ADJ_FREQUENCY | ADJ_TICK
+        tx.tick = NOMINAL_TICK_US + ticks
+        tx.freq = round((frequency - ticks * PPB_PER_TICK_US) * FREQ_SCALE_PER_PPB)
         self._call(tx)
 
     def accrue_offset_ns(self, offset_ns: int) -> None:

@@ -10,7 +10,8 @@ clock's rate error, which is the sum of
 - a random-walk frequency wander: once per tick (1 s) the frequency takes a
   Gaussian step of ``wander * sqrt(tick)`` ppb, drawn from the
   ``random.Random`` passed in (no global generator);
-- the frequency correction set through the clock interface (positive: faster);
+- the frequency correction set through the clock interface (positive: faster),
+  up to ``max_slew_rate_ppb`` (chrony's ``maxslewrate``, 83,333 ppm by default);
 - the slew of accrued offsets, worked off by a :mod:`appliance.clock.slew`
   model. The default is :class:`~appliance.clock.slew.RateLimitedSlew` at
   500 ppm, a PLL-less slew like Linux ``adjtime()``; pass
@@ -47,7 +48,14 @@ import random
 from dataclasses import dataclass
 
 from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB, wander_for_adev
-from appliance.clock.base import SyncStatus, arm_leap, check_leap, clamp_frequency
+from appliance.clock.base import (
+    DEFAULT_MAX_SLEW_RATE_PPB,
+    SyncStatus,
+    arm_leap,
+    check_leap,
+    check_max_slew_rate,
+    clamp_frequency,
+)
 from appliance.clock.slew import RateLimitedSlew, SlewModel
 from appliance.ntp.packet import LEAP_NONE
 from appliance.timebase import NS_PER_S
@@ -105,9 +113,11 @@ class SimulatedClock:
         initial_offset_ns: int = 0,
         slew: SlewModel | None = None,
         tick_ns: int = NS_PER_S,
+        max_slew_rate_ppb: float = DEFAULT_MAX_SLEW_RATE_PPB,
     ) -> None:
         if tick_ns <= 0:
             raise ValueError("tick must be positive")
+        self._max_slew_ppb = check_max_slew_rate(max_slew_rate_ppb)
         osc = oscillator if oscillator is not None else Oscillator()
         self._rng = rng
         self._slew: SlewModel = slew if slew is not None else RateLimitedSlew()
@@ -225,8 +235,8 @@ class SimulatedClock:
         return self._frequency_ppb
 
     def set_frequency_ppb(self, frequency_ppb: float) -> None:
-        """Set the frequency correction, ppb (+: faster), clamped to +-500 ppm."""
-        self._frequency_ppb = clamp_frequency(frequency_ppb)
+        """Set the frequency correction, ppb (+: faster), clamped to +-``max_slew_rate_ppb``."""
+        self._frequency_ppb = clamp_frequency(frequency_ppb, self._max_slew_ppb)
 
     def accrue_offset_ns(self, offset_ns: int) -> None:
         """Add ``offset_ns`` to the pending slew (+: forwards), worked off by the slew model."""

@@ -31,7 +31,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from appliance.clock.base import SyncStatus, arm_leap, check_leap, clamp_frequency
+from appliance.clock.base import (
+    DEFAULT_MAX_SLEW_RATE_PPB,
+    SyncStatus,
+    arm_leap,
+    check_leap,
+    check_max_slew_rate,
+    clamp_frequency,
+)
 from appliance.clock.slew import RateLimitedSlew, SlewModel
 from appliance.ntp.packet import LEAP_NONE
 
@@ -46,7 +53,14 @@ class SoftClock:
     1000000005
     """
 
-    def __init__(self, read_ns: Callable[[], int], *, slew: SlewModel | None = None) -> None:
+    def __init__(
+        self,
+        read_ns: Callable[[], int],
+        *,
+        slew: SlewModel | None = None,
+        max_slew_rate_ppb: float = DEFAULT_MAX_SLEW_RATE_PPB,
+    ) -> None:
+        self._max_slew_ppb = check_max_slew_rate(max_slew_rate_ppb)
         self._read = read_ns
         self._slew: SlewModel = slew if slew is not None else RateLimitedSlew()
         self._base_anchor = read_ns()
@@ -117,8 +131,8 @@ class SoftClock:
         return self._frequency_ppb
 
     def set_frequency_ppb(self, frequency_ppb: float) -> None:
-        """Set the frequency correction relative to the base, ppb (+: faster), clamped to +-500 ppm."""
-        frequency = clamp_frequency(frequency_ppb)
+        """Set the frequency correction relative to the base, ppb (+: faster), clamped to +-``max_slew_rate_ppb``."""
+        frequency = clamp_frequency(frequency_ppb, self._max_slew_ppb)
         self._reanchor()
         self._frequency_ppb = frequency
 

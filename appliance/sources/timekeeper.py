@@ -491,7 +491,9 @@ class Timekeeper:
         config = replace(config, warm_frequency_sd_ppb=max(MIN_FREQUENCY_SD_PPB, sd))
         if kind is Basis.UPSTREAM:
             config = replace(config, initial_jitter_ns=max(config.initial_jitter_ns, UPSTREAM_INITIAL_JITTER_NS))
-        return Discipline(config, frequency_ppb=old.frequency_ppb)
+        new = Discipline(config, frequency_ppb=old.frequency_ppb)
+        new.follow_ticks(old)  # its fast slews end on the timer's ticks
+        return new
 
     def _stepped(self, step_ns: int) -> None:
         """The clock jumped by ``step_ns``: restate every stored sample on the new scale."""

@@ -68,8 +68,9 @@ def test_leap_alarm_and_nonsense_rejected(leap: int) -> None:
 
 
 def test_frequency_is_clamped_and_must_be_finite() -> None:
-    assert clamp_frequency(1e9) == MAX_FREQUENCY_PPB
-    assert clamp_frequency(-1e9) == -MAX_FREQUENCY_PPB
+    assert clamp_frequency(1e9, MAX_FREQUENCY_PPB) == MAX_FREQUENCY_PPB
+    assert clamp_frequency(-1e9, MAX_FREQUENCY_PPB) == -MAX_FREQUENCY_PPB
+    assert clamp_frequency(1e9) == pytest.approx(83_333_333.3)  # chrony's default maxslewrate
     assert clamp_frequency(12.5) == 12.5
     with pytest.raises(ValueError):
         clamp_frequency(float("nan"))

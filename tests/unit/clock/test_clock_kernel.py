@@ -23,6 +23,7 @@ class FakeKernel:
         self.status = status
         self.offset = offset  # ns
         self.freq = 0
+        self.tick = k.NOMINAL_TICK_US
         self.tai = 0
         self.calls: list[dict[str, int]] = []
 
@@ -30,7 +31,7 @@ class FakeKernel:
         self.calls.append(
             {
                 name: getattr(tx, name)
-                for name in ("modes", "offset", "freq", "status", "constant", "maxerror", "esterror")
+                for name in ("modes", "offset", "freq", "tick", "status", "constant", "maxerror", "esterror")
             }
             | {"sec": tx.time.tv_sec, "subsec": tx.time.tv_usec}
         )
@@ -40,11 +41,13 @@ class FakeKernel:
             self.status |= k.STA_NANO
         if tx.modes & k.ADJ_FREQUENCY:
             self.freq = tx.freq
+        if tx.modes & k.ADJ_TICK:
+            self.tick = tx.tick
         if tx.modes & k.ADJ_OFFSET and not tx.modes & k.ADJ_SETOFFSET:
             self.offset = tx.offset
         if tx.modes & k.ADJ_TAI:
             self.tai = tx.constant
-        tx.status, tx.freq, tx.tai = self.status, self.freq, self.tai
+        tx.status, tx.freq, tx.tick, tx.tai = self.status, self.freq, self.tick, self.tai
         tx.offset = self.offset if self.status & k.STA_NANO else self.offset // 1000
         return k.TIME_OK
 
@@ -70,7 +73,7 @@ def test_read_only_adjtimex_decodes() -> None:
     except (OSError, AttributeError) as exc:  # seccomp, or a libc without adjtimex
         pytest.skip(f"adjtimex unavailable: {exc}")
     assert 0 <= state.clock_state <= k.TIME_ERROR
-    assert -500_000 <= state.frequency_ppb <= 500_000
+    assert abs(state.frequency_ppb) <= 100_500_000  # tick +-10 % plus freq +-500 ppm
     assert state.max_error_ns >= 0 and state.est_error_ns >= 0
 
 
@@ -79,11 +82,23 @@ def test_frequency_is_written_in_scaled_ppm_with_positive_faster() -> None:
     clock = KernelClock(adjtimex=fake)
     clock.set_frequency_ppb(-25_000.0)
     assert fake.writes == [fake.calls[0]]
-    assert fake.calls[0]["modes"] == k.ADJ_FREQUENCY
+    assert fake.calls[0]["modes"] == k.ADJ_FREQUENCY | k.ADJ_TICK
+    assert fake.calls[0]["tick"] == 10_000  # 25 ppm fits freq: whole 100 ppm steps go to tick
     assert fake.calls[0]["freq"] == -25 * 65536
     assert clock.frequency_ppb() == pytest.approx(-25_000.0)
-    clock.set_frequency_ppb(1e9)
-    assert fake.freq == 500 * 65536
+
+
+def test_a_fast_slew_goes_into_tick_as_chrony_does_and_stops_at_maxslewrate() -> None:
+    fake = FakeKernel()
+    clock = KernelClock(adjtimex=fake, max_slew_rate_ppb=50_000_000.0)
+    clock.set_frequency_ppb(12_345_678.0)  # 12,345.678 ppm: tick +123 us, freq +45.678 ppm
+    assert (fake.tick, fake.freq) == (10_123, round(45.678 * 65536))
+    assert clock.frequency_ppb() == pytest.approx(12_345_678.0, abs=0.02)
+    clock.set_frequency_ppb(-1e9)  # beyond maxslewrate (50,000 ppm): clamped
+    assert (fake.tick, fake.freq) == (9_500, 0)
+    assert clock.frequency_ppb() == -50_000_000.0
+    with pytest.raises(ValueError, match="maxslewrate"):
+        KernelClock(adjtimex=fake, max_slew_rate_ppb=2e8)
 
 
 def test_accrue_adds_to_the_pending_offset_through_the_held_pll() -> None:

@@ -50,10 +50,13 @@ def test_frequency_correction_cancels_oscillator_error() -> None:
     assert clock.time_error_ns() == pytest.approx(0, abs=1e-6)
 
 
-def test_frequency_clamped_to_500_ppm() -> None:
+def test_frequency_clamped_to_maxslewrate() -> None:
     clock = make()
     clock.set_frequency_ppb(1e9)
-    assert clock.frequency_ppb() == 500_000.0
+    assert clock.frequency_ppb() == pytest.approx(1e9 / 12)  # chrony's default 83,333 ppm
+    slow = SimulatedClock(random.Random(1), start_ns=0, max_slew_rate_ppb=1_000_000.0)
+    slow.set_frequency_ppb(-5e6)
+    assert slow.frequency_ppb() == -1_000_000.0
 
 
 def test_positive_step_jumps_forwards_at_once() -> None:
