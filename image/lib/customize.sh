@@ -43,9 +43,11 @@ awk -F: 'BEGIN { OFS = ":" } { if ($2 == "" || $2 ~ /^\$/) $2 = "*"; print }' "$
 cat "$R/etc/shadow.new" >"$R/etc/shadow" && rm "$R/etc/shadow.new"
 
 say "units: the appliance, first boot, networkd, resolved, fake-hwclock"
-for u in stratum1.service stratum1-growroot.service stratum1-sshkeys.service ssh.service \
-  systemd-networkd.service systemd-resolved.service fake-hwclock.service; do
+for u in stratum1.service stratum1-growroot.service stratum1-sshkeys.service ssh.service systemd-networkd.service; do
   chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
+done
+for u in systemd-resolved.service fake-hwclock.service; do
+  chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || say "warning: cannot enable $u"
 done
 chroot "$R" systemctl mask serial-getty@ttyAMA0.service serial-getty@serial0.service >/dev/null 2>&1
 # The clock starts near the build's date (no RTC on a Pi; fake-hwclock keeps the last shutdown's).
@@ -80,8 +82,9 @@ virtio_console
 MODS
 kver=$(basename "$(ls -d "$R"/usr/lib/modules/* | sort -V | tail -n 1)")
 chroot "$R" update-initramfs -c -k "$kver" >"$W/initramfs.log" 2>&1 || { tail -n 30 "$W/initramfs.log"; exit 1; }
-[ -s "$R/boot/firmware/initrd.img-$kver" ] || [ -s "$R/boot/firmware/initrd.img" ] ||
+ls "$R"/boot/firmware/initrd.img* >/dev/null 2>&1 ||
   { tail -n 30 "$W/initramfs.log"; echo "raspi-firmware put no initrd on /boot/firmware" >&2; exit 1; }
+cp "$W/initramfs.log" "$R/var/log/stratum1-image-initramfs.log" 2>/dev/null || true
 
 say "overlays"
 install -d "$R/boot/firmware/overlays" "$R/usr/lib/stratum1-image/overlays"
