@@ -1,0 +1,40 @@
+# Shared by image/build, image/build-deb and image/boot-test: paths, progress lines, the Debian mirror,
+# the apt download cache that mmdebstrap reuses between runs.
+# shellcheck shell=bash
+
+IMAGE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO_DIR=$(cd "$IMAGE_DIR/.." && pwd)
+SUITE=${STRATUM1_SUITE:-trixie}
+# A pinned snapshot (e.g. STRATUM1_SNAPSHOT=20261201T000000Z) makes a build reproducible from its date.
+if [ -n "${STRATUM1_SNAPSHOT:-}" ]; then
+  MIRROR=${STRATUM1_MIRROR:-http://snapshot.debian.org/archive/debian/$STRATUM1_SNAPSHOT}
+else
+  MIRROR=${STRATUM1_MIRROR:-http://deb.debian.org/debian}
+fi
+CACHE_DIR=${STRATUM1_CACHE:-$IMAGE_DIR/out/cache}
+T0=${T0:-$(date +%s)}
+
+step() { printf '[%4ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
+die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# mmdebstrap arguments that keep the downloaded .debs in $CACHE_DIR/apt-<suite>-<arch> between runs.
+apt_cache_args() {
+  local dir="$CACHE_DIR/apt-$SUITE-$1"
+  mkdir -p "$dir"
+  printf '%s\n' \
+    --skip=essential/unlink \
+    --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
+    --setup-hook="sync-in '$dir' /var/cache/apt/archives/" \
+    --customize-hook="sync-out /var/cache/apt/archives '$dir'" \
+    --skip=download/empty
+}
+
+# The repository's files as they are now (tracked and new, not ignored), copied to $1.
+copy_tree() {
+  mkdir -p "$1"
+  if git -C "$REPO_DIR" rev-parse --git-dir >/dev/null 2>&1; then
+    git -C "$REPO_DIR" ls-files -co --exclude-standard -z | tar -C "$REPO_DIR" --null -T - -cf - | tar -C "$1" -xf -
+  else
+    tar -C "$REPO_DIR" --exclude=./image/out --exclude=./build --exclude=.tox --exclude='*.so' -cf - . | tar -C "$1" -xf -
+  fi
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# mmdebstrap customize hook of image/build (runs on the build host): $1 the arm64 root, $2 image/build's
+# work directory (hw/ from the hardware render, overlays/*.dtbo, hooks.env, the .deb).
+set -euo pipefail
+R=$1 W=$2
+. "$W/hooks.env"
+say() { printf '  customize: %s\n' "$*" >&2; }
+
+say "hostname, fstab, network, logs"
+echo "$HOSTNAME_" >"$R/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$HOSTNAME_" >"$R/etc/hosts"
+cat >"$R/etc/fstab" <<FSTAB
+# stratum1 image: the partitions by label (the card is the same on every Pi).
+LABEL=RASPIROOT  /              ext4  rw,noatime,errors=remount-ro  0 1
+LABEL=RASPIFIRM  /boot/firmware vfat  rw,noatime,umask=0022         0 2
+FSTAB
+
+say "the board: config.txt lines, kernel command line, udev rules, ntp.conf"
+# raspi-firmware regenerates config.txt and cmdline.txt from these at every kernel update.
+cat >>"$R/etc/default/raspi-firmware" <<DEFAULTS
+
+# stratum1 image: root by label; the console on the screen only (the GPS has the UART).
+ROOTPART=LABEL=RASPIROOT
+CONSOLES="tty0"
+DEFAULTS
+cp "$W/hw/config.txt" "$R/etc/default/raspi-firmware-custom"
+install -D -m 0644 "$W/hw/ntp.conf" "$R/etc/stratum1/ntp.conf"
+if [ -f "$W/hw/udev/99-stratum1.rules" ]; then
+  install -D -m 0644 "$W/hw/udev/99-stratum1.rules" "$R/etc/udev/rules.d/99-stratum1.rules"
+fi
+install -D -m 0644 "$W/hw/profile.json" "$R/etc/stratum1/profile.json"
+# A `pool` line in a user's ntp.conf needs names resolved.
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
+
+say "SSH: keys only, host keys made on the device, the build's key if given"
+rm -f "$R"/etc/ssh/ssh_host_*
+if [ -f "$W/authorized_keys" ]; then
+  install -d -m 0700 "$R/root/.ssh"
+  install -m 0600 "$W/authorized_keys" "$R/root/.ssh/authorized_keys"
+fi
+# No password for any account: '*' (no login by password) where a hash or nothing was.
+awk -F: 'BEGIN { OFS = ":" } { if ($2 == "" || $2 ~ /^\$/) $2 = "*"; print }' "$R/etc/shadow" >"$R/etc/shadow.new"
+cat "$R/etc/shadow.new" >"$R/etc/shadow" && rm "$R/etc/shadow.new"
+
+say "units: the appliance, first boot, networkd, resolved, fake-hwclock"
+for u in stratum1.service stratum1-growroot.service stratum1-sshkeys.service ssh.service systemd-networkd.service; do
+  chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
+done
+for u in systemd-resolved.service fake-hwclock.service; do
+  chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || say "warning: cannot enable $u"
+done
+chroot "$R" systemctl mask serial-getty@ttyAMA0.service serial-getty@serial0.service >/dev/null 2>&1
+# The clock starts near the build's date (no RTC on a Pi; fake-hwclock keeps the last shutdown's).
+date -u -d "@$SOURCE_DATE_EPOCH" '+%Y-%m-%d %H:%M:%S' >"$R/etc/fake-hwclock.data"
+
+say "initramfs: once, with a short module list (under emulation it is the slow part)"
+rm -f "$R/usr/sbin/update-initramfs"
+chroot "$R" dpkg-divert --quiet --local --rename --divert /usr/sbin/update-initramfs.stratum1 --remove /usr/sbin/update-initramfs
+cat >"$R/etc/initramfs-tools/conf.d/stratum1.conf" <<CONF
+# stratum1 image: only the modules that find the root file system (SD card; virtio for the boot test).
+MODULES=list
+COMPRESS=zstd
+CONF
+cat >>"$R/etc/initramfs-tools/modules" <<MODS
+# stratum1 image: Raspberry Pi SD card (Pi 3: sdhost/sdhci-iproc; Pi 4: emmc2) and the root fs
+ext4
+crc32c_generic
+mmc_block
+sdhci_iproc
+bcm2835
+bcm2835_dma
+clk_raspberrypi
+raspberrypi_cpufreq
+reset_raspberrypi
+pwrseq_simple
+# qemu -M virt (image/boot-test)
+virtio_mmio
+virtio_pci
+virtio_blk
+virtio_net
+virtio_console
+MODS
+kver=$(basename "$(ls -d "$R"/usr/lib/modules/* | sort -V | tail -n 1)")
+chroot "$R" update-initramfs -c -k "$kver" >"$W/initramfs.log" 2>&1 || { tail -n 30 "$W/initramfs.log"; exit 1; }
+ls "$R"/boot/firmware/initrd.img* >/dev/null 2>&1 ||
+  { tail -n 30 "$W/initramfs.log"; echo "raspi-firmware put no initrd on /boot/firmware" >&2; exit 1; }
+cp "$W/initramfs.log" "$R/var/log/stratum1-image-initramfs.log" 2>/dev/null || true
+
+say "overlays"
+install -d "$R/boot/firmware/overlays" "$R/usr/lib/stratum1-image/overlays"
+for o in "$W"/overlays/*.dtbo; do
+  [ -e "$o" ] || continue
+  install -m 0644 "$o" "$R/boot/firmware/overlays/"
+  install -m 0644 "$o" "$R/usr/lib/stratum1-image/overlays/"
+done
+
+say "empty machine-id, no build leftovers"
+: >"$R/etc/machine-id"
+rm -f "$R/var/lib/dbus/machine-id" "$R"/tmp/*.deb "$R/tmp/hooks.env" "$R/tmp/stratum1-install.log"
+rm -f "$R"/var/cache/apt/archives/*.deb
+rm -rf "$R"/var/lib/apt/lists/* "$R"/var/log/apt/* "$R/var/cache/debconf/"*-old
