@@ -42,7 +42,7 @@ def test_status_text_says_what_to_do_about_alarms() -> None:
     assert text.startswith("unsynchronised\n")
     assert "CRITICAL unsynchronised: not synchronised" in text and "what to do: check the antenna" in text
     assert health_line(sick).startswith("stratum1 CRITICAL: unsynchronised")
-    assert health_line(SNAP).startswith("stratum1 OK: synchronised to GPS")
+    assert health_line(SNAP).startswith("stratum1 OK: synchronised to reference clock")
 
 
 def test_peers_is_the_ntpq_billboard() -> None:
@@ -56,4 +56,4 @@ def test_peers_is_the_ntpq_billboard() -> None:
 
 def test_holdover_names_no_peer() -> None:
     held = replace(SNAP, system=replace(SNAP.system, basis="holdover", peer=2))
-    assert status_text(held).startswith("synchronised to GPS holdover at stratum 1\n")
+    assert status_text(held).startswith("synchronised to reference clock (holdover) at stratum 1\n")
