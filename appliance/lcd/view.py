@@ -96,6 +96,7 @@ _ALARM_WORDS = {
     "gps-no-fix": "GPS: no fix",
     "pps-missing": "GPS: no PPS",
     "falseticker": "A falseticker",
+    "leapfile-expiry": "Leap file expired",
 }
 
 
