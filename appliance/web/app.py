@@ -113,6 +113,7 @@ class StatusApp:
             ("Content-Type", ctype),
             ("Content-Length", str(len(body))),
             ("Cache-Control", cache),
+            ("Server", "stratum1-web"),  # wsgiref would name its and Python's versions
             *SECURITY_HEADERS,
             *extra,
         ]
