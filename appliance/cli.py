@@ -263,8 +263,9 @@ def _parser() -> argparse.ArgumentParser:
 # -- serve -----------------------------------------------------------------
 
 
-#: Commands with parsers of their own (appliance/exporter.py, appliance/plotcli.py).
+#: Commands with parsers of their own (appliance/exporter.py, appliance/plotcli.py, appliance/web/server.py).
 _OWN_PARSERS = {
+    "web": "the read-only status page for the LAN (stratum1 web --listen LAN-ADDR[:PORT])",
     "exporter": "Prometheus metrics from the status socket (stratum1 exporter --listen LAN-ADDR[:PORT])",
     "plot": "draw offset, jitter and frequency from the loopstats files (stratum1 plot -o FILE.svg)",
 }

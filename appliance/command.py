@@ -2,8 +2,8 @@
 
 ``stratum1 status`` must answer fast on a busy appliance (it is what people type over SSH while something is
 wrong): it imports :mod:`appliance.statuscli` alone, never :mod:`appliance.cli` and the config parser, the
-board tools and the server that it pulls in. ``exporter`` (:mod:`appliance.exporter`) and ``plot``
-(:mod:`appliance.plotcli`) likewise. Every
+board tools and the server that it pulls in. ``exporter`` (:mod:`appliance.exporter`), ``web``
+(:mod:`appliance.web.server`) and ``plot`` (:mod:`appliance.plotcli`) likewise. Every
 other command goes to :func:`appliance.cli.main`.
 """
 
@@ -23,6 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appliance import exporter
 
         return exporter.main(args[1:])
+    if args and args[0] == "web":
+        from appliance.web import server
+
+        return server.main(args[1:])
     if args and args[0] == "plot":
         from appliance import plotcli
 

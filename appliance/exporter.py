@@ -59,6 +59,11 @@ def exposition(socket_path: str) -> bytes:
 
 
 def _listen(text: str) -> tuple[str, int]:
+    return listen_address(text, DEFAULT_PORT)
+
+
+def listen_address(text: str, default_port: int) -> tuple[str, int]:
+    """``ADDR``, ``ADDR:PORT`` or ``[ADDR]:PORT`` with a numeric address (argparse type; also ``stratum1 web``'s)."""
     if text.startswith("["):
         host, _, port = text[1:].partition("]")
         port = port.removeprefix(":")
@@ -73,7 +78,7 @@ def _listen(text: str) -> tuple[str, int]:
             f"{text!r}: give a numeric address (the LAN one), [ADDR]:PORT or ADDR:PORT"
         ) from e
     try:
-        number = int(port) if port else DEFAULT_PORT
+        number = int(port) if port else default_port
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"{text!r}: the port is not a number") from e
     if not 0 < number < 65536:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from appliance.status.snapshot import Counters, GpsStatus, Snapshot, SourceStatus, SystemStatus
+from dataclasses import replace
+
+from appliance.status.snapshot import Alarm, Counters, GpsStatus, Snapshot, SourceStatus, SystemStatus
 from appliance.timebase import NS_PER_S
 
 NOW = 1_795_000_000 * NS_PER_S
@@ -86,4 +88,25 @@ SNAP = Snapshot(
         nmea_samples=60,
         pulses=60,
     ),
+)
+
+#: The receiver unplugged: holdover at stratum 1 (the served refid kept), no fix, no pulses.
+HOLDOVER = replace(
+    SNAP,
+    system=replace(SNAP.system, basis="holdover", peer=0, error_ns=3_400, clock_jitter_ns=2_100, offset_ns=250),
+    sources=(replace(SNAP.sources[0], tally=" ", usable=False, why="no pulses"), *SNAP.sources[1:]),
+    gps=replace(SNAP.gps, fix=False, pps=False, locked=False, fix_mode="unknown", satellites_used=None),  # type: ignore[arg-type]
+    alarms=(
+        Alarm("holdover", "warning", "GPS lost: in holdover, estimated error 3.4 us", "check the antenna"),
+        Alarm("gps-no-fix", "warning", "the GPS reports no fix", "give the antenna a clear view of the sky"),
+    ),
+)
+
+#: Nothing to follow: leap 3, stratum 16, refid INIT, no receiver configured.
+UNSYNC = replace(
+    SNAP,
+    system=replace(SNAP.system, leap=3, stratum=16, refid="INIT", basis="unsynchronised", peer=0, reference_ns=None),
+    sources=(SNAP.sources[1],),
+    gps=None,
+    alarms=(Alarm("unsynchronised", "critical", "not synchronised: clients are told so", "check the GPS"),),
 )

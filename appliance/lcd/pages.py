@@ -1,9 +1,9 @@
 """What the display shows: pages of text from an :class:`LcdView`, for 16x2, 20x4 and the 21x8 OLED (pure).
 
 :class:`LcdView` is this module's own input, frozen: the facts a glance at
-the box needs. It is filled today from an NTP query of the appliance and the
-host (:mod:`appliance.lcd.view`) and, once the status snapshot exists, by one
-adapter function from it.
+the box needs. It is filled from the daemon's status snapshot, or from an NTP
+query of the appliance when there is none, and the host
+(:mod:`appliance.lcd.view`).
 
 The pages, in order (:func:`pages`):
 

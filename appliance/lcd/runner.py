@@ -13,8 +13,11 @@ or stop the NTP daemon: this is its own process, reading the appliance over
 NTP on loopback.
 
 :func:`run` is the I/O: the bus (smbus2), the button (gpiozero, on its own
-thread: presses are handed over through :meth:`Panel.press`), an NTP query
-of the appliance every ``refresh`` seconds, the host's address and load.
+thread: presses are handed over through :meth:`Panel.press`), every
+``refresh`` seconds the daemon's status snapshot from its status socket
+(:class:`StatusViewSource`: holdover, GPS fix and satellites show) or, when
+the socket is not there or does not answer, an NTP query of the appliance
+(:class:`NtpViewSource`), and the host's address and load.
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ from typing import Any
 
 from appliance.io.i2c import I2cBus
 from appliance.io.lcd import HD44780_ADDRESSES, SSD1306_ADDRESSES, Hd44780, Ssd1306, TextDisplay, probe
+from appliance.io.statusclient import DEFAULT_PATH as STATUS_SOCKET
+from appliance.io.statusclient import read_status
 from appliance.lcd.pages import LCD_16X2, LCD_20X4, OLED_128X64, Layout, LcdView, pages, render
-from appliance.lcd.view import JITTER_SAMPLES, view_from_ntp
+from appliance.lcd.view import JITTER_SAMPLES, view_from_ntp, view_from_snapshot
 from appliance.ntp.exchange import Measurement, client_request, evaluate
 from appliance.ntp.packet import PacketError
+from appliance.status.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +217,33 @@ class NtpViewSource:
         return view_from_ntp(time.time_ns(), m, list(self.offsets), ip_address=ip_address(), load=load_average())
 
 
+class StatusViewSource:
+    """Views from the daemon's status socket at ``path``; from ``fallback`` (NTP) when it does not answer.
+
+    A socket that goes away (the daemon restarts) or never was (``serve --status-socket none``, a user
+    outside group stratum1) is logged once; the snapshot is read again at every refresh, so the display
+    goes back to it as soon as it answers.
+    """
+
+    def __init__(self, path: str, fallback: Callable[[], LcdView]) -> None:
+        self.path = path
+        self.fallback = fallback
+        self._using_socket: bool | None = None
+
+    def __call__(self) -> LcdView:
+        try:
+            snap = Snapshot.from_json(read_status(self.path, timeout_s=1.0))
+        except (OSError, ValueError) as e:
+            if self._using_socket is not False:
+                log.warning("status socket %s not answering (%s): asking the appliance over NTP", self.path, e)
+            self._using_socket = False
+            return self.fallback()
+        if self._using_socket is not True:
+            log.info("reading the status socket %s", self.path)
+        self._using_socket = True
+        return view_from_snapshot(snap, ip_address=ip_address(), load=load_average())
+
+
 def attach_button(panel: Panel, pin: int, pin_factory: Any = None) -> Any:
     """A push button from GPIO ``pin`` to GND (internal pull-up) that turns the page; returns the gpiozero Button."""
     from gpiozero import Button  # type: ignore[import-untyped,unused-ignore]
@@ -274,7 +307,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", type=i2c_address, help="I2C address (default: probe 0x27 0x3F, oled 0x3C 0x3D)")
     p.add_argument("--button", type=int, metavar="GPIO", help="GPIO line of a page button to GND (default: none)")
     p.add_argument("--page-seconds", type=page_seconds, default=5.0, help="turn the page after this long (default 5)")
-    p.add_argument("--server", default="127.0.0.1", help="the appliance to ask over NTP (default 127.0.0.1)")
+    p.add_argument(
+        "--socket", default=STATUS_SOCKET, help=f"the daemon's status socket, read first (default {STATUS_SOCKET})"
+    )
+    p.add_argument(
+        "--server", default="127.0.0.1", help="the appliance to ask over NTP when the socket does not answer"
+    )
     p.add_argument("--port", type=port, default=123, help="its NTP port (default 123)")
 
 
@@ -296,7 +334,7 @@ def command(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        run(panel, NtpViewSource((args.server, args.port)), stop=stop)
+        run(panel, StatusViewSource(args.socket, NtpViewSource((args.server, args.port))), stop=stop)
     finally:
         if button is not None:
             button.close()

@@ -1,14 +1,14 @@
-"""Where an :class:`~appliance.lcd.pages.LcdView` comes from: today an NTP query of the appliance (pure).
+"""Where an :class:`~appliance.lcd.pages.LcdView` comes from: the status snapshot, else an NTP query (pure).
 
-The display process asks the appliance for its time over NTP on loopback
-(:func:`view_from_ntp`) and reads the host's address and load itself. NTP
-says stratum, refid, leap and the offset against this host's clock; it does
-not say the GPS fix, the satellites or the timekeeper's basis, which the
-pages then show as ``--``.
-
-TODO(status socket): once the daemon publishes its status snapshot, add
-``view_from_snapshot(snapshot, ip_address, load) -> LcdView`` here (the one
-adapter) and make the runner prefer it; NTP stays the fallback.
+The display process reads the daemon's status snapshot from its status
+socket (:func:`view_from_snapshot`: stratum, refid, the timekeeper's basis
+with holdover, the discipline's offset and jitter, the GPS fix and
+satellites, the alarms) and reads the host's address and load itself. When
+the socket is not there (the daemon runs without one, or this user may not
+read it) it asks the appliance for its time over NTP on loopback
+(:func:`view_from_ntp`): NTP says stratum, refid, leap and the offset
+against this host's clock; it does not say the GPS fix, the satellites or
+the basis, which the pages then show as ``--``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from appliance.lcd.pages import LcdView
 from appliance.ntp.exchange import Measurement
+from appliance.status.snapshot import Snapshot
 
 #: Offsets kept for the jitter (one per refresh).
 JITTER_SAMPLES = 8
@@ -80,4 +81,48 @@ def view_from_ntp(
         ip_address=ip_address,
         load=load,
         alarms=ntp_alarms(m),
+    )
+
+
+#: The snapshot's basis (appliance.sources.timekeeper.Basis values) as the pages name it.
+_SNAPSHOT_BASIS = {"refclock": "gps"}
+#: The fix as the pages show it, from :class:`~appliance.status.snapshot.GpsStatus` ``fix_mode``.
+_FIX = {"three_d": "3D", "two_d": "2D"}
+#: Alarms in the few words a display line holds (the alarm's code; the message when the code is not here).
+_ALARM_WORDS = {
+    "unsynchronised": "Not synchronised",
+    "holdover": "GPS lost: holdover",
+    "local-clock": "Local clock only",
+    "gps-no-fix": "GPS: no fix",
+    "pps-missing": "GPS: no PPS",
+    "falseticker": "A falseticker",
+    "leapfile-expiry": "Leap file expired",
+}
+
+
+def view_from_snapshot(snap: Snapshot, *, ip_address: str | None = None, load: float | None = None) -> LcdView:
+    """The view from one status snapshot: the time it was taken, the served stratum and refid, the basis
+    (``holdover`` included), the clock's offset and jitter, the GPS fix and satellites, the alarms.
+
+    The snapshot's offset is reference minus local; the pages show the appliance minus the reference, so
+    the sign turns. The jitter is the discipline's (what ``stratum1 status`` calls the clock's jitter).
+    """
+    s = snap.system
+    unsynchronised = s.leap == 3 or s.stratum >= 16
+    basis = "unsynchronised" if unsynchronised else _SNAPSHOT_BASIS.get(s.basis, s.basis)
+    g = snap.gps
+    fix = None if g is None else _FIX.get(g.fix_mode, "none") if g.fix else "none"
+    return LcdView(
+        utc_ns=snap.time_ns,
+        stratum=s.stratum,
+        refid=s.refid,
+        basis=basis,
+        offset_ns=None if unsynchronised else -s.offset_ns,
+        jitter_ns=None if unsynchronised else s.clock_jitter_ns,
+        fix=fix,
+        satellites=None if g is None or not g.fix else g.satellites_used,
+        satellites_seen=None if g is None else g.satellites_in_view,
+        ip_address=ip_address,
+        load=load,
+        alarms=tuple(_ALARM_WORDS.get(a.code, a.message) for a in snap.alarms),
     )
