@@ -1,8 +1,8 @@
 """A snapshot as text for people: ``stratum1 status``, ``stratum1 peers`` and the login line (pure).
 
 - :func:`status_text`: an ntpstat-like first line ("synchronised to reference clock (NMEA(0), refid PPS)
-  at stratum 1"), then the time served, the GPS (fix, satellites, PPS, NMEA delay), holdover, the leap-second table, clients served per
-  second, and every alarm with what to do about it;
+  at stratum 1"), then the time served, the GPS (fix, satellites, PPS, NMEA delay), holdover, the
+  leap-second table, clients served per second, and every alarm with what to do about it;
 - :func:`peers_text`: ntpq's billboard (``ntpq -p``), one line per source, tally code first;
 - :func:`health_line`: one line for the login message (update-motd).
 
