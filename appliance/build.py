@@ -123,7 +123,10 @@ def start_refclocks(edge: Edge, lines: tuple[RefclockLine, ...], simulation: Sim
     running = Running()
     try:
         if simulation is not None:
-            _start_simulation(edge, simulation, running)
+            # the fake receiver stands in for the first NMEA line's device (its settings, time1 included, stay)
+            fed = next((line for line in lines if line.info.name == "nmea"), None)
+            _start_simulation(edge, simulation, running, fed)
+            lines = tuple(line for line in lines if line is not fed)
         for line in lines:
             _STARTERS[line.info.name](edge, line, running)
     except BaseException:
@@ -185,8 +188,12 @@ def _nmea_pulse(tk: Timekeeper, name: str, nmea: NmeaRefclock, pulse: Pulse) -> 
         tk.on_sample(name, sample)
 
 
-def _start_simulation(edge: Edge, simulation: Simulation, running: Running) -> None:
-    """``--simulate``: NMEA(0) read from a fake receiver in a pty, with a fake PPS, on the host's time."""
+def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line: RefclockLine | None) -> None:
+    """``--simulate``: a fake receiver in a pty, with a fake PPS, on the host's time.
+
+    It feeds ``line`` (the config's first ``nmea`` line: its name and settings, ``time1`` and the like,
+    apply as they would to the real receiver), or ``NMEA(0)`` with the defaults when there is none.
+    """
     from appliance.fakes.gps import MODELS, FakeGps, PtyWriter
     from appliance.fakes.pps import FakePps
     from appliance.io.serial import SerialGps
@@ -196,8 +203,13 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running) -> N
     clock = tk.clock
     clock.step_ns(simulation.initial_offset_ns)
     convention = Convention.NEXT if MODELS[simulation.receiver].labels == "next" else Convention.CURRENT
-    name = "NMEA(0)"
-    nmea = _add_nmea(edge, RefclockSettings(name=name, refid="GPS", poll=0), None, convention, explicit_refid=False)
+    if line is None:
+        name = "NMEA(0)"
+        nmea = _add_nmea(edge, RefclockSettings(name=name, refid="GPS", poll=0), None, convention, explicit_refid=False)
+    else:
+        name = line.name
+        setup = line.gps
+        nmea = _add_nmea(edge, line.settings, setup, convention, explicit_refid=line.settings.refid != "GPS")
     true_ns = time.time_ns
     receiver = FakeGps(simulation.receiver, start_ns=true_ns(), seed=simulation.seed)
     link_dir = tempfile.mkdtemp(prefix="stratum1-sim-")

@@ -118,8 +118,8 @@ def main(gpsd: str, chronyd: str, form: str, workdir: Path) -> dict[str, object]
         try:
             tk = app.timekeeper
             assert tk is not None
-            synced = _wait(lambda: tk.basis is Basis.REFCLOCK and app.server.state.stratum == 1, 90)
-            pps_used = _wait(lambda: tk.refclocks["PPS(0)"].counters.updates >= 5, 30)
+            synced = _wait(lambda: tk.basis is Basis.REFCLOCK and app.server.state.stratum == 1, 150)
+            pps_used = _wait(lambda: tk.refclocks["PPS(0)"].counters.updates >= 5, 60)
             offset, seen = chronyd_measure(Path(chronyd), workdir / "chronyd", NTP_PORT)
             status = tk.status()
             return {

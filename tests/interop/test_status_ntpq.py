@@ -144,7 +144,7 @@ def test_ntpq_rv_as_and_cv(lab: tuple[nsutil.NetNs, nsutil.NetNs, Appliance], nt
 
     cv = run(srv, ntpsec_tools, "ntpq", "-c", f"cv {gps.assoc_id}", "127.0.0.1")
     assert cv.returncode == 0, cv.stderr
-    assert f"associd={gps.assoc_id}" in cv.stdout and 'name="GPS"' in cv.stdout
+    assert f"associd={gps.assoc_id}" in cv.stdout and 'name="NMEA"' in cv.stdout
     assert snap.gps is not None
     assert f"satellites={snap.gps.satellites_used}," in cv.stdout and "pps=1" in cv.stdout
 

@@ -82,7 +82,7 @@ def run_cli(command: str, path: str, **kw: object) -> tuple[int, str]:
 
 def test_status_and_peers_commands(server: StatusServer) -> None:
     code, text = run_cli("status", server.path)
-    assert code == 0 and text.startswith("synchronised to GPS")
+    assert code == 0 and text.startswith("synchronised to reference clock")
     code, text = run_cli("status", server.path, json=True)
     assert code == 0 and Snapshot.from_json(text) == SNAP
     code, text = run_cli("status", server.path, line=True)
