@@ -35,6 +35,10 @@ the receivers' documented behaviour:
   the edge it precedes by ~0.65 s): pairing must not take its label for the
   edge just gone.
 
+``ReceiverModel.delay_sigma_ns`` adds Gaussian jitter to a model's delay;
+:data:`LATE_GAUSSIAN` (outside :data:`MODELS`) is issue 11's benchmark
+receiver: the burst 0.35 s after the edge, 50 ms (1 sigma) of jitter.
+
 :class:`PtyWriter` writes any source's chunks into a pseudo-terminal as
 their true time comes (driven from an event-loop timer, no thread), behind an
 optional symlink that :meth:`~PtyWriter.unplug` removes and
@@ -110,6 +114,8 @@ class ReceiverModel:
     #: Delay from the PPS edge to the first byte of the burst (uniform in [min, max]), ns.
     delay_min_ns: int = 100_000_000
     delay_max_ns: int = 100_000_000
+    #: Gaussian jitter (1 sigma, ns) added to that delay (0: none); the sum is kept in [0, 1 s).
+    delay_sigma_ns: float = 0.0
     #: "current": the burst labels the second that began at the edge before it; "next": the edge after it.
     labels: Literal["current", "next"] = "current"
     time_decimals: int = 3
@@ -148,6 +154,16 @@ NEXT_SECOND = ReceiverModel(
     time_decimals=2,
 )
 MODELS: dict[str, ReceiverModel] = {m.name: m for m in (MTK3339, UBLOX_M8, NEXT_SECOND)}
+
+#: Issue 11's benchmark receiver (``bench/timekeeping.py``), not a real part and not in :data:`MODELS`:
+#: ``$GPRMC, $GPGGA`` at 9600 baud, the burst 0.35 s after the edge with 50 ms of Gaussian jitter.
+LATE_GAUSSIAN = ReceiverModel(
+    name="late-gaussian",
+    sentences=("RMC", "GGA"),
+    delay_min_ns=350_000_000,
+    delay_max_ns=350_000_000,
+    delay_sigma_ns=50_000_000.0,
+)
 
 # A fixed sky: (PRN, elevation, azimuth, SNR) per constellation talker.
 _SKY: dict[str, list[tuple[int, int, int, int]]] = {
@@ -256,7 +272,7 @@ class FakeGps:
             return self._pending[0].at_ns
         if self._scheduled:
             return self._scheduled[0][0]
-        return self._next_edge + self.model.delay_min_ns
+        return self._next_edge + (self.model.delay_min_ns if self.model.delay_sigma_ns == 0 else 0)
 
     # -- bursts
 
@@ -264,6 +280,8 @@ class FakeGps:
         """The edge at ``edge_ns`` passed: the burst for it will start after the model's delay."""
         m = self.model
         delay = self._rng.randint(m.delay_min_ns, m.delay_max_ns)
+        if m.delay_sigma_ns > 0:
+            delay = min(max(0, delay + round(self._rng.gauss(0.0, m.delay_sigma_ns))), NS_PER_S - 1)
         label_s = edge_ns // NS_PER_S + (1 if m.labels == "next" else 0)
         self._scheduled.append((edge_ns + delay, label_s))
 

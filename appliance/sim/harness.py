@@ -55,7 +55,7 @@ from appliance.clock.discipline import Discipline, DisciplineConfig, DisciplineS
 from appliance.clock.simulated import DEFAULT_START_NS, FrequencyStep, Oscillator, SimulatedClock
 from appliance.clock.slew import SlewModel
 from appliance.config.parser import parse_config
-from appliance.fakes.gps import FakeGps
+from appliance.fakes.gps import FakeGps, ReceiverModel
 from appliance.fakes.pps import FakePps
 from appliance.nmea.rollover import RolloverPolicy
 from appliance.nmea.stream import NmeaStream
@@ -242,12 +242,13 @@ class ReceiverSpec:
     Its NMEA bytes reach an :class:`~appliance.nmea.stream.NmeaStream` when their first byte is due (as
     :class:`~appliance.fakes.gps.PtyWriter` writes them), on the simulated clock; its PPS (the shipped
     :class:`~appliance.fakes.pps.FakePps`) marks each true second with ``pps_jitter_ns`` (1 sigma) of
-    timestamping jitter, read :data:`PULSE_LATENCY_NS` after the edge. ``actions``: at ``at`` (from the
-    start, ns) call ``verb(receiver, pps)`` (``FakeGps.go_silent``, ``jump_weeks``, ``slip_seconds``,
-    ``send_garbage``; ``FakePps.stop``, ``resume``...).
+    timestamping jitter, read :data:`PULSE_LATENCY_NS` after the edge. ``model``: a name from
+    :data:`~appliance.fakes.gps.MODELS` or a :class:`~appliance.fakes.gps.ReceiverModel`. ``actions``:
+    at ``at`` (from the start, ns) call ``verb(receiver, pps)`` (``FakeGps.go_silent``, ``jump_weeks``,
+    ``slip_seconds``, ``send_garbage``; ``FakePps.stop``, ``resume``...).
     """
 
-    model: str = "ublox-m8"
+    model: str | ReceiverModel = "ublox-m8"
     pps_jitter_ns: float = 1_000.0
     actions: tuple[tuple[int, Callable[[FakeGps, FakePps], None]], ...] = ()
 

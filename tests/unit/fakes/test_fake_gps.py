@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import statistics
 from pathlib import Path
 
 import pytest
 
 from appliance.fakes.gps import (
+    LATE_GAUSSIAN,
     MODELS,
     Chunk,
     FakeGps,
@@ -150,6 +152,26 @@ def test_seeded_and_next_due() -> None:
     assert gps.next_due_ns() == T0 + S + 50_000_000
     first = gps.tick(T0 + S + 160_000_000)[0]
     assert gps.next_due_ns() > first.at_ns
+
+
+def test_gaussian_delay_when_driven_by_next_due() -> None:
+    # Driven as the harness drives it (tick at next_due_ns): every burst leaves on time, Gaussian around 0.35 s.
+    gps = FakeGps(LATE_GAUSSIAN, start_ns=T0, seed=4)
+    t, chunks = T0, []
+    while t < T0 + 400 * S:
+        got = gps.tick(t)
+        assert all(c.at_ns == t for c in got)
+        chunks += got
+        t = max(gps.next_due_ns(), t + 1)
+    fixes, stream = decode(chunks)
+    assert stream.counters.bad_checksum == stream.counters.unplaced == 0
+    delays = [f.arrival_ns - f.utc_ns for f in fixes if f.utc_ns is not None and f.has_time]
+    assert len(delays) >= 390
+    assert 340e6 < statistics.mean(delays) < 360e6
+    assert 40e6 < statistics.stdev(delays) < 60e6
+    assert min(delays) < 300e6 and max(delays) > 400e6  # not the uniform jitter of the real models
+    no_sigma = dataclasses.replace(LATE_GAUSSIAN, delay_sigma_ns=0.0)
+    assert run(FakeGps(no_sigma, start_ns=T0, seed=4), 3)[0].at_ns == T0 + S + 350_000_000
 
 
 # ---------------------------------------------------------------- replay and the pty
