@@ -82,8 +82,11 @@ class GpsSettings:
 
     ``nmea_delay_ns`` is the starting NMEA delay (ntpd's ``time2``; None: the
     calibration starts from nothing and NMEA-only samples wait for it).
-    ``pps_offset_ns`` (ntpd's ``time1``) is added to every pulse's local time
-    (cable and receiver delay, positive when the edge is seen late).
+    ``pps_offset_ns`` (ntpd's ``time1``) is added to every pulse sample's
+    offset, as ntpd adds it (cable and receiver delay, positive when the edge
+    is seen late): the pairing works on the edge's true time (the timestamp
+    minus it), and the sample keeps the timestamp as taken, so it is never
+    in the future.
     """
 
     convention: Convention = Convention.CURRENT
@@ -174,7 +177,7 @@ class GpsClock:
         """Take a pulse; return a PPS sample when it can be numbered now."""
         c = self.counters
         c.pulses += 1
-        local = pulse.local_ns + self.settings.pps_offset_ns
+        local = pulse.local_ns - self.settings.pps_offset_ns  # when the edge really was
         # the one pulse checker (refclock/pps.py): a first pulse is held as the reference, and usable here
         verdict = self.check.check(Pulse(local, pulse.sequence))
         if verdict not in (PulseVerdict.ACCEPTED, PulseVerdict.HELD):
@@ -266,7 +269,13 @@ class GpsClock:
         self.counters.pps_samples += 1
         if numbered:
             self._numbered = (local_ns, second_ns)
-        return Sample(local_ns=local_ns, reference_ns=second_ns, dispersion_ns=PPS_DISPERSION_NS, kind=SampleKind.PULSE)
+        off = self.settings.pps_offset_ns  # back to the timestamp as taken; the offset gains time1
+        return Sample(
+            local_ns=local_ns + off,
+            reference_ns=second_ns + off,
+            dispersion_ns=PPS_DISPERSION_NS,
+            kind=SampleKind.PULSE,
+        )
 
     def _nmea_sample(self, fix: Fix, second: int) -> list[Sample]:
         delay = self.nmea_delay_ns

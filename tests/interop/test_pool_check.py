@@ -6,7 +6,8 @@ healthy appliance (the simulated GPS HAT, locked) is predicted 20 on both
 addresses; three sick ones lose points, each for its own named reason:
 a rate limit that trips the monitor's three requests 2 s apart, the local
 clock served publicly, and a clock 50 ms off (the simulated receiver's PPS
-taken 50 ms late, ``fudge time1 0.050``, on a clock that starts there).
+wrongly told it is seen 50 ms late, ``fudge time1 0.050``, so it runs 50 ms ahead, on a clock that starts
+there).
 Offsets are against this host's clock, which the simulation takes as true.
 """
 
@@ -107,10 +108,10 @@ def test_local_clock_served_publicly(lab: tuple[nsutil.NetNs, nsutil.NetNs], cap
 
 def test_clock_50ms_off(lab: tuple[nsutil.NetNs, nsutil.NetNs], capsys: pytest.CaptureFixture[str]) -> None:
     srv, mon = lab
-    with appliance(srv, POOL_LINES + GPS_50MS_LATE, Simulation(initial_offset_ns=-50_000_000)):
+    with appliance(srv, POOL_LINES + GPS_50MS_LATE, Simulation(initial_offset_ns=50_000_000)):
         rc, out = pool_check(mon, capsys, SERVER4)
     print(out)
-    assert out.count("stratum 1, refid PPS, offset -") == 3
+    assert out.count("stratum 1, refid PPS, offset +") == 3
     assert "against the reference is over 25 ms" in out and "kept: request" in out
     score = float(out.split("predicted score: ")[1].split(" of")[0])
     assert 15.5 < score < 18.0, out  # 20 * (1 - 0.5 * (50 - 25) / 75) = 16.7, give or take the query's noise
