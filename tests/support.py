@@ -43,3 +43,19 @@ def log_build_date_ns(log: Path) -> int:
     assert m, f"{log.name}: no '# Date:' header"
     day = dt.datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=dt.UTC)
     return int(day.timestamp()) * 1_000_000_000
+
+
+def unit_service_settings(unit: Path) -> list[tuple[str, str]]:
+    """A systemd unit file's ``[Service]`` settings in order, as (key, value): comments and other sections skipped."""
+    section, out = "", []
+    for raw in unit.read_text().splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line
+            continue
+        key, _, value = line.partition("=")
+        if section == "[Service]":
+            out.append((key, value))
+    return out

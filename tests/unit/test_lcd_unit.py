@@ -12,25 +12,14 @@ import shutil
 import subprocess
 from collections.abc import Callable
 
-from support import ROOT, require
+from support import ROOT, require, unit_service_settings
 
 UNIT = ROOT / "systemd" / "stratum1-lcd.service"
 TARGET = 1.5  # stratum1.service is held under 2.5; a reader with no capability should do better
 
 
 def service_settings() -> list[tuple[str, str]]:
-    section, out = "", []
-    for raw in UNIT.read_text().splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            section = line
-            continue
-        key, _, value = line.partition("=")
-        if section == "[Service]":
-            out.append((key, value))
-    return out
+    return unit_service_settings(UNIT)
 
 
 def test_lcd_unit_runs_as_its_own_user_with_i2c_gpio_and_the_status_group_alone() -> None:

@@ -7,25 +7,14 @@ import shutil
 import subprocess
 from collections.abc import Callable
 
-from support import ROOT, require
+from support import ROOT, require, unit_service_settings
 
 UNIT = ROOT / "systemd" / "stratum1-web.service"
 TARGET = 1.5  # as stratum1-lcd.service; the exporter's unit scores 2.2
 
 
 def service_settings() -> list[tuple[str, str]]:
-    section, out = "", []
-    for raw in UNIT.read_text().splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            section = line
-            continue
-        key, _, value = line.partition("=")
-        if section == "[Service]":
-            out.append((key, value))
-    return out
+    return unit_service_settings(UNIT)
 
 
 def test_web_unit_runs_as_its_own_user_with_the_status_group_alone() -> None:
