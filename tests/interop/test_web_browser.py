@@ -201,7 +201,7 @@ def test_the_page_in_chromium_shows_the_appliance_and_its_holdover(tmp_path: Pat
         wait_for(lambda: tk.basis is Basis.HOLDOVER, 30, "holdover")
         page = seen(chromium, tmp_path / "profile", url)
         assert page.by_id["f-basis"] == "holdover"
-        assert page.by_id["headline"] == "synchronised to reference clock holdover at stratum 1"
+        assert page.by_id["headline"] == "synchronised to reference clock (holdover) at stratum 1"
         assert "WARNING holdover" in page.by_id["alarms"] and page.by_id["f-gps-pps"] == "missing"
         assert page.by_id["f-stratum"] == "1"
     finally:

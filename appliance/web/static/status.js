@@ -29,7 +29,7 @@
   function basisWords(s) {
     const words = {
       refclock: "reference clock",
-      holdover: "reference clock holdover",
+      holdover: "reference clock (holdover)",
       upstream: "NTP server",
       local: "local clock",
       unsynchronised: "nothing",

@@ -137,7 +137,7 @@ def test_page_shows_what_stratum1_status_shows() -> None:
 def test_page_in_holdover_and_unsynchronised() -> None:
     t = parse(call(app_for(HOLDOVER), "/")[2])
     assert t.by_id["f-basis"] == "holdover" and "WARNING holdover" in t.by_id["alarms"]
-    assert t.by_id["headline"] == "synchronised to reference clock holdover at stratum 1"
+    assert t.by_id["headline"] == "synchronised to reference clock (holdover) at stratum 1"
     t = parse(call(app_for(UNSYNC), "/")[2])
     assert t.by_id["headline"] == "unsynchronised" and t.by_id["f-stratum"] == "16"
     assert t.by_id["f-gps-fix"] == "none configured"
