@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support import log_build_date_ns, log_payload, nmea_logs
 
 from appliance.nmea import NmeaStream, RolloverPolicy, SentenceStream
@@ -205,3 +207,36 @@ def test_ublox_8_sky_is_gpsd_s(shared_data: Path) -> None:
     }
     ours = {(s.system, s.prn, s.elevation_deg, s.azimuth_deg, s.snr_dbhz, s.used) for s in last}
     assert ours == gpsd and len(ours) == 25
+
+
+_GSV = st.builds(
+    Gsv,
+    talker=st.sampled_from(["GP", "GL", "GA", "GB", "BD", "GN"]),
+    arrival_ns=st.just(0),
+    bad_field=st.booleans(),
+    msg_total=st.one_of(st.none(), st.integers(0, 4)),
+    msg_num=st.one_of(st.none(), st.integers(0, 5)),
+    in_view=st.one_of(st.none(), st.integers(0, 16)),
+    satellites=st.lists(
+        st.builds(
+            SatView,
+            prn=st.integers(1, 300),
+            elevation_deg=st.one_of(st.none(), st.integers(0, 90)),
+            azimuth_deg=st.one_of(st.none(), st.integers(0, 359)),
+            snr_dbhz=st.one_of(st.none(), st.integers(0, 99)),
+        ),
+        max_size=4,
+    ).map(tuple),
+    signal_id=st.one_of(st.none(), st.integers(1, 8)),
+)
+
+
+@given(st.lists(_GSV, max_size=30))
+def test_any_run_of_gsv_messages_gives_a_sane_sky(messages: list[Gsv]) -> None:
+    sky = sky_of(messages)
+    enders = sum(1 for m in messages if m.msg_num is not None and m.msg_num == m.msg_total)
+    assert sky.groups <= enders and sky.groups + sky.dropped <= len(messages)
+    assert (sky.satellites is None) == (sky.groups == 0)
+    if sky.satellites is not None:
+        ids = [(s.system, s.prn) for s in sky.satellites]
+        assert len(ids) == len(set(ids)) and not any(s.used for s in sky.satellites)  # no GSA: none used
