@@ -172,7 +172,8 @@ class Gsa:
 class SatView:
     """One satellite of a GSV message: its PRN as the receiver numbers it, where it is, how loud.
 
-    ``elevation_deg`` 0-90 above the horizon, ``azimuth_deg`` 0-359 clockwise from true north, ``snr_dbhz``
+    ``elevation_deg`` above the horizon (NMEA says 0-90; -90..90 is read, the page draws below 0 on the horizon),
+    ``azimuth_deg`` 0-359 clockwise from true north (360 reads as 0), ``snr_dbhz``
     the carrier-to-noise ratio in dB-Hz (00-99); None where the field is empty (not yet known, not tracked).
     """
 

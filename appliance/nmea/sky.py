@@ -75,7 +75,8 @@ def system_of(talker: str, prn: int, system_id: int | None = None) -> str:
 class Satellite:
     """One satellite in view: constellation, PRN as the receiver numbers it, position, signal, used or not.
 
-    ``elevation_deg`` above the horizon (0-90), ``azimuth_deg`` clockwise from true north (0-359), ``snr_dbhz``
+    ``elevation_deg`` above the horizon (0-90; negative, below it, as a receiver may say),
+    ``azimuth_deg`` clockwise from true north (0-359), ``snr_dbhz``
     the carrier-to-noise ratio in dB-Hz; None where the receiver left the field empty (not tracked, or its
     position not yet known). ``used``: listed by a GSA of the same epoch (in the fix).
     """

@@ -99,7 +99,8 @@ class SatelliteStatus:
     """One satellite in the receiver's sky (:class:`appliance.nmea.sky.Satellite`).
 
     ``system`` GPS, SBAS, GLONASS, Galileo, BeiDou, QZSS or NavIC; ``prn`` as the receiver numbers it;
-    ``elevation_deg`` above the horizon (0-90), ``azimuth_deg`` clockwise from true north (0-359), ``snr_dbhz``
+    ``elevation_deg`` above the horizon (0-90; negative, below it, as a receiver may say),
+    ``azimuth_deg`` clockwise from true north (0-359), ``snr_dbhz``
     the carrier-to-noise ratio in dB-Hz, each None when the receiver does not say; ``used`` in the fix.
     """
 
