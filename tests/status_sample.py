@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from appliance.status.snapshot import Alarm, Counters, GpsStatus, Snapshot, SourceStatus, SystemStatus
+from appliance.status.snapshot import (
+    Alarm,
+    Counters,
+    GpsStatus,
+    SatelliteStatus,
+    Snapshot,
+    SourceStatus,
+    SystemStatus,
+)
 from appliance.timebase import NS_PER_S
 
 NOW = 1_795_000_000 * NS_PER_S
@@ -87,6 +95,14 @@ SNAP = Snapshot(
         pps_samples=50,
         nmea_samples=60,
         pulses=60,
+        sky=(
+            SatelliteStatus("GPS", 3, 21, 174, 29, True),
+            SatelliteStatus("GPS", 9, 67, 312, 39, True),
+            SatelliteStatus("GPS", 30, 12, 249, 17, False),
+            SatelliteStatus("SBAS", 46, None, None, 35, False),
+            SatelliteStatus("GLONASS", 70, 76, 297, 43, True),
+        ),
+        sky_ns=NOW - 2 * NS_PER_S,
     ),
 )
 

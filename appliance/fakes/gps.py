@@ -331,7 +331,8 @@ class FakeGps:
             if not fix:
                 return f"{t}GGA,{hms},,,,,0,00,99.99,,M,,M,,"
             alt = self.position[2]
-            return f"{t}GGA,{hms},{la},{ns},{lo},{ew},1,10,0.98,{alt:.1f},M,{self.geoid_sep_m:.1f},M,,"
+            used = sum(1 for talker in self.model.sky_talkers for *_, snr in _SKY[talker] if snr)  # as GSA lists
+            return f"{t}GGA,{hms},{la},{ns},{lo},{ew},1,{used:02d},0.98,{alt:.1f},M,{self.geoid_sep_m:.1f},M,,"
         if kind == "ZDA":
             z = self.model.zda_zone
             return f"{t}ZDA,{hms},{when:%d},{when:%m},{when:%Y},{z},{z}"

@@ -11,7 +11,7 @@ The pages, in order (:func:`pages`):
 ``alarm``  the alarms, first while any is on (absent otherwise)
 ``time``   UTC time, stratum and refid, what the time comes from
 ``offset`` offset and jitter
-``gps``    fix and satellites
+``gps``    fix and satellites (used/in view on a 16x2)
 ``net``    IP address and load
 =========  ======================================================
 
@@ -146,9 +146,9 @@ def _offset_page(view: LcdView, wide: bool) -> list[str]:
 def _gps_page(view: LcdView, wide: bool) -> list[str]:
     fix = view.fix or "--"
     used = "--" if view.satellites is None else str(view.satellites)
-    if not wide:
-        return [f"GPS fix {fix}", f"Satellites {used}"]
     seen = "--" if view.satellites_seen is None else str(view.satellites_seen)
+    if not wide:
+        return [f"GPS fix {fix}", f"Satellites {used}/{seen}"]  # 15 characters at most: 12/24
     return [f"GPS fix {fix}", f"Satellites used {used}", f"Satellites seen {seen}", BASIS_TEXT.get(_basis(view), "")]
 
 

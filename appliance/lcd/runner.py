@@ -16,8 +16,12 @@ NTP on loopback.
 thread: presses are handed over through :meth:`Panel.press`), every
 ``refresh`` seconds the daemon's status snapshot from its status socket
 (:class:`StatusViewSource`: holdover, GPS fix and satellites show) or, when
-the socket is not there or does not answer, an NTP query of the appliance
-(:class:`NtpViewSource`), and the host's address and load.
+the socket is not there or this user may not read it (the shipped unit runs
+in groups i2c and gpio alone), the appliance's mode 6 variables on loopback
+(:class:`Mode6ViewSource`: the same facts bar two alarms) or, when mode 6
+does not answer either, an NTP query of the appliance (:class:`NtpViewSource`),
+and the host's address and load (:mod:`appliance.lcd.view` says what each
+way shows).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from appliance.io.lcd import HD44780_ADDRESSES, SSD1306_ADDRESSES, Hd44780, Ssd1
 from appliance.io.statusclient import DEFAULT_PATH as STATUS_SOCKET
 from appliance.io.statusclient import read_status
 from appliance.lcd.pages import LCD_16X2, LCD_20X4, OLED_128X64, Layout, LcdView, pages, render
-from appliance.lcd.view import JITTER_SAMPLES, view_from_ntp, view_from_snapshot
+from appliance.lcd.view import JITTER_SAMPLES, view_from_mode6, view_from_ntp, view_from_snapshot
+from appliance.ntp import mode6client
 from appliance.ntp.exchange import Measurement, client_request, evaluate
 from appliance.ntp.packet import PacketError
 from appliance.status.snapshot import Snapshot
@@ -217,12 +222,68 @@ class NtpViewSource:
         return view_from_ntp(time.time_ns(), m, list(self.offsets), ip_address=ip_address(), load=load_average())
 
 
+def query_mode6(
+    server: tuple[str, int], opcode: int, seq: int, timeout_s: float = 1.0
+) -> tuple[int, dict[str, str]] | None:
+    """One mode 6 request (all variables of association 0) to the appliance; (status word, variables) or None."""
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout_s)
+            s.connect(server)
+            s.send(mode6client.request(opcode, seq))
+            while True:
+                try:
+                    status, data = mode6client.reply(s.recv(2048), opcode, seq)
+                except ValueError as e:
+                    if "another request" in str(e):
+                        continue  # a stale reply: wait for ours
+                    return None
+                return status, mode6client.variables(data)
+    except OSError:
+        return None
+
+
+class Mode6ViewSource:
+    """Views from the appliance's mode 6 variables at ``server`` (READVAR and READCLOCK of association 0);
+    from ``fallback`` (NTP) when it does not answer (``noquery``, the rate limit, no daemon). Two requests a
+    refresh: a tenth of mode 6's shared budget (appliance.ntp.mode6.RATE) at one refresh a second."""
+
+    def __init__(self, server: tuple[str, int], fallback: Callable[[], LcdView]) -> None:
+        self.server = server
+        self.fallback = fallback
+        self._seq = 0
+        self._answering: bool | None = None
+
+    def __call__(self) -> LcdView:
+        self._seq = (self._seq + 2) & 0xFFFF
+        system = query_mode6(self.server, mode6client.OP_READVAR, self._seq)
+        if system is None:
+            if self._answering is not False:
+                log.warning("no mode 6 answer from %s port %d: asking the appliance over NTP", *self.server)
+            self._answering = False
+            return self.fallback()
+        if self._answering is not True:
+            log.info("reading the appliance's mode 6 variables from %s port %d", *self.server)
+        self._answering = True
+        clock = query_mode6(self.server, mode6client.OP_READCLOCK, self._seq + 1)  # an error: no clock configured
+        status, variables = system
+        return view_from_mode6(
+            variables,
+            status,
+            clock[1] if clock is not None else None,
+            now_ns=time.time_ns(),
+            ip_address=ip_address(),
+            load=load_average(),
+        )
+
+
 class StatusViewSource:
     """Views from the daemon's status socket at ``path``; from ``fallback`` (NTP) when it does not answer.
 
     A socket that goes away (the daemon restarts) or never was (``serve --status-socket none``, a user
-    outside group stratum1) is logged once; the snapshot is read again at every refresh, so the display
-    goes back to it as soon as it answers.
+    outside group stratum1, as the shipped unit is) is logged once; the snapshot is read again at every
+    refresh, so the display goes back to it as soon as it answers.
     """
 
     def __init__(self, path: str, fallback: Callable[[], LcdView]) -> None:
@@ -235,7 +296,7 @@ class StatusViewSource:
             snap = Snapshot.from_json(read_status(self.path, timeout_s=1.0))
         except (OSError, ValueError) as e:
             if self._using_socket is not False:
-                log.warning("status socket %s not answering (%s): asking the appliance over NTP", self.path, e)
+                log.warning("status socket %s not answering (%s): asking the appliance itself", self.path, e)
             self._using_socket = False
             return self.fallback()
         if self._using_socket is not True:
@@ -311,7 +372,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--socket", default=STATUS_SOCKET, help=f"the daemon's status socket, read first (default {STATUS_SOCKET})"
     )
     p.add_argument(
-        "--server", default="127.0.0.1", help="the appliance to ask over NTP when the socket does not answer"
+        "--server", default="127.0.0.1", help="the appliance to ask (mode 6, else NTP) when the socket does not answer"
     )
     p.add_argument("--port", type=port, default=123, help="its NTP port (default 123)")
 
@@ -334,7 +395,8 @@ def command(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        run(panel, StatusViewSource(args.socket, NtpViewSource((args.server, args.port))), stop=stop)
+        server = (args.server, args.port)
+        run(panel, StatusViewSource(args.socket, Mode6ViewSource(server, NtpViewSource(server))), stop=stop)
     finally:
         if button is not None:
             button.close()

@@ -1,14 +1,20 @@
-"""Where an :class:`~appliance.lcd.pages.LcdView` comes from: the status snapshot, else an NTP query (pure).
+"""Where an :class:`~appliance.lcd.pages.LcdView` comes from: the status snapshot, mode 6, or NTP (pure).
 
-The display process reads the daemon's status snapshot from its status
-socket (:func:`view_from_snapshot`: stratum, refid, the timekeeper's basis
-with holdover, the discipline's offset and jitter, the GPS fix and
-satellites, the alarms) and reads the host's address and load itself. When
-the socket is not there (the daemon runs without one, or this user may not
-read it) it asks the appliance for its time over NTP on loopback
-(:func:`view_from_ntp`): NTP says stratum, refid, leap and the offset
-against this host's clock; it does not say the GPS fix, the satellites or
-the basis, which the pages then show as ``--``.
+Three ways, best first; the display process takes the first that answers, and reads the host's address
+and load itself:
+
+1. the daemon's status snapshot from its status socket (:func:`view_from_snapshot`: stratum, refid, the
+   timekeeper's basis with holdover, the discipline's offset and jitter, the GPS fix and satellites, the
+   alarms), when this user may read the socket (group ``stratum1``: ``stratum1 lcd`` run by hand);
+2. mode 6 on loopback, what ``ntpq -c rv`` and ``ntpq -c cv`` read (:func:`view_from_mode6`): stratum,
+   refid, leap, the appliance's clock, offset and jitter, the system status word's clock source and the
+   system peer (so the basis, holdover included: a satellite source with no system peer is the clock
+   running on alone), and the GPS clock's fix, satellites and PPS. This is how the shipped unit reads, as a
+   user in groups i2c and gpio alone: the shipped ``restrict 127.0.0.1`` answers mode 6 to any local
+   process. The alarms are the ones these variables show (not synchronised, holdover, local clock, no fix,
+   no PPS); the leap-file and falseticker alarms are the status socket's alone;
+3. NTP on loopback (:func:`view_from_ntp`): stratum, refid, leap and the offset against this host's
+   clock; not the GPS fix, the satellites or the basis, which the pages then show as ``--``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Sequence
 
 from appliance.lcd.pages import LcdView
 from appliance.ntp.exchange import Measurement
+from appliance.ntp.mode6client import ntp_time_ns
 from appliance.status.snapshot import Snapshot
 
 #: Offsets kept for the jitter (one per refresh).
@@ -126,3 +133,82 @@ def view_from_snapshot(snap: Snapshot, *, ip_address: str | None = None, load: f
         load=load,
         alarms=tuple(_ALARM_WORDS.get(a.code, a.message) for a in snap.alarms),
     )
+
+
+#: The system status word's clock source (RFC 9327 section 2.1, as appliance.ntp.mode6 sets it) as a basis.
+_MODE6_SOURCES = {1: "gps", 4: "gps", 5: "local", 6: "upstream"}
+
+
+def view_from_mode6(
+    system: dict[str, str],
+    status_word: int,
+    clock: dict[str, str] | None,
+    *,
+    now_ns: int,
+    ip_address: str | None = None,
+    load: float | None = None,
+) -> LcdView:
+    """The view from mode 6: the system variables and status word (READVAR 0), the clock's (READCLOCK 0).
+
+    ``now_ns`` (this host's clock) chooses the NTP era of the appliance's ``clock`` variable and stands in
+    when there is none. ``offset`` is reference minus local in ms, as ntpd's: the pages show the appliance
+    minus the reference, so the sign turns. A satellite clock source with no system peer (``peer=0``) is
+    holdover: the timekeeper serves its own clock on, as mode6.py encodes it.
+    """
+    leap, stratum = _int(system.get("leap")), _int(system.get("stratum"))
+    unsynchronised = leap == 3 or stratum is None or stratum >= 16
+    source = (status_word >> 8) & 0x3F
+    basis = "unsynchronised" if unsynchronised else _MODE6_SOURCES.get(source)
+    if basis == "gps" and _int(system.get("peer")) == 0:
+        basis = "holdover"
+    offset_ms, jitter_ms = _float(system.get("offset")), _float(system.get("clk_jitter"))
+    g = clock if clock is not None and "satellites" in clock else None  # a GPS clock (cv adds these)
+    fix = None
+    used = seen = None
+    pps: bool | None = None
+    if g is not None:
+        fix = {"three_d": "3D", "two_d": "2D"}.get(g.get("fix", ""), "none")
+        used, seen = _int(g.get("satellites")), _int(g.get("satellites_in_view"))
+        used = None if used is None or used < 0 or fix == "none" else used
+        seen = None if seen is None or seen < 0 else seen
+        pps = g.get("pps") == "1"
+    alarms = []
+    if unsynchronised:
+        alarms.append(_ALARM_WORDS["unsynchronised"])
+    elif basis == "holdover":
+        alarms.append(_ALARM_WORDS["holdover"])
+    elif basis == "local":
+        alarms.append(_ALARM_WORDS["local-clock"])
+    if fix == "none":
+        alarms.append(_ALARM_WORDS["gps-no-fix"])
+    elif g is not None and not pps:
+        alarms.append(_ALARM_WORDS["pps-missing"])
+    return LcdView(
+        utc_ns=ntp_time_ns(system.get("clock", ""), now_ns) or now_ns,
+        stratum=stratum,
+        refid=system.get("refid", ""),
+        basis=basis,
+        offset_ns=None if unsynchronised or offset_ms is None else -round(offset_ms * 1e6),
+        jitter_ns=None if unsynchronised or jitter_ms is None else round(jitter_ms * 1e6),
+        fix=fix,
+        satellites=used,
+        satellites_seen=seen,
+        ip_address=ip_address,
+        load=load,
+        alarms=tuple(alarms),
+    )
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text or "", 10)
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

@@ -74,6 +74,10 @@ class NmeaCounters:
     rollover_repaired: int = 0
     #: Dates refused by the rollover policy.
     rollover_refused: int = 0
+    #: Complete GSV groups (satellites in view) read into an epoch's sky.
+    sky_groups: int = 0
+    #: GSV groups dropped: a message missing, out of order or unreadable, or the group cut by the epoch's end.
+    sky_groups_dropped: int = 0
 
 
 class Tally:

@@ -26,7 +26,10 @@ epoch all carrying the same UTC time of day. Facts and rules used here:
   GGA/GNS give an altitude, else 2D; NONE when the epoch is invalid,
   UNKNOWN when no sentence says (a ZDA alone).
 - Satellites used: GGA/GNS's count, else the PRNs of the GSAs; in view: per
-  talker the GSV total, summed over talkers.
+  talker the GSV total, summed over talkers. The satellites one by one
+  (azimuth, elevation, signal, used or not) from the epoch's complete GSV
+  groups and its GSAs: :mod:`~appliance.nmea.sky` (None when the epoch has
+  no complete group; groups counted ``sky_groups`` and ``sky_groups_dropped``).
 - Epochs end when the next begins, a second late. Like gpsd, we learn the
   sentence that ends the epoch (the last one, by address and occurrence,
   of two epochs in a row) and report the epoch as soon as it arrives. If a
@@ -47,6 +50,7 @@ from dataclasses import dataclass, field
 from appliance.nmea.counters import Tally
 from appliance.nmea.rollover import RolloverPolicy, expand_year
 from appliance.nmea.sentence import Gga, Gll, Gns, Gsa, Gsv, NmeaDate, Pubx04, Rmc, Sentence, Zda
+from appliance.nmea.sky import Satellite, sky_of
 from appliance.timebase import NS_PER_S
 
 DAY_NS = 86_400 * NS_PER_S
@@ -107,6 +111,8 @@ class Fix:
     utc_valid: bool | None = None
     #: Addresses of the sentences of the epoch, in order ("GPRMC", "PUBX04"...).
     sentences: tuple[str, ...] = ()
+    #: The satellites of the epoch's complete GSV groups, used or not (GSA); None: no complete group.
+    satellites: tuple[Satellite, ...] | None = None
 
     @property
     def has_time(self) -> bool:
@@ -205,6 +211,9 @@ class EpochAssembler:
         self._tally.add("epochs")
         if utc_ns is None:
             self._tally.add("undated_epochs")
+        sky = sky_of(ss)
+        self._tally.add("sky_groups", sky.groups)
+        self._tally.add("sky_groups_dropped", sky.dropped)
         return Fix(
             arrival_ns=ep.arrival_ns,
             time_of_day_ns=ep.tod_ns,
@@ -221,6 +230,7 @@ class EpochAssembler:
             leap_seconds=leap.leap_s if leap else None,
             utc_valid=(not leap.leap_is_default) if leap and leap.leap_s is not None else None,
             sentences=tuple(address(s) for s in ss),
+            satellites=sky.satellites,
         )
 
     def _utc(self, ep: _Epoch, valid: bool) -> tuple[int | None, DateSource, int]:

@@ -169,8 +169,27 @@ class Gsa:
 
 
 @dataclass(frozen=True, slots=True)
+class SatView:
+    """One satellite of a GSV message: its PRN as the receiver numbers it, where it is, how loud.
+
+    ``elevation_deg`` above the horizon (NMEA says 0-90; -90..90 is read, the page draws below 0 on the horizon),
+    ``azimuth_deg`` 0-359 clockwise from true north (360 reads as 0), ``snr_dbhz``
+    the carrier-to-noise ratio in dB-Hz (00-99); None where the field is empty (not yet known, not tracked).
+    """
+
+    prn: int
+    elevation_deg: int | None
+    azimuth_deg: int | None
+    snr_dbhz: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Gsv:
-    """GSV, satellites in view: one message of a group, with the group's total in view."""
+    """GSV, satellites in view: one message of a group, with the group's total in view.
+
+    A group is ``msg_total`` messages numbered 1.. in a row, up to four satellites each; NMEA 4.11 appends a
+    signal ID (one group per signal: L1 C/A, L5...), None before 4.11.
+    """
 
     KIND: ClassVar[str] = "GSV"
     talker: str
@@ -179,6 +198,8 @@ class Gsv:
     msg_total: int | None
     msg_num: int | None
     in_view: int | None
+    satellites: tuple[SatView, ...] = ()
+    signal_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +352,10 @@ class _Fields:
         data: list[str] = self._msg.data
         return data[idx].strip() if idx < len(data) else ""
 
+    def count(self) -> int:
+        """How many data fields the sentence has (the address not counted)."""
+        return len(self._msg.data)
+
     def tod(self, name: str) -> int | None:
         text = self.raw(name)
         if not text:
@@ -438,7 +463,46 @@ def _gsa(f: _Fields, talker: str, arrival_ns: int) -> Gsa:
 
 def _gsv(f: _Fields, talker: str, arrival_ns: int) -> Gsv:
     total, num, in_view = f.integer("num_messages"), f.integer("msg_num"), f.integer("num_sv_in_view")
-    return Gsv(talker, arrival_ns, f.bad, total, num, in_view)
+    rest = f.count() - 3
+    signal_id = None
+    if rest % 4 == 1:  # NMEA 4.11: the signal ID after the last satellite
+        signal_id = f.soft(_hex_digit, f.at(f.count() - 1))
+        rest -= 1
+    elif rest % 4:
+        f.bad = True  # a satellite cut short: its fields are not read
+    sats = []
+    for i in range(3, 3 + rest - rest % 4, 4):
+        sat = _sat_view(f, i)
+        if sat is not None:
+            sats.append(sat)
+    return Gsv(talker, arrival_ns, f.bad, total, num, in_view, tuple(sats), signal_id)
+
+
+def _sat_view(f: _Fields, i: int) -> SatView | None:
+    """The satellite in fields ``i``..``i+3``; None for an empty slot (no PRN) or an unreadable one (``bad``)."""
+    was_bad, f.bad = f.bad, False
+    sat = _read_sat(f, i)
+    f.bad = f.bad or was_bad
+    return sat
+
+
+def _read_sat(f: _Fields, i: int) -> SatView | None:
+    prn = f.soft(_decimal, f.at(i))
+    elevation = f.soft(_decimal, f.at(i + 1))
+    azimuth = f.soft(_decimal, f.at(i + 2))
+    snr = f.soft(_decimal, f.at(i + 3))
+    if prn is None or prn <= 0:
+        f.bad = f.bad or prn is not None or any(f.at(i + k) for k in (1, 2, 3))
+        return None
+    if not (
+        (elevation is None or -90 <= elevation <= 90)
+        and (azimuth is None or 0 <= azimuth <= 360)
+        and (snr is None or 0 <= snr <= 99)
+    ):
+        f.bad = True
+    if f.bad:
+        return None
+    return SatView(prn, elevation, None if azimuth is None else azimuth % 360, snr)
 
 
 _CONVERTERS: dict[str, Callable[[_Fields, str, int], Sentence]] = {

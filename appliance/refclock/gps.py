@@ -48,6 +48,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from appliance.nmea.epoch import Fix
+from appliance.nmea.sky import Satellite
 from appliance.refclock.pps import PulseCheck, PulseCheckConfig
 from appliance.refclock.pps import Verdict as PulseVerdict
 from appliance.refclock.sample import Pulse, Sample, SampleKind
@@ -115,6 +116,10 @@ class GpsStatus:
     locked: bool
     nmea_delay_ns: int | None
     last_fix: Fix | None
+    #: The satellites of the last epoch that had a complete GSV group (receivers send GSV every few seconds),
+    #: and that epoch's arrival (local ns); None before the first.
+    satellites: tuple[Satellite, ...] | None = None
+    satellites_ns: int | None = None
 
     @property
     def usable(self) -> bool:
@@ -146,6 +151,7 @@ class GpsClock:
         self._pulses: deque[_Pending] = deque(maxlen=4)
         self._delays: deque[int] = deque(maxlen=CALIBRATION_WINDOW)
         self._last_fix: Fix | None = None
+        self._sky: tuple[tuple[Satellite, ...], int] | None = None  # (satellites, arrival ns)
         self._last_timed: Fix | None = None
         self._agree = 0
         self._required = RELOCK_EPOCHS
@@ -204,6 +210,8 @@ class GpsClock:
         c = self.counters
         c.fixes += 1
         self._last_fix = fix
+        if fix.satellites is not None:
+            self._sky = (fix.satellites, fix.arrival_ns)
         if not fix.has_time or fix.utc_ns is None:
             c.fixes_without_time += 1
             return []
@@ -301,7 +309,10 @@ class GpsClock:
         """What is usable at ``now_ns``: fixes within 3 s, pulses within 1.5 s, and the lock."""
         fix_ok = self._fix_recent(now_ns)
         pps_ok = self._last_pulse_seen is not None and now_ns - self._last_pulse_seen < PULSE_TIMEOUT_NS
-        return GpsStatus(fix_ok, pps_ok and self.locked, self.locked and fix_ok, self.nmea_delay_ns, self._last_fix)
+        sky, sky_ns = self._sky if self._sky is not None else (None, None)
+        return GpsStatus(
+            fix_ok, pps_ok and self.locked, self.locked and fix_ok, self.nmea_delay_ns, self._last_fix, sky, sky_ns
+        )
 
 
 def _nearest_second(t_ns: int) -> int:

@@ -25,6 +25,7 @@ from appliance.status.snapshot import (
     Counters,
     GpsStatus,
     LeapStatus,
+    SatelliteStatus,
     Snapshot,
     SourceStatus,
     SystemStatus,
@@ -36,6 +37,8 @@ DRIVER_TYPES = {"LOCAL": 1, "GPS": 20, "NMEA": 20, "GPSD": 46, "PPS": 22, "SHM":
 #: Drop reasons that are access control's refusals; ``rate`` is the rate limiter's.
 _REFUSED = frozenset({"ignore", "noserve", "noquery", "peer", "notrust", "version-restricted"})
 _CLOCK_NAME = re.compile(r"^([A-Za-z]+)\((\d+)\)$")
+#: A sky older than this is not shown (MediaTek receivers send GSV every 5 s; an unplugged one sends none).
+SKY_MAX_AGE_NS = 30 * NS_PER_S
 
 
 class AssocIds:
@@ -196,19 +199,27 @@ def snapshot_from(
     if gps is not None:
         g = gps.status(now_ns)
         fix = g.last_fix
+        fresh = g.satellites is not None and g.satellites_ns is not None and now_ns - g.satellites_ns < SKY_MAX_AGE_NS
+        sky = tuple(
+            SatelliteStatus(s.system, s.prn, s.elevation_deg, s.azimuth_deg, s.snr_dbhz, s.used)
+            for s in ((g.satellites or ()) if fresh else ())
+        )
+        in_view = fix.sats_in_view if fix and fix.sats_in_view is not None else len(sky) if fresh else None
         gps_status = GpsStatus(
             fix=g.fix_ok,
             pps=g.pps_ok,
             locked=g.locked,
             fix_mode=fix.mode.name.lower() if fix else "unknown",
             satellites_used=fix.sats_used if fix else None,
-            satellites_in_view=fix.sats_in_view if fix else None,
+            satellites_in_view=in_view,
             nmea_delay_ns=g.nmea_delay_ns,
             last_fix_ns=fix.arrival_ns if fix else None,
             pps_samples=gps.counters.pps_samples,
             nmea_samples=gps.counters.nmea_samples,
             pulses=gps.counters.pulses,
             pulses_unpaired=gps.counters.pulses_rejected,
+            sky=sky,
+            sky_ns=g.satellites_ns if fresh else None,
         )
     alarms[:0] = _alarms(system, sources, gps_status)  # the time's own troubles first, the leap table's after
     tallies = counters_from(counters, previous, now_ns)

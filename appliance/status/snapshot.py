@@ -95,11 +95,31 @@ class SystemStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class SatelliteStatus:
+    """One satellite in the receiver's sky (:class:`appliance.nmea.sky.Satellite`).
+
+    ``system`` GPS, SBAS, GLONASS, Galileo, BeiDou, QZSS or NavIC; ``prn`` as the receiver numbers it;
+    ``elevation_deg`` above the horizon (0-90; negative, below it, as a receiver may say),
+    ``azimuth_deg`` clockwise from true north (0-359), ``snr_dbhz``
+    the carrier-to-noise ratio in dB-Hz, each None when the receiver does not say; ``used`` in the fix.
+    """
+
+    system: str
+    prn: int
+    elevation_deg: int | None
+    azimuth_deg: int | None
+    snr_dbhz: int | None
+    used: bool
+
+
+@dataclass(frozen=True, slots=True)
 class GpsStatus:
     """The GPS receiver as its driver sees it (None in :class:`Snapshot` when no receiver is configured).
 
     ``fix`` says the receiver reports a fix recently; ``pps`` that pulses arrive and are paired;
     ``locked`` that seconds and pulses agree; ``nmea_delay_ns`` the measured sentence delay after the pulse.
+    ``sky`` is the satellites in view one by one, from the receiver's last complete GSV report, taken at
+    ``sky_ns`` (empty when there is none, or it is older than the collector's limit).
     """
 
     fix: bool
@@ -114,6 +134,14 @@ class GpsStatus:
     nmea_samples: int
     pulses: int = 0
     pulses_unpaired: int = 0
+    sky: tuple[SatelliteStatus, ...] = ()
+    sky_ns: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GpsStatus:
+        fields = dict(d)
+        fields["sky"] = tuple(SatelliteStatus(**s) for s in fields.get("sky", ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +230,7 @@ class Snapshot:
                 system=SystemStatus(**d["system"]),
                 sources=tuple(SourceStatus(**s) for s in d["sources"]),
                 counters=Counters(**d["counters"]),
-                gps=GpsStatus(**d["gps"]) if d.get("gps") else None,
+                gps=GpsStatus.from_dict(d["gps"]) if d.get("gps") else None,
                 leap=LeapStatus(**d["leap"]) if d.get("leap") else None,
                 alarms=tuple(Alarm(**a) for a in d.get("alarms", ())),
             )

@@ -4,8 +4,9 @@
 path               what                                                          Cache-Control
 =================  ============================================================  ==========================
 ``/``              the page (:mod:`appliance.web.page`) from a fresh snapshot    no-store
-``/status.json``   the snapshot as the status socket gave it (503 when it is     no-store
-                   not there, with ``{"error": ...}``)
+``/status.json``   the snapshot as the status socket gave it, and the page's     no-store
+                   ``words`` (:func:`appliance.web.page.words`); 503 when it
+                   is not there, with ``{"error": ...}``
 ``/plot.svg``      offset, jitter, frequency over the last day from the          no-store
                    loopstats files (:mod:`appliance.status.plot`)
 ``/static/NAME``   the script and the style sheet, read once at start from the   max-age=3600
@@ -27,7 +28,7 @@ from importlib import resources
 from typing import Any
 
 from appliance.status.snapshot import Snapshot
-from appliance.web.page import page
+from appliance.web.page import page, words
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -86,7 +87,10 @@ class StatusApp:
             if snap is None:
                 body = json.dumps({"error": f"the daemon's status socket did not answer: {error}"}).encode()
                 return "503 Service Unavailable", "application/json", body, "no-store"
-            return "200 OK", "application/json", raw.rstrip(b"\n"), "no-store"
+            d = json.loads(raw)  # read once more as a dict: the words go beside the snapshot's own fields
+            d["words"] = words(snap)
+            body = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+            return "200 OK", "application/json", body, "no-store"
         if path == "/plot.svg":
             return "200 OK", "image/svg+xml; charset=utf-8", self.plot().encode(), "no-store"
         if path.startswith("/static/"):

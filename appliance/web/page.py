@@ -1,14 +1,17 @@
 """The status page's HTML from one snapshot (pure: a snapshot in, text out).
 
 The page carries the facts ``stratum1 status`` prints (stratum, refid, basis, offset, jitter, frequency,
-the estimated error, the alarms), the sources table (``stratum1 peers``), the GPS receiver, a live chart
-and the day's plot (``/plot.svg``). The server renders it whole, so it reads without JavaScript;
-``/static/status.js`` then refreshes the same elements (by ``id``) from ``/status.json`` every few seconds,
-through ``textContent`` alone. Every text that comes from the snapshot (source names, refids, alarm
-messages, the version) is HTML-escaped here.
+the estimated error, the alarms), the sources table (``stratum1 peers``), the GPS receiver and its sky, a
+live chart and the day's plot (``/plot.svg``). The server renders the facts whole, so they read without
+JavaScript; ``/static/status.js`` then refreshes the same elements (by ``id``) from ``/status.json`` every
+few seconds, through ``textContent`` alone, and draws the two pictures that need it: the live chart and the
+GPS sky (a polar plot of the snapshot's ``gps.sky``: azimuth around, elevation inwards from the horizon,
+the signal as colour and size, used satellites filled). Every text that comes from the snapshot (source
+names, refids, alarm messages, the version) is HTML-escaped here.
 
-The snapshot has no satellite-by-satellite data (azimuth, elevation, signal): the GPS section shows the
-counts and says that a sky view needs those, rather than drawing one.
+The words that are not the snapshot's own (the headline, "synchronised to reference clock (holdover)")
+come from :mod:`appliance.status.text` alone: the page here, and :func:`words` for the script, which
+``/status.json`` carries beside the snapshot.
 
 Units as :mod:`appliance.status.snapshot`: the offset shown is the snapshot's (reference minus local).
 """
@@ -25,10 +28,20 @@ from appliance.timebase import NS_PER_S
 #: How often the script refreshes (ms); carried on the page as data-refresh-ms.
 REFRESH_MS = 5000
 
-SKY_NOTE = (
-    "A sky view (satellites by azimuth and elevation, signal strength) needs per-satellite data, "
-    "which the status snapshot does not carry yet: counts only."
-)
+#: What the sky box says before the script has drawn it.
+SKY_NOTE = "the sky view (satellites by azimuth and elevation, signal strength) needs JavaScript"
+
+
+def level(snap: Snapshot) -> str:
+    """The headline's colour: ``critical``, ``warning`` (any alarm) or ``ok``."""
+    if any(a.severity == "critical" for a in snap.alarms):
+        return "critical"
+    return "warning" if snap.alarms else "ok"
+
+
+def words(snap: Snapshot) -> dict[str, str]:
+    """The page's words for the script (``/status.json``'s ``words``): the headline and its level."""
+    return {"headline": synchronised_line(snap), "level": level(snap)}
 
 
 def utc(t_ns: int | None) -> str:
@@ -106,11 +119,11 @@ def _dl(fields: list[tuple[str, str, str]]) -> str:
 def page(snap: Snapshot | None, error: str = "") -> str:
     """The whole HTML document; ``snap`` None (the daemon did not answer) shows ``error`` instead."""
     if snap is None:
-        headline, level = f"no status: {error}", "critical"
+        headline, colour = f"no status: {error}", "critical"
         system = alarms = rows = gps = ""
     else:
-        headline = synchronised_line(snap)
-        level = "critical" if any(a.severity == "critical" for a in snap.alarms) else "warning" if snap.alarms else "ok"
+        w = words(snap)
+        headline, colour = w["headline"], w["level"]
         system = _dl(system_fields(snap))
         alarms = (
             "".join(
@@ -137,7 +150,7 @@ def page(snap: Snapshot | None, error: str = "") -> str:
 <body data-refresh-ms="{REFRESH_MS}">
 <header>
 <h1>stratum1 status</h1>
-<p id="headline" class="{level}">{escape(headline)}</p>
+<p id="headline" class="{colour}">{escape(headline)}</p>
 <p id="updated" class="muted">read-only; refreshed every {REFRESH_MS // 1000} s</p>
 </header>
 <main>
@@ -145,7 +158,8 @@ def page(snap: Snapshot | None, error: str = "") -> str:
 <section><h2>Alarms</h2><ul id="alarms">{alarms}</ul></section>
 <section class="wide"><h2>Sources</h2><div class="scroll"><table id="sources">
 <thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div></section>
-<section><h2>GPS</h2><dl id="gps">{gps}</dl><p id="sky" class="muted">{escape(SKY_NOTE)}</p></section>
+<section><h2>GPS</h2><dl id="gps">{gps}</dl></section>
+<section><h2>GPS sky</h2><div id="sky" class="chart"><p class="muted">{escape(SKY_NOTE)}</p></div></section>
 <section class="wide"><h2>Offset since this page opened</h2><div id="live" class="chart">
 <p class="muted">the live chart needs JavaScript</p></div></section>
 <section class="wide"><h2>The last day (loopstats)</h2>

@@ -5,8 +5,9 @@ status socket and loopstats files in a temporary directory; ``stratum1 web`` run
 loopback port against that socket. Chromium loads the page, runs its script for a few seconds of virtual
 time (``--virtual-time-budget``) and prints the DOM it then has (``--dump-dom``): the test reads what a
 person sees there (the stratum, the refid, the basis, the sources table's rows, the live chart that the
-script draws as ``<svg>``). Then the receiver is unplugged and the pulses stop, as in test_fallback.py:
-the page must say holdover.
+script draws as ``<svg>``, the GPS sky it draws from the fake receiver's GSV and GSA: one ``circle.sat`` per
+satellite with a position, filled when used). Then the receiver is unplugged and the pulses stop, as in
+test_fallback.py: the page must say holdover.
 
 The screenshot goes to ``docs/images/web-status.png`` when ``STRATUM1_WRITE_DOCS=1``::
 
@@ -43,6 +44,7 @@ statsdir {statsdir}
 statistics loopstats
 """
 SCREENSHOT = ROOT / "docs" / "images" / "web-status.png"
+PHONE_SCREENSHOT = ROOT / "docs" / "images" / "web-status-phone.png"
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -76,6 +78,7 @@ class Seen(HTMLParser):
         self.by_id: dict[str, str] = {}
         self.rows: list[list[str]] = []
         self.live_svg: list[str] = []
+        self.sky: list[tuple[str, str]] = []  # (tag, class) of every element inside #sky
         self._stack: list[tuple[str, str | None]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -84,6 +87,8 @@ class Seen(HTMLParser):
         ident = dict(attrs).get("id")
         if any(i == "live" for _, i in self._stack):  # inside #live
             self.live_svg.append(tag)
+        if any(i == "sky" for _, i in self._stack):
+            self.sky.append((tag, dict(attrs).get("class") or ""))
         self._stack.append((tag, ident))
         if ident:
             self.by_id[ident] = ""
@@ -96,6 +101,8 @@ class Seen(HTMLParser):
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if any(i == "live" for _, i in self._stack):
             self.live_svg.append(tag)
+        if any(i == "sky" for _, i in self._stack):
+            self.sky.append((tag, dict(attrs).get("class") or ""))
 
     def handle_endtag(self, tag: str) -> None:
         while self._stack:
@@ -185,15 +192,31 @@ def test_the_page_in_chromium_shows_the_appliance_and_its_holdover(tmp_path: Pat
         assert page.by_id["headline"] == f"synchronised to reference clock ({name}, refid PPS) at stratum 1"
         assert page.live_svg[:1] == ["svg"] and "polyline" in page.live_svg  # the live chart, drawn by the JS
         assert page.by_id["f-gps-fix"] == "three_d" and page.by_id["f-gps-pps"] == "ok"
+        # the sky, drawn by the script: every satellite the fake receiver places, the used ones filled
+        snap = app.snapshot
+        assert snap is not None and snap.gps is not None
+        placed = [s for s in snap.gps.sky if s.elevation_deg is not None and s.azimuth_deg is not None]
+        sats = [cls.split() for tag, cls in page.sky if tag == "circle" and cls.startswith("sat")]
+        assert len(placed) >= 8 and len(sats) == len(placed), (placed, page.sky)
+        assert sum("used" in c for c in sats) == sum(s.used for s in placed) > 0
+        assert {c[1] for c in sats} >= {"snr-30", "snr-20"}  # the signal shows as colour
+        assert ("ul", "legend") in page.sky and page.by_id["sky"].count("dB-Hz") >= 1
 
         shot = tmp_path / "web-status.png"
         run_chromium(
-            [*chromium_args(chromium, tmp_path / "profile"), "--hide-scrollbars", "--window-size=900,1000"]
+            [*chromium_args(chromium, tmp_path / "profile"), "--hide-scrollbars", "--window-size=900,1500"]
             + [f"--screenshot={shot}", url]
         )
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+        phone = tmp_path / "web-status-phone.png"  # a phone's width: one column, the sky as wide as the screen
+        run_chromium(
+            [*chromium_args(chromium, tmp_path / "profile"), "--hide-scrollbars", "--window-size=390,1900"]
+            + [f"--screenshot={phone}", url]
+        )
+        assert phone.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         if os.environ.get("STRATUM1_WRITE_DOCS") == "1":
             shutil.copyfile(shot, SCREENSHOT)
+            shutil.copyfile(phone, PHONE_SCREENSHOT)
 
         # 2. the receiver unplugged and the pulses stopped: holdover, and the page says so
         app.fakes["pty"].unplug()

@@ -1,6 +1,7 @@
 // stratum1 status page: refreshes the server-rendered page from /status.json every few seconds.
 // Text goes in through textContent alone (never as markup); SVG is built with createElementNS.
-// Formats match appliance/web/page.py.
+// Formats match appliance/web/page.py; the headline's words come from the server (snap.words), which takes
+// them from appliance/status/text.py: the script keeps no copy of them.
 "use strict";
 
 (function () {
@@ -24,28 +25,6 @@
   function setText(id, text) {
     const el = document.getElementById(id);
     if (el) el.textContent = text;
-  }
-
-  function basisWords(s) {
-    const words = {
-      refclock: "reference clock",
-      holdover: "reference clock (holdover)",
-      upstream: "NTP server",
-      local: "local clock",
-      unsynchronised: "nothing",
-    };
-    return words[s] || s;
-  }
-
-  function headline(snap) {
-    const s = snap.system;
-    if (s.leap === 3 || s.stratum >= 16) return "unsynchronised";
-    let what = basisWords(s.basis);
-    const peer = snap.sources.find((x) => x.assoc_id === s.peer && s.peer !== 0);
-    if (peer && s.basis !== "holdover") {
-      what += " (" + peer.name + (peer.kind !== "server" ? ", refid " + peer.refid + ")" : ")");
-    }
-    return "synchronised to " + what + " at stratum " + s.stratum;
   }
 
   function systemFields(snap) {
@@ -106,10 +85,9 @@
   }
 
   function render(snap) {
-    const level = snap.alarms.some((a) => a.severity === "critical") ? "critical" : snap.alarms.length ? "warning" : "ok";
     const head = document.getElementById("headline");
-    head.textContent = headline(snap);
-    head.className = level;
+    head.textContent = snap.words.headline;
+    head.className = snap.words.level;
     fillDl("system", systemFields(snap), {});
     const g = gpsFields(snap.gps);
     const dl = document.getElementById("gps");
@@ -150,6 +128,7 @@
       body.append(tr);
     }
 
+    drawSky(snap.gps);
     live.push([snap.time_ns / 1e9, snap.system.offset_ns / 1000]);
     if (live.length > MAX_POINTS) live.shift();
     drawLive();
@@ -181,6 +160,84 @@
     svg.append(el("polyline", { points: pts, class: "offset" }));
     for (const p of live.slice(-1)) svg.append(el("circle", { cx: x(p[0]), cy: y(p[1]), r: 3, class: "offset" }));
     document.getElementById("live").replaceChildren(svg);
+  }
+
+  // The GPS sky: a polar plot, north up, azimuth clockwise, the horizon the outer ring and the zenith the
+  // centre. Signal (C/N0, dB-Hz) as colour and size; used in the fix: filled, else a ring.
+  const SNR_BANDS = [
+    [40, "snr-40", "40 dB-Hz and more"],
+    [30, "snr-30", "30-39"],
+    [20, "snr-20", "20-29"],
+    [1, "snr-0", "under 20"],
+  ];
+  const SYSTEM_LETTERS = { GPS: "G", SBAS: "S", GLONASS: "R", Galileo: "E", BeiDou: "C", QZSS: "J", NavIC: "I" };
+
+  function band(snr) {
+    if (snr === null || snr === undefined || snr <= 0) return "snr-none";
+    for (const [low, cls] of SNR_BANDS) if (snr >= low) return cls;
+    return "snr-none";
+  }
+
+  function note(text) {
+    const p = document.createElement("p");
+    p.className = "muted";
+    p.textContent = text;
+    return p;
+  }
+
+  function drawSky(g) {
+    const box = document.getElementById("sky");
+    if (!g) {
+      box.replaceChildren(note("no receiver configured"));
+      return;
+    }
+    const sky = g.sky || [];
+    if (!sky.length) {
+      box.replaceChildren(note("no satellites reported (yet): the receiver sends no GSV, or none lately"));
+      return;
+    }
+    const S = 320, C = S / 2, R = C - 26;
+    const svg = el("svg", { viewBox: "0 0 " + S + " " + S, class: "sky", role: "img",
+      "aria-label": "satellites by azimuth and elevation" });
+    for (const e of [0, 30, 60]) {
+      svg.append(el("circle", { cx: C, cy: C, r: (R * (90 - e)) / 90, class: "ring" }));
+      if (e) svg.append(el("text", { x: C + 3, y: C - (R * (90 - e)) / 90 + 11, class: "axis" }, e + "\u00b0"));
+    }
+    svg.append(el("line", { x1: C - R, x2: C + R, y1: C, y2: C, class: "ring" }));
+    svg.append(el("line", { x1: C, x2: C, y1: C - R, y2: C + R, class: "ring" }));
+    for (const [label, x, y] of [["N", C, C - R - 8], ["E", C + R + 12, C + 4], ["S", C, C + R + 18], ["W", C - R - 12, C + 4]]) {
+      svg.append(el("text", { x: x, y: y, class: "compass" }, label));
+    }
+    let placed = 0;
+    for (const s of sky) {
+      if (s.elevation_deg === null || s.azimuth_deg === null) continue;
+      const r = (R * (90 - Math.max(0, Math.min(90, s.elevation_deg)))) / 90;
+      const a = (s.azimuth_deg * Math.PI) / 180;
+      const x = C + r * Math.sin(a), y = C - r * Math.cos(a);
+      const size = 5 + Math.min(Math.max(s.snr_dbhz || 0, 0), 50) / 6;
+      const name = (SYSTEM_LETTERS[s.system] || "?") + s.prn;
+      const dot = el("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: size.toFixed(1),
+        class: "sat " + band(s.snr_dbhz) + (s.used ? " used" : "") });
+      dot.append(el("title", {}, s.system + " " + s.prn + ": elevation " + s.elevation_deg + "\u00b0, azimuth " +
+        s.azimuth_deg + "\u00b0, " + (s.snr_dbhz ? s.snr_dbhz + " dB-Hz" : "not tracked") +
+        (s.used ? ", used in the fix" : "")));
+      svg.append(dot, el("text", { x: (x + size + 1).toFixed(1), y: (y + 4).toFixed(1), class: "prn" }, name));
+      placed += 1;
+    }
+    const legend = document.createElement("ul");
+    legend.className = "legend";
+    for (const [, cls, words] of SNR_BANDS.concat([[0, "snr-none", "no signal"]])) {
+      const li = document.createElement("li");
+      const sw = document.createElement("span");
+      sw.className = "swatch " + cls;
+      li.append(sw, words);
+      legend.append(li);
+    }
+    const used = sky.filter((s) => s.used).length;
+    const summary = note(sky.length + " in view, " + used + " used (filled; a ring: not used)" +
+      (placed < sky.length ? ", " + (sky.length - placed) + " without a position" : "") +
+      "; larger is louder; as of " + utc(g.sky_ns).slice(11));
+    box.replaceChildren(svg, legend, summary);
   }
 
   let plotAt = Date.now();

@@ -30,6 +30,7 @@ PICTURES: dict[str, tuple[LcdView, str, Layout]] = {
     "lcd-16x2-holdover-time.png": (HOLDOVER, "time", LCD_16X2),
     "lcd-16x2-unsync-time.png": (UNSYNC, "time", LCD_16X2),
     "lcd-20x4-time.png": (HEALTHY, "time", LCD_20X4),
+    "lcd-20x4-gps.png": (HEALTHY, "gps", LCD_20X4),
     "lcd-20x4-unsync-alarm.png": (UNSYNC, "alarm", LCD_20X4),
     "lcd-oled-time.png": (HEALTHY, "time", OLED_128X64),
 }

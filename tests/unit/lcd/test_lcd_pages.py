@@ -54,7 +54,7 @@ def test_healthy_16x2() -> None:
     assert shown(HEALTHY, 16, 2) == {
         "time": ["11:54:56 UTC", "S1 PPS  locked"],
         "offset": ["Offset +0.012ms", "Jitter  0.003ms"],
-        "gps": ["GPS fix 3D", "Satellites 9"],
+        "gps": ["GPS fix 3D", "Satellites 9/12"],  # used / in view
         "net": ["192.168.1.40", "Load 0.15"],
     }
 
@@ -65,7 +65,7 @@ def test_holdover_16x2_alarm_first() -> None:
     assert got["alarm"] == ["ALARM", "GPS lost: holdov"]
     assert got["time"] == ["11:54:56 UTC", "S1 GPS  holdover"]
     assert got["offset"] == ["Offset -0.210ms", "Jitter  0.045ms"]
-    assert got["gps"] == ["GPS fix none", "Satellites 0"]
+    assert got["gps"] == ["GPS fix none", "Satellites 0/2"]
 
 
 def test_unsynchronised_16x2() -> None:
@@ -73,7 +73,7 @@ def test_unsynchronised_16x2() -> None:
     assert got["alarm"] == ["2 ALARMS", "Not synchronised"]
     assert got["time"] == ["11:54:56 UTC", "S16 INIT unsync"]
     assert got["offset"] == ["Offset --", "Jitter  --"]
-    assert got["gps"] == ["GPS fix --", "Satellites --"]
+    assert got["gps"] == ["GPS fix --", "Satellites --/--"]
     assert got["net"] == ["no address", "Load 1.50"]
 
 

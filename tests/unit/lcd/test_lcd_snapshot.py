@@ -63,4 +63,4 @@ def test_the_socket_first_then_ntp_and_back(tmp_path: Path, caplog: pytest.LogCa
             server.close()
         assert source() is from_ntp
     warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 2 and all("asking the appliance over NTP" in w for w in warnings)
+    assert len(warnings) == 2 and all("asking the appliance itself" in w for w in warnings)

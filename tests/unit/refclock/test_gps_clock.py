@@ -153,3 +153,20 @@ def test_a_jump_that_persists_is_believed_only_after_ten_minutes() -> None:
     assert not clock.locked
     run(clock, rx, range(30 + JUMP_RELOCK_EPOCHS - 1, 30 + JUMP_RELOCK_EPOCHS + 2), shift_ns=WEEK_NS)
     assert clock.locked
+
+
+def test_the_sky_stands_until_the_next_epoch_that_has_one() -> None:
+    """MediaTek receivers send GSV every fifth second: the last sky stands in between, with its time."""
+    from appliance.nmea.sky import Satellite
+
+    clock = GpsClock()
+    sky = (Satellite("GPS", 3, 21, 174, 29, True), Satellite("GLONASS", 70, 76, 297, 23, False))
+    t = T0 + 500_000_000
+    clock.on_fix(Fix(t, 0, T0, True, FixMode.THREE_D, satellites=sky))
+    clock.on_fix(Fix(t + NS_PER_S, 0, T0 + NS_PER_S, True, FixMode.THREE_D))  # no GSV in this epoch
+    status = clock.status(t + NS_PER_S)
+    assert status.satellites == sky and status.satellites_ns == t
+    clock.on_fix(Fix(t + 2 * NS_PER_S, 0, T0 + 2 * NS_PER_S, True, FixMode.THREE_D, satellites=()))  # none in view
+    assert clock.status(t + 2 * NS_PER_S).satellites == ()
+    clock.reset()  # a clock step: the sky's time is in the old timescale
+    assert clock.status(t + 3 * NS_PER_S).satellites is None

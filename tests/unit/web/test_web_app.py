@@ -111,6 +111,13 @@ def test_json_is_the_snapshot_and_never_cached() -> None:
     status, h, body = call(app_for(HOLDOVER), "/status.json")
     assert status.startswith("200") and h["Content-Type"] == "application/json" and h["Cache-Control"] == "no-store"
     assert Snapshot.from_json(body) == HOLDOVER
+    # the words the script shows are status/text.py's, carried beside the snapshot: the script keeps no copy
+    assert json.loads(body)["words"] == {
+        "headline": "synchronised to reference clock (holdover) at stratum 1",
+        "level": "warning",
+    }
+    sky = json.loads(body)["gps"]["sky"]
+    assert sky[0] == dict(system="GPS", prn=3, elevation_deg=21, azimuth_deg=174, snr_dbhz=29, used=True)
     status, h, body = call(app_for(None), "/status.json")
     assert status.startswith("503") and h["Cache-Control"] == "no-store"
     assert "status socket did not answer" in json.loads(body)["error"]
@@ -131,7 +138,7 @@ def test_page_shows_what_stratum1_status_shows() -> None:
         ["#", "LOCAL(0)", "local", "127.127.1.0", "LOCL", "10"],
     ]
     assert (t.by_id["f-gps-fix"], t.by_id["f-gps-used"], t.by_id["f-gps-seen"]) == ("three_d", "9", "12")
-    assert t.by_id["sky"] == SKY_NOTE  # no per-satellite data in the snapshot: counts, and says so
+    assert t.by_id["sky"] == SKY_NOTE  # the script draws the sky
 
 
 def test_page_in_holdover_and_unsynchronised() -> None:
@@ -168,6 +175,8 @@ def test_no_inline_script_or_style_and_every_asset_is_shipped() -> None:
     assert set(shipped_static()) == {"status.js", "status.css"}
     js = shipped_static()["status.js"].decode()
     assert "innerHTML" not in js and "eval(" not in js and 'fetch("/status.json"' in js
+    for said in ("holdover", "reference clock", "NTP server", "synchronised to"):  # text.py's words, not the script's
+        assert said not in js, said
 
 
 def test_static_serves_only_the_shipped_names() -> None:
