@@ -53,7 +53,7 @@ class _Quiet(WSGIRequestHandler):
 def day_plot(statsdir: str) -> str:
     end = time.time()
     points = load(statsdir, end - PLOT_SPAN_S, end)
-    return svg(points, f"the last day: {len(points)} loopstats points from {statsdir}")
+    return svg(points, f"the last day: {len(points)} loopstats points")
 
 
 def make_app(socket_path: str, statsdir: str) -> StatusApp:
