@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         port = sf.free_udp_port("127.0.0.1")
         sock = str(tmp / "status.sock")
         server = start(tmp, port, sock)
+        plane = [line for line in server.log.read_text(errors="replace").splitlines() if "data plane:" in line]
+        print(f"server: {plane[-1].split('INFO ', 1)[-1] if plane else 'data plane not logged'}", flush=True)
         print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
         try:
             cmd, env = installed_command(tmp, sock)
