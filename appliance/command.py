@@ -10,7 +10,10 @@ other command goes to :func:`appliance.cli.main`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc and typing cost a status run milliseconds it need not spend
+    from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:

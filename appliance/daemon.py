@@ -57,6 +57,7 @@ from appliance.sources.client import Association, Reply, Upstreams
 from appliance.sources.timekeeper import DEFAULT_HOLDOVER_BOUND_NS, Timekeeper, TimekeeperStatus
 from appliance.state import UNSYNCHRONISED, SystemState
 from appliance.status.collect import AssocIds, snapshot_from
+from appliance.status.payload import status_line
 from appliance.status.snapshot import Snapshot
 from appliance.timebase import log2_from_ns
 
@@ -406,7 +407,7 @@ class Appliance:
             gps=self._first_gps(),
         )
         if self._status_server is not None:
-            self._status_server.publish(self.snapshot.to_json().encode() + b"\n")
+            self._status_server.publish(status_line(self.snapshot))
         if self.stats is not None:
             self.stats.observe(self.snapshot)
 

@@ -6,22 +6,33 @@ the socket gave it; ``--watch [S]`` refreshes in place every S seconds (default 
 ``status --line`` prints the one-line health the login message shows (``/etc/update-motd.d/60-stratum1``).
 
 Exit status (as ntpstat's): 0 synchronised, 1 not synchronised, 2 the daemon did not answer.
+
+Start-up is most of what a user waits for on a busy appliance (``bench/status_under_flood.py``), so the
+plain ``status``, ``status --line`` and ``peers`` take a short way: they print the text the daemon rendered
+into the socket's line (:mod:`appliance.status.payload`) and import ``json`` and the socket client alone
+(no argparse, no dataclasses, not the snapshot's classes). Anything else (``--json``, ``--watch``,
+``--help``, a mistake, a daemon that sent no text, an error) takes the long way: argparse, the snapshot
+read back and rendered here (the same texts; a test holds the two ways to the same output).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
-from typing import TextIO
 
 from appliance.io.statusclient import DEFAULT_PATH, read_status
-from appliance.status.snapshot import Snapshot
-from appliance.status.text import health_line, peers_text, rates, status_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the short way imports none of these at run time
+    import argparse
+    from typing import TextIO
+
+    from appliance.status.snapshot import Snapshot
 
 #: Clear the screen and go home (ANSI), for --watch.
 _HOME = "\x1b[H\x1b[J"
+#: The key of the rendered texts in the status socket's line (appliance.status.payload.TEXT_KEY).
+_TEXT_KEY = "text"
 
 
 def add_arguments(p: argparse.ArgumentParser, *, line: bool) -> None:
@@ -39,16 +50,73 @@ def add_arguments(p: argparse.ArgumentParser, *, line: bool) -> None:
         p.add_argument("--line", action="store_true", help="one line of health (the login message's)")
 
 
-def main(argv: list[str]) -> int:
-    """``stratum1 status|peers ...`` on their own (:mod:`appliance.command` calls this)."""
+def parser() -> argparse.ArgumentParser:
+    """The whole command line, as ``stratum1 status|peers`` alone parses it (imports argparse)."""
+    import argparse
+
     p = argparse.ArgumentParser(prog="stratum1")
     sub = p.add_subparsers(dest="command", required=True)
     add_arguments(sub.add_parser("status", help="is the time good?"), line=True)
     add_arguments(sub.add_parser("peers", help="the sources, as ntpq -p shows them"), line=False)
-    return run(p.parse_args(argv))
+    return p
+
+
+def short_arguments(argv: list[str]) -> dict[str, object] | None:
+    """What :func:`parser` makes of ``argv`` (as ``vars()`` of its namespace) when the short way can print it.
+
+    That is ``status`` or ``peers`` with ``--socket PATH`` / ``--socket=PATH`` and, for ``status``, ``--line``,
+    spelt in full; None for anything else.
+    """
+    if not argv or argv[0] not in ("status", "peers"):
+        return None
+    args: dict[str, object] = {"command": argv[0], "socket": DEFAULT_PATH, "json": False, "watch": None}
+    if argv[0] == "status":
+        args["line"] = False
+    rest = argv[1:]
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word.startswith("--socket=") and len(word) > len("--socket="):
+            args["socket"] = word[len("--socket=") :]
+        elif word == "--socket" and i + 1 < len(rest) and rest[i + 1] and not rest[i + 1].startswith("-"):
+            args["socket"] = rest[i + 1]
+            i += 1
+        elif word == "--line" and "line" in args:
+            args["line"] = True
+        else:
+            return None
+        i += 1
+    return args
+
+
+def _short(args: dict[str, object]) -> int | None:
+    """Print the daemon's rendering; None when the long way must answer (no text, or any error to explain)."""
+    try:
+        d = json.loads(read_status(str(args["socket"])))
+        text = d[_TEXT_KEY]["line" if args.get("line") else str(args["command"])]
+        leap = d["system"]["leap"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(text, str):
+        return None
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return 0 if leap != 3 else 1
+
+
+def main(argv: list[str]) -> int:
+    """``stratum1 status|peers ...`` on their own (:mod:`appliance.command` calls this)."""
+    short = short_arguments(argv)
+    if short is not None:
+        code = _short(short)
+        if code is not None:
+            return code
+    return run(parser().parse_args(argv))
 
 
 def _read(path: str) -> Snapshot:
+    from appliance.status.snapshot import Snapshot
+
     try:
         return Snapshot.from_json(read_status(path))
     except FileNotFoundError as e:
@@ -58,6 +126,8 @@ def _read(path: str) -> Snapshot:
 
 
 def _render(args: argparse.Namespace, snap: Snapshot, old: Snapshot | None) -> str:
+    from appliance.status.text import health_line, peers_text, rates, status_text
+
     if args.json:
         return json.dumps(snap.to_dict(), indent=1, sort_keys=True) + "\n"
     if args.command == "peers":
@@ -67,8 +137,11 @@ def _render(args: argparse.Namespace, snap: Snapshot, old: Snapshot | None) -> s
     return status_text(snap, rates(old, snap))
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """``status`` or ``peers`` (``args.command``); see the module docstring."""
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``status`` or ``peers`` (``args.command``) the long way; see the module docstring."""
+    import time
+
+    out = sys.stdout if out is None else out
     old: Snapshot | None = None
     try:
         while True:

@@ -1,7 +1,8 @@
 """The local status door: a Unix stream socket that hands every reader the latest snapshot as one JSON line.
 
 Like chronyc's ``/run/chrony/chronyd.sock``, but read-only and one-shot: a reader connects, receives the
-snapshot (:meth:`~appliance.status.snapshot.Snapshot.to_json`, then ``\\n``) and the connection is closed.
+snapshot (:func:`appliance.status.payload.status_line`: its JSON with the command texts rendered, then
+``\\n``) and the connection is closed.
 Nothing is read from readers, so there is nothing to parse and nothing they can ask for.
 
 Why readers cannot slow serving:

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.io.fastpath import FastServer, available, wait_native
-from appliance.ntp.packet import MAX_DATAGRAM
+from appliance.ntp.mode6 import datagrams
+from appliance.ntp.packet import MAX_DATAGRAM, MODE_CONTROL
 from appliance.ntp.server import NtpServer
 from appliance.timebase import ntp64_from_ns
 
@@ -179,7 +180,10 @@ class UdpServerSocket:
             return
         head, tail = reply
         try:
-            if tail is None:
+            if tail is None and head[0] & 7 == MODE_CONTROL:
+                for datagram in datagrams(head):  # a mode 6 answer in fragments: each its own datagram
+                    self.sock.sendto(datagram, addr)
+            elif tail is None:
                 self.sock.sendto(head, addr)
             else:
                 # transmit timestamp: read right before this reply's own sendto

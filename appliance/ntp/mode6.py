@@ -33,11 +33,15 @@ leak), anything unknown with "invalid opcode".
 
 Who gets answers, and how much: the server drops mode 6 from ``noquery`` addresses before it gets here
 (``restrict default ... noquery`` in the shipped config: only localhost asks). Replies go only to requests
-(R clear), at most :data:`RATE` a second with bursts of :data:`BURST` (a token bucket over all askers; the
-rest are dropped and counted by the server), and every reply is one datagram of at most 480 octets: the
-variable sets are sized to fit one fragment (:data:`MAX_DATA`), and a longer answer (a long variable list
-asked for) is cut at the last whole variable that fits. :func:`fragments` splits an answer the way ntpd
-does (M bit, Offset, Count) for an edge that can send several datagrams per request; the UDP edge sends one.
+(R clear). An answer longer than one fragment's 468 octets (:data:`MAX_DATA`) is sent as ntpd sends it, in
+fragments (:func:`fragments`: M set on all but the last, Offset and Count placing each, each padded to 4
+octets; ntpq reassembles them), at most :data:`MAX_FRAGMENTS` of them: past that an answer is cut at the
+last whole variable that fits (an association list at the last whole pair). The rate limit counts
+datagrams: a request is answered when the token bucket over all askers (:data:`RATE` a second, bursts of
+:data:`BURST`) holds a token, and every fragment of its answer takes one (the bucket may go into debt by
+the rest of a long answer, repaid before the next is sent); the rest are dropped and counted by the server.
+:meth:`ControlHandler.handle` returns an answer's datagrams back to back; :func:`datagrams` cuts them apart
+for the UDP edge, which sends each.
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ HEADER = struct.Struct("!BBHHHHH")
 HEADER_LEN = HEADER.size  # 12
 #: The most data one fragment carries (RFC 9327 section 2: a 480-octet message less its header).
 MAX_DATA = 468
-#: Mode 6 replies per second, and the burst, over all askers (ntpq ``peers`` asks 1 + one per source).
+#: Mode 6 datagrams per second, and the burst, over all askers (ntpq ``peers`` asks 1 + one per source).
 RATE = 20
 BURST = 40
+#: The most fragments one answer takes (3744 octets of data: an association list of 936 sources).
+MAX_FRAGMENTS = 8
 
 OP_READSTAT = 1
 OP_READVAR = 2
@@ -127,11 +133,23 @@ def fragments(version: int, opcode: int, seq: int, status: int, assoc: int, data
             return out
 
 
-def fit(data: bytes) -> bytes:
-    """``data`` cut after the last whole variable that fits one fragment (ends with CR LF as ntpd's do)."""
-    if len(data) <= MAX_DATA:
+def datagrams(reply: bytes) -> list[bytes]:
+    """The datagrams of an answer given back to back (:meth:`ControlHandler.handle`), each whole."""
+    out = []
+    i = 0
+    while i + HEADER_LEN <= len(reply):
+        count = HEADER.unpack_from(reply, i)[6]
+        end = i + HEADER_LEN + count + (-count % 4)
+        out.append(reply[i:end])
+        i = end
+    return out
+
+
+def fit(data: bytes, limit: int = MAX_FRAGMENTS * MAX_DATA) -> bytes:
+    """``data`` cut after the last whole variable within ``limit`` octets (ends with CR LF as ntpd's do)."""
+    if len(data) <= limit:
         return data
-    cut = max(data.rfind(b",", 0, MAX_DATA - 2), 0)
+    cut = max(data.rfind(b",", 0, limit - 2), 0)
     return data[:cut] + b"\r\n"
 
 
@@ -158,6 +176,7 @@ class ControlHandler:
         self._last_ns: int | None = None
 
     def _admit(self, now_ns: int) -> bool:
+        """Whether the bucket holds a token for one more answer (which then pays per datagram: :meth:`handle`)."""
         if self._last_ns is not None:
             elapsed = max(0, now_ns - self._last_ns)
             self._tokens = min(float(BURST), self._tokens + elapsed * RATE / NS_PER_S)
@@ -165,11 +184,20 @@ class ControlHandler:
         if self._tokens < 1.0:
             self.rate_limited += 1
             return False
-        self._tokens -= 1.0
         return True
 
     def handle(self, data: bytes, flags: int, state: SystemState, now_ns: int) -> bytes | None:
-        """Return the reply to one mode 6 datagram, or None to drop it (malformed, a response, rate limited)."""
+        """Return the answer to one mode 6 datagram, or None to drop it (malformed, a response, rate limited).
+
+        The answer is one datagram, or several back to back when it is longer than one fragment
+        (:func:`datagrams` cuts them apart); each datagram takes one token from the rate limit.
+        """
+        reply = self._handle(data, flags, state, now_ns)
+        if reply is not None:
+            self._tokens -= len(datagrams(reply))
+        return reply
+
+    def _handle(self, data: bytes, flags: int, state: SystemState, now_ns: int) -> bytes | None:
         if len(data) < HEADER_LEN:
             return None
         b0, b1, seq, _status, assoc, _offset, count = HEADER.unpack_from(data)
@@ -203,11 +231,12 @@ class ControlHandler:
                 struct.pack("!HH", s.assoc_id, peer_status_word(s.reach, s.selection_code))
                 for s in (snap.sources if snap else ())
             )
-            return _one(version, OP_READSTAT, seq, sys_status, 0, pairs[: MAX_DATA - MAX_DATA % 4])
+            most = MAX_FRAGMENTS * MAX_DATA
+            return _all(version, OP_READSTAT, seq, sys_status, 0, pairs[: most - most % 4])
         s = snap.source(assoc) if snap else None
         if s is None:
             return _error(version, OP_READSTAT, seq, assoc, ERR_ASSOC)
-        return _one(version, OP_READSTAT, seq, peer_status_word(s.reach, s.selection_code), assoc, b"")
+        return _all(version, OP_READSTAT, seq, peer_status_word(s.reach, s.selection_code), assoc, b"")
 
     def _readvar(
         self,
@@ -255,7 +284,7 @@ class ControlHandler:
             if chosen is None:
                 return _error(version, opcode, seq, assoc, ERR_UNKNOWNVAR)
             variables = chosen
-        return _one(version, opcode, seq, status, assoc, fit(v.encode(variables)))
+        return _all(version, opcode, seq, status, assoc, fit(v.encode(variables)))
 
 
 def _told(system: SystemStatus, state: SystemState) -> SystemStatus:
@@ -274,8 +303,9 @@ def _told(system: SystemStatus, state: SystemState) -> SystemStatus:
     )
 
 
-def _one(version: int, opcode: int, seq: int, status: int, assoc: int, data: bytes) -> bytes:
-    return fragments(version, opcode, seq, status, assoc, data)[0]
+def _all(version: int, opcode: int, seq: int, status: int, assoc: int, data: bytes) -> bytes:
+    """Every fragment of the answer ``data``, back to back (the callers keep it to :data:`MAX_FRAGMENTS`)."""
+    return b"".join(fragments(version, opcode, seq, status, assoc, data))
 
 
 def _error(version: int, opcode: int, seq: int, assoc: int, code: int) -> bytes:

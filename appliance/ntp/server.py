@@ -166,7 +166,9 @@ class NtpServer:
         """Return ``(head, tail)`` for one datagram, or None to send nothing.
 
         ``rx_ns`` is the receive time (POSIX ns, the kernel's timestamp where
-        there is one). When ``tail`` is None, ``head`` is the whole reply.
+        there is one). When ``tail`` is None, ``head`` is the whole reply (for
+        mode 6, the answer's fragments back to back: :func:`mode6.datagrams`
+        cuts them into the datagrams to send).
         Otherwise the reply is ``head``, then the transmit timestamp, then
         ``tail``: :func:`finish_reply` joins them with a clock reading taken
         just before the send.

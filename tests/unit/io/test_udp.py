@@ -8,6 +8,7 @@ callback, the rest by Python, and timers, signals and stop() still get through.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import select
 import signal
@@ -16,14 +17,17 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from status_sample import SNAP
 
-from appliance.config.model import Discard
+from appliance.config.model import Discard, Location, RestrictRule
 from appliance.io import fastpath
 from appliance.io.fastpath import FastRateLimiter
 from appliance.io.loop import EventLoop
 from appliance.io.udp import SO_TIMESTAMPNS, UdpServerSocket, compiled_wait
+from appliance.ntp import mode6
 from appliance.ntp.access import AccessTable
 from appliance.ntp.exchange import client_request
 from appliance.ntp.packet import MAX_DATAGRAM
@@ -358,4 +362,23 @@ def test_a_second_wait_or_serve_while_one_waits_is_refused() -> None:
         assert native.serve(1) is None  # free again
     finally:
         loop.close()
+        sock.close()
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_a_mode6_answer_in_fragments_leaves_as_one_datagram_each(plane: str, client: socket.socket) -> None:
+    sources = tuple(replace(SNAP.sources[1], assoc_id=1000 + i) for i in range(200))
+    snap = replace(SNAP, sources=sources)
+    server = _server()
+    localhost = RestrictRule(ipaddress.ip_network("127.0.0.1/32"), 4, frozenset(), Location("test.conf", 1))
+    server.access = AccessTable.from_rules([localhost])  # without noquery, as ntpq's own machine is
+    server.control = mode6.ControlHandler(snapshot=lambda: snap)
+    sock = UdpServerSocket("127.0.0.1", 0, server, fast=plane == "compiled")
+    try:
+        request = mode6.HEADER.pack(2 << 3 | 6, mode6.OP_READSTAT, 5, 0, 0, 0, 0)
+        replies = _serve_once(sock, client, [request])
+        assert [len(r) for r in replies] == [12 + mode6.MAX_DATA, 12 + 4 * 200 - mode6.MAX_DATA]
+        assert [mode6.HEADER.unpack_from(r)[5] for r in replies] == [0, mode6.MAX_DATA]  # offsets
+        assert [bool(r[1] & 0x20) for r in replies] == [True, False]  # "more" on the first only
+    finally:
         sock.close()

@@ -11,9 +11,9 @@ from status_sample import NOW, SNAP
 
 from appliance.ntp import access as acl
 from appliance.ntp import mode6
-from appliance.ntp.mode6 import HEADER, MAX_DATA, ControlHandler, fragments
+from appliance.ntp.mode6 import HEADER, MAX_DATA, ControlHandler, datagrams, fragments
 from appliance.sources.state import SystemState
-from appliance.status.variables import encode
+from appliance.status.variables import encode, peer_variables
 from appliance.timebase import NS_PER_S
 
 STATE = SystemState(leap=0, stratum=1, precision=-20, root_dispersion_ns=37_000, refid=b"PPS\0", reference_ns=NOW)
@@ -138,14 +138,57 @@ def test_without_a_snapshot_readstat_is_the_header_alone() -> None:
     assert reply is not None and len(reply) == 12
 
 
-def test_long_answers_are_cut_at_a_whole_variable() -> None:
-    many = replace(SNAP.sources[1], name="x" * 300)
-    snap = replace(SNAP, sources=(many,))
+def reassemble(reply: bytes) -> tuple[list[bytes], bytes]:
+    """The datagrams of an answer and their data put together, checking the fragment fields as ntpq does."""
+    frags = datagrams(reply)
+    assert b"".join(frags) == reply
+    got = b""
+    for i, f in enumerate(frags):
+        b1, _, _, count, chunk = body(f)
+        assert HEADER.unpack_from(f)[5] == len(got) and len(f) % 4 == 0 and len(f) <= 12 + MAX_DATA
+        assert bool(b1 & 0x20) == (i < len(frags) - 1)  # M on all but the last
+        got += chunk
+    return frags, got
+
+
+def test_a_long_answer_goes_in_fragments_as_ntpd_sends_it() -> None:
+    long = replace(SNAP.sources[1], name="x" * 300)
+    snap = replace(SNAP, sources=(long,))
+    reply = ask(ControlHandler(snapshot=lambda: snap), request(mode6.OP_READVAR, 2))
+    assert reply is not None
+    frags, data = reassemble(reply)
+    assert len(frags) == 2 and len(frags[0]) == 12 + MAX_DATA
+    assert data == encode(peer_variables(long, snap.system.precision))  # the whole answer, nothing cut
+    assert data.endswith(b'srchost="' + b"x" * 300 + b'"\r\n')
+
+
+def test_an_association_list_longer_than_a_fragment() -> None:
+    many = tuple(replace(SNAP.sources[1], assoc_id=1000 + i) for i in range(200))
+    snap = replace(SNAP, sources=many)
+    reply = ask(ControlHandler(snapshot=lambda: snap), request(mode6.OP_READSTAT))
+    assert reply is not None
+    frags, data = reassemble(reply)
+    assert len(frags) == 2 and len(reply) == 2 * 12 + 4 * 200  # no more than the pairs and two headers
+    assert [struct.unpack_from("!H", data, i)[0] for i in range(0, len(data), 4)] == [1000 + i for i in range(200)]
+
+
+def test_past_the_fragment_cap_answers_are_cut_at_a_whole_variable() -> None:
+    huge = replace(SNAP.sources[1], name="x" * (mode6.MAX_FRAGMENTS * MAX_DATA))
+    snap = replace(SNAP, sources=(huge,))
+    reply = ask(ControlHandler(snapshot=lambda: snap), request(mode6.OP_READVAR, 2))
+    assert reply is not None
+    frags, data = reassemble(reply)
+    assert len(frags) <= mode6.MAX_FRAGMENTS
+    assert data.endswith(b"\r\n") and b"srcadr=192.0.2.10" in data and b"srchost" not in data
+
+
+def test_the_rate_limit_counts_datagrams() -> None:
+    long = replace(SNAP.sources[1], name="x" * 300)  # a two-fragment answer
+    snap = replace(SNAP, sources=(long,))
     h = ControlHandler(snapshot=lambda: snap)
-    reply = ask(h, request(mode6.OP_READVAR, 2))
-    assert reply is not None and len(reply) <= 480
-    data = body(reply)[4]
-    assert data.endswith(b"\r\n") and b"srcadr=192.0.2.10" in data
+    answers = [ask(h, request(mode6.OP_READVAR, 2), now_ns=NOW) for _ in range(mode6.BURST)]
+    sent = sum(len(datagrams(a)) for a in answers if a is not None)
+    assert sent == mode6.BURST and h.rate_limited == mode6.BURST // 2
 
 
 @given(st.binary(min_size=0, max_size=2000))
