@@ -382,6 +382,7 @@ class _Sim:
         self.queue: list[tuple[int, int, Callable[[int], None]]] = []
         self.seq = 0
         self.sent: dict[Association, int] = {}
+        self.wake_at: int | None = None  # when the NTP client's one timer is due
         self.net_rng = random.Random(f"net:{sc.seed}")
         self.by_address = {s.address: s for s in sc.servers}
         config = parse_config(config_text(sc), "<simulation>")
@@ -436,13 +437,33 @@ class _Sim:
     # -- the servers ----------------------------------------------------------------
 
     def wake(self, now: int) -> None:
+        """The NTP client's timer: send the requests due, then sleep until the next one (one timer pending)."""
+        upstreams = self.upstreams
+        assert upstreams is not None
+        if self.wake_at is not None and self.wake_at != now:
+            return  # a timer that an earlier one replaced
+        self.wake_at = None
+        self.send_due(now)
+
+    def send_due(self, now: int) -> None:
         upstreams = self.upstreams
         assert upstreams is not None
         for a in upstreams.due(now):
             self.request(a, now)
+        self.sleep(now)
+
+    def sleep(self, now: int) -> None:
+        """Wake at the next request due (after ``now``), unless a timer already pending comes first."""
+        upstreams = self.upstreams
+        assert upstreams is not None
         nxt = upstreams.next_wakeup_ns()
-        if nxt is not None:
-            self.at(max(nxt, now + 1), self.wake)
+        if nxt is None:
+            return
+        when = max(nxt, now + 1)
+        if self.wake_at is not None and now <= self.wake_at <= when:
+            return
+        self.wake_at = when
+        self.at(when, self.wake)
 
     def request(self, a: Association, now: int) -> None:
         data = a.request(now)
@@ -478,7 +499,7 @@ class _Sim:
             self.sent.pop(a, None)
         if reply.sample is not None:
             self.tk.on_upstream(a.name, reply.sample)
-        self.wake(self.clock.true_ns)
+        self.send_due(self.clock.true_ns)  # the reply may make the next request due (iburst)
 
     def expire(self, a: Association, token: int) -> None:
         if self.sent.get(a) == token and a.waiting:
