@@ -1,4 +1,12 @@
-"""The builder: a config's reference clock lines turned into running drivers feeding one timekeeper.
+"""The builder: a config turned into one timekeeper and the running drivers that feed it.
+
+One builder for the daemon (:class:`appliance.daemon.Appliance`) and the
+virtual-time harness (:mod:`appliance.sim.harness`) alike: each calls
+:func:`build_timekeeper` (the upstream associations, local clock, holdover
+bound and leap hook the config says) and :func:`start_refclocks` with the
+backends in an :class:`Edge`: the daemon its event loop and the real
+devices, the harness a virtual loop, the fake receiver's bytes as the
+serial port and the fake PPS as the PPS device.
 
 One function per driver, each the same three steps: make the refclock
 source the line says (:class:`~appliance.refclock.setup.RefclockLine`),

@@ -6,7 +6,9 @@ Two levels:
   :class:`SampleSource` values (``bench/discipline.py`` and
   ``tests/sim/test_sim_discipline.py`` measure the loop with it);
 - :func:`run_system`: the daemon's :class:`~appliance.sources.timekeeper.Timekeeper`
-  (GPS pairing, selection, fallback chain, discipline) on a
+  (GPS pairing, selection, fallback chain, discipline), built by the daemon's
+  builder (:mod:`appliance.build`) from the config lines the scenario
+  writes (:func:`config_text`) with simulated backends, on a
   :class:`SystemScenario`: a simulated GPS HAT (:class:`ReceiverSpec`: the
   shipped :class:`~appliance.fakes.gps.FakeGps` and
   :class:`~appliance.fakes.pps.FakePps`, the same fakes ``serve --simulate``
