@@ -543,6 +543,8 @@ class _Sim:
             when, _, action = heapq.heappop(self.queue)
             self.clock.advance_to(when)
             action(when)
+        if self.running is not None:
+            self.running.close()  # the drivers stop, as the daemon's do at the end
         return SystemTrace(
             sc.tick_ns,
             errors,
