@@ -1,4 +1,12 @@
-"""The builder: a config's reference clock lines turned into running drivers feeding one timekeeper.
+"""The builder: a config turned into one timekeeper and the running drivers that feed it.
+
+One builder for the daemon (:class:`appliance.daemon.Appliance`) and the
+virtual-time harness (:mod:`appliance.sim.harness`) alike: each calls
+:func:`build_timekeeper` (the upstream associations, local clock, holdover
+bound and leap hook the config says) and :func:`start_refclocks` with the
+backends in an :class:`Edge`: the daemon its event loop and the real
+devices, the harness a virtual loop, the fake receiver's bytes as the
+serial port and the fake PPS as the PPS device.
 
 One function per driver, each the same three steps: make the refclock
 source the line says (:class:`~appliance.refclock.setup.RefclockLine`),
@@ -33,27 +41,32 @@ import dataclasses
 import datetime
 import functools
 import logging
+import random
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from appliance.clock.base import Clock
 from appliance.clock.discipline import Discipline
 from appliance.clock.drift import DriftFile
+from appliance.config.model import Config
 from appliance.io.loop import EventLoop
-from appliance.leap import LeapTable, expiry_warning, find_leap_table
+from appliance.leap import LeapTable, expiry_warning, find_leap_table, leap_to_serve
+from appliance.nmea.epoch import Fix
 from appliance.nmea.rollover import RolloverPolicy
 from appliance.nmea.stream import NmeaStream
 from appliance.refclock.driver import Driver, Readings
 from appliance.refclock.gps import Convention, GpsSettings, NmeaRefclock
+from appliance.refclock.local import LocalClock
 from appliance.refclock.sample import Pulse, Sample
 from appliance.refclock.setup import GpsSetup, RefclockLine
 from appliance.refclock.source import RefclockSource
-from appliance.sources.timekeeper import Timekeeper
+from appliance.sources.client import Upstreams
+from appliance.sources.timekeeper import DEFAULT_HOLDOVER_BOUND_NS, Timekeeper
 from appliance.timebase import NS_PER_S
 
 log = logging.getLogger("stratum1")
@@ -106,16 +119,105 @@ class Running:
         self.closers = []
 
 
+class Loop(Protocol):
+    """What the drivers need of an event loop: :class:`~appliance.io.loop.EventLoop`, or the simulation's.
+
+    The virtual-time harness (:mod:`appliance.sim.harness`) passes a loop
+    whose timers run on simulated time and that has no descriptors.
+    """
+
+    def call_every(self, interval: float, callback: Callable[[], Any], *, first: float | None = None) -> Any: ...
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> Any: ...
+
+    def add_reader(self, fileobj: Any, callback: Callable[[], Any]) -> None: ...
+
+    def remove_reader(self, fileobj: Any) -> None: ...
+
+
+class SerialPort(Protocol):
+    """A receiver's serial port as the NMEA driver runs it (:class:`appliance.io.serial.SerialGps`)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class SerialOpener(Protocol):
+    """Makes the serial port of an NMEA line: :class:`~appliance.io.serial.SerialGps`'s constructor, or a fake's.
+
+    The port reads ``path`` and feeds its bytes, with the time ``now_ns()``
+    they arrived, to ``stream``; each fix goes to ``on_fix``.
+    """
+
+    def __call__(
+        self,
+        loop: Loop,
+        path: str,
+        stream: NmeaStream,
+        on_fix: Callable[[Fix], Any],
+        *,
+        baud: int,
+        autobaud: bool,
+        now_ns: Callable[[], int],
+    ) -> SerialPort: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """What the drivers need of the running appliance: its loop, its timekeeper and the kernel clock's mapping."""
+    """What the drivers need of the running appliance: its loop, its timekeeper and the kernel clock's mapping.
 
-    loop: EventLoop
+    The backends default to the real devices; tests and the virtual-time
+    harness pass their own (the same drivers, pairing and refclock sources
+    run either way).
+    """
+
+    loop: Loop
     tk: Timekeeper
     from_kernel_ns: Callable[[int], int] | None = None
     #: Opens a PPS device path: (path, from_kernel_ns) -> a ``fetch()``/``close()`` source (None: the real
     #: ``/dev/ppsN`` or GPIO line; tests pass one that hands out :class:`appliance.fakes.pps.FakePpsDevice`).
     open_pps: PpsOpener | None = None
+    #: Opens an NMEA line's serial port (None: :class:`appliance.io.serial.SerialGps`).
+    open_serial: SerialOpener | None = None
+    #: How often a PPS device is read, in s (None: :data:`appliance.io.pps.DEFAULT_POLL_S`).
+    pps_poll_s: float | None = None
+    #: The GPS week-rollover repair's build date (see :data:`BUILD_DATE_NS`).
+    build_date_ns: int = BUILD_DATE_NS
+
+
+def build_timekeeper(
+    config: Config,
+    clock: Clock,
+    *,
+    precision: int,
+    now_ns: int,
+    discipline: Discipline | None = None,
+    leap_table: LeapTable | None = None,
+    rng: random.Random | None = None,
+) -> Timekeeper:
+    """The timekeeper ``config`` describes, steering ``clock``: its upstream servers, local clock and holdover.
+
+    ``now_ns`` starts the upstream associations' schedules (the time base
+    the caller's NTP client polls them on); ``rng`` draws their poll
+    jitter (None: the system's). ``discipline``: the loop to start with
+    (warm from a drift file: :func:`start_drift_file`); ``leap_table``:
+    the leap-second table the served leap indicator follows. The reference
+    clocks are added by :func:`start_refclocks`; the caller runs the
+    upstream servers' network and calls :meth:`Timekeeper.tick` every second.
+    """
+    upstreams = None
+    if any(s.refclock is None for s in config.servers):
+        upstreams = Upstreams(config.servers, now_ns, precision=precision, rng=rng)
+    return Timekeeper(
+        clock,
+        discipline,
+        precision=precision,
+        local=LocalClock.from_config(config),
+        upstreams=upstreams,
+        holdover_bound_ns=config.holdover_ns or DEFAULT_HOLDOVER_BOUND_NS,
+        leap=functools.partial(leap_to_serve, leap_table) if leap_table is not None else None,
+    )
 
 
 def start_refclocks(edge: Edge, lines: tuple[RefclockLine, ...], simulation: Simulation | None = None) -> Running:
@@ -142,12 +244,15 @@ def _start_nmea(edge: Edge, line: RefclockLine, running: Running) -> None:
     setup = line.gps
     assert setup is not None
     nmea = _add_nmea(edge, line.settings, setup, setup.convention, explicit_refid=line.settings.refid != "GPS")
-    from appliance.io.serial import SerialGps
+    open_serial = edge.open_serial
+    if open_serial is None:
+        from appliance.io.serial import SerialGps
 
-    serial = SerialGps(
+        open_serial = SerialGps
+    serial = open_serial(
         edge.loop,
         setup.serial_path,
-        NmeaStream(RolloverPolicy(BUILD_DATE_NS)),
+        NmeaStream(RolloverPolicy(edge.build_date_ns)),
         functools.partial(_fix, edge.tk, line.name, nmea),
         baud=setup.baud,
         autobaud=setup.autobaud,
@@ -259,7 +364,10 @@ def _start_pps_device(edge: Edge, path: str, on_pulse: Callable[[Pulse], Any], r
     to_clock = edge.from_kernel_ns
     if edge.open_pps is not None:
         fake = PpsPoller(edge.open_pps(path, to_clock), on_pulse, name=path)
-        fake.start(edge.loop)
+        if edge.pps_poll_s is not None:
+            fake.start(edge.loop, edge.pps_poll_s)
+        else:
+            fake.start(edge.loop)
         running.closers.append(fake.stop)
         return
     try:
@@ -273,7 +381,10 @@ def _start_pps_device(edge: Edge, path: str, on_pulse: Callable[[Pulse], Any], r
     # a /dev/ppsN that was unplugged is opened afresh (by group, after the privilege switch)
     reopen = None if path.startswith("gpio:") else functools.partial(KernelPps, path, from_kernel_ns=to_clock)
     poller = PpsPoller(source, on_pulse, name=path, reopen=reopen)
-    poller.start(edge.loop)
+    if edge.pps_poll_s is not None:
+        poller.start(edge.loop, edge.pps_poll_s)
+    else:
+        poller.start(edge.loop)
     running.closers.append(poller.stop)
 
 

@@ -12,7 +12,6 @@ it; tests build one on loopback, run it in a thread and stop it.
 from __future__ import annotations
 
 import errno
-import functools
 import ipaddress
 import logging
 import os
@@ -29,6 +28,7 @@ from appliance.build import (
     PpsOpener,
     Running,
     Simulation,
+    build_timekeeper,
     start_drift_file,
     start_leap_table,
     start_refclocks,
@@ -306,18 +306,16 @@ class Appliance:
         ``server``/``pool`` lines (refclocks only). The timekeeper ticks every second.
         """
         discipline = self._start_drift_file(clock, simulation)
-        upstreams = None
-        if any(s.refclock is None for s in self.config.servers):
-            upstreams = Upstreams(self.config.servers, time.monotonic_ns(), precision=self.precision)
-        tk = Timekeeper(
+        tk = build_timekeeper(
+            self.config,
             clock,
-            discipline,
             precision=self.precision,
-            local=self.local_clock,
-            upstreams=upstreams,
-            holdover_bound_ns=self.config.holdover_ns or DEFAULT_HOLDOVER_BOUND_NS,
-            leap=functools.partial(leap_to_serve, self.leap_table) if self.leap_table is not None else None,
+            now_ns=time.monotonic_ns(),  # io/ntpclient.py polls the servers on the monotonic clock
+            discipline=discipline,
+            leap_table=self.leap_table,
         )
+        self.local_clock = tk.local
+        upstreams = tk.upstreams
         self.timekeeper = tk
         self._status: TimekeeperStatus | None = None
         running = start_refclocks(Edge(self.loop, tk, self._from_kernel_ns, self._open_pps), lines, simulation)

@@ -6,7 +6,9 @@ Two levels:
   :class:`SampleSource` values (``bench/discipline.py`` and
   ``tests/sim/test_sim_discipline.py`` measure the loop with it);
 - :func:`run_system`: the daemon's :class:`~appliance.sources.timekeeper.Timekeeper`
-  (GPS pairing, selection, fallback chain, discipline) on a
+  (GPS pairing, selection, fallback chain, discipline), built by the daemon's
+  builder (:mod:`appliance.build`) from the config lines the scenario
+  writes (:func:`config_text`) with simulated backends, on a
   :class:`SystemScenario`: a simulated GPS HAT (:class:`ReceiverSpec`: the
   shipped :class:`~appliance.fakes.gps.FakeGps` and
   :class:`~appliance.fakes.pps.FakePps`, the same fakes ``serve --simulate``
@@ -41,14 +43,16 @@ machine.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import random
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from appliance.build import Edge, Loop, Running, build_timekeeper, start_refclocks
 from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB
 from appliance.clock.base import apply
 from appliance.clock.discipline import Discipline, DisciplineConfig, DisciplineStatus
@@ -56,16 +60,15 @@ from appliance.clock.simulated import DEFAULT_START_NS, FrequencyStep, Oscillato
 from appliance.clock.slew import SlewModel
 from appliance.config.parser import parse_config
 from appliance.fakes.gps import FakeGps, ReceiverModel
-from appliance.fakes.pps import FakePps
-from appliance.nmea.rollover import RolloverPolicy
+from appliance.fakes.pps import FakePps, FakePpsDevice
+from appliance.nmea.epoch import Fix
 from appliance.nmea.stream import NmeaStream
 from appliance.ntp.packet import MODE_SERVER, NtpPacket, refid_from_text
-from appliance.refclock.gps import Convention, GpsSettings, NmeaRefclock
-from appliance.refclock.local import LocalClock
+from appliance.refclock.gps import Convention, NmeaRefclock
 from appliance.refclock.sample import Sample
-from appliance.refclock.source import RefclockSettings, RefclockSource
-from appliance.sources.client import RESPONSE_TIMEOUT_NS, Association, Upstreams
-from appliance.sources.timekeeper import Basis, Timekeeper, TimekeeperCounters, TimekeeperStatus
+from appliance.refclock.setup import RefclockLine, refclock_lines
+from appliance.sources.client import RESPONSE_TIMEOUT_NS, Association
+from appliance.sources.timekeeper import Basis, TimekeeperCounters, TimekeeperStatus
 from appliance.timebase import NS_PER_S, ntp64_from_ns, short_from_ns
 
 
@@ -355,7 +358,17 @@ def _within(t: int, intervals: tuple[tuple[int, int], ...]) -> bool:
 
 
 class _Sim:
-    """The event queue of :func:`run_system`; true time is the scheduling clock."""
+    """The event queue of :func:`run_system`; true time is the scheduling clock.
+
+    The appliance is built as the daemon builds it, by :mod:`appliance.build`
+    (:func:`~appliance.build.build_timekeeper` from the scenario's config
+    lines, :func:`~appliance.build.start_refclocks` for the receiver's
+    ``refclock nmea`` line), with simulated backends: the
+    :class:`~appliance.clock.simulated.SimulatedClock`, a :class:`_VirtualLoop`
+    for the drivers' timers, the fake receiver's bytes as its serial port
+    (:class:`_VirtualSerial`) and the fake PPS as its PPS device. The
+    upstream servers' network is simulated here (:meth:`request`).
+    """
 
     def __init__(self, scenario: SystemScenario) -> None:
         sc = self.scenario = scenario
@@ -368,81 +381,91 @@ class _Sim:
         self.clock = SimulatedClock(
             random.Random(f"clock:{sc.seed}"), oscillator, start_ns=start, initial_offset_ns=sc.initial_offset_ns
         )
-        lines = [f"server {s.address} {sc.server_options}" for s in sc.servers]
-        if sc.local_stratum is not None:
-            lines += ["server 127.127.1.0", f"fudge 127.127.1.0 stratum {sc.local_stratum}"]
-        config = parse_config("\n".join(lines) + "\n", "<simulation>")
-        self.upstreams = Upstreams(config.servers, start, precision=-20, rng=random.Random(f"ntp:{sc.seed}"))
+        self.queue: list[tuple[int, int, Callable[[int], None]]] = []
+        self.seq = 0
+        self.sent: dict[Association, int] = {}
+        self.wake_at: int | None = None  # when the NTP client's one timer is due
+        self.net_rng = random.Random(f"net:{sc.seed}")
         self.by_address = {s.address: s for s in sc.servers}
-        self.tk = Timekeeper(
-            self.clock,
-            precision=-20,
-            local=LocalClock.from_config(config),
-            upstreams=self.upstreams,
-            holdover_bound_ns=sc.holdover_bound_ns,
-        )
+        config = parse_config(config_text(sc), "<simulation>")
+        self.tk = build_timekeeper(config, self.clock, precision=-20, now_ns=start, rng=random.Random(f"ntp:{sc.seed}"))
+        self.upstreams = self.tk.upstreams
         self.fake: FakeGps | None = None
-        convention = Convention.CURRENT
+        self.serial: _VirtualSerial | None = None
+        self.running: Running | None = None
         if sc.receiver is not None:
-            self.fake = FakeGps(sc.receiver.model, start_ns=start, seed=sc.seed)
-            if self.fake.model.labels == "next":
-                convention = Convention.NEXT
-            # the firmware of this simulation was built a month before it starts
-            self.stream = NmeaStream(RolloverPolicy(start - 30 * 86_400 * NS_PER_S))
+            fake = self.fake = FakeGps(sc.receiver.model, start_ns=start, seed=sc.seed)
             self.pps = FakePps(
                 lambda: self.clock.true_ns,
                 self.clock.now_ns,
                 jitter_ns=sc.receiver.pps_jitter_ns,
                 rng=random.Random(f"gps:{sc.seed}"),
             )
-        self.nmea = NmeaRefclock(GpsSettings(convention))
-        if sc.receiver is not None:  # as appliance.build wires an NMEA receiver with its PPS
-            self.tk.add_refclock(
-                RefclockSource(RefclockSettings(name=GPS_SOURCE, refid="GPS", poll=0)),
-                why_unusable=self.nmea.why_unusable,
-                stepped=self.nmea.stepped,
-                pulse_refid="PPS",
+            convention = Convention.NEXT if fake.model.labels == "next" else Convention.CURRENT
+            edge = Edge(
+                _VirtualLoop(self, PULSE_LATENCY_NS),
+                self.tk,
+                open_pps=lambda _path, _to_clock: FakePpsDevice(self.pps),
+                open_serial=self.open_serial,
+                pps_poll_s=1.0,  # each edge read PULSE_LATENCY_NS after it, as the daemon's poller reads it
+                # the firmware of this simulation was built a month before it starts
+                build_date_ns=start - 30 * 86_400 * NS_PER_S,
             )
-        self.net_rng = random.Random(f"net:{sc.seed}")
-        self.queue: list[tuple[int, int, Callable[[int], None]]] = []
-        self.seq = 0
-        self.sent: dict[Association, int] = {}
+            lines = tuple(_with_convention(line, convention) for line in refclock_lines(config))
+            self.running = start_refclocks(edge, lines)
+            self.nmea: NmeaRefclock = self.running.parts[GPS_SOURCE]
 
     def at(self, true_ns: int, action: Callable[[int], None]) -> None:
         self.seq += 1
         heapq.heappush(self.queue, (true_ns, self.seq, action))
 
-    # -- the shipped fake receiver -------------------------------------------------------
+    # -- the shipped fake receiver: the serial port's backend ----------------------------------
 
-    def receiver_tick(self, now: int) -> None:
-        fake = self.fake
-        assert fake is not None
-        for chunk in fake.tick(now):
-            # read when its first byte is due, as PtyWriter writes it into the pty for serve --simulate
-            self.at(max(now, chunk.at_ns), functools.partial(self.nmea_bytes, chunk.data))
-        self.at(max(fake.next_due_ns(), now + 1), self.receiver_tick)
-
-    def nmea_bytes(self, data: bytes, _true_ns: int) -> None:
-        for fix in self.stream.feed(data, self.clock.now_ns()):
-            for sample in self.nmea.on_fix(fix):
-                self.tk.on_sample(GPS_SOURCE, sample)
-
-    def pulses_read(self, now: int) -> None:
-        """The daemon's PPS poller: the edges since the last read, a little after each edge."""
-        self.at(now + NS_PER_S, self.pulses_read)
-        for pulse in self.pps.tick():
-            trusted = self.tk.clock_trusted(self.clock.now_ns())
-            for sample in self.nmea.on_pulse(pulse, clock_within_0_4s=trusted):
-                self.tk.on_sample(GPS_SOURCE, sample)
+    def open_serial(
+        self,
+        loop: Loop,
+        path: str,
+        stream: NmeaStream,
+        on_fix: Callable[[Fix], Any],
+        *,
+        baud: int,
+        autobaud: bool,
+        now_ns: Callable[[], int],
+    ) -> _VirtualSerial:
+        """The NMEA line's serial port (:class:`appliance.build.SerialOpener`): the fake receiver's bytes."""
+        self.serial = _VirtualSerial(self, stream, on_fix, now_ns)
+        return self.serial
 
     # -- the servers ----------------------------------------------------------------
 
     def wake(self, now: int) -> None:
-        for a in self.upstreams.due(now):
+        """The NTP client's timer: send the requests due, then sleep until the next one (one timer pending)."""
+        upstreams = self.upstreams
+        assert upstreams is not None
+        if self.wake_at is not None and self.wake_at != now:
+            return  # a timer that an earlier one replaced
+        self.wake_at = None
+        self.send_due(now)
+
+    def send_due(self, now: int) -> None:
+        upstreams = self.upstreams
+        assert upstreams is not None
+        for a in upstreams.due(now):
             self.request(a, now)
-        nxt = self.upstreams.next_wakeup_ns()
-        if nxt is not None:
-            self.at(max(nxt, now + 1), self.wake)
+        self.sleep(now)
+
+    def sleep(self, now: int) -> None:
+        """Wake at the next request due (after ``now``), unless a timer already pending comes first."""
+        upstreams = self.upstreams
+        assert upstreams is not None
+        nxt = upstreams.next_wakeup_ns()
+        if nxt is None:
+            return
+        when = max(nxt, now + 1)
+        if self.wake_at is not None and now <= self.wake_at <= when:
+            return
+        self.wake_at = when
+        self.at(when, self.wake)
 
     def request(self, a: Association, now: int) -> None:
         data = a.request(now)
@@ -478,7 +501,7 @@ class _Sim:
             self.sent.pop(a, None)
         if reply.sample is not None:
             self.tk.on_upstream(a.name, reply.sample)
-        self.wake(self.clock.true_ns)
+        self.send_due(self.clock.true_ns)  # the reply may make the next request due (iburst)
 
     def expire(self, a: Association, token: int) -> None:
         if self.sent.get(a) == token and a.waiting:
@@ -511,16 +534,17 @@ class _Sim:
             bases.append(basis.value)
 
         if sc.receiver is not None and self.fake is not None:
-            self.at(self.start, self.receiver_tick)
-            self.at(self.start + NS_PER_S + PULSE_LATENCY_NS, self.pulses_read)
             for at, verb in sc.receiver.actions:
                 self.at(self.start + at, functools.partial(_act, verb, self.fake, self.pps))
         self.at(self.start + sc.tick_ns, tick)
-        self.at(self.start, self.wake)
+        if self.upstreams is not None:
+            self.at(self.start, self.wake)
         while self.queue and self.queue[0][0] < end:
             when, _, action = heapq.heappop(self.queue)
             self.clock.advance_to(when)
             action(when)
+        if self.running is not None:
+            self.running.close()  # the drivers stop, as the daemon's do at the end
         return SystemTrace(
             sc.tick_ns,
             errors,
@@ -535,9 +559,9 @@ class _Sim:
         )
 
     def _receiver_figures(self) -> dict[str, int | None]:
-        if self.fake is None:
+        if self.fake is None or self.serial is None:
             return {}
-        c = self.stream.counters
+        c = self.serial.stream.counters
         return {
             "nmea_delay_ns": self.nmea.gps.nmea_delay_ns,
             "lock_breaks": self.nmea.gps.counters.lock_breaks,
@@ -548,6 +572,118 @@ class _Sim:
 
 def _act(verb: Callable[[FakeGps, FakePps], None], fake: FakeGps, pps: FakePps, _true_ns: int) -> None:
     verb(fake, pps)
+
+
+class _VirtualSerial:
+    """The receiver's serial port on virtual time: the fake's bytes reach ``stream`` when their first byte is due.
+
+    As :class:`~appliance.fakes.gps.PtyWriter` writes them into the pty for
+    ``serve --simulate``; the time they arrived is the simulated clock's.
+    """
+
+    def __init__(self, sim: _Sim, stream: NmeaStream, on_fix: Callable[[Fix], Any], now_ns: Callable[[], int]) -> None:
+        self.sim = sim
+        self.stream = stream
+        self.on_fix = on_fix
+        self.now_ns = now_ns
+        self.running = False
+
+    def start(self) -> None:
+        self.running = True
+        self.sim.at(self.sim.start, self.receiver_tick)
+
+    def stop(self) -> None:
+        self.running = False
+
+    def receiver_tick(self, now: int) -> None:
+        fake = self.sim.fake
+        if fake is None or not self.running:
+            return
+        for chunk in fake.tick(now):
+            self.sim.at(max(now, chunk.at_ns), functools.partial(self.received, chunk.data))
+        self.sim.at(max(fake.next_due_ns(), now + 1), self.receiver_tick)
+
+    def received(self, data: bytes, _true_ns: int) -> None:
+        for fix in self.stream.feed(data, self.now_ns()):
+            self.on_fix(fix)
+
+
+class _VirtualTimer:
+    """A :class:`_VirtualLoop` timer: :meth:`cancel` stops it."""
+
+    __slots__ = ("callback", "interval_ns", "cancelled")
+
+    def __init__(self, callback: Callable[[], Any], interval_ns: int | None) -> None:
+        self.callback = callback
+        self.interval_ns = interval_ns
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _VirtualLoop:
+    """The drivers' timers (:class:`appliance.build.Loop`) on the simulation's queue, in true time.
+
+    Each timer runs ``lag_ns`` after its due time (the PPS poller reads an
+    edge that long after it). Nothing is read from descriptors on virtual
+    time: the backends hand their data in themselves.
+    """
+
+    def __init__(self, sim: _Sim, lag_ns: int) -> None:
+        self.sim = sim
+        self.lag_ns = lag_ns
+
+    def call_every(self, interval: float, callback: Callable[[], Any], *, first: float | None = None) -> _VirtualTimer:
+        timer = _VirtualTimer(callback, round(interval * NS_PER_S))
+        self._schedule(timer, round((interval if first is None else first) * NS_PER_S))
+        return timer
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> _VirtualTimer:
+        timer = _VirtualTimer(callback, None)
+        self._schedule(timer, round(delay * NS_PER_S))
+        return timer
+
+    def add_reader(self, fileobj: Any, callback: Callable[[], Any]) -> None:
+        raise NotImplementedError("no descriptors on virtual time: pass the driver a simulated backend")
+
+    def remove_reader(self, fileobj: Any) -> None:
+        raise NotImplementedError("no descriptors on virtual time")
+
+    def _schedule(self, timer: _VirtualTimer, delay_ns: int) -> None:
+        self.sim.at(self.sim.clock.true_ns + delay_ns + self.lag_ns, functools.partial(self._fire, timer))
+
+    def _fire(self, timer: _VirtualTimer, now: int) -> None:
+        if timer.cancelled:
+            return
+        if timer.interval_ns is not None:
+            self.sim.at(now + timer.interval_ns, functools.partial(self._fire, timer))
+        timer.callback()
+
+
+def config_text(scenario: SystemScenario) -> str:
+    """The ntp.conf lines ``scenario`` describes: its servers, local clock, holdover bound and receiver.
+
+    >>> print(config_text(SystemScenario(receiver=ReceiverSpec(), servers=(ServerSpec("192.0.2.1"),))), end="")
+    server 192.0.2.1 iburst minpoll 4 maxpoll 6
+    holdover 0.001000000
+    refclock nmea unit 0 ppspath /dev/pps0
+    """
+    sc = scenario
+    lines = [f"server {s.address} {sc.server_options}" for s in sc.servers]
+    if sc.local_stratum is not None:
+        lines += ["server 127.127.1.0", f"fudge 127.127.1.0 stratum {sc.local_stratum}"]
+    lines.append(f"holdover {sc.holdover_bound_ns / NS_PER_S:.9f}")
+    if sc.receiver is not None:
+        lines.append("refclock nmea unit 0 ppspath /dev/pps0")  # the fake receiver and its PPS stand in for both
+    return "\n".join(lines) + "\n"
+
+
+def _with_convention(line: RefclockLine, convention: Convention) -> RefclockLine:
+    """An NMEA line whose receiver labels its pulses as ``convention`` says (the fake model's)."""
+    if line.gps is None:
+        return line
+    return dataclasses.replace(line, gps=dataclasses.replace(line.gps, convention=convention))
 
 
 def run_system(scenario: SystemScenario) -> SystemTrace:

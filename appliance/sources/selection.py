@@ -25,7 +25,23 @@ RFC 5905 section 11.2, with ntpd 4.2.8's refinements, on
    ``prefer`` source (ntpd's "immunity").
 4. **System peer** (11.2.3). The first survivor; but a ``prefer`` survivor
    wins, and the previous system peer stays if it survives at the same
-   stratum as the first (no clock hopping).
+   stratum as the first (no clock hopping). **The PPS rule** comes first
+   (ntpd's "pps peer", tally ``o``; chrony's PPS refclock with ``lock``): a
+   surviving PPS refclock (kind REFCLOCK, refid ``PPS``: a ``pps`` line, or
+   an NMEA receiver whose pulses its own seconds number) is the system peer
+   when it is good: it survived, and its root distance is no longer than
+   that of the source the other rules pick (the one that numbers its
+   seconds: a gpsd SHM segment, an NMEA receiver without PPS, an upstream
+   server), which it then replaces, ``prefer`` or not (once the peer, it
+   stays while it survives: no hopping back and forth): its seconds come
+   from that source, its edge is the better time. Among several good PPS
+   survivors the same order applies (``prefer``, then the previous peer,
+   then rank). A PPS that is not numbered hands up nothing, so it cannot
+   survive unnumbered; one whose numbering disagrees with the other
+   sources is a falseticker. The distance condition keeps a PPS whose
+   filter has only begun to fill from taking over while its distance
+   would still unsynchronise the system that numbers it (ntpd's ATOM asks
+   for a ``prefer`` peer and a system offset under 0.4 s instead).
 5. **Combine** (11.2.3). Survivors whose distance is at most COMBINE_LIMIT
    (3, chrony's ``combinelimit``) times the system peer's are averaged,
    weighted by ``1 / lambda``; the selection jitter is the weighted RMS of
@@ -201,7 +217,27 @@ def cluster(
     return survivors, outliers
 
 
+def is_pps(e: SourceEstimate) -> bool:
+    """Whether ``e`` is a PPS refclock (its samples are pulse edges numbered by another source's seconds).
+
+    >>> from dataclasses import replace
+    >>> from appliance.ntp.packet import refid_from_text
+    >>> e = SourceEstimate("PPS(0)", SourceKind.REFCLOCK, 0, 0, 0, 0, 0, 0, 0, 0, refid_from_text("PPS"), 0, 1, True)
+    >>> is_pps(e), is_pps(replace(e, refid=refid_from_text("SHM")))
+    (True, False)
+    """
+    return e.kind is SourceKind.REFCLOCK and e.refid == _PPS_REFID
+
+
 def _choose(survivors: Sequence[SourceEstimate], previous: str | None) -> SourceEstimate | None:
+    """The system peer among ``survivors`` (best first): the PPS rule, then prefer, then no hopping."""
+    other = _choose_among([e for e in survivors if not is_pps(e)], previous)
+    limit = other.distance_ns if other is not None else None
+    good = [e for e in survivors if is_pps(e) and (limit is None or e.distance_ns <= limit or e.name == previous)]
+    return _choose_among(good, previous) or other
+
+
+def _choose_among(survivors: Sequence[SourceEstimate], previous: str | None) -> SourceEstimate | None:
     if not survivors:
         return None
     for e in survivors:
@@ -266,8 +302,7 @@ def _tally(
     for e in survivors:
         tally[e.name] = CANDIDATE if e.name in combined_names or e.distance_ns <= limit else BACKUP
     if peer is not None:
-        pps = peer.kind is SourceKind.REFCLOCK and peer.refid == _PPS_REFID
-        tally[peer.name] = PPS_PEER if pps else SYSTEM_PEER
+        tally[peer.name] = PPS_PEER if is_pps(peer) else SYSTEM_PEER
     return tally
 
 

@@ -1,14 +1,16 @@
 """Serve NTP from gpsd's shared memory and a PPS numbered by it, inside namespaces of its own; a chronyd measures.
 
-Run by ``test_gpsd_serve.py`` as ``unshare --ipc --net python gpsd_serve_probe.py GPSD CHRONYD FORM WORKDIR``:
+Run by ``test_gpsd_serve.py`` as ``unshare --ipc --net python gpsd_serve_probe.py GPSD CHRONYD FORM WORKDIR NTPQ``:
 a real gpsd (the private copy's wrapper) reads the fake GPS's NMEA over UDP (gpsd exports time to shared
 memory for ``udp://`` sources, not for a pty) and writes NTP0; the appliance is configured with FORM's lines
 (``ntpd``: ``server 127.127.28.0`` + ``server 127.127.22.0``; ``ntpsec``: ``refclock shm`` + ``refclock pps``)
 and a fake PPS device (:class:`appliance.fakes.pps.FakePpsDevice`, edges at the host's whole seconds, the
 kernel clock mapped onto the served soft clock as a real ``/dev/pps0`` would be). The shared-memory line's
 ``time1`` is calibrated first, as a user calibrates it: the median of gpsd's receive delay over a few
-seconds. Then ``chronyd -Q`` (it measures, never sets the clock) asks the appliance. gpsd and chronyd are
-this script's children, ended by their PIDs. Prints one JSON object on stdout.
+seconds. Once the PPS is the system peer (selection's PPS rule), ``chronyd -Q`` (it measures, never sets the
+clock) asks the appliance, on port 123 of the private network namespace, and NTPsec's ``ntpq -c peers`` reads
+the tally codes. gpsd and chronyd are this script's children, ended by their PIDs. Prints one JSON object on
+stdout.
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ from appliance.sources.timekeeper import Basis  # noqa: E402
 
 NMEA_PORT = 29470
 GPSD_PORT = 2947
-NTP_PORT = 11123
+NTP_PORT = 123  # the namespace's own: ntpq asks there
 PR_SET_PDEATHSIG = 1
 
-LINES = {
+LINES = {  # each with "restrict 127.0.0.1" (below): ntpq may ask from there
     "ntpd": "server 127.127.28.0 minpoll 4 maxpoll 4\nfudge 127.127.28.0 time1 {time1} refid GPS\n"
     "server 127.127.22.0\n",
     "ntpsec": "refclock shm unit 0 minpoll 4 time1 {time1} refid GPS\nrefclock pps unit 0 path /dev/pps0\n",
@@ -97,7 +99,7 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def main(gpsd: str, chronyd: str, form: str, workdir: Path) -> dict[str, object]:
+def main(gpsd: str, chronyd: str, form: str, workdir: Path, ntpq: str) -> dict[str, object]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     log = open(workdir / "gpsd.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -111,7 +113,7 @@ def main(gpsd: str, chronyd: str, form: str, workdir: Path) -> dict[str, object]
     feeder.start()
     try:
         time1 = _calibrate(6.0)
-        text = LINES[form].format(time1=f"{time1:.6f}")
+        text = LINES[form].format(time1=f"{time1:.6f}") + "restrict 127.0.0.1\n"
         config = parse_config(text, "gpsd.conf")
         app = Appliance(config, ServeSettings(listen=("127.0.0.1",), port=NTP_PORT, clock="soft"), open_pps=_pps_opener)
         app.start_thread()
@@ -120,9 +122,14 @@ def main(gpsd: str, chronyd: str, form: str, workdir: Path) -> dict[str, object]
             assert tk is not None
             synced = _wait(lambda: tk.basis is Basis.REFCLOCK and app.server.state.stratum == 1, 150)
             pps_used = _wait(lambda: tk.refclocks["PPS(0)"].counters.updates >= 5, 60)
+            pps_peer = _wait(lambda: tk.status().system_peer == "PPS(0)", 90)
             offset, seen = chronyd_measure(Path(chronyd), workdir / "chronyd", NTP_PORT)
             status = tk.status()
+            peers = subprocess.run([ntpq, "-n", "-c", "peers", "127.0.0.1"], capture_output=True, text=True, timeout=30)
             return {
+                "pps_peer": pps_peer,
+                "system_peer": status.system_peer,
+                "ntpq_peers": peers.stdout + peers.stderr,
                 "time1": time1,
                 "lines": text,
                 "synced": synced,
@@ -148,4 +155,4 @@ def main(gpsd: str, chronyd: str, form: str, workdir: Path) -> dict[str, object]
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]))))
+    print(json.dumps(main(sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), sys.argv[5])))

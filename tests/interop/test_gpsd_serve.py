@@ -28,14 +28,17 @@ PROBE = Path(__file__).with_name("gpsd_serve_probe.py")
 
 
 @pytest.mark.parametrize("form", ["ntpd", "ntpsec"])
-def test_shm_seconds_and_a_pps_numbered_by_them_serve_stratum_1(form: str, chronyd: Path, tmp_path: Path) -> None:
+def test_shm_seconds_and_a_pps_numbered_by_them_serve_stratum_1(
+    form: str, chronyd: Path, ntpsec_tools: dict[str, str], tmp_path: Path
+) -> None:
     require(os.access(GPSD, os.X_OK), f"gpsd not unpacked at {GPSD} (run .ci/install-interop as root)")
     require(os.geteuid() == 0, "gpsd's namespaces (unshare --ipc --net) need root")
     unshare = shutil.which("unshare")
     require(unshare is not None, "unshare (util-linux) is missing")
     assert unshare is not None
     proc = subprocess.run(
-        [unshare, "--ipc", "--net", sys.executable, str(PROBE), str(GPSD), str(chronyd), form, str(tmp_path)],
+        [unshare, "--ipc", "--net", sys.executable, str(PROBE), str(GPSD), str(chronyd), form, str(tmp_path)]
+        + [ntpsec_tools["ntpq"]],
         capture_output=True,
         text=True,
         timeout=240,
@@ -50,7 +53,11 @@ def test_shm_seconds_and_a_pps_numbered_by_them_serve_stratum_1(form: str, chron
     assert strata == {("N", 1)}, seen["chronyd_seen"]
     refids = {bytes.fromhex(r) for _, _, r in seen["chronyd_seen"]}
     assert refids <= {refid_from_text("GPS"), refid_from_text("PPS")}, refids
-    # the soft clock follows gpsd's seconds: SHM stays the system peer (chrony's pps_stratum rule, which would
-    # promote the PPS, is not applied yet), so the offset carries gpsd's NMEA receive-time jitter, tens of ms
-    # on a loaded machine; a wrong second would be 1 s off
-    assert abs(seen["chronyd_offset_s"]) < 0.25, seen
+    # the PPS numbered by the SHM seconds is the system peer (ntpd's "pps peer", chrony's PPS with lock), and
+    # ntpq says so: tally o for PPS(0), SHM(0) a survivor beside it
+    assert seen["pps_peer"] and seen["system_peer"] == "PPS(0)", seen
+    tallies = {line[1:].split()[0]: line[0] for line in seen["ntpq_peers"].splitlines()[2:] if line.strip()}
+    assert tallies.get("PPS(0)") == "o" and tallies.get("SHM(0)") in ("+", "#"), seen["ntpq_peers"]
+    # so the soft clock follows the edges (the host's whole seconds), not gpsd's NMEA receive times (tens of
+    # ms of jitter on a loaded machine); a wrong second would be 1 s off
+    assert abs(seen["chronyd_offset_s"]) < 0.02, seen

@@ -1,6 +1,6 @@
 """Scenarios on virtual time: the daemon's timekeeper with a simulated GPS, upstream servers and the local clock.
 
-Each plays an hour or more of virtual time in seconds (:func:`appliance.sim.harness.run_system`):
+Each plays minutes to hours of virtual time in seconds (:func:`appliance.sim.harness.run_system`):
 the real GPS pairing, upstream client state machine (real NTP packets), selection and discipline.
 They check the fallback chain (what is served, and that the clock stays right), never wall-clock timings.
 """
@@ -62,11 +62,12 @@ def window(trace: SystemTrace, start_ns: int, end_ns: int) -> slice:
 
 
 def test_gps_lost_and_regained_walks_the_whole_chain() -> None:
-    lost, back = 20 * MIN, 80 * MIN
+    # GPS for 12 min, none for 28 (holdover ends after about 11 min), then 15 min of GPS again
+    lost, back, end = 12 * MIN, 40 * MIN, 55 * MIN
     trace = run_system(
         SystemScenario(
             seed=1,
-            duration_ns=100 * MIN,
+            duration_ns=end,
             initial_offset_ns=150_000_000,
             receiver=ReceiverSpec(actions=((lost, unplug), (back, replug))),
             servers=servers(),
@@ -94,7 +95,7 @@ def test_gps_lost_and_regained_walks_the_whole_chain() -> None:
     # the upstreams keep the clock within their own spread and the network's noise
     assert max_abs([trace.time_error_ns[i] for i in upstream]) < 200 * US
     # back on the GPS: stratum 1 PPS, microseconds again
-    final = window(trace, back + 5 * MIN, 100 * MIN)
+    final = window(trace, back + 5 * MIN, end)
     assert set(trace.basis[final]) == {"refclock"} and set(trace.refid[final]) == {PPS}
     assert max_abs(trace.time_error_ns[final]) < 5 * US
     assert trace.final.system_peer == GPS_NAME and trace.counters.clock_steps == 1
@@ -103,18 +104,19 @@ def test_gps_lost_and_regained_walks_the_whole_chain() -> None:
 # (1024 weeks back is the rollover bug that NmeaStream's RolloverPolicy repairs before any of this sees it)
 @pytest.mark.parametrize("jump_ns", [S, WEEKS_1024_NS], ids=["one-second", "1024-weeks"])
 def test_a_jumping_gps_is_outvoted_by_three_upstreams(jump_ns: int) -> None:
-    jump = 15 * MIN
+    # the jump 8 min in; the receiver relocks to its wrong time 10 min later, holdover ends after about 11 min
+    jump, end = 8 * MIN, 30 * MIN
     trace = run_system(
         SystemScenario(
             seed=2,
-            duration_ns=60 * MIN,
+            duration_ns=end,
             initial_offset_ns=150_000_000,
             receiver=ReceiverSpec(actions=((jump, slip(jump_ns)),)),
             servers=servers(),
             holdover_bound_ns=20_000,
         )
     )
-    after = window(trace, jump, 60 * MIN)
+    after = window(trace, jump, end)
     # the clock never follows the GPS: it stays within the upstreams' microseconds, never near a second off
     assert max_abs(trace.time_error_ns[after]) < 300 * US
     assert trace.counters.clock_steps == 1  # the start-up step only
@@ -137,7 +139,8 @@ def test_all_upstreams_lost(local: int | None) -> None:
     trace = run_system(
         SystemScenario(
             seed=3,
-            duration_ns=30 * 3600 * S,
+            # with a local clock it takes over within 30 min; without, the last state ages for hours
+            duration_ns=(3 if local is not None else 30) * 3600 * S,
             initial_offset_ns=-2_000_000,
             servers=servers(outages=everything),
             server_options="iburst minpoll 4 maxpoll 6",
@@ -166,7 +169,7 @@ def test_all_upstreams_lost(local: int | None) -> None:
 
 def test_same_seed_same_trace() -> None:
     scenario = SystemScenario(
-        seed=7, duration_ns=10 * MIN, receiver=ReceiverSpec(), servers=servers(), initial_offset_ns=10**8
+        seed=7, duration_ns=5 * MIN, receiver=ReceiverSpec(), servers=servers(), initial_offset_ns=10**8
     )
     a, b = run_system(scenario), run_system(scenario)
     assert a.time_error_ns == b.time_error_ns and a.changes == b.changes

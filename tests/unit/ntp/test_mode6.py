@@ -12,7 +12,7 @@ from status_sample import NOW, SNAP
 from appliance.ntp import access as acl
 from appliance.ntp import mode6
 from appliance.ntp.mode6 import HEADER, MAX_DATA, ControlHandler, datagrams, fragments
-from appliance.sources.state import SystemState
+from appliance.state import SystemState
 from appliance.status.variables import encode, peer_variables
 from appliance.timebase import NS_PER_S
 

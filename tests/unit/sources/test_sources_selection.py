@@ -95,6 +95,71 @@ def test_a_pps_peer_is_tallied_o() -> None:
     assert s.tally_code("GPS(0)") == "o"
 
 
+def pps(offset: int = 0, name: str = "PPS(0)", distance: int = 300 * US, **kw: object) -> SourceEstimate:
+    """A PPS line's estimate: a short distance, a few us of jitter, refid PPS."""
+    return est(
+        name, offset, distance, stratum=0, kind=SourceKind.REFCLOCK, jitter=1 * US, **kw, refid=refid_from_text("PPS")
+    )
+
+
+def shm(offset: int = 0, **kw: object) -> SourceEstimate:
+    """gpsd's SHM segment: the seconds, tens of us of jitter (NMEA receive times)."""
+    return est(
+        "SHM(0)",
+        offset,
+        2 * MS,
+        stratum=0,
+        kind=SourceKind.REFCLOCK,
+        jitter=50 * US,
+        **kw,
+        refid=refid_from_text("GPS"),
+    )
+
+
+def test_a_pps_numbered_by_shm_becomes_the_pps_peer_even_when_shm_is_the_previous_and_preferred_peer() -> None:
+    before = select([shm(200 * US, prefer=True)], NOW)
+    assert before.system_peer == "SHM(0)" and before.tally_code("SHM(0)") == "*"
+    s = select([shm(200 * US, prefer=True), pps(3 * US)], NOW, previous="SHM(0)")
+    assert s.system_peer == "PPS(0)" and s.tally_code("PPS(0)") == "o"
+    assert "SHM(0)" in s.survivors and s.tally_code("SHM(0)") == "#"  # a survivor, beyond 3x the PPS distance
+    assert s.offset_ns == 3 * US and s.jitter_ns == 1 * US  # the edge's offset alone, not averaged with SHM's
+
+
+def test_a_pps_numbered_by_upstream_servers_leads_them_even_a_preferred_one() -> None:
+    servers = [replace(UPSTREAMS[0], prefer=True), *UPSTREAMS[1:]]
+    s = select([pps(0), *servers], NOW, previous="192.0.2.1")
+    assert s.system_peer == "PPS(0)" and s.tally_code("PPS(0)") == "o"
+
+
+def test_an_nmea_receiver_with_its_own_pps_leads_a_shm_segment() -> None:
+    s = select([shm(0, prefer=True), gps(2 * US, refid="PPS")], NOW, previous="SHM(0)")
+    assert s.system_peer == "GPS(0)" and s.tally_code("GPS(0)") == "o"
+
+
+def test_a_pps_that_is_not_good_is_not_the_peer() -> None:
+    # numbered a second wrong: outvoted by the seconds and the servers, the PPS rule does not apply
+    s = select([shm(0), pps(NS_PER_S), *UPSTREAMS], NOW, previous="SHM(0)")
+    assert s.system_peer == "SHM(0)" and s.tally_code("PPS(0)") == "x"
+    # unusable (nothing numbered it this poll) or noselect: not a candidate
+    for bad in (pps(0, usable=False, reach=0), pps(0, noselect=True)):
+        s = select([shm(0), bad], NOW)
+        assert s.system_peer == "SHM(0)" and s.tally_code("PPS(0)") == " "
+
+
+def test_a_pps_whose_filter_has_only_begun_is_not_yet_the_peer() -> None:
+    # its distance still longer than the SHM's that numbers it: taking over would unsynchronise its numbering
+    s = select([shm(0), pps(0, distance=5 * MS)], NOW, previous="SHM(0)")
+    assert s.system_peer == "SHM(0)" and s.tally_code("SHM(0)") == "*" and "PPS(0)" in s.survivors
+    assert select([shm(0), pps(0, distance=2 * MS)], NOW, previous="SHM(0)").system_peer == "PPS(0)"
+
+
+def test_among_pps_survivors_prefer_then_the_previous_peer() -> None:
+    a, b = pps(0, "PPS(0)"), pps(1 * US, "PPS(1)")
+    assert select([shm(0), a, b], NOW).system_peer == "PPS(0)"
+    assert select([shm(0), a, b], NOW, previous="PPS(1)").system_peer == "PPS(1)"
+    assert select([shm(0), a, replace(b, prefer=True)], NOW, previous="PPS(0)").system_peer == "PPS(1)"
+
+
 def test_one_source_alone_is_chosen() -> None:
     s = select([est("192.0.2.9", 5 * MS)], NOW)
     assert s.system_peer == "192.0.2.9" and s.offset_ns == 5 * MS and s.tally_code("192.0.2.9") == "*"

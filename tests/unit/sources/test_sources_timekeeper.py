@@ -139,3 +139,38 @@ def test_a_server_that_loses_its_sync_is_unfit_at_once_and_fit_again_when_it_rec
     a.sent(T0 + 6 * NS_PER_S)
     assert a.receive(reply(a, q, T0 + 6 * NS_PER_S + MS), T0 + 6 * NS_PER_S + 2 * MS).outcome == "sample"
     assert a.estimate(T0 + 7 * NS_PER_S).usable
+
+
+def test_a_pps_numbered_by_gpsd_shm_takes_over_from_it_as_the_pps_peer() -> None:
+    """ntpd's SHM + ATOM pair: the SHM seconds are selected first, then the PPS they number leads (tally o)."""
+    from appliance.refclock.sample import Pulse, Sample, SampleKind
+    from appliance.refclock.source import RefclockSettings, RefclockSource
+
+    clock = SimulatedClock(random.Random(1), start_ns=T0, initial_offset_ns=30 * MS)
+    tk = Timekeeper(clock, precision=-20)
+    tk.add_refclock(RefclockSource(RefclockSettings(name="SHM(0)", refid="GPS", poll=2, prefer=True)))
+    pulses = frozenset({SampleKind.PULSE})
+    tk.add_refclock(RefclockSource(RefclockSettings(name="PPS(0)", refid="PPS", poll=2, kinds=pulses)))
+    rng = random.Random(2)
+    peers = []
+    for second in range(1, 121):
+        true = T0 + second * NS_PER_S
+        clock.advance_to(true)
+        edge = clock.now_ns() + round(rng.gauss(0, 1_000))
+        clock.advance_to(true + MS)  # the edge is read a little later
+        tk.on_pulse("PPS(0)", Pulse(edge))
+        clock.advance_to(true + 100 * MS)  # gpsd's NMEA receive time: 100 ms late (time1 calibrated), +- 50 us
+        shm = clock.now_ns() + round(rng.gauss(0, 50_000))
+        clock.advance_to(true + 101 * MS)
+        tk.on_sample("SHM(0)", Sample(local_ns=shm, reference_ns=true + 100 * MS))
+        tk.tick()
+        peers.append(tk.status().system_peer)
+    # first the seconds (the pulses are numbered only once the system is synchronised), then the PPS for good,
+    # though SHM(0) is the previous peer and prefer
+    assert [p for i, p in enumerate(peers) if p is not None and (i == 0 or peers[i - 1] != p)] == ["SHM(0)", "PPS(0)"]
+    assert peers[-30:] == ["PPS(0)"] * 30
+    status = tk.status()
+    assert status.selection.tally_code("PPS(0)") == "o" and status.state.refid == refid_from_text("PPS")
+    assert status.state.stratum == 1 and tk.basis is Basis.REFCLOCK
+    pps = next(e for e in status.selection.estimates if e.name == "PPS(0)")
+    assert status.selection.offset_ns == pps.offset_ns  # the edge's offset steers, not the SHM's
