@@ -71,7 +71,15 @@ class MruTable:
         return len(self._table)
 
     def record(self, addr: str, port: int, now_ns: int, mv: int, flags: int) -> None:
-        """Count one datagram from ``addr``:``port`` received at ``now_ns`` (first octet's low bits ``mv``)."""
+        """Count one datagram from ``addr``:``port`` received at ``now_ns`` (first octet's low bits ``mv``).
+
+        ``addr`` as the socket module writes it; an IPv4-mapped IPv6 address (a dual-stack socket's IPv4
+        client) is kept as the IPv4 address and a scope id is dropped, as the compiled table does.
+        """
+        if "%" in addr:
+            addr = addr.partition("%")[0]
+        if addr.startswith("::ffff:") and "." in addr:
+            addr = addr[7:]
         table = self._table
         e = table.get(addr)
         if e is not None:

@@ -127,6 +127,24 @@ def test_noquery_and_nomrulist_get_no_list(lab: tuple[nsutil.NetNs, Appliance]) 
     assert b"addr.0=" in answer and b"now=0x" in answer
 
 
+def test_a_list_longer_than_one_answer_comes_whole(
+    lab: tuple[nsutil.NetNs, Appliance], ntpsec_tools: dict[str, str]
+) -> None:
+    """60 more clients: several READ_MRU answers of 8 fragments, ntpq going on after the newest it holds."""
+    ns, app = lab
+    extra = [f"127.0.1.{i}" for i in range(1, 61)]
+    for ip in extra:
+        assert ask(ns, ip, b"\x23" + bytes(47), 48) is not None
+    time.sleep(2.5)  # the mode 6 rate limit's burst back (20 datagrams a second)
+    out = subprocess.run(
+        ns.cmd(ntpsec_tools["ntpq"], "-n", "-c", "mrulist", "127.0.0.1"), capture_output=True, text=True, timeout=60
+    )
+    listed = set(re.findall(r" (\d+\.\d+\.\d+\.\d+)$", out.stdout, re.M))
+    assert set(extra) | set(CLIENTS) <= listed, out.stdout + out.stderr
+    assert len(listed) == len({e.addr for e in app.server.mru.entries()})
+    assert "Collected" in out.stdout
+
+
 def test_the_list_follows_new_clients(lab: tuple[nsutil.NetNs, Appliance], ntpsec_tools: dict[str, str]) -> None:
     ns, app = lab
     before = {e.addr: e.count for e in app.server.mru.entries()}

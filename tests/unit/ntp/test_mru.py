@@ -40,6 +40,16 @@ def test_full_table_drops_the_least_recently_seen(make: type) -> None:
     assert len(t) == 3 and t.evicted == 1
 
 
+@pytest.mark.parametrize("make", TABLES)
+def test_a_dual_stack_sockets_ipv4_client_and_a_scope_id_are_one_client(make: type) -> None:
+    t = make(4)
+    t.record("::ffff:192.0.2.1", 1000, 10, 0x23, 0)
+    t.record("192.0.2.1", 1001, 20, 0x16, 0)
+    t.record("fe80::1%eth0", 123, 30, 0x23, 0)
+    t.record("fe80::1", 123, 40, 0x23, 0)
+    assert [(e.addr, e.count) for e in t.entries()] == [("192.0.2.1", 2), ("fe80::1", 2)]
+
+
 def test_a_table_has_room_for_one_at_least() -> None:
     with pytest.raises(ValueError):
         MruTable(0)
