@@ -6,7 +6,9 @@
 In a private network namespace: one appliance on 0.0.0.0:123 (the local clock; the compiled data plane
 where it was built), N clients on 127.1.x.y sending one plain request each, then NTPsec's ntpq from
 127.0.0.1 reading the whole list. Prints the entries in the table, ntpq's time and rows, and how many mode
-6 requests the rate limit dropped meanwhile. Needs root and the referee tools (STRATUM1_INTEROP_ROOT,
+6 requests the rate limit dropped meanwhile. First, in this process, what one READ_MRU answer (8
+fragments) costs the serving thread with a full table (8192 clients), compiled and Python table: the
+serving loop does nothing else meanwhile. Needs root and the referee tools (STRATUM1_INTEROP_ROOT,
 default /opt/stratum1-interop). Nothing leaves the namespace.
 """
 
@@ -37,10 +39,56 @@ fudge 127.127.1.0 stratum 10
 """
 
 
+def answer_cost() -> None:
+    """Print what one READ_MRU answer from a full table costs, for each kind of table: the first answer (from
+    the oldest) and one going on after the 100th newest entry (what ntpq asks next)."""
+    from appliance.io import fastpath
+    from appliance.ntp.mru import MAX_DEPTH, MruTable
+    from appliance.timebase import ntp64_from_ns
+
+    now = 1_795_000_000 * 10**9
+    kinds = [("python", MruTable)] + ([("compiled", fastpath.FastMru)] if fastpath.available() else [])
+    for name, make in kinds:
+        table = make(MAX_DEPTH)
+        for i in range(MAX_DEPTH):
+            table.record(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 123, now - 10**9 + i, 0x23, 0)
+        j = MAX_DEPTH - 100
+        t = ntp64_from_ns(now - 10**9 + j)
+        go_on = f", addr.0=10.{j >> 16 & 255}.{j >> 8 & 255}.{j & 255}:123, last.0=0x{t >> 32:08x}.{t & 0xFFFFFFFF:08x}"
+        for what, extra in (("first", ""), ("going on", go_on)):
+            size, times = _time_answers(table, extra.encode(), now)
+            print(
+                f"mrulist_fetch: one READ_MRU answer, {what} ({size} octets), {MAX_DEPTH} clients, {name} table: "
+                f"median {times[len(times) // 2] * 1e3:.2f} ms, max {times[-1] * 1e3:.2f} ms ({len(times)} runs)"
+            )
+
+
+def _time_answers(table: object, extra: bytes, now: int) -> tuple[int, list[float]]:
+    from appliance.ntp.mode6 import HEADER, OP_READ_MRU, OP_REQ_NONCE, ControlHandler
+    from appliance.state import local_clock_state
+
+    state = local_clock_state(10, -20, now)
+    times = []
+    size = 0
+    for k in range(21):
+        handler = ControlHandler()  # a fresh rate limit each time
+        reply = handler.handle(HEADER.pack(0x16, OP_REQ_NONCE, 1, 0, 0, 0, 0), 0, state, now + k, "::1", table)  # type: ignore[arg-type]
+        assert reply is not None
+        data = reply[12 : 12 + HEADER.unpack_from(reply)[6]].strip() + b", frags=8" + extra
+        request = HEADER.pack(0x16, OP_READ_MRU, 2, 0, 0, 0, len(data)) + data + b"\0" * (-len(data) % 4)
+        start = time.perf_counter()
+        answer = handler.handle(request, 0, state, now + k, "::1", table)  # type: ignore[arg-type]
+        times.append(time.perf_counter() - start)
+        assert answer is not None and answer[1] & 0x40 == 0, answer[:12]
+        size = len(answer)
+    return size, sorted(times)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clients", type=int, default=1000, help="clients to put in the list (at most 65000)")
     args = p.parse_args()
+    answer_cost()
     if not nsutil.available():
         print("mrulist_fetch: network namespaces need root and iproute2", file=sys.stderr)
         return 2

@@ -649,17 +649,22 @@ addr_text(uint64_t hi, uint64_t lo)
     return PyUnicode_FromString(text);
 }
 
-/* entries() -> [(addr, port, first_ns, last_ns, count, mv, flags)], least recently seen first. */
 static PyObject *
-Mru_entries(Mru *self, PyObject *Py_UNUSED(ignored))
+entry_tuple(const mru_entry_t *e)
+{
+    return Py_BuildValue("(NiLLLii)", addr_text(e->hi, e->lo), (int)e->port, (long long)e->first,
+                         (long long)e->last, (long long)e->count, (int)e->mv, (int)e->flags);
+}
+
+/* Up to `count` entries from pool index `i` on, towards the newest, as a list of entry tuples. */
+static PyObject *
+entries_from(Mru *self, int32_t i, Py_ssize_t count)
 {
     PyObject *list = PyList_New(0);
     if (list == NULL)
         return NULL;
-    for (int32_t i = self->oldest; i >= 0; i = self->pool[i].newer) {
-        const mru_entry_t *e = self->pool + i;
-        PyObject *item = Py_BuildValue("(NiLLLii)", addr_text(e->hi, e->lo), (int)e->port, (long long)e->first,
-                                       (long long)e->last, (long long)e->count, (int)e->mv, (int)e->flags);
+    for (; i >= 0 && PyList_GET_SIZE(list) < count; i = self->pool[i].newer) {
+        PyObject *item = entry_tuple(self->pool + i);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
             Py_DECREF(list);
@@ -668,6 +673,57 @@ Mru_entries(Mru *self, PyObject *Py_UNUSED(ignored))
         Py_DECREF(item);
     }
     return list;
+}
+
+/* entries() -> [(addr, port, first_ns, last_ns, count, mv, flags)], least recently seen first. */
+static PyObject *
+Mru_entries(Mru *self, PyObject *Py_UNUSED(ignored))
+{
+    return entries_from(self, self->oldest, PY_SSIZE_T_MAX);
+}
+
+/* after(addr, last_ntp64, count) -> up to `count` entries newer than addr's, oldest first; None when addr is
+ * not in the table or was seen since (its last-seen time, as an NTP timestamp, is not last_ntp64). addr
+ * None: from the oldest. O(count): what mode 6's READ_MRU reads, a piece at a time. */
+static PyObject *
+Mru_after(Mru *self, PyObject *args)
+{
+    PyObject *key;
+    unsigned long long last;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "OKn", &key, &last, &count))
+        return NULL;
+    if (count < 0) {
+        PyErr_SetString(PyExc_ValueError, "count must be >= 0");
+        return NULL;
+    }
+    int32_t i = self->oldest;
+    if (key != Py_None) {
+        addr128 a;
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "addr must be a str or None");
+            return NULL;
+        }
+        if (key_arg(key, &a) < 0)
+            return NULL;
+        for (i = self->heads[(Py_ssize_t)(mru_hash(self, a) & (uint64_t)self->head_mask)]; i >= 0;
+             i = self->pool[i].hnext)
+            if (self->pool[i].hi == a.hi && self->pool[i].lo == a.lo)
+                break;
+        if (i < 0 || ntp64_from_ns(self->pool[i].last) != (uint64_t)last)
+            Py_RETURN_NONE;
+        i = self->pool[i].newer;
+    }
+    return entries_from(self, i, count);
+}
+
+/* newest() -> the most recently seen entry's tuple, or None when the table is empty. */
+static PyObject *
+Mru_newest(Mru *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->newest < 0)
+        Py_RETURN_NONE;
+    return entry_tuple(self->pool + self->newest);
 }
 
 static Py_ssize_t
@@ -705,6 +761,8 @@ static PyGetSetDef Mru_getset[] = {
 static PyMethodDef Mru_methods[] = {
     {"record", (PyCFunction)Mru_record, METH_VARARGS, "record(addr, port, now_ns, mv, flags)"},
     {"entries", (PyCFunction)Mru_entries, METH_NOARGS, "[(addr, port, first_ns, last_ns, count, mv, flags)], oldest first"},
+    {"after", (PyCFunction)Mru_after, METH_VARARGS, "after(addr, last_ntp64, count) -> entries newer than addr's, or None"},
+    {"newest", (PyCFunction)Mru_newest, METH_NOARGS, "the most recently seen entry, or None"},
     {NULL},
 };
 

@@ -160,6 +160,16 @@ class FastMru(_MruBase):  # type: ignore[misc]
         """Every entry, least recently seen first."""
         return [MruEntry(*e) for e in super().entries()]
 
+    def after(self, addr: str | None, last_ntp64: int, count: int) -> list[MruEntry] | None:
+        """Up to ``count`` entries newer than ``addr``'s (:class:`~appliance.ntp.mru.ClientRecorder`), O(count)."""
+        got = super().after(addr, last_ntp64, count)
+        return None if got is None else [MruEntry(*e) for e in got]
+
+    def newest(self) -> MruEntry | None:
+        """The most recently seen entry (None: the table is empty)."""
+        e = super().newest()
+        return None if e is None else MruEntry(*e)
+
 
 def mru_table(maxdepth: int = MAX_DEPTH) -> MruTable | FastMru:
     """The compiled table where it was built, else the Python one: the server's MRU list."""

@@ -72,7 +72,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from appliance.ntp import access as acl
-from appliance.ntp.mru import ClientRecorder, MruEntry
+from appliance.ntp.mru import ClientRecorder, MruEntry, MruTable
 from appliance.state import SystemState
 from appliance.status import variables as v
 from appliance.status.snapshot import Snapshot, SystemStatus
@@ -119,6 +119,8 @@ _MRU = frozenset({OP_READ_MRU, OP_REQ_NONCE})
 NONCE_TIMEOUT_S = 16
 #: The most rows one MRU answer carries (ntpd's MRU_ROW_LIMIT).
 MRU_ROW_LIMIT = 256
+#: Entries read from the table at a time while an MRU answer is made.
+_CHUNK = 32
 
 #: appliance.ntp.access bits -> ntpd's RES_ bits (ntp/magic.py), which ntpq's ``rstr`` column prints.
 _RES_BITS = (
@@ -322,29 +324,37 @@ class ControlHandler:
             return _error(version, OP_READ_MRU, seq, 0, ERR_BADVALUE)
         except KeyError:
             return _error(version, OP_READ_MRU, seq, 0, ERR_UNKNOWNVAR)
-        entries = clients.entries() if clients is not None else []
-        start = _resume(entries, query.given)
-        if start is None:
+        table = clients if clients is not None else MruTable(1)
+        start = _resume(table, query.given)
+        if start is False:
             return _error(version, OP_READ_MRU, seq, 0, ERR_UNKNOWNVAR)
+        newest = table.newest()
         head: v.Variables = [("nonce", self.nonce(ip, now_ns))]
-        tail: v.Variables = (
-            [("now", _lfp(now_ns)), ("last.newest", _lfp(entries[-1].last_ns))] if entries else [("now", _lfp(now_ns))]
-        )
+        tail: v.Variables = [("now", _lfp(now_ns))]
+        if newest is not None:
+            tail.append(("last.newest", _lfp(newest.last_ns)))
         room = query.frags * MAX_DATA - _size(head) - _size(tail)
         rows: v.Variables = []
         n = 0
         complete = True
-        for e in entries[start:]:
-            if not query.wants(e, now_ns):
-                continue
-            row = _mru_row(n, e)
-            size = _size(row)
-            if n >= query.limit or size > room:
-                complete = False
+        cursor: tuple[str | None, int] = start if isinstance(start, tuple) else (None, 0)
+        while complete:  # a piece at a time: the work is the rows sent, not the table's size
+            chunk = table.after(cursor[0], cursor[1], _CHUNK) or []
+            if not chunk:
                 break
-            rows += row
-            room -= size
-            n += 1
+            for e in chunk:
+                if not query.wants(e, now_ns):
+                    continue
+                row = _mru_row(n, e)
+                size = _size(row)
+                if n >= query.limit or size > room:
+                    complete = False
+                    break
+                rows += row
+                room -= size
+                n += 1
+            last = chunk[-1]
+            cursor = (last.addr, ntp64_from_ns(last.last_ns))
         return _all(version, OP_READ_MRU, seq, 0, 0, v.encode(head + rows + (tail if complete else [])))
 
     def _readstat(self, version: int, seq: int, sys_status: int, assoc: int, snap: Snapshot | None) -> bytes:
@@ -475,17 +485,22 @@ def _parse_params(request: bytes) -> dict[str, str]:
     return out
 
 
-def _resume(entries: list[MruEntry], given: list[tuple[str, str]]) -> int | None:
+def _resume(table: ClientRecorder, given: list[tuple[str, str]]) -> tuple[str, int] | None | bool:
     """Where an answer starts: after the first of the asker's (addr, last) pairs (newest first) still in
-    the table with that last-seen time; 0 when none were given; None when none matches."""
+    the table with that last-seen time, as (address, NTP timestamp); None (from the oldest) when none were
+    given; False when none matches."""
     if not given:
-        return 0
-    where = {(_address(e), _lfp(e.last_ns)): i for i, e in enumerate(entries)}
-    for pair in given:
-        i = where.get(pair)
-        if i is not None:
-            return i + 1
-    return None
+        return None
+    for addr, last in given:
+        host = addr.rpartition(":")[0].strip("[]")
+        sec, _, frac = last.removeprefix("0x").partition(".")
+        try:
+            stamp = int(sec, 16) << 32 | int(frac, 16)
+        except ValueError:
+            continue
+        if host and stamp < 1 << 64 and table.after(host, stamp, 0) is not None:
+            return host, stamp
+    return False
 
 
 class _MruQuery:

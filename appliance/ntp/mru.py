@@ -23,9 +23,12 @@ ntpd's default ``maxmem`` of 1 MiB. Nothing here reads a clock.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
+
+from appliance.timebase import ntp64_from_ns
 
 #: The most entries a table keeps (ntpd's ``mru maxdepth``).
 MAX_DEPTH = 8192
@@ -55,6 +58,18 @@ class ClientRecorder(Protocol):
         """Every entry, least recently seen first."""
         ...
 
+    def after(self, addr: str | None, last_ntp64: int, count: int) -> list[MruEntry] | None:
+        """Up to ``count`` entries newer than ``addr``'s, least recent first (``addr`` None: from the oldest).
+
+        None when ``addr`` is not in the table, or was seen again since: its last-seen time as an NTP
+        timestamp (:func:`~appliance.timebase.ntp64_from_ns`) is not ``last_ntp64``.
+        """
+        ...
+
+    def newest(self) -> MruEntry | None:
+        """The most recently seen entry (None: the table is empty)."""
+        ...
+
 
 class MruTable:
     """The Python path's MRU table (see the module docstring); entries are least recently seen first."""
@@ -76,10 +91,7 @@ class MruTable:
         ``addr`` as the socket module writes it; an IPv4-mapped IPv6 address (a dual-stack socket's IPv4
         client) is kept as the IPv4 address and a scope id is dropped, as the compiled table does.
         """
-        if "%" in addr:
-            addr = addr.partition("%")[0]
-        if addr.startswith("::ffff:") and "." in addr:
-            addr = addr[7:]
+        addr = _canonical(addr)
         table = self._table
         e = table.get(addr)
         if e is not None:
@@ -98,3 +110,32 @@ class MruTable:
     def entries(self) -> list[MruEntry]:
         """Every entry, least recently seen first."""
         return [MruEntry(a, e[0], e[1], e[2], e[3], e[4], e[5]) for a, e in self._table.items()]
+
+    def after(self, addr: str | None, last_ntp64: int, count: int) -> list[MruEntry] | None:
+        """Up to ``count`` entries newer than ``addr``'s (see :class:`ClientRecorder`); O(table) here, O(count)
+        in the compiled table."""
+        items = iter(self._table.items())
+        if addr is not None:
+            addr = _canonical(addr)
+            e = self._table.get(addr)
+            if e is None or ntp64_from_ns(e[2]) != last_ntp64:
+                return None
+            for a, _ in items:
+                if a == addr:
+                    break
+        return [MruEntry(a, *e) for a, e in itertools.islice(items, count)]
+
+    def newest(self) -> MruEntry | None:
+        """The most recently seen entry (None: the table is empty)."""
+        if not self._table:
+            return None
+        addr = next(reversed(self._table))
+        return MruEntry(addr, *self._table[addr])
+
+
+def _canonical(addr: str) -> str:
+    if "%" in addr:
+        addr = addr.partition("%")[0]
+    if addr.startswith("::ffff:") and "." in addr:
+        addr = addr[7:]
+    return addr

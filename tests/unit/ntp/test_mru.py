@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from appliance.io import fastpath
 from appliance.ntp.mru import MruEntry, MruTable
+from appliance.timebase import ntp64_from_ns
 
 TABLES = [MruTable]
 if fastpath.available():
@@ -50,6 +51,21 @@ def test_a_dual_stack_sockets_ipv4_client_and_a_scope_id_are_one_client(make: ty
     assert [(e.addr, e.count) for e in t.entries()] == [("192.0.2.1", 2), ("fe80::1", 2)]
 
 
+@pytest.mark.parametrize("make", TABLES)
+def test_after_reads_a_piece_newer_than_an_entry_as_it_was_seen(make: type) -> None:
+    t = make(8)
+    for i in range(5):
+        t.record(f"10.0.0.{i}", 1, i * 1000, 0x23, 0)
+    assert [e.addr for e in t.after(None, 0, 2)] == ["10.0.0.0", "10.0.0.1"]
+    assert [e.addr for e in t.after("10.0.0.1", ntp64_from_ns(1000), 10)] == ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+    assert t.after("10.0.0.4", ntp64_from_ns(4000), 10) == []
+    assert t.after("10.0.0.9", 0, 10) is None  # not in the table
+    t.record("10.0.0.1", 1, 9000, 0x23, 0)
+    assert t.after("10.0.0.1", ntp64_from_ns(1000), 10) is None  # seen again since
+    assert t.newest() == MruEntry("10.0.0.1", 1, 1000, 9000, 2, 0x23, 0)
+    assert make(1).newest() is None
+
+
 def test_a_table_has_room_for_one_at_least() -> None:
     with pytest.raises(ValueError):
         MruTable(0)
@@ -72,6 +88,11 @@ def test_compiled_table_gives_the_python_tables_answers(depth: int, datagrams: l
         c.record(ip, port, t, mv, flags)
     assert c.entries() == py.entries()
     assert c.evicted == py.evicted
+    assert c.newest() == py.newest()
+    for e in py.entries():
+        for stamp in (ntp64_from_ns(e.last_ns), ntp64_from_ns(e.last_ns) + 1):
+            assert c.after(e.addr, stamp, 3) == py.after(e.addr, stamp, 3)
+    assert c.after(None, 0, 5) == py.after(None, 0, 5) == py.entries()[:5]
 
 
 @pytest.mark.skipif(not fastpath.available(), reason="the compiled data plane is not built here")
