@@ -5,7 +5,8 @@ group may read it over SSH) and render it (:mod:`appliance.status.text`). ``--js
 the socket gave it; ``--watch [S]`` refreshes in place every S seconds (default 1) until interrupted;
 ``status --line`` prints the one-line health the login message shows (``/etc/update-motd.d/60-stratum1``).
 
-Exit status (as ntpstat's): 0 synchronised, 1 not synchronised, 2 the daemon did not answer.
+Exit status (as ntpstat's): 0 synchronised, 1 not synchronised, 2 the daemon did not answer; 141 when the reader
+went away (``--watch | head``), without a traceback.
 
 Start-up is most of what a user waits for on a busy appliance (``bench/status_under_flood.py``), so the
 plain ``status``, ``status --line`` and ``peers`` take a short way: they print the text the daemon rendered

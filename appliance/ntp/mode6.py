@@ -24,8 +24,7 @@ What is answered (from the status snapshot, :mod:`appliance.status.snapshot`):
 - READVAR (2): association 0 the system variables (ntpq ``rv``, ntpstat), association N that source's
   variables (``rv N``, ``peers``); a request that names variables gets those, in its order;
 - READCLOCK (4): a reference clock's variables (``cv``); association 0 means the system peer when it is a
-  clock, else the first clock.
-
+  clock, else the first clock;
 - REQ_NONCE (12) and READ_MRU (10): the MRU list of recent clients (:mod:`appliance.ntp.mru`), as NTPsec's
   ntpd gives it to ``ntpq -c mrulist`` (below).
 
