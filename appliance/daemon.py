@@ -39,7 +39,7 @@ from appliance.clock.drift import DriftFile
 from appliance.clock.soft import SoftClock
 from appliance.config.changes import config_changes
 from appliance.config.model import Config
-from appliance.io.fastpath import rate_limiter
+from appliance.io.fastpath import mru_table, rate_limiter
 from appliance.io.loop import EventLoop
 from appliance.io.netns import NetNs
 from appliance.io.statsfiles import StatsWriter
@@ -48,6 +48,7 @@ from appliance.io.udp import UdpServerSocket, compiled_wait
 from appliance.leap import leap_to_serve
 from appliance.ntp.access import AccessTable
 from appliance.ntp.mode6 import ControlHandler
+from appliance.ntp.mru import MruTable
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer
 from appliance.refclock.gps import GpsClock, NmeaRefclock
@@ -193,6 +194,7 @@ class Appliance:
             self._rate_limiter(config),
             peers=_peers(config),
             control=control,
+            mru=mru_table() if settings.fastpath else MruTable(),
         )
         self.sockets: list[UdpServerSocket] = []
         self._from_kernel_ns = from_kernel_ns

@@ -5,7 +5,8 @@ group may read it over SSH) and render it (:mod:`appliance.status.text`). ``--js
 the socket gave it; ``--watch [S]`` refreshes in place every S seconds (default 1) until interrupted;
 ``status --line`` prints the one-line health the login message shows (``/etc/update-motd.d/60-stratum1``).
 
-Exit status (as ntpstat's): 0 synchronised, 1 not synchronised, 2 the daemon did not answer.
+Exit status (as ntpstat's): 0 synchronised, 1 not synchronised, 2 the daemon did not answer; 141 when the reader
+went away (``--watch | head``), without a traceback.
 
 Start-up is most of what a user waits for on a busy appliance (``bench/status_under_flood.py``), so the
 plain ``status``, ``status --line`` and ``peers`` take a short way: they print the text the daemon rendered
@@ -18,6 +19,7 @@ read back and rendered here (the same texts; a test holds the two ways to the sa
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from appliance.io.statusclient import DEFAULT_PATH, read_status
@@ -29,6 +31,8 @@ if TYPE_CHECKING:  # the short way imports none of these at run time
 
     from appliance.status.snapshot import Snapshot
 
+#: The exit status when the reader went away (128 + SIGPIPE, what a shell shows for ``yes | head``).
+EXIT_BROKEN_PIPE = 141
 #: Clear the screen and go home (ANSI), for --watch.
 _HOME = "\x1b[H\x1b[J"
 #: The key of the rendered texts in the status socket's line (appliance.status.payload.TEXT_KEY).
@@ -105,13 +109,24 @@ def _short(args: dict[str, object]) -> int | None:
 
 
 def main(argv: list[str]) -> int:
-    """``stratum1 status|peers ...`` on their own (:mod:`appliance.command` calls this)."""
-    short = short_arguments(argv)
-    if short is not None:
-        code = _short(short)
-        if code is not None:
-            return code
-    return run(parser().parse_args(argv))
+    """``stratum1 status|peers ...`` on their own (:mod:`appliance.command` calls this).
+
+    A reader that goes away (``stratum1 status --watch | head``) ends it quietly with 141, as a shell reports
+    a command that SIGPIPE ended: no traceback.
+    """
+    try:
+        short = short_arguments(argv)
+        if short is not None:
+            code = _short(short)
+            if code is not None:
+                return code
+        return run(parser().parse_args(argv))
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that this flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 def _read(path: str) -> Snapshot:

@@ -16,8 +16,10 @@
  * each reply gets its own CLOCK_REALTIME reading right before its own
  * sendto(2), as in the Python path. The reply's header fields come from
  * NtpServer.reply_prefix (called back once per second and key, so the state is
- * never interpreted twice). No thread, no global state: everything lives in
- * the Server and Limiter objects.
+ * never interpreted twice). Every datagram it does not ignore is counted in
+ * the MRU list of recent clients (Mru, appliance.ntp.mru's table in C), which
+ * the Python path records into too. No thread, no global state: everything lives in
+ * the Server, Limiter and Mru objects.
  *
  * Safe from Python too (tests/sanitize/run runs the tests under ASan and
  * UBSan):
@@ -458,6 +460,326 @@ static PyTypeObject LimiterType = {
     .tp_as_sequence = &Limiter_as_sequence,
 };
 
+/* ---- the MRU list of recent clients (appliance.ntp.mru) -------------------- */
+
+/* One client, 64 octets: address, first and last seen (POSIX ns), datagrams, hash chain and
+ * recency list links (indices into the pool, -1: none), latest port, mode/version and flags. */
+typedef struct {
+    uint64_t hi, lo;
+    int64_t first, last, count;
+    int32_t hnext, older, newer;
+    uint16_t port;
+    uint8_t mv, pad;
+    int32_t flags;
+} mru_entry_t;
+
+/* A fixed pool of `capacity` entries, chained from 2 * capacity (rounded to a power of two) hash
+ * heads, and a list from the least (`oldest`) to the most recently seen (`newest`). Recording is
+ * O(1): a hit moves the entry to the newest end; a new address takes a free entry or, when all are
+ * in use, the oldest one's. */
+typedef struct {
+    PyObject_HEAD mru_entry_t *pool;
+    int32_t *heads;
+    Py_ssize_t capacity, used, head_mask;
+    int32_t oldest, newest;
+    uint64_t seed0, seed1;
+    long long evicted;
+} Mru;
+
+static uint64_t
+mru_hash(const Mru *m, addr128 a)
+{
+    return mix(mix(a.lo ^ m->seed0) ^ (a.hi + m->seed1));
+}
+
+static void
+mru_unlink(Mru *m, int32_t i)
+{
+    mru_entry_t *e = m->pool + i;
+    if (e->older >= 0)
+        m->pool[e->older].newer = e->newer;
+    else
+        m->oldest = e->newer;
+    if (e->newer >= 0)
+        m->pool[e->newer].older = e->older;
+    else
+        m->newest = e->older;
+}
+
+static void
+mru_append(Mru *m, int32_t i)
+{
+    mru_entry_t *e = m->pool + i;
+    e->older = m->newest;
+    e->newer = -1;
+    if (m->newest >= 0)
+        m->pool[m->newest].newer = i;
+    else
+        m->oldest = i;
+    m->newest = i;
+}
+
+/* Count one datagram from `a` (appliance.ntp.mru.MruTable.record). */
+static void
+mru_record(Mru *m, addr128 a, int port, int64_t now, int mv, int flags)
+{
+    int32_t *head = m->heads + (Py_ssize_t)(mru_hash(m, a) & (uint64_t)m->head_mask);
+    mru_entry_t *e;
+    int32_t i;
+    for (i = *head; i >= 0; i = m->pool[i].hnext) {
+        e = m->pool + i;
+        if (e->hi == a.hi && e->lo == a.lo) {
+            e->port = (uint16_t)port;
+            e->last = now;
+            e->count++;
+            e->mv = (uint8_t)(mv & 0x3F);
+            e->flags = flags;
+            if (m->newest != i) {
+                mru_unlink(m, i);
+                mru_append(m, i);
+            }
+            return;
+        }
+    }
+    if (m->used < m->capacity) {
+        i = (int32_t)m->used++;
+    } else { /* full: the least recently seen entry goes */
+        i = m->oldest;
+        e = m->pool + i;
+        mru_unlink(m, i);
+        int32_t *p = m->heads + (Py_ssize_t)(mru_hash(m, (addr128){.hi = e->hi, .lo = e->lo}) & (uint64_t)m->head_mask);
+        while (*p != i)
+            p = &m->pool[*p].hnext;
+        *p = e->hnext;
+        m->evicted++;
+    }
+    e = m->pool + i;
+    e->hi = a.hi;
+    e->lo = a.lo;
+    e->first = e->last = now;
+    e->count = 1;
+    e->port = (uint16_t)port;
+    e->mv = (uint8_t)(mv & 0x3F);
+    e->flags = flags;
+    e->hnext = *head;
+    *head = i;
+    mru_append(m, i);
+}
+
+/* Mru(capacity, seed0, seed1): the whole table is set up here. */
+static PyObject *
+Mru_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"capacity", "seed0", "seed1", NULL};
+    Py_ssize_t capacity;
+    PyObject *seed0_obj, *seed1_obj;
+    uint64_t seed0, seed1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "nOO", kwlist, &capacity, &seed0_obj, &seed1_obj))
+        return NULL;
+    if (capacity < 1 || capacity > (1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "capacity must be 1 .. 2**24");
+        return NULL;
+    }
+    if (seed_arg(seed0_obj, &seed0) < 0 || seed_arg(seed1_obj, &seed1) < 0)
+        return NULL;
+    Py_ssize_t heads = 1;
+    while (heads < 2 * capacity)
+        heads <<= 1;
+    Mru *self = (Mru *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->pool = PyMem_Calloc((size_t)capacity, sizeof(mru_entry_t));
+    self->heads = PyMem_Malloc((size_t)heads * sizeof(int32_t));
+    if (self->pool == NULL || self->heads == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    memset(self->heads, 0xFF, (size_t)heads * sizeof(int32_t)); /* -1: empty */
+    self->capacity = capacity;
+    self->head_mask = heads - 1;
+    self->oldest = self->newest = -1;
+    self->seed0 = seed0;
+    self->seed1 = seed1;
+    return (PyObject *)self;
+}
+
+static void
+Mru_dealloc(Mru *self)
+{
+    PyMem_Free(self->pool);
+    PyMem_Free(self->heads);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Mru_record(Mru *self, PyObject *args)
+{
+    PyObject *key;
+    int port, mv, flags;
+    long long now;
+    if (!PyArg_ParseTuple(args, "UiLii", &key, &port, &now, &mv, &flags))
+        return NULL;
+    addr128 a;
+    if (key_arg(key, &a) < 0 || !time_ok(now, "now_ns"))
+        return NULL;
+    if (port < 0 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "port must be 0 .. 65535, not %d", port);
+        return NULL;
+    }
+    mru_record(self, a, port, now, mv, flags);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+addr_text(uint64_t hi, uint64_t lo)
+{
+    char text[INET6_ADDRSTRLEN];
+    addr128 a = {.hi = hi, .lo = lo};
+    if (is_v4(a)) {
+        uint8_t b[4] = {(uint8_t)(lo >> 24), (uint8_t)(lo >> 16), (uint8_t)(lo >> 8), (uint8_t)lo};
+        inet_ntop(AF_INET, b, text, sizeof text);
+    } else {
+        uint8_t b[16];
+        for (int k = 0; k < 8; k++) {
+            b[k] = (uint8_t)(hi >> (56 - 8 * k));
+            b[8 + k] = (uint8_t)(lo >> (56 - 8 * k));
+        }
+        inet_ntop(AF_INET6, b, text, sizeof text);
+    }
+    return PyUnicode_FromString(text);
+}
+
+static PyObject *
+entry_tuple(const mru_entry_t *e)
+{
+    return Py_BuildValue("(NiLLLii)", addr_text(e->hi, e->lo), (int)e->port, (long long)e->first,
+                         (long long)e->last, (long long)e->count, (int)e->mv, (int)e->flags);
+}
+
+/* Up to `count` entries from pool index `i` on, towards the newest, as a list of entry tuples. */
+static PyObject *
+entries_from(Mru *self, int32_t i, Py_ssize_t count)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return NULL;
+    for (; i >= 0 && PyList_GET_SIZE(list) < count; i = self->pool[i].newer) {
+        PyObject *item = entry_tuple(self->pool + i);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
+/* entries() -> [(addr, port, first_ns, last_ns, count, mv, flags)], least recently seen first. */
+static PyObject *
+Mru_entries(Mru *self, PyObject *Py_UNUSED(ignored))
+{
+    return entries_from(self, self->oldest, PY_SSIZE_T_MAX);
+}
+
+/* after(addr, last_ntp64, count) -> up to `count` entries newer than addr's, oldest first; None when addr is
+ * not in the table or was seen since (its last-seen time, as an NTP timestamp, is not last_ntp64). addr
+ * None: from the oldest. O(count): what mode 6's READ_MRU reads, a piece at a time. */
+static PyObject *
+Mru_after(Mru *self, PyObject *args)
+{
+    PyObject *key;
+    unsigned long long last;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "OKn", &key, &last, &count))
+        return NULL;
+    if (count < 0) {
+        PyErr_SetString(PyExc_ValueError, "count must be >= 0");
+        return NULL;
+    }
+    int32_t i = self->oldest;
+    if (key != Py_None) {
+        addr128 a;
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "addr must be a str or None");
+            return NULL;
+        }
+        if (key_arg(key, &a) < 0)
+            return NULL;
+        for (i = self->heads[(Py_ssize_t)(mru_hash(self, a) & (uint64_t)self->head_mask)]; i >= 0;
+             i = self->pool[i].hnext)
+            if (self->pool[i].hi == a.hi && self->pool[i].lo == a.lo)
+                break;
+        if (i < 0 || ntp64_from_ns(self->pool[i].last) != (uint64_t)last)
+            Py_RETURN_NONE;
+        i = self->pool[i].newer;
+    }
+    return entries_from(self, i, count);
+}
+
+/* newest() -> the most recently seen entry's tuple, or None when the table is empty. */
+static PyObject *
+Mru_newest(Mru *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->newest < 0)
+        Py_RETURN_NONE;
+    return entry_tuple(self->pool + self->newest);
+}
+
+static Py_ssize_t
+Mru_length(Mru *self)
+{
+    return self->used;
+}
+
+static PyObject *
+Mru_get_capacity(Mru *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->capacity);
+}
+
+static PyObject *
+Mru_get_evicted(Mru *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLongLong(self->evicted);
+}
+
+static PyObject *
+Mru_get_nbytes(Mru *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->capacity * (Py_ssize_t)sizeof(mru_entry_t) +
+                              (self->head_mask + 1) * (Py_ssize_t)sizeof(int32_t));
+}
+
+static PyGetSetDef Mru_getset[] = {
+    {"capacity", (getter)Mru_get_capacity, NULL, "the most clients the table keeps", NULL},
+    {"evicted", (getter)Mru_get_evicted, NULL, "entries given to a newer client when full", NULL},
+    {"nbytes", (getter)Mru_get_nbytes, NULL, "the octets the table holds (fixed when made)", NULL},
+    {NULL},
+};
+
+static PyMethodDef Mru_methods[] = {
+    {"record", (PyCFunction)Mru_record, METH_VARARGS, "record(addr, port, now_ns, mv, flags)"},
+    {"entries", (PyCFunction)Mru_entries, METH_NOARGS, "[(addr, port, first_ns, last_ns, count, mv, flags)], oldest first"},
+    {"after", (PyCFunction)Mru_after, METH_VARARGS, "after(addr, last_ntp64, count) -> entries newer than addr's, or None"},
+    {"newest", (PyCFunction)Mru_newest, METH_NOARGS, "the most recently seen entry, or None"},
+    {NULL},
+};
+
+static PySequenceMethods Mru_as_sequence = {.sq_length = (lenfunc)Mru_length};
+
+static PyTypeObject MruType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "appliance.io._fastpath.Mru",
+    .tp_basicsize = sizeof(Mru),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The MRU list of recent clients in C (see appliance.ntp.mru); set up whole by __new__",
+    .tp_new = Mru_new,
+    .tp_dealloc = (destructor)Mru_dealloc,
+    .tp_methods = Mru_methods,
+    .tp_getset = Mru_getset,
+    .tp_as_sequence = &Mru_as_sequence,
+};
+
 /* ---- restrict entries ------------------------------------------------------ */
 
 typedef struct {
@@ -517,6 +839,7 @@ typedef struct {
     PyObject_HEAD int fd;
     PyObject *prefix_fn; /* NtpServer.reply_prefix; NULL once closed */
     Limiter *limiter;    /* NULL: `limited` clients go to Python */
+    Mru *mru;            /* NULL: no MRU list kept here */
     flag_bits_t bits;
     rule_t *v4, *v6;
     Py_ssize_t n4, n6;
@@ -613,15 +936,20 @@ flag_bit(PyObject *bits, const char *name, int *out)
 
 static void Server_release(Server *self);
 
-/* Server(fd, v4, v6, prefix, limiter, flags): everything is set up here (there is no __init__). */
+/* Server(fd, v4, v6, prefix, limiter, flags, mru=None): everything is set up here (there is no __init__). */
 static PyObject *
 Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd", "v4", "v6", "prefix", "limiter", "flags", NULL};
+    static char *kwlist[] = {"fd", "v4", "v6", "prefix", "limiter", "flags", "mru", NULL};
     int fd;
-    PyObject *v4, *v6, *prefix_fn, *limiter, *bits;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOO", kwlist, &fd, &v4, &v6, &prefix_fn, &limiter, &bits))
+    PyObject *v4, *v6, *prefix_fn, *limiter, *bits, *mru = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOO|O", kwlist, &fd, &v4, &v6, &prefix_fn, &limiter, &bits,
+                                     &mru))
         return NULL;
+    if (mru != Py_None && !PyObject_TypeCheck(mru, &MruType)) {
+        PyErr_SetString(PyExc_TypeError, "mru must be a _fastpath.Mru or None");
+        return NULL;
+    }
     if (fd < -1) {
         PyErr_Format(PyExc_ValueError, "fd must be a file descriptor (or -1: none), not %d", fd);
         return NULL;
@@ -669,6 +997,7 @@ Server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->dirty = MMSG_COUNT; /* the lengths are set before the first recvmmsg */
     self->prefix_fn = Py_NewRef(prefix_fn);
     self->limiter = limiter == Py_None ? NULL : (Limiter *)Py_NewRef(limiter);
+    self->mru = mru == Py_None ? NULL : (Mru *)Py_NewRef(mru);
     return (PyObject *)self;
 fail:
     Py_DECREF(self);
@@ -680,6 +1009,7 @@ Server_traverse(Server *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->prefix_fn);
     Py_VISIT(self->limiter);
+    Py_VISIT(self->mru);
     return 0;
 }
 
@@ -689,6 +1019,7 @@ Server_release(Server *self)
 {
     Py_CLEAR(self->prefix_fn);
     Py_CLEAR(self->limiter);
+    Py_CLEAR(self->mru);
 }
 
 static int
@@ -817,6 +1148,10 @@ decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t
     lookup(s, a, port == 123, &flags, &is_default);
     if (flags & b->ignore)
         return counted(s, C_IGNORE, ACT_DROP);
+    if ((flags & b->limited) && s->limiter == NULL) /* nothing counted yet: Python takes it from the start */
+        return ACT_PUNT;
+    if (s->mru != NULL) /* every datagram not ignored, whatever it gets (appliance.ntp.mru) */
+        mru_record(s->mru, a, port, rx_ns, d[0], flags);
     if (flags & b->noserve)
         return counted(s, C_NOSERVE, ACT_DROP);
     if ((flags & b->version) && version != 4)
@@ -824,8 +1159,6 @@ decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t
     if (flags & b->notrust) /* a 48-octet request has no MAC */
         return counted(s, C_NOTRUST, ACT_DROP);
     if (flags & b->limited) {
-        if (s->limiter == NULL) /* nothing counted yet: Python takes it from the start */
-            return ACT_PUNT;
         int verdict = limiter_check(s->limiter, a, rx_ns, (flags & b->kod) != 0);
         if (verdict == LIMITED_KOD) {
             /* RATE KoD: leap 3, stratum 0, the client's poll, "RATE", and the client's own transmit
@@ -1218,7 +1551,7 @@ static PyMethodDef Server_methods[] = {
     {"handle", (PyCFunction)Server_handle, METH_VARARGS, "handle(data, ip, port, rx_ns, tx_ns) -> (action, reply)"},
     {"take_counters", (PyCFunction)Server_take_counters, METH_NOARGS, "the counts since the last call, by name"},
     {"invalidate", (PyCFunction)Server_invalidate, METH_NOARGS, "the served state changed: rebuild the prefixes"},
-    {"close", (PyCFunction)Server_close, METH_NOARGS, "let go of the prefix callback and the limiter"},
+    {"close", (PyCFunction)Server_close, METH_NOARGS, "let go of the prefix callback, the limiter and the MRU table"},
     {NULL},
 };
 
@@ -1262,13 +1595,14 @@ static struct PyModuleDef fastpath_module = {
 PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
-    if (PyType_Ready(&LimiterType) < 0 || PyType_Ready(&ServerType) < 0)
+    if (PyType_Ready(&LimiterType) < 0 || PyType_Ready(&MruType) < 0 || PyType_Ready(&ServerType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fastpath_module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Limiter", (PyObject *)&LimiterType) < 0 ||
         PyModule_AddObjectRef(m, "Server", (PyObject *)&ServerType) < 0 ||
+        PyModule_AddObjectRef(m, "Mru", (PyObject *)&MruType) < 0 ||
         PyModule_AddIntConstant(m, "MMSG_COUNT", MMSG_COUNT) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -28,6 +28,10 @@ path whole:
   table in C, with the same parameters (:func:`~appliance.ntp.ratelimit.limits`)
   and the same answers; both paths share it, so a client cannot get twice the
   rate by mixing kinds of request.
+- :class:`FastMru` is :class:`~appliance.ntp.mru.MruTable` in C (a fixed pool
+  of 64-octet entries, hash chains and a recency list: O(1) a datagram); both
+  paths record into it, and mode 6 reads it (``ntpq -c mrulist``). A table
+  other than :class:`FastMru` is not written by the compiled path.
 
 It serves only when the served clock is the kernel's ``CLOCK_REALTIME`` (the
 appliance's kernel clock, or the machine's clock served as the local clock),
@@ -53,6 +57,7 @@ from typing import Any
 
 from appliance.config.model import Discard
 from appliance.ntp.access import FLAG_BITS, AccessTable
+from appliance.ntp.mru import MAX_DEPTH, MruEntry, MruTable
 from appliance.ntp.ratelimit import KOD_BURST, KOD_PER_SECOND, RateLimiter, limits
 from appliance.ntp.server import NtpServer
 
@@ -126,6 +131,51 @@ def rate_limiter(discard: Discard) -> RateLimiter | FastRateLimiter:
     return FastRateLimiter(discard) if _native is not None else RateLimiter(discard)
 
 
+_MruBase: Any = _native.Mru if _native is not None else object
+
+
+class FastMru(_MruBase):  # type: ignore[misc]
+    """:class:`~appliance.ntp.mru.MruTable` in C: the same ``record`` and ``entries``, in 64 octets an entry.
+
+    The hash chain a client lands in comes from 128 random bits (``os.urandom``) per table.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, maxdepth: int = MAX_DEPTH) -> FastMru:
+        if _native is None:
+            raise RuntimeError("the compiled data plane is not built here")
+        seed = os.urandom(16)
+        table: FastMru = super().__new__(
+            cls, maxdepth, int.from_bytes(seed[:8], "little"), int.from_bytes(seed[8:], "little")
+        )
+        return table
+
+    @property
+    def maxdepth(self) -> int:
+        depth: int = self.capacity
+        return depth
+
+    def entries(self) -> list[MruEntry]:
+        """Every entry, least recently seen first."""
+        return [MruEntry(*e) for e in super().entries()]
+
+    def after(self, addr: str | None, last_ntp64: int, count: int) -> list[MruEntry] | None:
+        """Up to ``count`` entries newer than ``addr``'s (:class:`~appliance.ntp.mru.ClientRecorder`), O(count)."""
+        got = super().after(addr, last_ntp64, count)
+        return None if got is None else [MruEntry(*e) for e in got]
+
+    def newest(self) -> MruEntry | None:
+        """The most recently seen entry (None: the table is empty)."""
+        e = super().newest()
+        return None if e is None else MruEntry(*e)
+
+
+def mru_table(maxdepth: int = MAX_DEPTH) -> MruTable | FastMru:
+    """The compiled table where it was built, else the Python one: the server's MRU list."""
+    return FastMru(maxdepth) if _native is not None else MruTable(maxdepth)
+
+
 def _rules(access: AccessTable) -> tuple[list[tuple[bytes, bytes, bool, int, bool]], ...]:
     v4, v6 = access.scan_lists()
     return tuple(
@@ -162,7 +212,8 @@ class FastServer:
         assert _native is not None
         v4, v6 = _rules(self.server.access)
         limiter = self.server.limiter if isinstance(self.server.limiter, _native.Limiter) else None
-        return _native.Server(self.fd, v4, v6, self.server.reply_prefix, limiter, FLAG_BITS)
+        mru = self.server.mru if isinstance(self.server.mru, _native.Mru) else None
+        return _native.Server(self.fd, v4, v6, self.server.reply_prefix, limiter, FLAG_BITS, mru)
 
     def _invalidate(self) -> None:
         self._native.invalidate()

@@ -24,12 +24,29 @@ What is answered (from the status snapshot, :mod:`appliance.status.snapshot`):
 - READVAR (2): association 0 the system variables (ntpq ``rv``, ntpstat), association N that source's
   variables (``rv N``, ``peers``); a request that names variables gets those, in its order;
 - READCLOCK (4): a reference clock's variables (``cv``); association 0 means the system peer when it is a
-  clock, else the first clock.
+  clock, else the first clock;
+- REQ_NONCE (12) and READ_MRU (10): the MRU list of recent clients (:mod:`appliance.ntp.mru`), as NTPsec's
+  ntpd gives it to ``ntpq -c mrulist`` (below).
 
 Everything else is refused: writes (WRITEVAR, WRITECLOCK, CONFIGURE, SAVECONFIG) and traps with "permission
 denied" (they are never carried out, whatever the restrict flags say), the MRU list and nonces with
-"permission denied" under ``nomrulist`` and "invalid opcode" otherwise (not kept: no per-client table to
-leak), anything unknown with "invalid opcode".
+"permission denied" under ``nomrulist``, anything unknown with "invalid opcode".
+
+The MRU list (NTPsec ntpd's ``read_mru_list``, as the capture in tests/data/mode6 shows it): the asker first
+gets a nonce (REQ_NONCE: ``nonce=`` 24 hex digits: the NTP time it was issued and 32 bits of an HMAC-SHA256
+over that time and the asker's address, keyed with a secret made per run), then asks READ_MRU with
+``nonce=..., frags=N`` (or ``limit=N`` rows) and, to go on where the last answer stopped, the ``addr.I`` /
+``last.I`` of the entries it holds, newest first. A READ_MRU without a nonce this run issued to this
+address in the last :data:`NONCE_TIMEOUT_S` seconds is dropped (as ntpd does): so the list is only ever
+sent to an address that proved it receives, never reflected at a forged one. The answer starts with a new
+nonce, then per entry, least recently seen first from just after the newest given entry still in the table
+(none matching: "unknown variable", and ntpq starts over), ``addr.I`` (address:port), ``last.I``,
+``first.I`` (NTP timestamps), ``ct.I`` (datagrams), ``mv.I`` (mode and version), ``rs.I`` (the restrict
+flags in ntpd's RES_ bits, which ntpq prints); it stops at ``frags`` fragments (at most
+:data:`MAX_FRAGMENTS`) or ``limit`` rows, and only once it reached the newest entry ends with ``now=`` and
+``last.newest=`` (ntpq's sign that the list is whole). The filters ``mincount``, ``resall``, ``resany``,
+``minlstint``, ``maxlstint`` and ``recent`` are applied as ntpd does; ``laddr`` is accepted and ignored
+(one table for every local address). Score and drop counts (``sc``, ``dr``) are not kept: ntpq prints "-".
 
 Who gets answers, and how much: the server drops mode 6 from ``noquery`` addresses before it gets here
 (``restrict default ... noquery`` in the shipped config: only localhost asks). Replies go only to requests
@@ -46,15 +63,19 @@ for the UDP edge, which sends each.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import replace
 
 from appliance.ntp import access as acl
+from appliance.ntp.mru import ClientRecorder, MruEntry, MruTable
 from appliance.state import SystemState
 from appliance.status import variables as v
 from appliance.status.snapshot import Snapshot, SystemStatus
-from appliance.timebase import NS_PER_S
+from appliance.timebase import NS_PER_S, ns_from_ntp64, ntp64_from_ns
 
 HEADER = struct.Struct("!BBHHHHH")
 HEADER_LEN = HEADER.size  # 12
@@ -92,6 +113,29 @@ ERR_PERMISSION = 7
 _WRITES = frozenset({OP_WRITEVAR, OP_WRITECLOCK, OP_CONFIGURE, OP_SAVECONFIG})
 _TRAPS = frozenset({OP_SETTRAP, OP_UNSETTRAP})
 _MRU = frozenset({OP_READ_MRU, OP_REQ_NONCE})
+
+#: How long a nonce is good for (ntpd's and ntpq's NONCE_TIMEOUT).
+NONCE_TIMEOUT_S = 16
+#: The most rows one MRU answer carries (ntpd's MRU_ROW_LIMIT).
+MRU_ROW_LIMIT = 256
+#: Entries read from the table at a time while an MRU answer is made.
+_CHUNK = 32
+
+#: appliance.ntp.access bits -> ntpd's RES_ bits (ntp/magic.py), which ntpq's ``rstr`` column prints.
+_RES_BITS = (
+    (acl.IGNORE, 0x0001),
+    (acl.NOSERVE, 0x0002),
+    (acl.NOTRUST, 0x0004),
+    (acl.VERSION, 0x0008),
+    (acl.NOPEER, 0x0010),
+    (acl.LIMITED, 0x0020),
+    (acl.NOQUERY, 0x0040),
+    (acl.NOMODIFY, 0x0080),
+    (acl.NOTRAP, 0x0100),
+    (acl.LOWPRIOTRAP, 0x0200),
+    (acl.KOD, 0x0400),
+    (acl.NOMRULIST, 0x2000),
+)
 
 #: System status word clock-source codes (RFC 9327 section 2.1 / ntpq).
 SOURCE_UNSPEC = 0
@@ -157,7 +201,8 @@ class ControlHandler:
     """Answers mode 6 read requests from the latest snapshot (see the module docstring).
 
     ``snapshot`` returns the latest :class:`Snapshot` (None before the first: READSTAT then lists no
-    associations); ``version`` is the ``version`` variable's text, ``host`` the ``processor`` and ``system`` ones.
+    associations); ``version`` is the ``version`` variable's text, ``host`` the ``processor`` and ``system`` ones;
+    ``secret`` keys the MRU list's nonces (random per handler when not given).
     """
 
     def __init__(
@@ -166,8 +211,11 @@ class ControlHandler:
         snapshot: Callable[[], Snapshot | None] | None = None,
         version: str = "stratum1",
         host: tuple[str, str] = ("", ""),
+        secret: bytes | None = None,
     ) -> None:
         self.source_code = source_code
+        self._secret = secret if secret is not None else secrets.token_bytes(16)
+        self.bad_nonces = 0
         self.snapshot = snapshot or (lambda: None)
         self.version = version
         self.host = host
@@ -186,18 +234,29 @@ class ControlHandler:
             return False
         return True
 
-    def handle(self, data: bytes, flags: int, state: SystemState, now_ns: int) -> bytes | None:
+    def handle(
+        self,
+        data: bytes,
+        flags: int,
+        state: SystemState,
+        now_ns: int,
+        ip: str = "",
+        clients: ClientRecorder | None = None,
+    ) -> bytes | None:
         """Return the answer to one mode 6 datagram, or None to drop it (malformed, a response, rate limited).
 
-        The answer is one datagram, or several back to back when it is longer than one fragment
-        (:func:`datagrams` cuts them apart); each datagram takes one token from the rate limit.
+        ``ip`` is the asker's address (the MRU list's nonces are bound to it), ``clients`` the MRU list (none:
+        READ_MRU lists nobody). The answer is one datagram, or several back to back when it is longer than
+        one fragment (:func:`datagrams` cuts them apart); each datagram takes one token from the rate limit.
         """
-        reply = self._handle(data, flags, state, now_ns)
+        reply = self._handle(data, flags, state, now_ns, ip, clients)
         if reply is not None:
             self._tokens -= len(datagrams(reply))
         return reply
 
-    def _handle(self, data: bytes, flags: int, state: SystemState, now_ns: int) -> bytes | None:
+    def _handle(
+        self, data: bytes, flags: int, state: SystemState, now_ns: int, ip: str, clients: ClientRecorder | None
+    ) -> bytes | None:
         if len(data) < HEADER_LEN:
             return None
         b0, b1, seq, _status, assoc, _offset, count = HEADER.unpack_from(data)
@@ -213,6 +272,11 @@ class ControlHandler:
             return _error(version, opcode, seq, assoc, ERR_PERMISSION)
         if opcode in _MRU and flags & acl.NOMRULIST:
             return _error(version, opcode, seq, assoc, ERR_PERMISSION)
+        if opcode == OP_REQ_NONCE:
+            text = f"nonce={self.nonce(ip, now_ns)}\r\n".encode("ascii")
+            return _all(version, OP_REQ_NONCE, seq, 0, 0, text)
+        if opcode == OP_READ_MRU:
+            return self._read_mru(version, seq, data[HEADER_LEN : HEADER_LEN + count], ip, now_ns, clients)
         snap = self.snapshot()
         source = _SOURCE_BY_BASIS.get(snap.system.basis, self.source_code) if snap else self.source_code
         sys_status = system_status_word(state, source)
@@ -224,6 +288,73 @@ class ControlHandler:
         if opcode == OP_READCLOCK:
             return self._readclock(version, seq, assoc, snap, request)
         return _error(version, opcode, seq, assoc, ERR_OPCODE)
+
+    def nonce(self, ip: str, now_ns: int) -> str:
+        """A nonce for ``ip`` issued at ``now_ns``: 16 hex digits of NTP time, 8 of a keyed hash of both."""
+        stamp = f"{ntp64_from_ns(now_ns):016x}"
+        return stamp + self._mac(stamp, ip)
+
+    def _mac(self, stamp: str, ip: str) -> str:
+        return hmac.new(self._secret, f"{stamp} {ip}".encode(), hashlib.sha256).hexdigest()[:8]
+
+    def nonce_ok(self, nonce: str, ip: str, now_ns: int) -> bool:
+        """Whether ``nonce`` was issued here to ``ip`` no more than :data:`NONCE_TIMEOUT_S` before ``now_ns``."""
+        if len(nonce) != 24:
+            return False
+        stamp, mac = nonce[:16], nonce[16:]
+        try:
+            issued = ns_from_ntp64(int(stamp, 16), now_ns)
+        except ValueError:
+            return False
+        if not hmac.compare_digest(self._mac(stamp, ip), mac):
+            return False
+        return 0 <= now_ns - issued <= NONCE_TIMEOUT_S * NS_PER_S
+
+    def _read_mru(
+        self, version: int, seq: int, request: bytes, ip: str, now_ns: int, clients: ClientRecorder | None
+    ) -> bytes | None:
+        params = _parse_params(request)
+        if not self.nonce_ok(params.get("nonce", ""), ip, now_ns):
+            self.bad_nonces += 1
+            return None
+        try:
+            query = _MruQuery.parse(params)
+        except ValueError:
+            return _error(version, OP_READ_MRU, seq, 0, ERR_BADVALUE)
+        except KeyError:
+            return _error(version, OP_READ_MRU, seq, 0, ERR_UNKNOWNVAR)
+        table = clients if clients is not None else MruTable(1)
+        start = _resume(table, query.given)
+        if start is False:
+            return _error(version, OP_READ_MRU, seq, 0, ERR_UNKNOWNVAR)
+        newest = table.newest()
+        head: v.Variables = [("nonce", self.nonce(ip, now_ns))]
+        tail: v.Variables = [("now", _lfp(now_ns))]
+        if newest is not None:
+            tail.append(("last.newest", _lfp(newest.last_ns)))
+        room = query.frags * MAX_DATA - _size(head) - _size(tail)
+        rows: v.Variables = []
+        n = 0
+        complete = True
+        cursor: tuple[str | None, int] = start if isinstance(start, tuple) else (None, 0)
+        while complete:  # a piece at a time: the work is the rows sent, not the table's size
+            chunk = table.after(cursor[0], cursor[1], _CHUNK) or []
+            if not chunk:
+                break
+            for e in chunk:
+                if not query.wants(e, now_ns):
+                    continue
+                row = _mru_row(n, e)
+                size = _size(row)
+                if n >= query.limit or size > room:
+                    complete = False
+                    break
+                rows += row
+                room -= size
+                n += 1
+            last = chunk[-1]
+            cursor = (last.addr, ntp64_from_ns(last.last_ns))
+        return _all(version, OP_READ_MRU, seq, 0, 0, v.encode(head + rows + (tail if complete else [])))
 
     def _readstat(self, version: int, seq: int, sys_status: int, assoc: int, snap: Snapshot | None) -> bytes:
         if assoc == 0:
@@ -310,3 +441,133 @@ def _all(version: int, opcode: int, seq: int, status: int, assoc: int, data: byt
 
 def _error(version: int, opcode: int, seq: int, assoc: int, code: int) -> bytes:
     return HEADER.pack((version << 3) | 6, 0xC0 | opcode, seq, code << 8, assoc, 0, 0)
+
+
+def _lfp(t_ns: int) -> str:
+    """An NTP timestamp as ntpd writes one in the MRU list (``0xeeba1db5.5b61fdf6``)."""
+    t = ntp64_from_ns(t_ns)
+    return f"0x{t >> 32:08x}.{t & 0xFFFFFFFF:08x}"
+
+
+def _address(e: MruEntry) -> str:
+    return f"[{e.addr}]:{e.port}" if ":" in e.addr else f"{e.addr}:{e.port}"
+
+
+def res_bits(flags: int) -> int:
+    """The restrict flags ``flags`` (:mod:`appliance.ntp.access` bits) in ntpd's RES_ bits."""
+    return sum(res for bit, res in _RES_BITS if flags & bit)
+
+
+def _mru_row(i: int, e: MruEntry) -> v.Variables:
+    return [
+        (f"addr.{i}", _address(e)),
+        (f"last.{i}", _lfp(e.last_ns)),
+        (f"first.{i}", _lfp(e.first_ns)),
+        (f"ct.{i}", str(e.count)),
+        (f"mv.{i}", str(e.mv)),
+        (f"rs.{i}", f"0x{res_bits(e.flags):x}"),
+    ]
+
+
+def _size(variables: v.Variables) -> int:
+    """At most the octets ``variables`` take in :func:`appliance.status.variables.encode` (with separators)."""
+    return sum(len(name) + len(value) + 4 for name, value in variables)
+
+
+def _parse_params(request: bytes) -> dict[str, str]:
+    """A request's ``name=value, ...`` (NUL padding and blanks dropped; a later name wins)."""
+    out = {}
+    for part in request.decode("ascii", "replace").split(","):
+        name, _, value = part.strip().strip("\0").partition("=")
+        if name:
+            out[name.strip()] = value.strip()
+    return out
+
+
+def _resume(table: ClientRecorder, given: list[tuple[str, str]]) -> tuple[str, int] | None | bool:
+    """Where an answer starts: after the first of the asker's (addr, last) pairs (newest first) still in
+    the table with that last-seen time, as (address, NTP timestamp); None (from the oldest) when none were
+    given; False when none matches."""
+    if not given:
+        return None
+    for addr, last in given:
+        host = addr.rpartition(":")[0].strip("[]")
+        sec, _, frac = last.removeprefix("0x").partition(".")
+        try:
+            stamp = int(sec, 16) << 32 | int(frac, 16)
+        except ValueError:
+            continue
+        if host and stamp < 1 << 64 and table.after(host, stamp, 0) is not None:
+            return host, stamp
+    return False
+
+
+class _MruQuery:
+    """A READ_MRU request's parameters (ntpd's names): how much, which entries, where to go on from."""
+
+    _FILTERS = frozenset({"mincount", "resall", "resany", "maxlstint", "minlstint", "laddr", "recent"})
+
+    def __init__(self) -> None:
+        self.frags = MAX_FRAGMENTS
+        self.limit = MRU_ROW_LIMIT
+        self.mincount = 0
+        self.resall = 0
+        self.resany = 0
+        self.minlstint_s: int | None = None
+        self.maxlstint_s: int | None = None
+        self.given: list[tuple[str, str]] = []
+
+    @classmethod
+    def parse(cls, params: dict[str, str]) -> _MruQuery:
+        """ValueError for a bad value, KeyError for a name ntpd does not know."""
+        q = cls()
+        addrs: dict[int, str] = {}
+        lasts: dict[int, str] = {}
+        for name, value in params.items():
+            if name == "nonce":
+                continue
+            if name == "frags":
+                q.frags = min(MAX_FRAGMENTS, _positive(value))
+            elif name == "limit":
+                q.limit = min(MRU_ROW_LIMIT, _positive(value))
+            elif name == "recent":
+                q.limit = min(q.limit, _positive(value))
+            elif name == "mincount":
+                q.mincount = int(value, 0)
+            elif name == "resall":
+                q.resall = int(value, 0)
+            elif name == "resany":
+                q.resany = int(value, 0)
+            elif name == "minlstint":
+                q.minlstint_s = int(value, 0)
+            elif name == "maxlstint":
+                q.maxlstint_s = int(value, 0)
+            elif name in cls._FILTERS:
+                continue
+            elif name.startswith(("addr.", "last.")) and name[5:].isdigit():
+                (addrs if name[0] == "a" else lasts)[int(name[5:])] = value
+            else:
+                raise KeyError(name)
+        q.given = [(addrs[i], lasts[i]) for i in sorted(addrs) if i in lasts]
+        return q
+
+    def wants(self, e: MruEntry, now_ns: int) -> bool:
+        """Whether the filters keep ``e``."""
+        if e.count < self.mincount:
+            return False
+        rs = res_bits(e.flags)
+        if self.resall and rs & self.resall != self.resall:
+            return False
+        if self.resany and not rs & self.resany:
+            return False
+        age_s = (now_ns - e.last_ns) // NS_PER_S
+        if self.minlstint_s is not None and age_s < self.minlstint_s:
+            return False
+        return self.maxlstint_s is None or age_s <= self.maxlstint_s
+
+
+def _positive(value: str) -> int:
+    n = int(value, 0)
+    if n < 1:
+        raise ValueError(value)
+    return n

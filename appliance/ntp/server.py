@@ -15,7 +15,7 @@ What gets an answer:
 - mode 1 (symmetric active) gets a mode 2 reply only from a configured
   ``peer`` address whose restrictions lack ``nopeer``; otherwise it is dropped;
 - mode 6 (control, ntpq) is dropped for ``noquery`` addresses and otherwise
-  handed to :mod:`appliance.ntp.mode6`;
+  handed to :mod:`appliance.ntp.mode6` (with the MRU list, for ``mrulist``);
 - mode 7 (ntpdc, the old monlist amplifier) never gets an answer, nor do modes
   2, 4 and 5, which are replies and broadcasts, not requests.
 
@@ -34,6 +34,10 @@ default``, ``-6 default``, ``0.0.0.0 mask 0.0.0.0`` or the implicit default:
 16, refid ``INIT`` in time replies and leap 3 in mode 6 status words; a client
 matched by a more specific ``restrict`` line gets the local clock's stratum.
 
+Every datagram not ``ignore``d, whatever it then gets, is recorded in the MRU
+list of recent clients (:mod:`appliance.ntp.mru`; the compiled data plane
+records into the same table).
+
 Everything dropped is counted by reason in :class:`ServerCounters`; a
 datagram longer than :data:`~appliance.ntp.packet.MAX_DATAGRAM` (1024) octets
 is dropped first of all ("oversize"; the sockets read one octet more than
@@ -48,6 +52,7 @@ from dataclasses import dataclass, field
 
 from appliance.ntp import access as acl
 from appliance.ntp import mode6
+from appliance.ntp.mru import ClientRecorder, MruTable
 from appliance.ntp.packet import (
     HEADER_LEN,
     LEAP_UNSYNC,
@@ -108,9 +113,11 @@ class NtpServer:
         peers: frozenset[str] = frozenset(),
         state: SystemState = UNSYNCHRONISED,
         control: mode6.ControlHandler | None = None,
+        mru: ClientRecorder | None = None,
     ) -> None:
         self.access = access
         self.limiter = limiter
+        self.mru = mru if mru is not None else MruTable()
         self.peers = peers
         self.counters = ServerCounters()
         self.control = control or mode6.ControlHandler()
@@ -192,6 +199,7 @@ class NtpServer:
         if flags & acl.IGNORE:
             c.drop("ignore")
             return None
+        self.mru.record(ip, port, rx_ns, b0, flags)
         if mode == MODE_CLIENT or (mode == MODE_RESERVED and version == 1 and port != NTP_PORT):
             return self._time_request(data, version, MODE_SERVER, restriction, ip, rx_ns)
         if mode == MODE_ACTIVE:
@@ -205,7 +213,7 @@ class NtpServer:
                 return None
             c.control += 1
             state = UNSYNCHRONISED if self._told_unsync(restriction.is_default) else self._state
-            reply = self.control.handle(data, flags, state, rx_ns)
+            reply = self.control.handle(data, flags, state, rx_ns, ip, self.mru)
             if reply is None:
                 c.drop("control")
                 return None

@@ -38,10 +38,11 @@ from appliance.config.model import Discard, Location, RestrictRule
 from appliance.config.parser import parse_config
 from appliance.daemon import Appliance, ServeSettings
 from appliance.io import fastpath
-from appliance.io.fastpath import DROP, KOD, PUNT, REPLY, FastRateLimiter, FastServer
+from appliance.io.fastpath import DROP, KOD, PUNT, REPLY, FastMru, FastRateLimiter, FastServer
 from appliance.io.udp import UdpServerSocket
 from appliance.ntp.access import FLAG_BITS, AccessTable
 from appliance.ntp.exchange import client_request
+from appliance.ntp.mru import MruTable
 from appliance.ntp.packet import MAX_DATAGRAM
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, finish_reply
@@ -178,8 +179,9 @@ def test_same_answers_as_the_python_server(
 ) -> None:
     table = AccessTable.from_rules(rules)
     reference = NtpServer(table, RateLimiter(discard, kod_per_second=2.0, kod_burst=2), state=state)
-    subject = NtpServer(table, FastRateLimiter(discard, kod_per_second=2.0, kod_burst=2), state=state)
+    subject = NtpServer(table, FastRateLimiter(discard, kod_per_second=2.0, kod_burst=2), state=state, mru=FastMru(4))
     fast = FastServer(-1, subject)
+    reference.mru = MruTable(4)
     t = NOW
     for data, ip, port, step in events:
         t += step
@@ -201,6 +203,7 @@ def test_same_answers_as_the_python_server(
     assert subject.counters == reference.counters
     for name in ("passed", "limited", "kod_sent", "kod_suppressed"):
         assert getattr(subject.limiter, name) == getattr(reference.limiter, name), name
+    assert subject.mru.entries() == reference.mru.entries()  # the same clients seen, on either path
 
 
 @needs_build

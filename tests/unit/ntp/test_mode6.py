@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import replace
 
@@ -12,9 +13,10 @@ from status_sample import NOW, SNAP
 from appliance.ntp import access as acl
 from appliance.ntp import mode6
 from appliance.ntp.mode6 import HEADER, MAX_DATA, ControlHandler, datagrams, fragments
+from appliance.ntp.mru import MruTable
 from appliance.state import SystemState
 from appliance.status.variables import encode, peer_variables
-from appliance.timebase import NS_PER_S
+from appliance.timebase import NS_PER_S, ntp64_from_ns
 
 STATE = SystemState(leap=0, stratum=1, precision=-20, root_dispersion_ns=37_000, refid=b"PPS\0", reference_ns=NOW)
 
@@ -116,8 +118,9 @@ def test_writes_and_traps_never_happen_and_mru_is_refused() -> None:
         reply = ask(handler(), request(op, data=b"leap=3"))
         assert reply is not None and len(reply) == 12 and reply[1] & 0x40
         assert body(reply)[1] >> 8 == mode6.ERR_PERMISSION
-    reply = ask(handler(), request(mode6.OP_REQ_NONCE), flags=acl.NOMRULIST)
-    assert reply is not None and body(reply)[1] >> 8 == mode6.ERR_PERMISSION
+    for op in (mode6.OP_REQ_NONCE, mode6.OP_READ_MRU):
+        reply = ask(handler(), request(op), flags=acl.NOMRULIST)
+        assert reply is not None and body(reply)[1] >> 8 == mode6.ERR_PERMISSION
 
 
 def test_responses_are_never_answered() -> None:
@@ -209,3 +212,136 @@ def test_encode_breaks_lines_as_ntpd() -> None:
     lines = text.split("\r\n")
     assert lines[-1] == "" and all(len(line) <= 72 for line in lines)
     assert text.count("name") == 10
+
+
+# -- the MRU list (REQ_NONCE, READ_MRU) --------------------------------------------------------------
+
+ASKER = "127.0.0.1"
+
+
+def clients(n: int) -> MruTable:
+    t = MruTable()
+    for i in range(n):
+        t.record(f"192.0.2.{i + 1}", 40000 + i, NOW - (n - i) * NS_PER_S, 0x23, acl.KOD | acl.LIMITED)
+        t.record(f"192.0.2.{i + 1}", 40000 + i, NOW - (n - i) * NS_PER_S + 1000, 0x23, acl.KOD | acl.LIMITED)
+    return t
+
+
+def mru(h: ControlHandler, table: MruTable, params: bytes, now_ns: int = NOW, ip: str = ASKER) -> dict[str, str]:
+    """Ask for a nonce, then READ_MRU with it and ``params``; the answer's variables, in order."""
+    reply = h.handle(request(mode6.OP_REQ_NONCE), 0, STATE, now_ns, ip, table)
+    assert reply is not None
+    nonce = body(reply)[4].strip()
+    reply = h.handle(request(mode6.OP_READ_MRU, data=nonce + params), 0, STATE, now_ns, ip, table)
+    assert reply is not None
+    return variables(reply)
+
+
+def variables(reply: bytes) -> dict[str, str]:
+    text = b"".join(body(d)[4] for d in datagrams(reply)).decode()
+    return dict(part.strip().split("=", 1) for part in text.replace("\r\n", "").split(",") if part.strip())
+
+
+def test_nonce_is_ntpds_shape_and_good_only_for_its_address_and_16_s() -> None:
+    h = handler()
+    reply = h.handle(request(mode6.OP_REQ_NONCE), 0, STATE, NOW, ASKER, MruTable())
+    assert reply is not None
+    text = body(reply)[4]
+    assert re.fullmatch(rb"nonce=[0-9a-f]{24}\r\n", text)  # as the capture: nonce=eeba1db55b4badc0578b2887
+    nonce = text[6:30].decode()
+    assert h.nonce_ok(nonce, ASKER, NOW) and h.nonce_ok(nonce, ASKER, NOW + 16 * NS_PER_S)
+    assert not h.nonce_ok(nonce, ASKER, NOW + 17 * NS_PER_S)
+    assert not h.nonce_ok(nonce, "127.0.0.2", NOW)
+    assert not handler().nonce_ok(nonce, ASKER, NOW)  # another run's secret
+    assert not h.nonce_ok(nonce[:-1] + ("0" if nonce[-1] != "0" else "1"), ASKER, NOW)
+
+
+def test_read_mru_without_a_good_nonce_is_dropped() -> None:
+    h = handler()
+    for data in (b"frags=8", b"nonce=00000000000000000000000, frags=8", b"nonce=zz, frags=8"):
+        assert h.handle(request(mode6.OP_READ_MRU, data=data), 0, STATE, NOW, ASKER, clients(3)) is None
+    assert h.bad_nonces == 3
+
+
+def test_read_mru_lists_every_client_oldest_first_as_ntpd_does() -> None:
+    table = clients(3)
+    got = mru(handler(), table, b", frags=32")
+    names = list(got)
+    assert names[0] == "nonce" and names[-2:] == ["now", "last.newest"]
+    assert names[1:7] == ["addr.0", "last.0", "first.0", "ct.0", "mv.0", "rs.0"]
+    assert [got[f"addr.{i}"] for i in range(3)] == ["192.0.2.1:40000", "192.0.2.2:40001", "192.0.2.3:40002"]
+    e = table.entries()[0]
+    assert got["ct.0"] == "2" and got["mv.0"] == "35" and got["rs.0"] == "0x420"  # RES_KOD | RES_LIMITED
+    t = ntp64_from_ns(e.last_ns)
+    assert got["last.0"] == f"0x{t >> 32:08x}.{t & 0xFFFFFFFF:08x}"
+    assert re.fullmatch(r"0x[0-9a-f]{8}\.[0-9a-f]{8}", got["first.0"]) and got["first.0"] != got["last.0"]
+    assert got["last.newest"] == got["last.2"]
+
+
+def test_read_mru_goes_on_after_the_newest_entry_the_asker_holds() -> None:
+    table = clients(5)
+    h = handler()
+    first = mru(h, table, b", limit=2")
+    assert [first.get(f"addr.{i}") for i in range(3)] == ["192.0.2.1:40000", "192.0.2.2:40001", None]
+    assert "now" not in first  # not whole: ntpq asks on
+    # ntpq gives back what it holds, newest first
+    go_on = f", limit=2, addr.0={first['addr.1']}, last.0={first['last.1']}"
+    go_on += f", addr.1={first['addr.0']}, last.1={first['last.0']}"
+    second = mru(h, table, go_on.encode())
+    assert [second.get(f"addr.{i}") for i in range(3)] == ["192.0.2.3:40002", "192.0.2.4:40003", None]
+    # the newest it holds was seen again meanwhile (so moved): the one before it is the place to go on from
+    table.record("192.0.2.4", 40003, NOW, 0x23, 0)
+    go_on = f", addr.0=192.0.2.4:40003, last.0={second['last.1']}, addr.1=192.0.2.3:40002, last.1={second['last.0']}"
+    third = mru(h, table, go_on.encode())
+    assert [third[f"addr.{i}"] for i in range(2)] == ["192.0.2.5:40004", "192.0.2.4:40003"]
+    assert "now" in third
+    # none of them is there any more: "unknown variable" (ntpq starts over)
+    reply = h.handle(request(mode6.OP_REQ_NONCE), 0, STATE, NOW, ASKER, table)
+    assert reply is not None
+    stale = body(reply)[4].strip() + b", addr.0=192.0.2.9:1, last.0=0x00000000.00000000"
+    reply = h.handle(request(mode6.OP_READ_MRU, data=stale), 0, STATE, NOW, ASKER, table)
+    assert reply is not None and body(reply)[1] >> 8 == mode6.ERR_UNKNOWNVAR
+
+
+def test_read_mru_keeps_to_the_fragments_asked_for_and_to_eight() -> None:
+    table = clients(200)
+    h = handler()
+    for frags in (1, 3, 32):
+        reply = h.handle(request(mode6.OP_REQ_NONCE), 0, STATE, NOW, ASKER, table)
+        assert reply is not None
+        data = body(reply)[4].strip() + f", frags={frags}".encode()
+        answer = h.handle(request(mode6.OP_READ_MRU, data=data), 0, STATE, NOW + frags, ASKER, table)
+        assert answer is not None
+        parts = datagrams(answer)
+        assert len(parts) == min(frags, mode6.MAX_FRAGMENTS)
+        assert all(len(p) <= 12 + MAX_DATA for p in parts)
+        assert b"now=" not in answer  # 200 clients never fit
+        h = handler()  # a fresh rate limit
+
+
+def test_read_mru_filters_and_bad_values() -> None:
+    table = clients(3)
+    table.record("192.0.2.2", 1, NOW, 0x23, 0)
+    got = mru(handler(), table, b", mincount=3")
+    assert got.get("addr.0") == "192.0.2.2:1" and "addr.1" not in got
+    got = mru(handler(), table, b", resall=0x420")
+    assert [got.get(f"addr.{i}") for i in range(3)] == ["192.0.2.1:40000", "192.0.2.3:40002", None]
+    h = handler()
+    for bad in (b", frags=0", b", limit=x", b", bogus=1"):
+        reply = h.handle(request(mode6.OP_REQ_NONCE), 0, STATE, NOW, ASKER, table)
+        assert reply is not None
+        reply = h.handle(request(mode6.OP_READ_MRU, data=body(reply)[4].strip() + bad), 0, STATE, NOW, ASKER, table)
+        assert reply is not None and reply[1] & 0x40
+        code = mode6.ERR_UNKNOWNVAR if b"bogus" in bad else mode6.ERR_BADVALUE
+        assert body(reply)[1] >> 8 == code
+
+
+def test_an_empty_list_is_whole_at_once() -> None:
+    got = mru(handler(), MruTable(), b", frags=32")
+    assert list(got) == ["nonce", "now"]
+
+
+def test_ipv6_clients_are_bracketed_with_their_port() -> None:
+    t = MruTable()
+    t.record("2001:db8::7", 123, NOW, 0x24, 0)
+    assert mru(handler(), t, b"")["addr.0"] == "[2001:db8::7]:123"

@@ -218,3 +218,17 @@ def test_malformed_requests_are_dropped_and_counted(data: bytes) -> None:
 
 
 # Random datagrams, sources, ports and restrict tables: test_server_fuzz.py.
+
+
+def test_every_datagram_not_ignored_is_in_the_mru_list_whatever_it_gets() -> None:
+    rules = [rule(None, "kod", "limited", "noquery"), rule("192.0.2.9", "ignore"), rule("192.0.2.8", "noserve")]
+    server = make_server(rules)
+    data, _ = request()
+    for _ in range(3):
+        serve(server, data, ip="203.0.113.5", port=40000)
+    serve(server, data, ip="192.0.2.9")  # ignored: not even seen
+    serve(server, data, ip="192.0.2.8", port=123)  # refused, but seen
+    mode6 = MODE6_HEADER.pack((2 << 3) | 6, 1, 1, 0, 0, 0, 0)
+    server.handle(mode6, "203.0.113.5", 40001, NOW + 1)  # noquery: dropped, but seen
+    got = {e.addr: (e.port, e.count, e.mv, e.first_ns, e.last_ns) for e in server.mru.entries()}
+    assert got == {"203.0.113.5": (40001, 4, 0x16, NOW, NOW + 1), "192.0.2.8": (123, 1, 0x23, NOW, NOW)}

@@ -134,3 +134,22 @@ def test_the_short_way_imports_neither_argparse_nor_the_snapshot(server: StatusS
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.stderr.strip() == "0 []", out.stderr
     assert out.stdout.startswith("synchronised to reference clock")
+
+
+@pytest.mark.parametrize("command", [["status", "--watch", "0.1"], ["peers", "--watch", "0.1"], ["status"]])
+def test_a_reader_that_goes_away_ends_it_quietly(server: StatusServer, command: list[str]) -> None:
+    """``stratum1 status --watch | head``: exit 141 (or 0 when it was done first), no traceback."""
+    server.publish(status_line(SNAP))
+    code = "import sys; from appliance.command import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *command, "--socket", server.path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10)  # the reader takes a little, as head does, and goes
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) in ((0, statuscli.EXIT_BROKEN_PIPE) if "--watch" not in command else (141,))
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
