@@ -19,16 +19,16 @@ S = NS_PER_S
 SERVER = ServerSpec("192.0.2.1", delay_ns=200_000, delay_jitter_ns=50_000.0)
 
 
-def run(seed: int) -> SystemTrace:
+def run(seed: int, options: str = "minpoll 6 maxpoll 6", duration_s: int = 600) -> SystemTrace:
     return run_system(
         SystemScenario(
             seed=seed,
-            duration_ns=600 * S,
+            duration_ns=duration_s * S,
             frequency_error_ppb=25_000.0,
             wander_ppb_per_sqrt_s=1.0,
             initial_offset_ns=2_000_000,
             servers=(SERVER,),
-            server_options="minpoll 6 maxpoll 6",
+            server_options=options,
         )
     )
 
@@ -48,3 +48,15 @@ def test_the_server_is_selected_with_its_third_sample_and_the_loop_starts_with_i
         assert abs(e[lock]) < 100_000, f"seed {seed}: {e[lock]:.0f} ns 5 s after selection"
         drift = abs(e[trace.at(int(first + 55) * S)] - e[lock])
         assert drift < 250_000, f"seed {seed}: drifted {drift:.0f} ns in 50 s (a frequency error over 5 ppm)"
+
+
+def test_with_iburst_the_third_burst_sample_steers_and_the_fourth_does_not() -> None:
+    """A burst's samples 2 s apart would pass their network jitter off as frequency: one steers, the next a poll on."""
+    for seed in (1, 2, 3):
+        trace = run(seed, "iburst minpoll 6 maxpoll 6", duration_s=200)
+        e = trace.time_error_ns
+        assert abs(e[trace.at(6 * S)]) < 150_000, f"seed {seed}: {e[trace.at(6 * S)]:.0f} ns at 6 s"
+        # until the next poll the loop has the phase only: the clock runs on 25 ppm fast, no faster
+        drift = e[trace.at(62 * S)] - e[trace.at(6 * S)]
+        assert 0 < drift < 1_700_000, f"seed {seed}: {drift:.0f} ns from 6 s to 62 s"
+        assert trace.counters.upstream_spaced >= 1
