@@ -49,7 +49,9 @@ honoured. The outcome is a :class:`Basis`, the reason for the time served:
    server adds).
 3. ``UPSTREAM``: an NTP server is the system peer. Each fresh sample of
    the system peer goes to the discipline, moved by what the other
-   survivors say (:meth:`Timekeeper.on_upstream`). Served: stratum = the
+   survivors say (:meth:`Timekeeper.on_upstream`; at most one every 16 s,
+   weighed down by its delay above the lowest, and the first loop starts
+   from the peer's earlier samples, their frequency included). Served: stratum = the
    peer's + 1, refid = its IPv4 address (or the MD5 code of an IPv6 one).
    When every server is lost and no local clock is configured, the last
    upstream state is kept while its root distance, growing at PHI, stays
@@ -114,7 +116,7 @@ from appliance.timebase import NS_PER_S
 #: Holdover keeps stratum 1 while the estimated error is below this (1 ms: an NTP client cannot tell).
 DEFAULT_HOLDOVER_BOUND_NS = 1_000_000
 #: A first upstream loop starts from the peer's earlier samples only if they fix the frequency this well (ppb, 1
-#: sigma): three samples a 64 s poll apart do (about 1 ppm at the assumed jitter), an ``iburst``'s 2 s apart do not.
+#: sigma): two samples a 64 s poll apart do (1-2 ppm at 50-100 us of jitter), an ``iburst``'s 2 s apart do not.
 PRIME_MAX_FREQUENCY_SD_PPB = 5_000.0
 #: Upstream samples steer the loop at most this often: a burst's samples (2 s apart) would teach it their network
 #: jitter as frequency (50 us over 2 s is 25 ppm); they choose the server, the first steers, the next a poll later.
