@@ -332,13 +332,50 @@ class Discipline:
 
     # --- the update ------------------------------------------------------------------------------
 
-    def update(self, sample: Sample, pending_ns: int = 0) -> tuple[ClockOp, ...]:
+    def prime(self, samples: list[Sample], max_frequency_sd_ppb: float = math.inf) -> bool:
+        """Start the estimate from ``samples`` taken before this loop existed, oldest first; no clock operation.
+
+        Only before the first :meth:`update`, and only for samples taken
+        while nothing steered the clock but its initial frequency (their
+        offsets are then free-running offsets). A least-squares line
+        through them, with the regression's covariance for the assumed
+        jitter, is the starting state, as chrony's first regression over a
+        new source's samples is: the next :meth:`update` then has the
+        frequency too, not only the phase. Fewer than two samples, samples
+        all at one time, or a line whose frequency is less certain than
+        ``max_frequency_sd_ppb`` (1 sigma; samples a few seconds apart give
+        mostly their jitter) leave the loop as it was. Returns whether it
+        was primed.
+        """
+        if self._filter is not None or self._updates:
+            raise RuntimeError("prime() only before the first update")
+        points = [(s.reference_ns, float(s.offset_ns)) for s in samples]
+        if len(points) < 2 or len({t for t, _ in points}) < 2:
+            return False
+        t = points[-1][0]
+        r = self.jitter_ns() ** 2
+        z, rate, p00, p01, p11 = _fit(points, t, r)
+        if math.sqrt(p11) > max_frequency_sd_ppb:
+            return False
+        filt = self._filter = _Filter(t, z, rate, p00, 0.0)
+        filt.p01, filt.p11 = p01, p11
+        self._k_t = t
+        for pt, pz in points:
+            self._note_deviation(pt, pz)
+            self._history.append((-1, pt, pz))
+        return True
+
+    def update(self, sample: Sample, pending_ns: int = 0, extra_noise_ns: float = 0.0) -> tuple[ClockOp, ...]:
         """Take one sample and return the clock operations to perform, in order.
 
         ``pending_ns`` is the clock's offset correction still pending (see
         :meth:`appliance.clock.base.Clock.offset_correction_ns`) read when
-        the sample was taken. Samples not newer (by reference time) than the
-        last one are ignored (no operations).
+        the sample was taken. ``extra_noise_ns`` is what this sample may be
+        off beyond the measured jitter (1 sigma, added in quadrature: half a
+        network sample's delay above the path's lowest, the most a queue
+        can have moved its offset), so a sample that waited in a queue
+        weighs less. Samples not newer (by reference time) than the last
+        one are ignored (no operations).
         """
         t = sample.reference_ns
         filt = self._filter
@@ -348,7 +385,7 @@ class Discipline:
         self._reanchor(t)
         offset = sample.offset_ns - pending_ns  # against the clock once its slew is done
         z = offset + self._k
-        r = self.jitter_ns() ** 2
+        r = self.jitter_ns() ** 2 + extra_noise_ns**2
         ops: list[ClockOp] = []
         may_step = cfg.step_limit < 0 or self._updates < cfg.step_limit
         stepped = may_step and abs(offset) > cfg.step_threshold_ns

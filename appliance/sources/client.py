@@ -25,9 +25,10 @@ One :class:`Association` per server address:
   a jittery one (or a local clock that wanders) more often.
 - **iburst**: the first :data:`BURST_PACKETS` (4) requests go 2 s apart,
   and again when an unreachable server answers once more. We follow
-  chrony's 4 rather than ntpd's 8: four samples bring the filter's distance
-  under MAXDIST (see :mod:`appliance.sources.filter`), and half the packets
-  is kinder to public servers. **burst** (for one's own servers only):
+  chrony's 4 rather than ntpd's 8: three samples make a server selectable
+  (:data:`~appliance.sources.source.MIN_SERVER_SAMPLES`), the fourth is
+  one to spare for a lost or queued one, and half the packets is kinder to
+  public servers. **burst** (for one's own servers only):
   every poll of a reachable server is a burst of 4 packets 2 s apart.
 - **Reach**: the :class:`~appliance.sources.source.Source`'s register shifts
   at every request and a sample sets bit 0. A server is *unreachable* after

@@ -15,9 +15,15 @@ time, offset, delay, dispersion), newest first:
   and delay are taken from it only if it is newer than the one used last
   (RFC 5905's "use a sample only once and never an older one");
 - the source's dispersion is ``epsilon = sum(epsilon_i / 2**(i+1))`` over
-  the sorted stages, so an empty or dummy stage (``MAXDISP`` = 16 s) weighs
-  in: a source needs three or four samples before its distance falls below
-  MAXDIST (1.5 s), which is what ``iburst`` is for;
+  the sorted stages, so a dummy stage (``MAXDISP`` = 16 s) weighs in. RFC
+  5905 counts the stages not filled yet at MAXDISP too, so a source needs
+  four samples before its distance falls below MAXDIST (1.5 s), which is what
+  ``iburst`` is for: 192 s at a 64 s poll without it. With
+  ``count_empty=False`` (the NTP servers' filters,
+  :mod:`appliance.sources.source`) the sum runs over the samples there are,
+  as chrony's selection does: how many samples a source needs before it is
+  selected is then the owner's rule (chrony's three, for its regression),
+  not an artefact of the empty stages;
 - the source's jitter is the RMS of the differences between the valid
   samples' offsets and the best one's, never below ``jitter_floor_ns``
   (the local clock's precision). Like epsilon it is recomputed at every
@@ -94,11 +100,14 @@ class ClockFilter:
     """RFC 5905's clock filter; see the module docstring.
 
     ``jitter_floor_ns`` is the smallest jitter reported (the precision of
-    the local clock: two readings cannot be told apart below it).
+    the local clock: two readings cannot be told apart below it);
+    ``count_empty`` whether the stages not filled yet count at MAXDISP in
+    epsilon (RFC 5905) or not at all (chrony).
     """
 
-    def __init__(self, jitter_floor_ns: int = 1) -> None:
+    def __init__(self, jitter_floor_ns: int = 1, *, count_empty: bool = True) -> None:
         self.jitter_floor_ns = max(1, jitter_floor_ns)
+        self.count_empty = count_empty
         self._stages: deque[Stage] = deque(maxlen=NSTAGES)
         self._output: FilterOutput | None = None
 
@@ -106,6 +115,11 @@ class ClockFilter:
     def output(self) -> FilterOutput | None:
         """The estimate of the last run that found a usable sample, or None before any."""
         return self._output
+
+    @property
+    def valid_samples(self) -> int:
+        """How many stages hold a real sample (not a timeout's dummy)."""
+        return sum(1 for s in self._stages if not s.dummy)
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -166,8 +180,8 @@ class ClockFilter:
         """Sort, recompute epsilon, and take the best sample if it is new (RFC 5905 section 10.2/10.3)."""
         aged = [(s, s.dispersion_at(now_ns)) for s in self._stages]
         aged.sort(key=lambda sd: (sd[0].dummy or sd[1] >= MAXDISP_NS, sd[0].delay_ns, sd[1]))
-        # empty stages beyond the filled ones count as MAXDISP too
-        dispersions = [d for _, d in aged] + [MAXDISP_NS] * (NSTAGES - len(aged))
+        # RFC 5905: empty stages beyond the filled ones count as MAXDISP too
+        dispersions = [d for _, d in aged] + [MAXDISP_NS] * ((NSTAGES - len(aged)) if self.count_empty else 0)
         epsilon = sum(d >> (i + 1) for i, d in enumerate(dispersions))
         valid = [s for s, d in aged if not s.dummy and d < MAXDISP_NS]
         old = self._output

@@ -22,11 +22,19 @@ and the NTP client hand it :class:`SourceSample` values; it keeps
              + dispersion + jitter
 
 where ``dispersion`` has grown at PHI since the filter last ran. A source is
-*usable* for selection when it has a sample, its reach is not 0, its stratum
+*usable* for selection when it has a sample (an NTP server:
+:data:`MIN_SERVER_SAMPLES` of them), its reach is not 0, its stratum
 is below 16, its leap indicator is not 3 (unsynchronised), lambda is below
 MAXDIST (1.5 s), and it has not been disabled (an NTP server that sent a DENY
 or RSTR Kiss-o'-Death). MINDIST is ntpd's ``tos mindist`` default (1 ms),
 which keeps a refclock's correctness interval from shrinking to nothing.
+
+An NTP server's filter counts only the samples it has in its dispersion
+(chrony's way, not RFC 5905's empty stages at MAXDISP, see
+:mod:`appliance.sources.filter`), and the server is selectable from its
+third sample, as chrony is (its regression needs three): at 128 s at a 64 s
+poll rather than 192 s, at 4 s with ``iburst``. Three samples give the loop
+an offset and a frequency to start from, and their spread a jitter.
 
 The LOCAL kind (ntpd's ``server 127.127.1.0``) measures nothing: its
 estimate is always "offset 0, reach 377, usable", at its configured stratum.
@@ -54,6 +62,8 @@ MINDIST_NS = NS_PER_S // 1000
 #: The reach register's width and the value of a register full of answers.
 REACH_BITS = 8
 REACH_FULL = (1 << REACH_BITS) - 1
+#: An NTP server is selectable once its filter holds this many samples (chrony's minimum for its regression).
+MIN_SERVER_SAMPLES = 3
 #: The local clock source's reference time advances in these steps (ntpd's LOCAL driver polls every 64 s).
 LOCAL_UPDATE_NS = 64 * NS_PER_S
 
@@ -176,7 +186,7 @@ class Source:
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
-        self.filter = ClockFilter(precision_ns(config.precision))
+        self.filter = ClockFilter(precision_ns(config.precision), count_empty=config.kind is not SourceKind.SERVER)
         self.reach = 0
         #: The poll exponent in use (log2 s); the owner (NTP client, refclock driver) keeps it current.
         self.poll = config.minpoll
@@ -278,6 +288,8 @@ class Source:
             return self.disabled
         if not has_sample:
             return "no samples yet"
+        if self.config.kind is SourceKind.SERVER and self.filter.valid_samples < MIN_SERVER_SAMPLES:
+            return f"{self.filter.valid_samples} of the {MIN_SERVER_SAMPLES} samples needed"
         if self.reach == 0:
             return "unreachable (reach 0)"
         if self.stratum >= STRATUM_UNSYNC:

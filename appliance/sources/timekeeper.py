@@ -49,7 +49,9 @@ honoured. The outcome is a :class:`Basis`, the reason for the time served:
    server adds).
 3. ``UPSTREAM``: an NTP server is the system peer. Each fresh sample of
    the system peer goes to the discipline, moved by what the other
-   survivors say (:meth:`Timekeeper.on_upstream`). Served: stratum = the
+   survivors say (:meth:`Timekeeper.on_upstream`; at most one every 16 s,
+   weighed down by its delay above the lowest, and the first loop starts
+   from the peer's earlier samples, their frequency included). Served: stratum = the
    peer's + 1, refid = its IPv4 address (or the MD5 code of an IPv6 one).
    When every server is lost and no local clock is configured, the last
    upstream state is kept while its root distance, growing at PHI, stays
@@ -113,6 +115,12 @@ from appliance.timebase import NS_PER_S
 
 #: Holdover keeps stratum 1 while the estimated error is below this (1 ms: an NTP client cannot tell).
 DEFAULT_HOLDOVER_BOUND_NS = 1_000_000
+#: A first upstream loop starts from the peer's earlier samples only if they fix the frequency this well (ppb, 1
+#: sigma): two samples a 64 s poll apart do (1-2 ppm at 50-100 us of jitter), an ``iburst``'s 2 s apart do not.
+PRIME_MAX_FREQUENCY_SD_PPB = 5_000.0
+#: Upstream samples steer the loop at most this often: a burst's samples (2 s apart) would teach it their network
+#: jitter as frequency (50 us over 2 s is 25 ppm); they choose the server, the first steers, the next a poll later.
+UPSTREAM_MIN_SPACING_NS = 16 * NS_PER_S
 #: The local clock's source name (ntpd's LOCAL driver).
 LOCAL_NAME = "LOCAL(0)"
 #: A discipline fed with network offsets assumes this jitter until it has measured it.
@@ -144,6 +152,7 @@ class TimekeeperCounters:
     refclock_updates: int = 0
     upstream_updates: int = 0
     upstream_queued: int = 0
+    upstream_spaced: int = 0
     clock_steps: int = 0
     basis_changes: int = 0
     disciplines: int = 1
@@ -387,8 +396,10 @@ class Timekeeper:
         steers the clock: its own offset, moved by what the other combined
         survivors say (the combined offset minus the peer's filtered one),
         unless its delay shows it queued: more than 4 jitters (RFC 5905's
-        PGATE) above the lowest delay in the peer's filter. Each
-        measurement is used once, when it arrives.
+        PGATE) above the lowest delay in the peer's filter, or it comes
+        within :data:`UPSTREAM_MIN_SPACING_NS` of the last one that steered
+        (a burst). Each measurement is used once, when it arrives; the first
+        loop starts from the peer's earlier samples too.
         """
         now = self.clock.now_ns()
         self._reselect(now)
@@ -400,6 +411,10 @@ class Timekeeper:
         if sample.delay_ns - peer.delay_ns > POLL_GATE * max(peer.jitter_ns, 1):
             self.counters.upstream_queued += 1
             return
+        last = self.discipline.status(now).last_update_ns if self._fed_by is Basis.UPSTREAM else None
+        if last is not None and sample.time_ns + sample.offset_ns - last < UPSTREAM_MIN_SPACING_NS:
+            self.counters.upstream_spaced += 1
+            return
         self.counters.upstream_updates += 1
         offset = sample.offset_ns + self._selection.offset_ns - peer.offset_ns
         steer = Sample(
@@ -408,7 +423,11 @@ class Timekeeper:
             leap=self._selection.leap,
             dispersion_ns=peer.distance_ns,
         )
-        self._discipline(Basis.UPSTREAM, steer)
+        # the part of the delay above the lowest in the filter may have moved the offset by up to half of it
+        noise = max(0, sample.delay_ns - peer.delay_ns) / 2
+        # the first loop starts from the peer's earlier samples, frequency included
+        earlier = self._earlier_samples(name, peer, sample.time_ns) if self._fed_by is None else None
+        self._discipline(Basis.UPSTREAM, steer, earlier, noise, self._queueing_jitter(name))
         self._reselect(self.clock.now_ns())
 
     # -- the clock -------------------------------------------------------------------
@@ -462,23 +481,72 @@ class Timekeeper:
             self._held_dispersion_ns = sample.dispersion_ns
             self._discipline(Basis.REFCLOCK, sample)
 
-    def _discipline(self, kind: Basis, sample: Sample) -> None:
-        """Feed ``sample`` to the loop for ``kind`` of samples (a new loop if the kind changed)."""
+    def _earlier_samples(self, name: str, peer: SourceEstimate, before_ns: int) -> list[Sample]:
+        """Upstream server ``name``'s samples before ``before_ns`` still in its filter, oldest first, as
+        discipline samples; those whose delay shows queueing (as :meth:`on_upstream` gates) left out."""
+        if self.upstreams is None:
+            return []
+        for a in self.upstreams.associations:
+            if a.source.name == name:
+                gate = POLL_GATE * max(peer.jitter_ns, 1)
+                stages = [
+                    st
+                    for st in a.source.filter.stages
+                    if not st.dummy and st.time_ns < before_ns and st.delay_ns - peer.delay_ns <= gate
+                ]
+                stages.sort(key=lambda st: st.time_ns)
+                return [Sample(st.time_ns, st.time_ns + st.offset_ns, LEAP_NONE, st.dispersion_ns) for st in stages]
+        return []
+
+    def _queueing_jitter(self, name: str) -> float | None:
+        """The offset jitter upstream server ``name``'s delays imply: the RMS of half their excess over the
+        lowest in its filter (a queue moves an offset by up to half the delay it adds), None with fewer than
+        three samples. Unlike the filter's jitter it is not inflated by the free-running clock's drift
+        between the samples, so a new loop can start from it before it has measured its own."""
+        if self.upstreams is None:
+            return None
+        for a in self.upstreams.associations:
+            if a.source.name == name:
+                delays = [st.delay_ns for st in a.source.filter.stages if not st.dummy]
+                if len(delays) < 3:
+                    return None
+                low = min(delays)
+                return math.sqrt(sum(((d - low) / 2) ** 2 for d in delays) / (len(delays) - 1))
+        return None
+
+    def _discipline(
+        self,
+        kind: Basis,
+        sample: Sample,
+        earlier: list[Sample] | None = None,
+        noise_ns: float = 0.0,
+        jitter_ns: float | None = None,
+    ) -> None:
+        """Feed ``sample`` to the loop for ``kind`` of samples (a new loop if the kind changed).
+
+        ``earlier``: samples of the same source before ``sample``, taken while
+        nothing steered the clock, that a new loop starts from
+        (:meth:`~appliance.clock.discipline.Discipline.prime`); ``noise_ns`` what
+        ``sample`` may be off beyond the loop's jitter (its ``extra_noise_ns``); ``jitter_ns`` the
+        jitter a new upstream loop assumes until it has measured its own (default
+        :data:`UPSTREAM_INITIAL_JITTER_NS`)."""
         first_upstream = self._fed_by is None and kind is Basis.UPSTREAM
         if first_upstream or (self._fed_by is not None and self._fed_by is not kind):
             old = self.discipline
             if old.deadline_ns() is not None:
                 apply(self.clock, [SetFrequency(old.frequency_ppb)])  # end the old loop's phase slew
-            self.discipline = self._successor(old, kind, sample.local_ns)
+            self.discipline = self._successor(old, kind, sample.local_ns, jitter_ns)
             self.counters.disciplines += 1
+            if earlier and first_upstream:
+                self.discipline.prime(earlier, PRIME_MAX_FREQUENCY_SD_PPB)
         self._fed_by = kind
-        ops = self.discipline.update(sample, self.clock.offset_correction_ns())
+        ops = self.discipline.update(sample, self.clock.offset_correction_ns(), noise_ns)
         steps = [op.offset_ns for op in ops if isinstance(op, Step)]
         apply(self.clock, ops)
         if steps:
             self._stepped(sum(steps))
 
-    def _successor(self, old: Discipline, kind: Basis, now_ns: int) -> Discipline:
+    def _successor(self, old: Discipline, kind: Basis, now_ns: int, jitter_ns: float | None = None) -> Discipline:
         """A new loop for ``kind`` of samples, starting from ``old``'s frequency and its uncertainty now.
 
         The uncertainty is the old estimate's, grown by the wander since its
@@ -490,7 +558,15 @@ class Timekeeper:
         sd = math.sqrt(status.frequency_sd_ppb**2 + config.wander_ppb_per_sqrt_s**2 * age_s)
         config = replace(config, warm_frequency_sd_ppb=max(MIN_FREQUENCY_SD_PPB, sd))
         if kind is Basis.UPSTREAM:
-            config = replace(config, initial_jitter_ns=max(config.initial_jitter_ns, UPSTREAM_INITIAL_JITTER_NS))
+            # network samples come a poll apart: the phase one shows is slewed away in a second (at most
+            # maxslewrate), not spread over several
+            config = replace(
+                config,
+                initial_jitter_ns=max(
+                    config.initial_jitter_ns, UPSTREAM_INITIAL_JITTER_NS if jitter_ns is None else jitter_ns
+                ),
+                max_correction_ns=config.min_correction_ns,
+            )
         new = Discipline(config, frequency_ppb=old.frequency_ppb)
         new.follow_ticks(old)  # its fast slews end on the timer's ticks
         return new

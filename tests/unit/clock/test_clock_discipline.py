@@ -158,3 +158,37 @@ def test_drift_frequency_is_the_starting_point() -> None:
 def test_bad_config_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         DisciplineConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_prime_gives_the_first_update_the_frequency_of_the_earlier_samples() -> None:
+    """Samples taken before the loop (a 25 ppm fast clock, 64 s apart): the first update knows the frequency."""
+    d = Discipline(DisciplineConfig(initial_jitter_ns=50_000.0))
+    rate = -25_000  # ppb: the clock gains 25 us per second, the offsets fall
+    earlier = [sample(T0 + i * 64 * S, 2_000_000 + rate * 64 * i) for i in range(2)]
+    assert d.prime(earlier)
+    ops = d.update(sample(T0 + 128 * S, 2_000_000 + rate * 128))
+    d.tick(T0 + 130 * S)
+    assert abs(d.frequency_ppb - rate) < 500
+    assert ops_of(ops, SetFrequency)
+
+
+def test_prime_refuses_samples_too_close_to_fix_a_frequency() -> None:
+    d = Discipline(DisciplineConfig(initial_jitter_ns=50_000.0))
+    burst = [sample(T0 + i * 2 * S, 2_000_000 - 50_000 * i) for i in range(2)]
+    assert not d.prime(burst, max_frequency_sd_ppb=5_000.0)
+    assert not d.prime(burst[:1])
+    d.update(sample(T0 + 4 * S, 1_900_000))
+    assert d.frequency_ppb == 0.0  # the cold loop's first update takes the phase only
+    with pytest.raises(RuntimeError):
+        d.prime(burst)
+
+
+def test_a_sample_with_extra_noise_moves_the_estimate_less() -> None:
+    plain, queued = Discipline(), Discipline()
+    for d in (plain, queued):
+        for i in range(20):
+            d.update(sample(T0 + i * S, 0))
+            d.tick(T0 + i * S + S // 2)
+    plain.update(sample(T0 + 20 * S, 50_000))
+    queued.update(sample(T0 + 20 * S, 50_000), extra_noise_ns=100_000.0)
+    assert 0 < queued.status(T0 + 20 * S).frequency_ppb < plain.status(T0 + 20 * S).frequency_ppb

@@ -148,3 +148,14 @@ def test_a_new_best_is_always_the_lowest_delay_in_the_register(samples: list[tup
         if changed:
             assert out.delay_ns == min(s.delay_ns for s in f.stages)
             assert out.sample_ns > t - NSTAGES * 16 * NS_PER_S
+
+
+def test_without_empty_stages_epsilon_counts_only_the_samples_there_are() -> None:
+    f = ClockFilter(count_empty=False)
+    f.add(T0, 0, 1 * MS, 4 * MS)
+    out = f.output
+    assert out is not None and out.dispersion_ns == 4 * MS >> 1
+    f.add_dummy()  # a timeout still weighs in at MAXDISP
+    out = f.output
+    assert out is not None and out.dispersion_ns >= MAXDISP_NS >> 2
+    assert f.valid_samples == 1

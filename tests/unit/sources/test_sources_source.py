@@ -8,6 +8,7 @@ from appliance.sources.filter import NSTAGES
 from appliance.sources.source import (
     LOCAL_UPDATE_NS,
     MAXDIST_NS,
+    MIN_SERVER_SAMPLES,
     MINDIST_NS,
     REACH_FULL,
     Source,
@@ -162,3 +163,18 @@ def test_reset_forgets_samples_but_not_reach() -> None:
     src.reset()
     e = src.estimate(T0)
     assert e.reach == REACH_FULL and not e.usable and e.why_unusable == "no samples yet"
+
+
+def test_a_server_is_selectable_from_its_third_sample_not_its_fourth() -> None:
+    """chrony's rule, not RFC 5905's empty stages at MAXDISP (which would need the fourth, 192 s at a 64 s poll)."""
+    src = server()
+    for i in range(MIN_SERVER_SAMPLES):
+        e = src.estimate(T0 + i * 64 * NS_PER_S)
+        assert not e.usable
+        assert "samples" in e.why_unusable
+        src.polled()
+        src.add(sample(T0 + i * 64 * NS_PER_S, 100 * US))
+    e = src.estimate(T0 + (MIN_SERVER_SAMPLES - 1) * 64 * NS_PER_S)
+    assert MIN_SERVER_SAMPLES == 3
+    assert e.usable, e.why_unusable
+    assert e.distance_ns < 20 * MS  # from the samples' own dispersion, not 16 s per empty stage
