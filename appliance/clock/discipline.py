@@ -121,6 +121,8 @@ class PhaseCorrection(enum.Enum):
     SLEW = "slew"
 
 
+#: Changes of the ordered frequency remembered, so a late sample meets the corrections of its own time.
+_ANCHORS = 64
 #: Median absolute deviation of a unit normal: sigma = MAD / 0.6745.
 _MAD_TO_SIGMA = 1.0 / 0.6745
 
@@ -286,9 +288,10 @@ class Discipline:
         self._rate_sd0 = self._cfg.warm_frequency_sd_ppb if warm else self._cfg.cold_frequency_sd_ppb
         self._diffusion = self._cfg.wander_ppb_per_sqrt_s**2
         self._wander = WanderEstimator(self._cfg.wander_ppb_per_sqrt_s) if self._cfg.measure_wander else None
-        # K(t) = _k + (_freq - _freq0) * (t - _k_t): the correction ordered so far, ns
-        self._k = 0.0
-        self._k_t = 0
+        # K, the correction ordered so far (ns), against the free-running time w = u - K (u: the clock's
+        # reading): piecewise linear, one anchor (w_i, K_i, frequency ordered from w_i) per change
+        self._anchors: deque[tuple[float, float, float]] = deque([(0.0, 0.0, self._freq0)], maxlen=_ANCHORS)
+        self._meas_local: int | None = None  # the clock reading of the last sample taken (its local time)
         self._filter: _Filter | None = None
         self._updates = 0
         self._changes = 0
@@ -305,13 +308,45 @@ class Discipline:
 
     # --- bookkeeping of the corrections ----------------------------------------------------------
 
-    def _correction(self, t: int) -> float:
-        """K(t): how far the ordered corrections have moved the clock by reference time ``t``, ns."""
-        return self._k + (self._freq - self._freq0) * 1e-9 * (t - self._k_t)
+    def _correction(self, u: int) -> float:
+        """K(u): how far the ordered corrections have moved the clock by the time it reads ``u``, ns.
 
-    def _reanchor(self, t: int) -> None:
-        self._k = self._correction(t)
-        self._k_t = t
+        The ordered frequency acts on the oscillator's time, so with ``g`` the
+        rate since the last change before ``u`` (at free-running time
+        ``w_i``, K then ``K_i``): ``K = K_i + g (w - w_i)`` and ``u = w + K``.
+        """
+        anchors = self._anchors
+        for i in range(len(anchors) - 1, -1, -1):
+            wi, ki, fi = anchors[i]
+            if wi + ki <= u or i == 0:
+                g = (fi - self._freq0) * 1e-9
+                return (ki + g * (u - wi)) / (1.0 + g)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _order(self, u: int, frequency_ppb: float, accrued_ns: float = 0.0) -> None:
+        """The clock runs at ``frequency_ppb`` from its reading ``u`` (and ``accrued_ns`` more is corrected)."""
+        wl, kl, _ = self._anchors[-1]
+        u = max(u, round(wl + kl))
+        k = self._correction(u)
+        self._anchors.append((u - k, k + accrued_ns, frequency_ppb))
+        self._freq = frequency_ppb
+
+    def _stepped(self, step_ns: int) -> None:
+        """The clock was stepped by ``step_ns``: restate the anchors (and the last sample's time) on its new scale."""
+        self._anchors = deque(((w, k + step_ns, f) for w, k, f in self._anchors), maxlen=_ANCHORS)
+        if self._meas_local is not None:
+            self._meas_local += step_ns
+        if self._last_tick is not None:
+            self._last_tick += step_ns
+        self._slew_end += step_ns
+
+    def _filter_time(self, now_ns: int) -> int:
+        """The filter's time (reference time) at the clock reading ``now_ns``: the last sample's plus the elapsed."""
+        filt = self._filter
+        assert filt is not None
+        if self._meas_local is None:
+            return max(now_ns, filt.t)
+        return filt.t + max(0, now_ns - self._meas_local)
 
     # --- measurement jitter ----------------------------------------------------------------------
 
@@ -332,29 +367,37 @@ class Discipline:
 
     # --- the update ------------------------------------------------------------------------------
 
-    def update(self, sample: Sample, pending_ns: int = 0) -> tuple[ClockOp, ...]:
+    def update(self, sample: Sample, pending_ns: int = 0, now_ns: int | None = None) -> tuple[ClockOp, ...]:
         """Take one sample and return the clock operations to perform, in order.
 
         ``pending_ns`` is the clock's offset correction still pending (see
         :meth:`appliance.clock.base.Clock.offset_correction_ns`) read when
-        the sample was taken. Samples not newer (by reference time) than the
-        last one are ignored (no operations).
+        the sample was taken; ``now_ns`` the clock's reading when the
+        operations are applied (None: at the sample's local time). A sample
+        handed in late (a pulse read a millisecond after its edge, a pulse
+        numbered by an NMEA sentence that came 0.35 s later, an NTP reply)
+        is measured against the corrections in force at its local time,
+        and the new ones count from ``now_ns``. Samples not newer (by
+        reference time) than the last one are ignored (no operations).
         """
         t = sample.reference_ns
         filt = self._filter
         if filt is not None and t <= filt.t:
             return ()
         cfg = self._cfg
-        self._reanchor(t)
+        now = sample.local_ns if now_ns is None else max(now_ns, sample.local_ns)
         offset = sample.offset_ns - pending_ns  # against the clock once its slew is done
-        z = offset + self._k
+        z = offset + self._correction(sample.local_ns)
+        self._meas_local = sample.local_ns
         r = self.jitter_ns() ** 2
         ops: list[ClockOp] = []
         may_step = cfg.step_limit < 0 or self._updates < cfg.step_limit
         stepped = may_step and abs(offset) > cfg.step_threshold_ns
         if stepped:
             ops.append(Step(offset))
-            self._k += offset
+            self._order(now, self._freq)
+            self._stepped(offset)
+            now += offset
         if filt is not None:
             self._interval = t - filt.t
         if filt is None:
@@ -373,8 +416,8 @@ class Discipline:
         self._updates += 1
         self._last_offset = float(offset)
         self._last_dispersion = sample.dispersion_ns
-        ops.extend(self._correct(filt, t, pending_ns))
-        ops.append(SetSyncStatus(self._sync_status(t)))
+        ops.extend(self._correct(filt, now, pending_ns))
+        ops.append(SetSyncStatus(self._sync_status(now)))
         return tuple(ops)
 
     def _estimate(self, filt: _Filter, t: int, z: float, r: float) -> None:
@@ -411,21 +454,23 @@ class Discipline:
     def _reset_cusum(self) -> None:
         self._cusum_pos = self._cusum_neg = 0.0
 
-    def _correct(self, filt: _Filter, t: int, pending_ns: int) -> list[ClockOp]:
-        """Order the frequency estimate and the removal of the phase error, at reference time ``t``."""
+    def _correct(self, filt: _Filter, now: int, pending_ns: int) -> list[ClockOp]:
+        """Order the frequency estimate and the removal of the phase error, at the clock reading ``now``."""
         cfg = self._cfg
         limit = cfg.max_frequency_ppb
         self._base = max(-limit, min(limit, self._freq0 + filt.rate))
-        phase = filt.z - self._k  # still to correct, ns (+: the clock is behind the estimate)
+        # still to correct now, ns (+: the clock is behind the estimate): the estimate carried on to now
+        z_now = filt.predicted(self._filter_time(now), self._diffusion)[0]
+        phase = z_now - self._correction(now)
         if cfg.phase_correction is PhaseCorrection.FREQUENCY:
             period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, self._interval))
-            end = self._on_tick_grid(t + period)
-            period = end - t
+            end = self._on_tick_grid(now + period)
+            period = end - now
             slew_limit = cfg.max_slew_rate_ppb
-            self._freq = max(-slew_limit, min(slew_limit, self._base + phase * NS_PER_S / period))
+            self._order(now, max(-slew_limit, min(slew_limit, self._base + phase * NS_PER_S / period)))
             self._slew_end = end
             return [SetFrequency(self._freq)]
-        self._freq = self._base  # K is anchored at t: the new rate counts from here
+        self._order(now, self._base)
         ops: list[ClockOp] = [SetFrequency(self._freq)]
         # keep what the clock will have pending within +-max_pending_ns
         room_hi = cfg.max_pending_ns - pending_ns
@@ -433,7 +478,7 @@ class Discipline:
         slew = round(max(room_lo, min(room_hi, phase)))
         if slew:
             ops.append(AccrueOffset(slew))
-            self._k += slew
+            self._order(now, self._freq, slew)
         return ops
 
     def follow_ticks(self, other: Discipline) -> None:
@@ -458,11 +503,11 @@ class Discipline:
         filt = self._filter
         if filt is None:
             return self._cfg.unsync_error_ns
-        t = max(now_ns, filt.t)
         # the wander measured over an hour can read low: the prediction never assumes less than
         # the configured (rated) wander, so the holdover estimate errs on the safe side
-        z, _, p00, _, _ = filt.predicted(t, max(self._diffusion, self._cfg.wander_ppb_per_sqrt_s**2))
-        gap = abs(z - self._correction(t))
+        diffusion = max(self._diffusion, self._cfg.wander_ppb_per_sqrt_s**2)
+        z, _, p00, _, _ = filt.predicted(self._filter_time(now_ns), diffusion)
+        gap = abs(z - self._correction(now_ns))
         return round(math.sqrt(max(p00, 0.0)) + gap)
 
     def _sync_status(self, now_ns: int) -> SyncStatus:
@@ -494,15 +539,14 @@ class Discipline:
         filt = self._filter
         early = since_tick // 8  # a tick this close before the end ends the slew (a little early)
         if filt is not None and self._freq != self._base and now_ns >= self._slew_end - early:
-            self._reanchor(now_ns)
-            self._freq = self._base
+            self._order(now_ns, self._base)
             # the slew ran on until this tick: slew what it overran back within one tick interval
-            phase = filt.predicted(now_ns, self._diffusion)[0] - self._k
+            phase = filt.predicted(self._filter_time(now_ns), self._diffusion)[0] - self._correction(now_ns)
             cfg = self._cfg
             period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, since_tick))
             if abs(phase) > cfg.min_jitter_ns and since_tick > 0:
                 limit = cfg.max_slew_rate_ppb
-                self._freq = max(-limit, min(limit, self._base + phase * NS_PER_S / period))
+                self._order(now_ns, max(-limit, min(limit, self._base + phase * NS_PER_S / period)))
                 self._slew_end = now_ns + period
             ops.append(SetFrequency(self._freq))
         ops.append(SetSyncStatus(self._sync_status(now_ns)))

@@ -62,7 +62,7 @@ from appliance.nmea.stream import NmeaStream
 from appliance.ntp.packet import MODE_SERVER, NtpPacket, refid_from_text
 from appliance.refclock.gps import Convention, GpsSettings, NmeaRefclock
 from appliance.refclock.local import LocalClock
-from appliance.refclock.sample import Sample
+from appliance.refclock.sample import Pulse, Sample
 from appliance.refclock.source import RefclockSettings, RefclockSource
 from appliance.sources.client import RESPONSE_TIMEOUT_NS, Association, Upstreams
 from appliance.sources.timekeeper import Basis, Timekeeper, TimekeeperCounters, TimekeeperStatus
@@ -427,10 +427,15 @@ class _Sim:
             for sample in self.nmea.on_fix(fix):
                 self.tk.on_sample(GPS_SOURCE, sample)
 
-    def pulses_read(self, now: int) -> None:
-        """The daemon's PPS poller: the edges since the last read, a little after each edge."""
-        self.at(now + NS_PER_S, self.pulses_read)
-        for pulse in self.pps.tick():
+    def pulses_stamp(self, now: int) -> None:
+        """The kernel stamps each edge as it happens; the daemon's PPS poller reads it a little later."""
+        self.at(now + NS_PER_S, self.pulses_stamp)
+        pulses = self.pps.tick()  # true time stands at the edge: the fake's stamp is the clock's reading then
+        self.at(now + PULSE_LATENCY_NS, functools.partial(self.pulses_read, pulses))
+
+    def pulses_read(self, pulses: list[Pulse], _true_ns: int) -> None:
+        """The daemon's PPS poller: the edges stamped since the last read."""
+        for pulse in pulses:
             trusted = self.tk.clock_trusted(self.clock.now_ns())
             for sample in self.nmea.on_pulse(pulse, clock_within_0_4s=trusted):
                 self.tk.on_sample(GPS_SOURCE, sample)
@@ -512,7 +517,7 @@ class _Sim:
 
         if sc.receiver is not None and self.fake is not None:
             self.at(self.start, self.receiver_tick)
-            self.at(self.start + NS_PER_S + PULSE_LATENCY_NS, self.pulses_read)
+            self.at(self.start + NS_PER_S, self.pulses_stamp)
             for at, verb in sc.receiver.actions:
                 self.at(self.start + at, functools.partial(_act, verb, self.fake, self.pps))
         self.at(self.start + sc.tick_ns, tick)

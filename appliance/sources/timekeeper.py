@@ -472,7 +472,7 @@ class Timekeeper:
             self.discipline = self._successor(old, kind, sample.local_ns)
             self.counters.disciplines += 1
         self._fed_by = kind
-        ops = self.discipline.update(sample, self.clock.offset_correction_ns())
+        ops = self.discipline.update(sample, self.clock.offset_correction_ns(), self.clock.now_ns())
         steps = [op.offset_ns for op in ops if isinstance(op, Step)]
         apply(self.clock, ops)
         if steps:
