@@ -59,6 +59,10 @@ def overlapping_adev(phase_ns: Sequence[float], m: int, tau0_s: float = 1.0) -> 
 class WanderEstimator:
     """The oscillator's RWFM diffusion ``D`` (ppb^2/s) measured from free-running offsets.
 
+    (The discipline no longer steers by it: at 1 us of jitter its long lags
+    need hours to tell a quiet oscillator from a Pi crystal; the discipline
+    compares how well loops of each bandwidth predict the samples instead.)
+
     Fed the discipline's free-running offset ``z`` (ns) at each sample, it
     keeps, for lags of ``m`` = 16, 64, 128, 256, 512 and 1024 samples, the mean square
     of the second difference ``d = z[n] - 2 z[n-m] + z[n-2m]``. Over a span
