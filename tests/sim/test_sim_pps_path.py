@@ -7,7 +7,7 @@ discipline), not timings of this machine:
 - a Pi without a real-time clock, days behind at power-on, with a GPS and
   PPS: after the step the clock must not wander off on a frequency learnt
   from a few pulses; it serves stratum 1 within 10 us from 60 s on (seeds
-  3, 7 and 9 took 102 s, 152 s and never, in the 300 s run, when the
+  3, 7 and 9 took 152 s, 102 s and never, in the 300 s run, when the
   corrections were counted on the samples' reference time instead of the
   clock's own), and never claims less error than it has;
 - a pulse handed to the discipline later than it was stamped (read 1 ms
