@@ -363,6 +363,7 @@ class Discipline:
         self._freq = self._freq0  # frequency ordered, phase slew included
         self._base = self._freq0  # frequency estimate, without the phase slew
         self._slew_end = 0  # FREQUENCY mode: the extra rate is due to end here
+        self._slew_back = False  # the slew under way was ordered by tick(), not by a sample
         self._last_tick: int | None = None  # when tick() last ran
         self._tick_interval = 0  # between the last two ticks, ns
         self._interval = self._cfg.min_correction_ns  # the last sample interval, ns
@@ -561,6 +562,7 @@ class Discipline:
             slew_limit = cfg.max_slew_rate_ppb
             self._order(now, max(-slew_limit, min(slew_limit, self._base + phase * NS_PER_S / period)))
             self._slew_end = end
+            self._slew_back = False
             return [SetFrequency(self._freq)]
         self._order(now, self._base)
         ops: list[ClockOp] = [SetFrequency(self._freq)]
@@ -636,14 +638,19 @@ class Discipline:
         early = since_tick // 8  # a tick this close before the end ends the slew (a little early)
         if filt is not None and self._freq != self._base and now_ns >= self._slew_end - early:
             self._order(now_ns, self._base)
-            # the slew ran on until this tick: slew what it overran back within one tick interval
+            # the slew ran on until this tick: slew what it overran back within one tick interval, once
+            # (a slew-back that itself ran on, ticks sparser than it lasts, is not slewed back again: the
+            # chain grew threefold per tick with 16 s ticks in holdover; the next sample corrects it)
             phase = filt.predicted(self._filter_time(now_ns), self._diffusion)[0] - self._correction(now_ns)
             cfg = self._cfg
             period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, since_tick))
-            if abs(phase) > cfg.min_jitter_ns and since_tick > 0:
+            again = self._slew_back
+            self._slew_back = False
+            if abs(phase) > cfg.min_jitter_ns and since_tick > 0 and not again:
                 limit = cfg.max_slew_rate_ppb
                 self._order(now_ns, max(-limit, min(limit, self._base + phase * NS_PER_S / period)))
                 self._slew_end = now_ns + period
+                self._slew_back = True
             ops.append(SetFrequency(self._freq))
         ops.append(SetSyncStatus(self._sync_status(now_ns)))
         return tuple(ops)
