@@ -59,6 +59,10 @@ def overlapping_adev(phase_ns: Sequence[float], m: int, tau0_s: float = 1.0) -> 
 class WanderEstimator:
     """The oscillator's RWFM diffusion ``D`` (ppb^2/s) measured from free-running offsets.
 
+    (The discipline no longer steers by it: at 1 us of jitter its long lags
+    need hours to tell a quiet oscillator from a Pi crystal; the discipline
+    compares how well loops of each bandwidth predict the samples instead.)
+
     Fed the discipline's free-running offset ``z`` (ns) at each sample, it
     keeps, for lags of ``m`` = 16, 64, 128, 256, 512 and 1024 samples, the mean square
     of the second difference ``d = z[n] - 2 z[n-m] + z[n-2m]``. Over a span
@@ -67,16 +71,23 @@ class WanderEstimator:
 
         E[d^2] = (2/3) D tau^3 + 6 r        (RWFM plus white PM; r = jitter^2)
 
-    so each lag gives ``D_m = (E[d^2] - 6 r) / ((2/3) tau^3)`` with a
-    relative uncertainty of about ``sqrt(4 m / count)`` (``count / 2m``
-    independent differences). The estimate combines the lags and the prior
-    (``prior_wander``, 100 % uncertain) by inverse variance, and never goes
-    below ``floor_wander**2``. Short lags see the jitter, long ones the
+    so each lag gives ``D_m = (E[d^2] - 6 r) / ((2/3) tau^3)`` with an
+    uncertainty of about ``(D + 6 r / ((2/3) tau^3)) sqrt(4 m / count)``
+    (``count / 2m`` independent differences), taken at the current estimate
+    ``D``, not at the lag's own value (a lag that happens to read low must
+    not weigh more: that biased the estimate low for a wandering
+    oscillator, a tenth of its true ``D`` in one seed). The estimate
+    combines the lags and the prior (``prior_wander``, uncertain by
+    :data:`PRIOR_SPREAD` times its value: a guess, which the data override
+    within minutes) by inverse variance, and never goes below
+    ``floor_wander**2``. Short lags see the jitter, long ones the
     wander: a quiet oscillator's ``D`` falls towards the floor as the long
     lags fill, a wandering one's settles on its own value.
     """
 
     LAGS = (16, 64, 128, 256, 512, 1024)
+    #: The prior's 1-sigma uncertainty, in multiples of its value.
+    PRIOR_SPREAD = 3.0
 
     def __init__(self, prior_wander: float, floor_wander: float = 0.003) -> None:
         self._prior = prior_wander**2
@@ -95,8 +106,9 @@ class WanderEstimator:
         if len(zs) > 2 * keep:
             del zs[: len(zs) - keep]
         n = len(zs) - 1
-        weights = 1.0 / max(self._prior, self._floor) ** 2
+        weights = 1.0 / (self.PRIOR_SPREAD * max(self._prior, self._floor)) ** 2
         total = self._prior * weights
+        current = self._value
         for i, m in enumerate(self.LAGS):
             if n >= 2 * m:
                 (t0, z0), (_, z1), (t2, z2) = zs[n - 2 * m], zs[n - m], zs[n]
@@ -109,7 +121,7 @@ class WanderEstimator:
             if count >= 8:
                 mean_tau3 = self._tau3[i] / count
                 d_m = self._sum[i] / count / mean_tau3
-                sigma = (abs(d_m) + 6.0 * r_ns2 / mean_tau3) * math.sqrt(4.0 * m / count)
+                sigma = (current + 6.0 * r_ns2 / mean_tau3) * math.sqrt(4.0 * m / count)
                 w = 1.0 / max(sigma, 1e-12) ** 2
                 total += d_m * w
                 weights += w

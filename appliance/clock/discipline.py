@@ -7,11 +7,21 @@ from recent samples, like chrony's regression dropping old samples.
 
 The free-running offset. Every correction the discipline orders (a step, an
 accrued offset, a frequency change) is known exactly, so it keeps their sum
-``K(t)``: how far its corrections have moved the clock by time ``t``
-(accrued offsets count at once, as chrony's "cooked" time does: the caller
-passes the clock's pending slew with each sample). A sample's offset plus
-``K(t)`` is ``z``, the offset the clock would show had the discipline never
-touched it: reference minus free-running clock. ``z`` is a straight line
+``K``: how far its corrections have moved the clock by the time it reads
+``u`` (accrued offsets count at once, as chrony's "cooked" time does: the
+caller passes the clock's pending slew with each sample). ``K`` is kept on
+the clock's own time, not the samples' reference time: a frequency acts on
+the oscillator's ticks (``K`` grows by ``f`` times the free-running time
+``u - K``), from the moment it is ordered (the caller passes the clock's
+reading then, ``now_ns``), and a sample is measured against the corrections
+in force at its local time. A pulse handed in late (read a millisecond
+after its edge, numbered by a sentence 0.35 s later, an NTP reply) thus
+meets the corrections of its own time; counted on the reference time from
+the sample's time, a fast slew misplaced by the clock's offset and the
+delay put a millisecond of false phase into ``z``, which read as wander and
+kept the loop wide. A sample's offset plus ``K`` at its local time is
+``z``, the offset the clock would show had the discipline never touched
+it: reference minus free-running clock. ``z`` is a straight line
 (the oscillator's frequency error) plus wander plus measurement jitter,
 whatever the discipline did, so the estimator never has to undo its own
 actions (chrony achieves the same by slewing its stored samples,
@@ -19,17 +29,23 @@ actions (chrony achieves the same by slewing its stored samples,
 
 The estimator. State ``[Z, dZ/dt]`` (ns, ppb). Between samples, the
 frequency wanders as a random walk with diffusion ``D = wander**2``,
-measured (:class:`~appliance.clock.allan.WanderEstimator`: the Allan
-variance of ``z`` at lags of 16 to 1024 samples, the jitter's share
-removed) starting from the configured wander (a Raspberry Pi crystal,
-ADEV 1e-8 at 100 s), so the prediction adds process noise
+measured by how well loops of each bandwidth predict the samples
+(:class:`_WanderBank`: one filter per ``D`` from 1e-7 to 10 ppb^2/s; the
+narrowest whose likelihood is within 2 nats of the best is followed, its
+estimate taken as the loop's: on a quiet oscillator that is a line through
+every sample since the start, and a wandering one makes the narrow loops
+fall behind and lose at once), so the prediction adds process noise
 ``D * [[dt^3/3, dt^2/2], [dt^2/2, dt]]``. Each sample is a measurement of
 ``Z`` with variance ``R = jitter**2``. In steady state this filter is the
 optimal type-2 phase-locked loop for white phase noise plus random-walk FM
 (the loop RFC 5905 section 12 / ntpd's kernel PPS discipline approximate with
 fixed gains), with a time constant ``(R / D)**(1/4)``: about 24 s for 1 us
-PPS jitter and a Pi crystal's wander, 8 s for 100 ns, and minutes for a
-quiet oscillator, from the measured jitter and wander.
+PPS jitter and a Pi crystal's wander, 8 s for 100 ns, and the whole record
+for a quiet oscillator, from the measured jitter and wander. (The Allan
+variance of ``z``, :class:`~appliance.clock.allan.WanderEstimator`, was
+the measure before: at 1 us of jitter its long lags need hours to tell a
+quiet oscillator from a Pi crystal, so the loop stayed wide for the
+first half hour.)
 
 The jitter is measured, not configured: each sample's deviation from the
 chord through its neighbours (a second difference of ``z``, normalised to
@@ -98,7 +114,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
-from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB, WanderEstimator
+from appliance.clock.allan import PI_CRYSTAL_WANDER_PPB
 from appliance.clock.base import (
     DEFAULT_MAX_SLEW_RATE_PPB,
     MAX_FREQUENCY_PPB,
@@ -121,6 +137,14 @@ class PhaseCorrection(enum.Enum):
     SLEW = "slew"
 
 
+#: The diffusions (ppb^2/s) the wander is chosen from: half-decades from a quiet oscillator's to 10.
+WANDER_GRID: tuple[float, ...] = tuple(float(10.0 ** (k / 2)) for k in range(-14, 3))
+#: The likelihoods' memory, in samples.
+WANDER_MEMORY = 1000
+#: A loop is as good as the best when its log-likelihood is within this (nats).
+WANDER_MARGIN = 2.0
+#: Changes of the ordered frequency remembered, so a late sample meets the corrections of its own time.
+_ANCHORS = 64
 #: Median absolute deviation of a unit normal: sigma = MAD / 0.6745.
 _MAD_TO_SIGMA = 1.0 / 0.6745
 
@@ -142,8 +166,9 @@ class DisciplineConfig:
       the last sample interval limited to this range (1 s .. 4 s: an offset is closed in seconds,
       at up to ``max_slew_rate_ppb``, not over a 64 s poll).
     - ``wander_ppb_per_sqrt_s``: the oscillator's random-walk FM, ``sqrt(D)`` (ppb/sqrt(s)): the
-      prior when ``measure_wander`` (the default: :class:`~appliance.clock.allan.WanderEstimator`
-      measures it from the Allan deviation of the free-running offsets), else the value used.
+      rated wander, the least the holdover estimate assumes; with ``measure_wander`` (the default)
+      the loop follows the measured one (:class:`_WanderBank`, from the first sample on), without
+      it, this one.
     - ``initial_jitter_ns``: the measurement jitter assumed until it has been measured.
     - ``min_jitter_ns``: floor of the measured jitter.
     - ``cold_frequency_sd_ppb`` / ``warm_frequency_sd_ppb``: the uncertainty of the
@@ -265,6 +290,64 @@ def _fit(points: list[tuple[int, float]], t: int, r: float) -> tuple[float, floa
     return z_now, rate, r * (1.0 / n + x_mean * x_mean / sxx), -r * x_mean / sxx, r / sxx
 
 
+class _WanderBank:
+    """The oscillator's wander, measured by how well each of a range of loops predicts the samples.
+
+    One :class:`_Filter` per diffusion ``D`` in :data:`WANDER_GRID` (a
+    quiet oscillator's 1e-7 to a wandering one's 10 ppb^2/s, half a decade
+    apart) runs on the same free-running offsets; each keeps the Gaussian
+    log-likelihood of its innovations (clipped at ``clip`` sigma, as the
+    loop clips them), forgetting with a memory of :data:`WANDER_MEMORY`
+    samples. The choice is the *narrowest* loop (smallest ``D``) whose
+    likelihood is within :data:`WANDER_MARGIN` of the best: a loop too
+    narrow for a wandering oscillator falls behind it and its
+    innovations grow, which costs it likelihood fast, while a loop too wide
+    for a quiet one only loses a little precision, which the likelihood
+    hardly sees; so among near-equals the narrow one is taken. With white
+    phase noise and no wander the narrowest is a line through every
+    sample since the start, the best that can be done.
+    """
+
+    __slots__ = ("filters", "loglik", "clip")
+
+    def __init__(self, first: _Filter, clip: float = 5.0) -> None:
+        self.filters = [_Filter(first.t, first.z, first.rate, first.p00, first.p11) for _ in WANDER_GRID]
+        self.loglik = [0.0] * len(WANDER_GRID)
+        self.clip = clip
+
+    def add(self, t: int, z: float, r: float) -> None:
+        keep = 1.0 - 1.0 / WANDER_MEMORY
+        for i, (d, f) in enumerate(zip(WANDER_GRID, self.filters, strict=True)):
+            f.predict(t, d)
+            s = f.p00 + r
+            limit = self.clip * math.sqrt(s)
+            innovation = max(-limit, min(limit, z - f.z))
+            self.loglik[i] = keep * self.loglik[i] - 0.5 * (math.log(s) + innovation * innovation / s)
+            f.update(innovation, r)
+
+    def choice(self) -> int:
+        best = max(self.loglik)
+        return next(i for i, ll in enumerate(self.loglik) if ll >= best - WANDER_MARGIN)
+
+    def take(self, filt: _Filter) -> float:
+        """Copy the chosen loop's estimate into ``filt``; return its ``D``."""
+        i = self.choice()
+        f = self.filters[i]
+        filt.z, filt.rate, filt.p00, filt.p01, filt.p11 = f.z, f.rate, f.p00, f.p01, f.p11
+        return WANDER_GRID[i]
+
+    def restart(self, filt: _Filter) -> None:
+        """A change was detected and ``filt`` re-estimated: every loop goes on from there (the likelihoods stay)."""
+        for f in self.filters:
+            f.t, f.z, f.rate, f.p00, f.p01, f.p11 = filt.t, filt.z, filt.rate, filt.p00, filt.p01, filt.p11
+
+    def stepped(self, t: int, z: float, r: float) -> None:
+        """The clock was stepped: each loop keeps its frequency and restarts its phase at ``z``."""
+        for d, f in zip(WANDER_GRID, self.filters, strict=True):
+            f.predict(t, d)
+            f.z, f.p00, f.p01 = z, r, 0.0
+
+
 class Discipline:
     """The loop; see the module docstring. One instance per disciplined clock.
 
@@ -280,15 +363,17 @@ class Discipline:
         self._freq = self._freq0  # frequency ordered, phase slew included
         self._base = self._freq0  # frequency estimate, without the phase slew
         self._slew_end = 0  # FREQUENCY mode: the extra rate is due to end here
+        self._slew_back = False  # the slew under way was ordered by tick(), not by a sample
         self._last_tick: int | None = None  # when tick() last ran
         self._tick_interval = 0  # between the last two ticks, ns
         self._interval = self._cfg.min_correction_ns  # the last sample interval, ns
         self._rate_sd0 = self._cfg.warm_frequency_sd_ppb if warm else self._cfg.cold_frequency_sd_ppb
         self._diffusion = self._cfg.wander_ppb_per_sqrt_s**2
-        self._wander = WanderEstimator(self._cfg.wander_ppb_per_sqrt_s) if self._cfg.measure_wander else None
-        # K(t) = _k + (_freq - _freq0) * (t - _k_t): the correction ordered so far, ns
-        self._k = 0.0
-        self._k_t = 0
+        self._bank: _WanderBank | None = None  # with measure_wander, from the first sample on
+        # K, the correction ordered so far (ns), against the free-running time w = u - K (u: the clock's
+        # reading): piecewise linear, one anchor (w_i, K_i, frequency ordered from w_i) per change
+        self._anchors: deque[tuple[float, float, float]] = deque([(0.0, 0.0, self._freq0)], maxlen=_ANCHORS)
+        self._meas_local: int | None = None  # the clock reading of the last sample taken (its local time)
         self._filter: _Filter | None = None
         self._updates = 0
         self._changes = 0
@@ -305,13 +390,45 @@ class Discipline:
 
     # --- bookkeeping of the corrections ----------------------------------------------------------
 
-    def _correction(self, t: int) -> float:
-        """K(t): how far the ordered corrections have moved the clock by reference time ``t``, ns."""
-        return self._k + (self._freq - self._freq0) * 1e-9 * (t - self._k_t)
+    def _correction(self, u: int) -> float:
+        """K(u): how far the ordered corrections have moved the clock by the time it reads ``u``, ns.
 
-    def _reanchor(self, t: int) -> None:
-        self._k = self._correction(t)
-        self._k_t = t
+        The ordered frequency acts on the oscillator's time, so with ``g`` the
+        rate since the last change before ``u`` (at free-running time
+        ``w_i``, K then ``K_i``): ``K = K_i + g (w - w_i)`` and ``u = w + K``.
+        """
+        anchors = self._anchors
+        for i in range(len(anchors) - 1, -1, -1):
+            wi, ki, fi = anchors[i]
+            if wi + ki <= u or i == 0:
+                g = (fi - self._freq0) * 1e-9
+                return (ki + g * (u - wi)) / (1.0 + g)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _order(self, u: int, frequency_ppb: float, accrued_ns: float = 0.0) -> None:
+        """The clock runs at ``frequency_ppb`` from its reading ``u`` (and ``accrued_ns`` more is corrected)."""
+        wl, kl, _ = self._anchors[-1]
+        u = max(u, round(wl + kl))
+        k = self._correction(u)
+        self._anchors.append((u - k, k + accrued_ns, frequency_ppb))
+        self._freq = frequency_ppb
+
+    def _stepped(self, step_ns: int) -> None:
+        """The clock was stepped by ``step_ns``: restate the anchors (and the last sample's time) on its new scale."""
+        self._anchors = deque(((w, k + step_ns, f) for w, k, f in self._anchors), maxlen=_ANCHORS)
+        if self._meas_local is not None:
+            self._meas_local += step_ns
+        if self._last_tick is not None:
+            self._last_tick += step_ns
+        self._slew_end += step_ns
+
+    def _filter_time(self, now_ns: int) -> int:
+        """The filter's time (reference time) at the clock reading ``now_ns``: the last sample's plus the elapsed."""
+        filt = self._filter
+        assert filt is not None
+        if self._meas_local is None:
+            return max(now_ns, filt.t)
+        return filt.t + max(0, now_ns - self._meas_local)
 
     # --- measurement jitter ----------------------------------------------------------------------
 
@@ -359,13 +476,14 @@ class Discipline:
             return False
         filt = self._filter = _Filter(t, z, rate, p00, 0.0)
         filt.p01, filt.p11 = p01, p11
-        self._k_t = t
         for pt, pz in points:
             self._note_deviation(pt, pz)
             self._history.append((-1, pt, pz))
         return True
 
-    def update(self, sample: Sample, pending_ns: int = 0, extra_noise_ns: float = 0.0) -> tuple[ClockOp, ...]:
+    def update(
+        self, sample: Sample, pending_ns: int = 0, extra_noise_ns: float = 0.0, now_ns: int | None = None
+    ) -> tuple[ClockOp, ...]:
         """Take one sample and return the clock operations to perform, in order.
 
         ``pending_ns`` is the clock's offset correction still pending (see
@@ -374,47 +492,65 @@ class Discipline:
         off beyond the measured jitter (1 sigma, added in quadrature: half a
         network sample's delay above the path's lowest, the most a queue
         can have moved its offset), so a sample that waited in a queue
-        weighs less. Samples not newer (by reference time) than the last
-        one are ignored (no operations).
+        weighs less. ``now_ns`` is the clock's reading when the
+        operations are applied (None: at the sample's local time). A sample
+        handed in late (a pulse read a millisecond after its edge, a pulse
+        numbered by an NMEA sentence that came 0.35 s later, an NTP reply)
+        is measured against the corrections in force at its local time,
+        and the new ones count from ``now_ns``. Samples not newer (by
+        reference time) than the last one are ignored (no operations).
         """
         t = sample.reference_ns
         filt = self._filter
         if filt is not None and t <= filt.t:
             return ()
         cfg = self._cfg
-        self._reanchor(t)
+        now = sample.local_ns if now_ns is None else max(now_ns, sample.local_ns)
         offset = sample.offset_ns - pending_ns  # against the clock once its slew is done
-        z = offset + self._k
+        z = offset + self._correction(sample.local_ns)
+        self._meas_local = sample.local_ns
         r = self.jitter_ns() ** 2 + extra_noise_ns**2
         ops: list[ClockOp] = []
         may_step = cfg.step_limit < 0 or self._updates < cfg.step_limit
         stepped = may_step and abs(offset) > cfg.step_threshold_ns
         if stepped:
             ops.append(Step(offset))
-            self._k += offset
+            self._order(now, self._freq)
+            self._stepped(offset)
+            now += offset
         if filt is not None:
             self._interval = t - filt.t
+        bank = self._bank
         if filt is None:
             filt = self._filter = _Filter(t, z, 0.0, r, self._rate_sd0**2)
+            if self._cfg.measure_wander:
+                self._bank = _WanderBank(filt)
         elif stepped:
             filt.predict(t, self._diffusion)
             filt.z, filt.p00, filt.p01 = z, r, 0.0
             self._reset_cusum()
+            if bank is not None:
+                bank.stepped(t, z, r)
         else:
-            self._estimate(filt, t, z, r)
+            if bank is not None:
+                bank.add(t, z, r)
+            if self._estimate(filt, t, z, r) and bank is not None:
+                bank.restart(filt)
+            elif bank is not None:
+                # the loop follows the bandwidth that predicts the samples best (the narrowest among the
+                # near-best): its estimate, and its wander for the predictions to come
+                self._diffusion = bank.take(filt)
         self._note_deviation(t, z)
-        if self._wander is not None and not stepped:
-            self._wander.add(t, z, r)
-            self._diffusion = self._wander.diffusion
         self._history.append((self._updates, t, z))
         self._updates += 1
         self._last_offset = float(offset)
         self._last_dispersion = sample.dispersion_ns
-        ops.extend(self._correct(filt, t, pending_ns))
-        ops.append(SetSyncStatus(self._sync_status(t)))
+        ops.extend(self._correct(filt, now, pending_ns))
+        ops.append(SetSyncStatus(self._sync_status(now)))
         return tuple(ops)
 
-    def _estimate(self, filt: _Filter, t: int, z: float, r: float) -> None:
+    def _estimate(self, filt: _Filter, t: int, z: float, r: float) -> bool:
+        """Predict and update ``filt`` with ``z``; True when a change was detected (and the state re-estimated)."""
         cfg = self._cfg
         filt.predict(t, self._diffusion)
         innovation = z - filt.z
@@ -431,8 +567,9 @@ class Discipline:
             if len(points) >= 2:
                 self._changes += 1
                 filt.z, filt.rate, filt.p00, filt.p01, filt.p11 = _fit(points, t, r)
-                return
+                return True
         filt.update(max(-cfg.innovation_clip * sigma, min(cfg.innovation_clip * sigma, innovation)), r)
+        return False
 
     def _cusum(self, u: float) -> bool:
         """Feed one normalised innovation; True when a change is detected."""
@@ -448,21 +585,24 @@ class Discipline:
     def _reset_cusum(self) -> None:
         self._cusum_pos = self._cusum_neg = 0.0
 
-    def _correct(self, filt: _Filter, t: int, pending_ns: int) -> list[ClockOp]:
-        """Order the frequency estimate and the removal of the phase error, at reference time ``t``."""
+    def _correct(self, filt: _Filter, now: int, pending_ns: int) -> list[ClockOp]:
+        """Order the frequency estimate and the removal of the phase error, at the clock reading ``now``."""
         cfg = self._cfg
         limit = cfg.max_frequency_ppb
         self._base = max(-limit, min(limit, self._freq0 + filt.rate))
-        phase = filt.z - self._k  # still to correct, ns (+: the clock is behind the estimate)
+        # still to correct now, ns (+: the clock is behind the estimate): the estimate carried on to now
+        z_now = filt.predicted(self._filter_time(now), self._diffusion)[0]
+        phase = z_now - self._correction(now)
         if cfg.phase_correction is PhaseCorrection.FREQUENCY:
             period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, self._interval))
-            end = self._on_tick_grid(t + period)
-            period = end - t
+            end = self._on_tick_grid(now + period, now)
+            period = end - now
             slew_limit = cfg.max_slew_rate_ppb
-            self._freq = max(-slew_limit, min(slew_limit, self._base + phase * NS_PER_S / period))
+            self._order(now, max(-slew_limit, min(slew_limit, self._base + phase * NS_PER_S / period)))
             self._slew_end = end
+            self._slew_back = False
             return [SetFrequency(self._freq)]
-        self._freq = self._base  # K is anchored at t: the new rate counts from here
+        self._order(now, self._base)
         ops: list[ClockOp] = [SetFrequency(self._freq)]
         # keep what the clock will have pending within +-max_pending_ns
         room_hi = cfg.max_pending_ns - pending_ns
@@ -470,20 +610,24 @@ class Discipline:
         slew = round(max(room_lo, min(room_hi, phase)))
         if slew:
             ops.append(AccrueOffset(slew))
-            self._k += slew
+            self._order(now, self._freq, slew)
         return ops
 
     def follow_ticks(self, other: Discipline) -> None:
         """Take over ``other``'s record of when :meth:`tick` runs (a successor loop on the same timer)."""
         self._last_tick, self._tick_interval = other._last_tick, other._tick_interval
 
-    def _on_tick_grid(self, end: int) -> int:
-        """``end`` moved on to the next expected :meth:`tick` (the caller ticks about once a second,
-        and a fast slew must end at a tick, not up to a second after it)."""
-        if self._last_tick is None or self._tick_interval <= 0 or end <= self._last_tick:
+    def _on_tick_grid(self, end: int, start: int) -> int:
+        """``end`` moved to the nearest expected :meth:`tick` at least half a tick after ``start`` (the
+        caller ticks about once a second, and a fast slew must end at a tick, not up to a second after
+        it; a sample that comes just after a tick is slewed over one tick interval, not two)."""
+        interval = self._tick_interval
+        if self._last_tick is None or interval <= 0 or end <= self._last_tick:
             return end
-        n = -(-(end - self._last_tick) // self._tick_interval)
-        return self._last_tick + n * self._tick_interval
+        n = max(1, round((end - self._last_tick) / interval))
+        while self._last_tick + n * interval < start + interval // 2:
+            n += 1
+        return self._last_tick + n * interval
 
     # --- holdover and status -----------------------------------------------------------------------
 
@@ -495,11 +639,11 @@ class Discipline:
         filt = self._filter
         if filt is None:
             return self._cfg.unsync_error_ns
-        t = max(now_ns, filt.t)
         # the wander measured over an hour can read low: the prediction never assumes less than
         # the configured (rated) wander, so the holdover estimate errs on the safe side
-        z, _, p00, _, _ = filt.predicted(t, max(self._diffusion, self._cfg.wander_ppb_per_sqrt_s**2))
-        gap = abs(z - self._correction(t))
+        diffusion = max(self._diffusion, self._cfg.wander_ppb_per_sqrt_s**2)
+        z, _, p00, _, _ = filt.predicted(self._filter_time(now_ns), diffusion)
+        gap = abs(z - self._correction(now_ns))
         return round(math.sqrt(max(p00, 0.0)) + gap)
 
     def _sync_status(self, now_ns: int) -> SyncStatus:
@@ -531,16 +675,20 @@ class Discipline:
         filt = self._filter
         early = since_tick // 8  # a tick this close before the end ends the slew (a little early)
         if filt is not None and self._freq != self._base and now_ns >= self._slew_end - early:
-            self._reanchor(now_ns)
-            self._freq = self._base
-            # the slew ran on until this tick: slew what it overran back within one tick interval
-            phase = filt.predicted(now_ns, self._diffusion)[0] - self._k
+            self._order(now_ns, self._base)
+            # the slew ran on until this tick: slew what it overran back within one tick interval, once
+            # (a slew-back that itself ran on, ticks sparser than it lasts, is not slewed back again: the
+            # chain grew threefold per tick with 16 s ticks in holdover; the next sample corrects it)
+            phase = filt.predicted(self._filter_time(now_ns), self._diffusion)[0] - self._correction(now_ns)
             cfg = self._cfg
             period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, since_tick))
-            if abs(phase) > cfg.min_jitter_ns and since_tick > 0:
+            again = self._slew_back
+            self._slew_back = False
+            if abs(phase) > cfg.min_jitter_ns and since_tick > 0 and not again:
                 limit = cfg.max_slew_rate_ppb
-                self._freq = max(-limit, min(limit, self._base + phase * NS_PER_S / period))
+                self._order(now_ns, max(-limit, min(limit, self._base + phase * NS_PER_S / period)))
                 self._slew_end = now_ns + period
+                self._slew_back = True
             ops.append(SetFrequency(self._freq))
         ops.append(SetSyncStatus(self._sync_status(now_ns)))
         return tuple(ops)

@@ -11,7 +11,10 @@ clock's rate error, which is the sum of
   Gaussian step of ``wander * sqrt(tick)`` ppb, drawn from the
   ``random.Random`` passed in (no global generator);
 - the frequency correction set through the clock interface (positive: faster),
-  up to ``max_slew_rate_ppb`` (chrony's ``maxslewrate``, 83,333 ppm by default);
+  up to ``max_slew_rate_ppb`` (chrony's ``maxslewrate``, 83,333 ppm by default),
+  acting on the oscillator's time as the kernel's does (it scales the
+  oscillator's ticks): ``f`` on an oscillator ``y`` fast gives ``y + f + y f``
+  (the product is 0.6 ppb for 25 ppm corrected);
 - the slew of accrued offsets, worked off by a :mod:`appliance.clock.slew`
   model. The default is :class:`~appliance.clock.slew.RateLimitedSlew` at
   500 ppm, a PLL-less slew like Linux ``adjtime()``; pass
@@ -212,7 +215,8 @@ class SimulatedClock:
     def _run(self, dt_ns: int) -> None:
         if dt_ns <= 0:
             return
-        rate_ppb = self._intrinsic_ppb + self._wander_ppb + self._frequency_ppb
+        oscillator_ppb = self._intrinsic_ppb + self._wander_ppb
+        rate_ppb = oscillator_ppb + self._frequency_ppb * (1.0 + oscillator_ppb * 1e-9)
         self._phase_ns += rate_ppb * 1e-9 * dt_ns
         if self._pending_ns:
             done = self._slew.applied(self._pending_ns, dt_ns)

@@ -540,7 +540,7 @@ class Timekeeper:
             if earlier and first_upstream:
                 self.discipline.prime(earlier, PRIME_MAX_FREQUENCY_SD_PPB)
         self._fed_by = kind
-        ops = self.discipline.update(sample, self.clock.offset_correction_ns(), noise_ns)
+        ops = self.discipline.update(sample, self.clock.offset_correction_ns(), noise_ns, self.clock.now_ns())
         steps = [op.offset_ns for op in ops if isinstance(op, Step)]
         apply(self.clock, ops)
         if steps:

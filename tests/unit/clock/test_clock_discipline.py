@@ -87,7 +87,8 @@ def test_frequency_mode_slews_the_phase_over_the_sample_interval_and_tick_ends_i
     ops = discipline.update(sample(T0, 2_000))
     assert ops_of(ops, SetFrequency) == [SetFrequency(100.0 + 2_000.0)]  # 2 us over 1 s = +2 ppm
     assert discipline.frequency_ppb == 100.0  # the estimate, as a drift file records it
-    assert discipline.deadline_ns() == T0 + S
+    # the slew counts on the clock's own time, from the sample's local time (2 us behind the reference)
+    assert discipline.deadline_ns() == T0 - 2_000 + S
     assert ops_of(discipline.tick(T0 + S // 2), SetFrequency) == []  # not due yet
     assert ops_of(discipline.tick(T0 + S), SetFrequency) == [SetFrequency(100.0)]
     assert discipline.deadline_ns() is None

@@ -44,10 +44,15 @@ def test_positive_frequency_makes_the_clock_run_faster() -> None:
 
 
 def test_frequency_correction_cancels_oscillator_error() -> None:
+    """The correction scales the oscillator's ticks, as the kernel's does: f on y fast gives y + f + y f."""
     clock = make(Oscillator(frequency_error_ppb=25_000.0))
-    clock.set_frequency_ppb(-25_000.0)
+    clock.set_frequency_ppb(-25_000.0 / (1 + 25_000e-9))
     clock.advance(100 * S)
     assert clock.time_error_ns() == pytest.approx(0, abs=1e-6)
+    plain = make(Oscillator(frequency_error_ppb=25_000.0))
+    plain.set_frequency_ppb(-25_000.0)
+    plain.advance(100 * S)
+    assert plain.time_error_ns() == pytest.approx(-0.625 * 100, abs=0.01)  # -25 ppm of 25 ppm: -0.625 ppb
 
 
 def test_frequency_clamped_to_maxslewrate() -> None:
