@@ -29,6 +29,10 @@ if [ -f "$W/hw/udev/99-stratum1.rules" ]; then
   install -D -m 0644 "$W/hw/udev/99-stratum1.rules" "$R/etc/udev/rules.d/99-stratum1.rules"
 fi
 install -D -m 0644 "$W/hw/profile.json" "$R/etc/stratum1/profile.json"
+# i2c-dev for the status LCD (nothing else loads it; pps-gpio loads itself from the overlay)
+if [ -f "$W/hw/modules-load.d/stratum1.conf" ]; then
+  install -D -m 0644 "$W/hw/modules-load.d/stratum1.conf" "$R/etc/modules-load.d/stratum1.conf"
+fi
 # A `pool` line in a user's ntp.conf needs names resolved.
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
 
@@ -46,10 +50,21 @@ say "units: the appliance, first boot, networkd, resolved, fake-hwclock"
 for u in stratum1.service stratum1-growroot.service stratum1-sshkeys.service ssh.service systemd-networkd.service; do
   chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
 done
-for u in systemd-resolved.service fake-hwclock.service; do
-  chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || say "warning: cannot enable $u"
+chroot "$R" systemctl enable systemd-resolved.service >/dev/null 2>&1 || say "warning: cannot enable systemd-resolved.service"
+# fake-hwclock: bookworm's package had one fake-hwclock.service; trixie's has fake-hwclock-load.service
+# (at boot) and fake-hwclock-save.service with its timer (hourly and at shutdown), enabled by its own
+# postinst. Enable whichever units this version ships and say which.
+hw_units=$(cd "$R/usr/lib/systemd/system" && ls fake-hwclock*.service fake-hwclock*.timer 2>/dev/null | tr '\n' ' ')
+[ -n "$hw_units" ] || { echo "fake-hwclock ships no systemd unit" >&2; exit 1; }
+for u in $hw_units; do
+  grep -q '^\[Install\]' "$R/usr/lib/systemd/system/$u" || continue
+  chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
 done
+say "fake-hwclock units: $hw_units($(chroot "$R" systemctl is-enabled $hw_units 2>/dev/null | tr '\n' ' '))"
 chroot "$R" systemctl mask serial-getty@ttyAMA0.service serial-getty@serial0.service >/dev/null 2>&1
+# systemd's ssh generator looks for AF_VSOCK (virtual machines) and fails on a Pi; ssh.service is enabled.
+ln -sf /dev/null "$R/etc/systemd/system-generators/systemd-ssh-generator" 2>/dev/null ||
+  { mkdir -p "$R/etc/systemd/system-generators" && ln -sf /dev/null "$R/etc/systemd/system-generators/systemd-ssh-generator"; }
 # The clock starts near the build's date (no RTC on a Pi; fake-hwclock keeps the last shutdown's).
 date -u -d "@$SOURCE_DATE_EPOCH" '+%Y-%m-%d %H:%M:%S' >"$R/etc/fake-hwclock.data"
 
