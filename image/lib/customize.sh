@@ -37,6 +37,7 @@ fi
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
 
 say "SSH: keys only, host keys made on the device, the build's key if given"
+# (essential.sh's empty placeholders, which kept openssh-server's postinst from making keys)
 rm -f "$R"/etc/ssh/ssh_host_*
 if [ -f "$W/authorized_keys" ]; then
   install -d -m 0700 "$R/root/.ssh"
