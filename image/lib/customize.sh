@@ -110,6 +110,16 @@ for o in "$W"/overlays/*.dtbo; do
   install -m 0644 "$o" "$R/usr/lib/stratum1-image/overlays/"
 done
 
+say "first boot: systemd's update jobs already done by the build"
+# ldconfig, the journal catalog and udev's hwdb were brought up to date by the packages' own scripts
+# here; stamp /etc and /var as systemd-update-done does, so that ConditionNeedsUpdate does not run them
+# again at the first boot (under emulation, and on a Pi's SD card, that is time before serving).
+usr_ns=$(stat -c %.9Y "$R/usr" | tr -d .)
+for d in etc var; do
+  printf 'TIMESTAMP_NSEC=%s\n' "$usr_ns" >"$R/$d/.updated"
+  touch -r "$R/usr" "$R/$d/.updated"
+done
+
 say "empty machine-id, no build leftovers"
 : >"$R/etc/machine-id"
 rm -f "$R/var/lib/dbus/machine-id" "$R"/tmp/*.deb "$R/tmp/hooks.env" "$R/tmp/stratum1-install.log"
