@@ -55,7 +55,8 @@ done
 chroot "$R" systemctl enable systemd-resolved.service >/dev/null 2>&1 || say "warning: cannot enable systemd-resolved.service"
 # fake-hwclock: bookworm's package had one fake-hwclock.service; trixie's has fake-hwclock-load.service
 # (at boot) and fake-hwclock-save.service with its timer (hourly and at shutdown), enabled by its own
-# postinst. Enable whichever units this version ships and say which.
+# postinst, and ships fake-hwclock.service masked (so `systemctl enable fake-hwclock` fails). Enable
+# whichever units of this version have an [Install] section and say which.
 hw_units=$(cd "$R/usr/lib/systemd/system" && ls fake-hwclock*.service fake-hwclock*.timer 2>/dev/null | tr '\n' ' ' || true)
 [ -n "$hw_units" ] || { echo "fake-hwclock ships no systemd unit" >&2; exit 1; }
 for u in $hw_units; do
