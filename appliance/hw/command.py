@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.config import default_config_text
-from appliance.hw import boot, doctor, kernel
+from appliance.hw import boot, kernel
 from appliance.hw.detect import HAT_DIR, hat_strings, match_hat
 from appliance.refclock.profiles import ProfileError, builtin_profiles, load_builtin
 
@@ -73,12 +73,17 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+# doctor's default capture (appliance.hw.doctor.CAPTURE_S, tested equal): doctor is imported only to run it,
+# because it needs pynmea2 and `render` runs on the image build host with a bare python3.
+DOCTOR_CAPTURE_S = 3.0
+
+
 def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``doctor`` (also ``stratum1 doctor``)."""
     p.add_argument("--profile", metavar="NAME", help="the board (default: /etc/stratum1/profile.json's)")
     p.add_argument("--kernel", choices=boot.KERNELS, help="how the board was set up (default: profile.json's)")
     p.add_argument("--root", default="/", help="read the board's files under this directory (default /)")
-    p.add_argument("--seconds", type=float, default=doctor.CAPTURE_S, help="how long to watch NMEA and PPS")
+    p.add_argument("--seconds", type=float, default=DOCTOR_CAPTURE_S, help="how long to watch NMEA and PPS")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.add_argument("--ascii", action="store_true", help="[ok]/[!!]/[??] instead of ✓/✗/?")
     p.set_defaults(hw_func=cmd_doctor)
@@ -119,6 +124,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from appliance.daemon import BUILD_DATE_NS
+    from appliance.hw import doctor
     from appliance.io.board import LiveBoard
 
     board = LiveBoard(args.root)

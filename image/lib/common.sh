@@ -15,6 +15,19 @@ CACHE_DIR=${STRATUM1_CACHE:-$IMAGE_DIR/out/cache}
 T0=${T0:-$(date +%s)}
 
 step() { printf '[%4ds] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
+# Lines on stdin to the log file $1 with the seconds since T0; the milestones (mmdebstrap's I: lines, dpkg's
+# "Setting up", the hooks' own lines) also to stderr, so a long build shows where it is.
+progress() {
+  local line
+  : >"$1"
+  while IFS= read -r line; do
+    line=$(printf '[%4ds] %s' "$(($(date +%s) - T0))" "$line")
+    printf '%s\n' "$line" >>"$1"
+    case $line in
+      *"] I: "* | *"] Setting up "* | *"]   customize: "* | *"]   install-deb: "* | *"] E: "* | *"] W: "*) printf '%s\n' "$line" >&2 ;;
+    esac
+  done
+}
 die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 
 # mmdebstrap arguments that keep the downloaded .debs in $CACHE_DIR/apt-<suite>-<arch> between runs.

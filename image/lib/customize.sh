@@ -4,6 +4,7 @@
 set -euo pipefail
 R=$1 W=$2
 . "$W/hooks.env"
+. "$(dirname "$0")/common.sh"  # CACHE_DIR
 say() { printf '  customize: %s\n' "$*" >&2; }
 
 say "hostname, fstab, network, logs"
@@ -29,10 +30,15 @@ if [ -f "$W/hw/udev/99-stratum1.rules" ]; then
   install -D -m 0644 "$W/hw/udev/99-stratum1.rules" "$R/etc/udev/rules.d/99-stratum1.rules"
 fi
 install -D -m 0644 "$W/hw/profile.json" "$R/etc/stratum1/profile.json"
+# i2c-dev for the status LCD (nothing else loads it; pps-gpio loads itself from the overlay)
+if [ -f "$W/hw/modules-load.d/stratum1.conf" ]; then
+  install -D -m 0644 "$W/hw/modules-load.d/stratum1.conf" "$R/etc/modules-load.d/stratum1.conf"
+fi
 # A `pool` line in a user's ntp.conf needs names resolved.
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
 
 say "SSH: keys only, host keys made on the device, the build's key if given"
+# (essential.sh's empty placeholders, which kept openssh-server's postinst from making keys)
 rm -f "$R"/etc/ssh/ssh_host_*
 if [ -f "$W/authorized_keys" ]; then
   install -d -m 0700 "$R/root/.ssh"
@@ -46,10 +52,22 @@ say "units: the appliance, first boot, networkd, resolved, fake-hwclock"
 for u in stratum1.service stratum1-growroot.service stratum1-sshkeys.service ssh.service systemd-networkd.service; do
   chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
 done
-for u in systemd-resolved.service fake-hwclock.service; do
-  chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || say "warning: cannot enable $u"
+chroot "$R" systemctl enable systemd-resolved.service >/dev/null 2>&1 || say "warning: cannot enable systemd-resolved.service"
+# fake-hwclock: bookworm's package had one fake-hwclock.service; trixie's has fake-hwclock-load.service
+# (at boot) and fake-hwclock-save.service with its timer (hourly and at shutdown), enabled by its own
+# postinst, and ships fake-hwclock.service masked (so `systemctl enable fake-hwclock` fails). Enable
+# whichever units of this version have an [Install] section and say which.
+hw_units=$(cd "$R/usr/lib/systemd/system" && ls fake-hwclock*.service fake-hwclock*.timer 2>/dev/null | tr '\n' ' ' || true)
+[ -n "$hw_units" ] || { echo "fake-hwclock ships no systemd unit" >&2; exit 1; }
+for u in $hw_units; do
+  grep -q '^\[Install\]' "$R/usr/lib/systemd/system/$u" || continue
+  chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
 done
+say "fake-hwclock units: $hw_units($(chroot "$R" systemctl is-enabled $hw_units 2>/dev/null | tr '\n' ' ' || true))"
 chroot "$R" systemctl mask serial-getty@ttyAMA0.service serial-getty@serial0.service >/dev/null 2>&1
+# systemd's ssh generator looks for AF_VSOCK (virtual machines) and fails on a Pi; ssh.service is enabled.
+ln -sf /dev/null "$R/etc/systemd/system-generators/systemd-ssh-generator" 2>/dev/null ||
+  { mkdir -p "$R/etc/systemd/system-generators" && ln -sf /dev/null "$R/etc/systemd/system-generators/systemd-ssh-generator"; }
 # The clock starts near the build's date (no RTC on a Pi; fake-hwclock keeps the last shutdown's).
 date -u -d "@$SOURCE_DATE_EPOCH" '+%Y-%m-%d %H:%M:%S' >"$R/etc/fake-hwclock.data"
 
@@ -86,12 +104,52 @@ ls "$R"/boot/firmware/initrd.img* >/dev/null 2>&1 ||
   { tail -n 30 "$W/initramfs.log"; echo "raspi-firmware put no initrd on /boot/firmware" >&2; exit 1; }
 cp "$W/initramfs.log" "$R/var/log/stratum1-image-initramfs.log" 2>/dev/null || true
 
+say "udev's hardware database, compiled natively"
+# essential.sh diverted systemd-hwdb while packages were configured. The database (hwdb.d text to
+# hwdb.bin, the same format on every architecture) is compiled by the build host's systemd-hwdb: the
+# host's own (package udev) or, where udev is not installed, the one in the host's udev .deb, unpacked
+# privately into the download cache (nothing is installed). Under emulation it would take minutes.
+if [ -e "$R/usr/bin/systemd-hwdb.stratum1" ]; then
+  rm -f "$R/usr/bin/systemd-hwdb"
+  chroot "$R" dpkg-divert --quiet --local --rename --divert /usr/bin/systemd-hwdb.stratum1 --remove /usr/bin/systemd-hwdb
+fi
+if [ ! -s "$R/usr/lib/udev/hwdb.bin" ]; then
+  hwdb=$(command -v systemd-hwdb || true)
+  if [ -z "$hwdb" ]; then
+    tools=$CACHE_DIR/host-udev
+    mkdir -p "$tools"
+    ls "$tools"/udev_*.deb >/dev/null 2>&1 || (cd "$tools" && apt-get download -q udev >/dev/null 2>&1) || true
+    deb=$(ls "$tools"/udev_*.deb 2>/dev/null | tail -n 1 || true)
+    if [ -n "$deb" ]; then
+      rm -rf "$W/host-udev" && dpkg-deb -x "$deb" "$W/host-udev"
+      hwdb=$(ls "$W"/host-udev/usr/bin/systemd-hwdb "$W"/host-udev/bin/systemd-hwdb 2>/dev/null | head -n 1 || true)
+    fi
+  fi
+  if [ -n "$hwdb" ] && "$hwdb" --root "$R" --usr update && [ -s "$R/usr/lib/udev/hwdb.bin" ]; then
+    say "hwdb.bin: $(stat -c %s "$R/usr/lib/udev/hwdb.bin") bytes by $hwdb"
+  else
+    say "no usable systemd-hwdb on the host: compiling hwdb.bin under emulation"
+    chroot "$R" systemd-hwdb --usr update
+  fi
+fi
+[ -s "$R/usr/lib/udev/hwdb.bin" ] || { echo "no /usr/lib/udev/hwdb.bin in the root" >&2; exit 1; }
+
 say "overlays"
 install -d "$R/boot/firmware/overlays" "$R/usr/lib/stratum1-image/overlays"
 for o in "$W"/overlays/*.dtbo; do
   [ -e "$o" ] || continue
   install -m 0644 "$o" "$R/boot/firmware/overlays/"
   install -m 0644 "$o" "$R/usr/lib/stratum1-image/overlays/"
+done
+
+say "first boot: systemd's update jobs already done by the build"
+# ldconfig, the journal catalog and udev's hwdb were brought up to date by the packages' own scripts
+# here; stamp /etc and /var as systemd-update-done does, so that ConditionNeedsUpdate does not run them
+# again at the first boot (under emulation, and on a Pi's SD card, that is time before serving).
+usr_ns=$(stat -c %.9Y "$R/usr" | tr -d .)
+for d in etc var; do
+  printf 'TIMESTAMP_NSEC=%s\n' "$usr_ns" >"$R/$d/.updated"
+  touch -r "$R/usr" "$R/$d/.updated"
 done
 
 say "empty machine-id, no build leftovers"

@@ -48,6 +48,9 @@ def test_package_contents(deb: Path) -> None:
         assert f"/usr/lib/systemd/system/{unit.name}" in paths
     for rules in sorted((ROOT / "hw" / "udev").glob("*.rules")):
         assert f"/usr/lib/udev/rules.d/{rules.name}" in paths
+    # stratum1.service has DevicePolicy=closed: without its generator's DeviceAllow= drop-in the daemon
+    # can open no GPS port (the image's boot test found it missing once).
+    assert "/usr/lib/systemd/system-generators/stratum1-devices" in paths
     assert "/etc/stratum1/ntp.conf" in paths
     assert "/usr/bin/stratum1" in paths
     assert any("_fastpath" in p and p.endswith(".so") for p in paths), "the compiled data plane is missing"

@@ -2,7 +2,9 @@
 
 The long part (building the image: about 10 minutes of package configuration under emulation on a 2-core
 machine, then a 1-2 minute boot) runs only when asked: ``STRATUM1_IMAGE_TESTS=1`` builds the image with
-image/build, or ``STRATUM1_IMAGE=path.img.xz`` uses one already built. Needs root, mmdebstrap,
+image/build, or ``STRATUM1_IMAGE=path.img.xz`` uses one already built. CI asks (.ci/image, run by .ci/run,
+with ``-s`` so the figures the build and the boot print are in its log). The limits are generous (the boot
+test waits up to 480 s for each milestone): the figures are printed, not asserted. Needs root, mmdebstrap,
 qemu-user-static with binfmt, qemu-system-aarch64, mtools, e2fsprogs (image/install-build-deps).
 """
 
@@ -30,9 +32,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require(os.geteuid() == 0, "building the image needs root")
     require(shutil.which("mmdebstrap") is not None, "mmdebstrap missing (image/install-build-deps)")
     out = tmp_path_factory.mktemp("image")
-    r = subprocess.run([str(IMAGE / "build"), "--out", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    # stderr (the build's time-stamped progress) goes straight to the terminal: minutes of it under CI.
+    r = subprocess.run([str(IMAGE / "build"), "--out", str(out)], stdout=subprocess.PIPE, text=True, timeout=3600)
     print(r.stdout)
+    assert r.returncode == 0, f"image/build failed (its log: {out}/*.build.log):\n{r.stdout}"
+    assert re.search(r"^build time: \d+ s", r.stdout, re.M), r.stdout
     (img,) = out.glob("*.img.xz")
     return img
 
@@ -56,7 +60,7 @@ def test_static_checks_pass(image: Path) -> None:
 
 def test_boots_into_serving(image: Path) -> None:
     require(shutil.which("qemu-system-aarch64") is not None, "qemu-system-aarch64 missing (image/install-build-deps)")
-    r = subprocess.run([str(IMAGE / "boot-test"), str(image)], capture_output=True, text=True, timeout=1200)
+    r = subprocess.run([str(IMAGE / "boot-test"), str(image)], capture_output=True, text=True, timeout=1500)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr[-6000:]
     first = re.search(r"^power-on to first NTP answer: ([\d.]+) s \(stratum (\d+)", r.stdout, re.M)

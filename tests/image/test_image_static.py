@@ -25,7 +25,7 @@ IMAGE = ROOT / "image"
 TOOLS = ("mkfs.vfat", "mcopy", "mtype", "mdir", "mkfs.ext4", "debugfs", "sfdisk")
 UNITS = {
     "multi-user.target.wants": ("stratum1.service", "ssh.service", "stratum1-sshkeys.service"),
-    "sysinit.target.wants": ("stratum1-growroot.service",),
+    "sysinit.target.wants": ("stratum1-growroot.service", "fake-hwclock-load.service"),
 }
 
 
@@ -51,6 +51,7 @@ def _synthetic_root(top: Path) -> None:
     )
     (etc / "shadow").write_text("root:*:20000:0:99999:7:::\nstratum1:!:20000::::::\n")
     (etc / "machine-id").write_text("")
+    (etc / "fake-hwclock.data").write_text("2026-12-01 00:00:00\n")
     (etc / "stratum1").mkdir()
     (etc / "stratum1" / "ntp.conf").write_text("refclock nmea unit 0 path /dev/ttyAMA0 baud 9600 time2 0.5\n")
     (etc / "stratum1" / "profile.json").write_text(json.dumps({"name": "test", "uart": "/dev/ttyAMA0"}))
@@ -117,7 +118,7 @@ def _debugfs_read(img: Path, path: str) -> str:
 def test_good_image_passes(good_image: Path) -> None:
     rc, report = _check(good_image)
     assert rc == 0, report
-    assert report.count("\nok ") + report.startswith("ok ") >= 11, report
+    assert report.count("\nok ") + report.startswith("ok ") >= 12, report
 
 
 def test_password_login_fails(good_image: Path, tmp_path: Path) -> None:
@@ -160,3 +161,11 @@ def test_other_time_daemon_fails(good_image: Path, tmp_path: Path) -> None:
     rc, report = _check(bad)
     assert rc == 1
     assert "FAIL no-other-time-daemon: installed: chrony" in report, report
+
+
+def test_no_clock_seed_fails(good_image: Path, tmp_path: Path) -> None:
+    bad = _copy(good_image, tmp_path)
+    _debugfs_write(bad, "/etc/fake-hwclock.data", b"", tmp_path)
+    rc, report = _check(bad)
+    assert rc == 1
+    assert "FAIL clock-seed: no /etc/fake-hwclock.data" in report, report

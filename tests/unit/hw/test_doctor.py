@@ -501,3 +501,23 @@ def test_ascii_and_json() -> None:
         "detail": "could not read /dev/gps0: Permission denied",
         "fix": "sudo stratum1 doctor",
     }
+
+
+def test_the_command_line_default_capture_is_doctors() -> None:
+    from appliance.hw import command
+
+    assert command.DOCTOR_CAPTURE_S == doctor.CAPTURE_S
+
+
+def test_render_runs_without_the_gps_libraries() -> None:
+    """image/build runs `python3 -m appliance.hw render` with a bare python3 (no pynmea2 on the build host)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['pynmea2'] = None; sys.modules['serial'] = None\n"
+        "from appliance.hw.command import main; raise SystemExit(main(['list']))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "adafruit-ultimate-gps-hat" in r.stdout
