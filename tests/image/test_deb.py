@@ -52,6 +52,7 @@ def test_package_contents(deb: Path) -> None:
     # can open no GPS port (the image's boot test found it missing once).
     assert "/usr/lib/systemd/system-generators/stratum1-devices" in paths
     assert "/etc/stratum1/ntp.conf" in paths
+    assert "/etc/update-motd.d/60-stratum1" in paths  # the login message (issue 10)
     assert "/usr/bin/stratum1" in paths
     assert any("_fastpath" in p and p.endswith(".so") for p in paths), "the compiled data plane is missing"
     fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True).stdout
