@@ -150,6 +150,11 @@ def seen(chromium: str, profile: Path, url: str) -> Seen:
     return page
 
 
+def has_sky(app: Appliance) -> bool:
+    snap = app.snapshot
+    return snap is not None and snap.gps is not None and len(snap.gps.sky) >= 8
+
+
 @pytest.mark.interop
 def test_the_page_in_chromium_shows_the_appliance_and_its_holdover(tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
@@ -168,6 +173,8 @@ def test_the_page_in_chromium_shows_the_appliance_and_its_holdover(tmp_path: Pat
         assert tk is not None
         wait_for(lambda: tk.basis is Basis.REFCLOCK and app.server.state.stratum == 1, 60, "locked to the GPS")
         wait_for(lambda: any(stats.glob("loopstats*")), 30, "a loopstats line")
+        # the receiver sends its GSV groups every few seconds: a lock can come before the first whole sky
+        wait_for(lambda: has_sky(app), 30, "the GPS sky in the snapshot")
         port = free_tcp_port()
         web = subprocess.Popen(
             [sys.executable, "-m", "appliance", "web", "--listen", f"127.0.0.1:{port}", "--socket", sock]
