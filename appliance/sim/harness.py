@@ -534,6 +534,7 @@ class _Sim:
             bases.append(basis.value)
 
         if sc.receiver is not None and self.fake is not None:
+            self.at((self.start // NS_PER_S + 1) * NS_PER_S, self.stamp_pulses)
             for at, verb in sc.receiver.actions:
                 self.at(self.start + at, functools.partial(_act, verb, self.fake, self.pps))
         self.at(self.start + sc.tick_ns, tick)
@@ -557,6 +558,13 @@ class _Sim:
             self.tk.counters,
             self._receiver_figures(),
         )
+
+    def stamp_pulses(self, now: int) -> None:
+        """The kernel stamps each edge as it happens: true time stands at the edge, so the fake's stamp is the
+        clock's reading then (the PPS poller fetches it :data:`PULSE_LATENCY_NS` later; stamped by that fetch,
+        the fake would extrapolate back at the slewing clock's rate, 83 us wrong at 83,333 ppm)."""
+        self.at(now + NS_PER_S, self.stamp_pulses)
+        self.pps.tick()
 
     def _receiver_figures(self) -> dict[str, int | None]:
         if self.fake is None or self.serial is None:
