@@ -566,6 +566,7 @@ class Timekeeper:
                     config.initial_jitter_ns, UPSTREAM_INITIAL_JITTER_NS if jitter_ns is None else jitter_ns
                 ),
                 max_correction_ns=config.min_correction_ns,
+                reweigh=False,  # the queueing varies: the early samples keep the weight of their own jitter
             )
         new = Discipline(config, frequency_ppb=old.frequency_ppb)
         new.follow_ticks(old)  # its fast slews end on the timer's ticks
