@@ -197,6 +197,10 @@ class DisciplineConfig:
     - ``reweigh``: when the measured jitter changes, the samples taken so far count as if they had
       had the new one (their jitter does not change: a PPS); off for samples whose noise changes
       with the network (an upstream server's, whose early samples may be truly worse).
+    - ``cautious``: while a loop that was not primed has one or two samples, the phase is corrected
+      only to within its 1-sigma uncertainty of zero, from the side the error is on (for sparse
+      network samples: one queued sample must not slew the clock past zero, nor set the first
+      frequency that then carries it further for a whole poll).
     - ``holdover_after_ns``: with no sample for this long the discipline reports holdover.
     - ``unsync_error_ns``: the clock is reported unsynchronised when the error estimate exceeds this.
     """
@@ -220,6 +224,7 @@ class DisciplineConfig:
     innovation_clip: float = 5.0
     history: int = 64
     reweigh: bool = True
+    cautious: bool = False
     holdover_after_ns: int = 10 * NS_PER_S
     unsync_error_ns: int = 100_000_000
 
@@ -406,6 +411,8 @@ class Discipline:
         self._history: deque[tuple[int, int, float]] = deque(maxlen=self._cfg.history)
         self._deviations: deque[float] = deque(maxlen=max(JITTER_MEMORY, self._cfg.history))
         self._noted = 0  # deviations noted so far
+        self._primed = False  # started from earlier samples (prime)
+        self._margin = 0.0  # the phase the last sample left uncorrected (a loop's first: its uncertainty), ns
         self._weighed_jitter: float | None = None  # the jitter the last sample was weighed with
         self._long_jitter = self._cfg.initial_jitter_ns  # the median of ``_deviations`` (sigma), refreshed
         self._innovations: deque[float] = deque(maxlen=self._cfg.history)
@@ -538,6 +545,7 @@ class Discipline:
             return False
         filt = self._filter = _Filter(t, z, rate, p00, 0.0)
         filt.p01, filt.p11 = p01, p11
+        self._primed = True
         for pt, pz in points:
             self._note_deviation(pt, pz)
             self._history.append((-1, pt, pz))
@@ -609,7 +617,12 @@ class Discipline:
         self._updates += 1
         self._last_offset = float(offset)
         self._last_dispersion = sample.dispersion_ns
-        ops.extend(self._correct(filt, now, pending_ns))
+        # with ``cautious``, while the loop rests on one or two samples (no frequency, or one from two points;
+        # nothing primed), its phase is corrected to within its own uncertainty of zero, from the side it is
+        # on: not slewed past zero on one sample's noise
+        young = cfg.cautious and self._updates <= 2 and not self._primed and not stepped
+        margin = self._margin = math.sqrt(max(filt.p00, 0.0)) if young else 0.0
+        ops.extend(self._correct(filt, now, pending_ns, margin))
         ops.append(SetSyncStatus(self._sync_status(now)))
         return tuple(ops)
 
@@ -649,14 +662,17 @@ class Discipline:
     def _reset_cusum(self) -> None:
         self._cusum_pos = self._cusum_neg = 0.0
 
-    def _correct(self, filt: _Filter, now: int, pending_ns: int) -> list[ClockOp]:
-        """Order the frequency estimate and the removal of the phase error, at the clock reading ``now``."""
+    def _correct(self, filt: _Filter, now: int, pending_ns: int, margin_ns: float = 0.0) -> list[ClockOp]:
+        """Order the frequency estimate and the removal of the phase error, at the clock reading ``now``
+        (all of it but ``margin_ns``, which stays on the side the error is on)."""
         cfg = self._cfg
         limit = cfg.max_frequency_ppb
         self._base = max(-limit, min(limit, self._freq0 + filt.rate))
         # still to correct now, ns (+: the clock is behind the estimate): the estimate carried on to now
         z_now = filt.predicted(self._filter_time(now), self._diffusion)[0]
         phase = z_now - self._correction(now)
+        if margin_ns > 0.0:
+            phase = math.copysign(max(0.0, abs(phase) - margin_ns), phase)
         if cfg.phase_correction is PhaseCorrection.FREQUENCY:
             period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, self._interval))
             end = self._on_tick_grid(now + period, now)
@@ -744,6 +760,7 @@ class Discipline:
             # (a slew-back that itself ran on, ticks sparser than it lasts, is not slewed back again: the
             # chain grew threefold per tick with 16 s ticks in holdover; the next sample corrects it)
             phase = filt.predicted(self._filter_time(now_ns), self._diffusion)[0] - self._correction(now_ns)
+            phase = math.copysign(max(0.0, abs(phase) - self._margin), phase)  # what the sample left, stays
             cfg = self._cfg
             period = max(cfg.min_correction_ns, min(cfg.max_correction_ns, since_tick))
             again = self._slew_back

@@ -567,6 +567,7 @@ class Timekeeper:
                 ),
                 max_correction_ns=config.min_correction_ns,
                 reweigh=False,  # the queueing varies: the early samples keep the weight of their own jitter
+                cautious=True,  # one sample (an iburst's) and the next a poll later do not slew past zero
             )
         new = Discipline(config, frequency_ppb=old.frequency_ppb)
         new.follow_ticks(old)  # its fast slews end on the timer's ticks

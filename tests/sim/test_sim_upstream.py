@@ -60,3 +60,14 @@ def test_with_iburst_the_third_burst_sample_steers_and_the_fourth_does_not() -> 
         drift = e[trace.at(62 * S)] - e[trace.at(6 * S)]
         assert 0 < drift < 1_700_000, f"seed {seed}: {drift:.0f} ns from 6 s to 62 s"
         assert trace.counters.upstream_spaced >= 1
+
+
+def test_with_iburst_one_noisy_sample_does_not_slew_the_clock_past_zero() -> None:
+    """The first steer has one sample's phase: it is corrected to within its uncertainty, from the side the clock
+    is on (seeds 7 and 8: a queued third burst sample slewed the clock 79 us and 24 us past zero)."""
+    for seed in range(1, 11):
+        trace = run(seed, "iburst minpoll 6 maxpoll 6", duration_s=68)
+        e = trace.time_error_ns
+        first = trace.at(5 * S)
+        assert abs(e[first]) < 150_000, f"seed {seed}: {e[first]:.0f} ns at 5 s"  # the phase is closed
+        assert min(e[first:]) > 0, f"seed {seed}: {min(e[first:]):.0f} ns, past zero before the next poll"
