@@ -93,6 +93,12 @@ the remaining phase ``Z - K`` is removed in one of two ways
   RMS with the fast slew, 210 ns with the kernel PLL's, from its slow tail
   after the initial frequency acquisition).
 
+With ``cautious`` (the timekeeper's upstream loops), while a loop that was
+not primed rests on one or two samples, the phase is corrected only to
+within its 1-sigma uncertainty of zero, from the side the error is on: one
+queued network sample must not slew the clock past zero, nor the first
+two-point frequency carry it past zero for a whole poll.
+
 A step is ordered instead when the offset exceeds ``step_threshold_ns``
 (128 ms, ntpd's "step threshold") during the first ``step_limit`` updates
 (chrony's ``makestep``).
