@@ -12,8 +12,10 @@ echo "$HOSTNAME_" >"$R/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' "$HOSTNAME_" >"$R/etc/hosts"
 cat >"$R/etc/fstab" <<FSTAB
 # stratum1 image: the partitions by label (the card is the same on every Pi).
-LABEL=RASPIROOT  /              ext4  rw,noatime,errors=remount-ro  0 1
-LABEL=RASPIFIRM  /boot/firmware vfat  rw,noatime,umask=0022         0 2
+# The boot partition is checked and mounted as ever, but 'nofail': the appliance serves without
+# waiting for it (nothing before the NTP server reads it), and a damaged FAT does not stop the boot.
+LABEL=RASPIROOT  /              ext4  rw,noatime,errors=remount-ro       0 1
+LABEL=RASPIFIRM  /boot/firmware vfat  rw,noatime,umask=0022,nofail       0 2
 FSTAB
 
 say "the board: config.txt lines, kernel command line, udev rules, ntp.conf"
@@ -64,12 +66,49 @@ for u in $hw_units; do
   chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
 done
 say "fake-hwclock units: $hw_units($(chroot "$R" systemctl is-enabled $hw_units 2>/dev/null | tr '\n' ' ' || true))"
+# The status readers' units (stratum1-lcd, -web, -exporter), which the package enables, need settings
+# first (the web page and the exporter a --listen address, the LCD a display on the I2C bus and its
+# options): enabled unconfigured, they fail and restart every 5 s for ever, a Python start each time.
+# The image leaves them disabled; docs/display.md says how to set one up and enable it.
+for u in stratum1-lcd.service stratum1-web.service stratum1-exporter.service; do
+  [ ! -e "$R/usr/lib/systemd/system/$u" ] || chroot "$R" systemctl disable "$u" >/dev/null 2>&1 ||
+    { echo "cannot disable $u" >&2; exit 1; }
+done
 chroot "$R" systemctl mask serial-getty@ttyAMA0.service serial-getty@serial0.service >/dev/null 2>&1
 # systemd's ssh generator looks for AF_VSOCK (virtual machines) and fails on a Pi; ssh.service is enabled.
 ln -sf /dev/null "$R/etc/systemd/system-generators/systemd-ssh-generator" 2>/dev/null ||
   { mkdir -p "$R/etc/systemd/system-generators" && ln -sf /dev/null "$R/etc/systemd/system-generators/systemd-ssh-generator"; }
 # The clock starts near the build's date (no RTC on a Pi; fake-hwclock keeps the last shutdown's).
 date -u -d "@$SOURCE_DATE_EPOCH" '+%Y-%m-%d %H:%M:%S' >"$R/etc/fake-hwclock.data"
+
+say "kernel modules indexed natively (depmod)"
+# essential.sh diverted depmod while packages were configured (the kernel's postinst runs it: minutes
+# under emulation over ~4000 xz-compressed modules). The index (modules.dep and the .bin files beside
+# it: the same format on every architecture) is made by the build host's depmod (package kmod,
+# image/install-build-deps), with the root's own depmod.d configuration; update-initramfs (below) needs it.
+kver=$(basename "$(ls -d "$R"/usr/lib/modules/* | sort -V | tail -n 1)")
+if [ -e "$R/usr/sbin/depmod.stratum1" ] || [ -L "$R/usr/sbin/depmod.stratum1" ]; then
+  rm -f "$R/usr/sbin/depmod"
+  chroot "$R" dpkg-divert --quiet --local --rename --divert /usr/sbin/depmod.stratum1 --remove /usr/sbin/depmod
+fi
+[ -x "$R/usr/sbin/depmod" ] || { echo "no /usr/sbin/depmod in the root after the diversion" >&2; exit 1; }
+confs=()
+for d in "$R/etc/depmod.d" "$R/usr/lib/depmod.d"; do
+  [ ! -d "$d" ] || confs+=(-C "$d")
+done
+[ ${#confs[@]} -gt 0 ] || confs=(-C /dev/null)
+host_depmod=$(PATH=/usr/sbin:/sbin:$PATH command -v depmod || true)
+if [ -n "$host_depmod" ] && "$host_depmod" -a -b "$R" "${confs[@]}" -F "$R/boot/System.map-$kver" "$kver" &&
+  [ -s "$R/usr/lib/modules/$kver/modules.dep.bin" ]; then
+  say "modules.dep: $(wc -l <"$R/usr/lib/modules/$kver/modules.dep") modules by $host_depmod"
+  # kmod 34 (trixie's) also writes modules.weakdep; bookworm's depmod (30) predates weak dependencies.
+  # Debian's 6.12 modules declare none (the emulated depmod wrote the header alone): the same file.
+  [ -e "$R/usr/lib/modules/$kver/modules.weakdep" ] ||
+    echo '# Weak dependencies extracted from modules themselves.' >"$R/usr/lib/modules/$kver/modules.weakdep"
+else
+  say "no usable depmod on the host: indexing the modules under emulation"
+  chroot "$R" depmod -a -F "/boot/System.map-$kver" "$kver"
+fi
 
 say "initramfs: once, with a short module list (under emulation it is the slow part)"
 rm -f "$R/usr/sbin/update-initramfs"
@@ -98,7 +137,6 @@ virtio_blk
 virtio_net
 virtio_console
 MODS
-kver=$(basename "$(ls -d "$R"/usr/lib/modules/* | sort -V | tail -n 1)")
 chroot "$R" update-initramfs -c -k "$kver" >"$W/initramfs.log" 2>&1 || { tail -n 30 "$W/initramfs.log"; exit 1; }
 ls "$R"/boot/firmware/initrd.img* >/dev/null 2>&1 ||
   { tail -n 30 "$W/initramfs.log"; echo "raspi-firmware put no initrd on /boot/firmware" >&2; exit 1; }
@@ -153,6 +191,9 @@ for d in etc var; do
 done
 
 say "empty machine-id, no build leftovers"
+# dpkg's force-unsafe-io (image/build: no fsync for every file it unpacks) was for the build only: a
+# Pi that loses power during an upgrade needs dpkg's safe writes. The path filters stay (no man pages).
+sed -i '/^force-unsafe-io$/d' "$R/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
 : >"$R/etc/machine-id"
 rm -f "$R/var/lib/dbus/machine-id" "$R"/tmp/*.deb "$R/tmp/hooks.env" "$R/tmp/stratum1-install.log"
 rm -f "$R"/var/cache/apt/archives/*.deb

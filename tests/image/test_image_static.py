@@ -55,6 +55,8 @@ def _synthetic_root(top: Path) -> None:
     (etc / "stratum1").mkdir()
     (etc / "stratum1" / "ntp.conf").write_text("refclock nmea unit 0 path /dev/ttyAMA0 baud 9600 time2 0.5\n")
     (etc / "stratum1" / "profile.json").write_text(json.dumps({"name": "test", "uart": "/dev/ttyAMA0"}))
+    (etc / "dpkg" / "dpkg.cfg.d").mkdir(parents=True)
+    (etc / "dpkg" / "dpkg.cfg.d" / "99mmdebstrap").write_text("path-exclude=/usr/share/man/*\n")
     dpkg = top / "var" / "lib" / "dpkg"
     dpkg.mkdir(parents=True)
     (dpkg / "status").write_text(
@@ -169,3 +171,12 @@ def test_no_clock_seed_fails(good_image: Path, tmp_path: Path) -> None:
     rc, report = _check(bad)
     assert rc == 1
     assert "FAIL clock-seed: no /etc/fake-hwclock.data" in report, report
+
+
+def test_unsafe_dpkg_left_fails(good_image: Path, tmp_path: Path) -> None:
+    bad = _copy(good_image, tmp_path)
+    conf = _debugfs_read(bad, "/etc/dpkg/dpkg.cfg.d/99mmdebstrap")
+    _debugfs_write(bad, "/etc/dpkg/dpkg.cfg.d/99mmdebstrap", (conf + "force-unsafe-io\n").encode(), tmp_path)
+    rc, report = _check(bad)
+    assert rc == 1
+    assert "FAIL dpkg-safe-io: force-unsafe-io left in /etc/dpkg/dpkg.cfg.d/99mmdebstrap" in report, report
