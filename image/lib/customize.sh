@@ -66,7 +66,7 @@ for u in $hw_units; do
   chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
 done
 say "fake-hwclock units: $hw_units($(chroot "$R" systemctl is-enabled $hw_units 2>/dev/null | tr '\n' ' ' || true))"
-# The status readers' units (stratum1-lcd, -web, -exporter), which the package enables, need settings
+# The status readers' units (stratum1-lcd, -web, -exporter), which the package leaves disabled, need settings
 # first (the web page and the exporter a --listen address, the LCD a display on the I2C bus and its
 # options): enabled unconfigured, they fail and restart every 5 s for ever, a Python start each time.
 # The image leaves them disabled; docs/display.md says how to set one up and enable it.

@@ -64,7 +64,16 @@ def test_installs_into_clean_trixie_root(deb: Path) -> None:
     r = subprocess.run([str(IMAGE / "check-deb"), str(deb)], capture_output=True, text=True)
     report = r.stdout + r.stderr
     assert r.returncode == 0, report
-    for check in ("check-config", "verify:stratum1.service", "user", "enabled", "not-running", "conffile"):
+    for check in (
+        "check-config",
+        "verify:stratum1.service",
+        "user",
+        "enabled",
+        "not-running",
+        "conffile",
+        "readers-disabled",
+        "hw-groups",
+    ):
         assert f"ok {check}\n" in r.stdout, report
 
 
