@@ -38,22 +38,32 @@ def shared_data() -> Path:
 
 # -- figures for the end of the run (CI's log shows them: pytest -q -ra prints no passing test's output) --
 
-FIGURES = pytest.StashKey[list[str]]()
+#: The name of a figure among a test's ``user_properties``, which reach the report (from a pytest-xdist worker too).
+FIGURE = "stratum1 figure"
+
+
+class _Figures:
+    """Collects the figures from the tests' reports and prints them at the end, under "stratum1 figures"."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":  # every phase's report carries all the test's properties: take them once
+            self.lines += [value for name, value in report.user_properties if name == FIGURE]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.lines:
+            terminalreporter.section("stratum1 figures")
+            for line in self.lines:
+                terminalreporter.write_line(line)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[FIGURES] = []
+    config.pluginmanager.register(_Figures(), "stratum1-figures")
 
 
 @pytest.fixture
 def figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """Record one line (a score, a count) that the terminal summary prints under "stratum1 figures"."""
-    return request.config.stash[FIGURES].append
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    lines = config.stash.get(FIGURES, [])
-    if lines:
-        terminalreporter.section("stratum1 figures")
-        for line in lines:
-            terminalreporter.write_line(line)
+    return lambda line: request.node.user_properties.append((FIGURE, line))

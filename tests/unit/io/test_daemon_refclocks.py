@@ -24,7 +24,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     while time.monotonic() < end:
         if predicate():
             return
-        time.sleep(0.1)
+        time.sleep(0.02)
     raise AssertionError(f"no {what} within {timeout} s")
 
 

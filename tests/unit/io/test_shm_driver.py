@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 
 import pytest
 
@@ -115,7 +116,9 @@ def test_native_layout_is_the_machines() -> None:
     assert native_layout() is (LAYOUT_64 if ctypes.sizeof(ctypes.c_long) == 8 else LAYOUT_32)
 
 
-TEST_KEY = 0x53543130  # "ST10": a key of these tests' own, made with IPC_EXCL and removed at the end
+#: "ST" and this process's id: a key of these tests' own (one per pytest-xdist worker), made with IPC_EXCL and
+#: removed at the end
+TEST_KEY = 0x53540000 | (os.getpid() & 0xFFFF)
 
 
 class _TestKey(SysvShm):
@@ -170,7 +173,7 @@ def test_real_sysv_attach_error_names_the_key() -> None:
     libc = _libc()
     shmid = _make(libc, 16)
     try:
-        with pytest.raises(OSError, match="0x53543130") as e:
+        with pytest.raises(OSError, match=f"shmget\\(0x{TEST_KEY:08x}, 96\\)") as e:
             SysvShm().attach(TEST_KEY, 96, 0o600)
         assert e.value.errno == errno.EINVAL
         seg = SysvShm().attach(TEST_KEY, 16, 0o600)

@@ -62,10 +62,24 @@ def _serve_once(sock: UdpServerSocket, client: socket.socket, payloads: list[byt
     assert select.select([sock.sock], [], [], 2.0)[0], "the datagrams never arrived"
     time.sleep(0.01)  # all of them queued: one wake-up reads them all
     sock.on_readable()
+    return _replies(sock, client)
+
+
+#: Sent by the server's socket after it has answered: the replies (sent before it, on loopback) are all in.
+END = b"end of the replies"
+
+
+def _replies(sock: UdpServerSocket, client: socket.socket) -> list[bytes]:
+    """The datagrams ``sock`` has sent to ``client``: read up to an end marker ``sock`` sends now."""
+    sock.sock.sendto(END, client.getsockname())
     replies = []
-    while select.select([client], [], [], 0.2)[0]:
-        replies.append(client.recv(2048))
-    return replies
+    while select.select([client], [], [], 5.0)[0]:
+        data = client.recv(2048)
+        if data == END:
+            assert not select.select([client], [], [], 0)[0], "a datagram after the end marker"
+            return replies
+        replies.append(data)
+    raise AssertionError(f"no end marker within 5 s (after {len(replies)} replies)")
 
 
 @pytest.mark.parametrize("plane", ["python"])
@@ -266,9 +280,9 @@ def test_compiled_wait_answers_plain_requests_without_python(client: socket.sock
 def test_timers_run_while_the_compiled_wait_serves(client: socket.socket) -> None:
     sock = UdpServerSocket("127.0.0.1", 0, _server(), fast=True)
     ticks: list[float] = []
-    with _Running(sock) as running:
-        running.loop.call_every(0.05, lambda: ticks.append(time.monotonic()))
-        # call_every from another thread takes effect at the next return: at most the 1 s bound of a wait
+    running = _Running(sock)
+    running.loop.call_every(0.05, lambda: ticks.append(time.monotonic()))  # before the loop's thread starts
+    with running:
         deadline = time.monotonic() + 3.0
         while len(ticks) < 5 and time.monotonic() < deadline:
             request, _ = client_request(time.time_ns())

@@ -8,12 +8,14 @@ fallback when mode 6 is refused (``noquery``).
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import pytest
 from harness import LOCAL_CLOCK_CONF, serving
 from status_sample import HOLDOVER, SNAP, UNSYNC
 
+from appliance.lcd import runner
 from appliance.lcd.pages import LCD_16X2, LCD_20X4, PAGE_NAMES, LcdView, pages, render
 from appliance.lcd.runner import Mode6ViewSource, NtpViewSource
 from appliance.lcd.view import view_from_mode6, view_from_snapshot
@@ -74,7 +76,9 @@ def test_the_variables_as_ntpd_writes_them() -> None:
         mode6client.reply(mode6client.request(2, 5)[:1] + b"\x82" + mode6client.request(2, 5)[2:], 2, 6)
 
 
-def test_mode6_over_loopback_then_ntp_when_refused(caplog: pytest.LogCaptureFixture) -> None:
+def test_mode6_over_loopback_then_ntp_when_refused(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with serving(LOCAL_CLOCK_CONF) as app:
         server = ("127.0.0.1", app.settings.port)
         fallback = NtpViewSource(server)
@@ -84,6 +88,8 @@ def test_mode6_over_loopback_then_ntp_when_refused(caplog: pytest.LogCaptureFixt
         assert view.alarms == ("Local clock only",) and view.fix is None  # the local clock: no GPS variables
         assert view.offset_ns is not None and view.jitter_ns is not None
     refused = LOCAL_CLOCK_CONF.replace("restrict 127.0.0.1\n", "restrict 127.0.0.1 noquery\n")
+    # the request is dropped: wait 0.2 s for the answer that never comes (the display's own wait is 1 s)
+    monkeypatch.setattr(runner, "query_mode6", functools.partial(runner.query_mode6, timeout_s=0.2))
     with serving(refused) as app, caplog.at_level(logging.INFO):
         server = ("127.0.0.1", app.settings.port)
         source = Mode6ViewSource(server, NtpViewSource(server))

@@ -91,7 +91,7 @@ def test_the_daemon_writes_what_the_config_asks(tmp_path: Path) -> None:
         while time.monotonic() < deadline and not (
             list(tmp_path.glob("loopstats.*")) and list(tmp_path.glob("peerstats.*"))
         ):
-            time.sleep(0.5)
+            time.sleep(0.05)
     finally:
         app.stop()
         app.close()
