@@ -5,9 +5,12 @@ system state and sends it a run of datagrams (random octets, mutated client,
 symmetric, control and private-mode requests, authenticated and extension-field
 trailers) from a few random addresses in any textual form, from any port, at
 receive times that go forwards, stand still or step back. For every datagram:
-no exception, a reply never longer than the request (a mode 6 answer
-included), never a mode 7 answer, never an answer to a response, and a KoD that
-carries no time. At the end every datagram is accounted for exactly once:
+no exception, a reply never longer than the request (no amplification) but
+for a mode 6 answer to an address the table lets query (``noquery`` off: the
+operator's choice, as in ntpd; a nonce or the system variables are longer
+than the 12-octet request), which is never more than ntpq's 8 fragments and
+never goes to an address with ``noquery``; never a mode 7 answer, never an
+answer to a response, and a KoD that carries no time. At the end every datagram is accounted for exactly once:
 served, answered as control, sent a KoD, or dropped with a reason.
 
 Where the compiled data plane is built, the same run goes through it, the
@@ -28,7 +31,8 @@ from hypothesis import strategies as st
 
 from appliance.config.model import Discard, Location, RestrictRule
 from appliance.io import fastpath
-from appliance.ntp.access import FLAG_BITS, AccessTable
+from appliance.ntp import mode6
+from appliance.ntp.access import FLAG_BITS, NOQUERY, AccessTable
 from appliance.ntp.exchange import client_request
 from appliance.ntp.mode6 import HEADER as MODE6_HEADER
 from appliance.ntp.ratelimit import RateLimiter
@@ -170,17 +174,21 @@ def traffic(draw: st.DrawFn, rules: list[RestrictRule]) -> list[tuple[bytes, str
 # -- what must hold ----------------------------------------------------------------------------
 
 
-def check_reply(data: bytes, reply: bytes | None) -> bool:
-    """The rules for one answer; return whether it was a RATE KoD."""
+def check_reply(data: bytes, reply: bytes | None, may_query: bool) -> bool:
+    """The rules for one answer (``may_query``: the sender's restrict flags lack noquery); return whether it
+    was a RATE KoD."""
     if reply is None:
         return False
-    assert len(reply) <= len(data), f"amplification: {len(data)} -> {len(reply)} octets"
     mode = data[0] & 7
     assert mode in (0, 1, 3, 6), f"mode {mode} answered"
     if mode == 6:
+        assert may_query, "a mode 6 answer to an address with noquery"
         assert data[1] & 0x80 == 0, "a mode 6 response was answered"
-        assert reply[0] & 7 == 6 and reply[1] & 0x80, "a mode 6 answer is a response"
+        parts = mode6.datagrams(reply)
+        assert b"".join(parts) == reply and 1 <= len(parts) <= mode6.MAX_FRAGMENTS, f"{len(parts)} fragments"
+        assert all(p[0] & 7 == 6 and p[1] & 0x80 for p in parts), "a mode 6 answer is a response"
         return False
+    assert len(reply) <= len(data), f"amplification: {len(data)} -> {len(reply)} octets"
     assert len(reply) in (48, 52)
     if reply[1] == 0:  # stratum 0: a Kiss-o'-Death
         assert reply[12:16] == b"RATE"
@@ -205,7 +213,7 @@ def run(
     replies = kods = 0
     for data, ip, port, rx in events:
         reply = answer(data, ip, port, rx)
-        kod = check_reply(data, reply)
+        kod = check_reply(data, reply, not server.access.lookup(ip, port).flags & NOQUERY)
         kods += kod
         replies += reply is not None
         event("KoD" if kod else f"mode {data[0] & 7} {'answered' if reply else 'dropped'}" if data else "empty")
@@ -264,7 +272,7 @@ def test_compiled_data_plane_any_datagram_source_port_and_table(
 
 
 def test_mode6_answer_is_never_longer_than_its_request() -> None:
-    """The bound the property leans on, in the small: a 12-octet READSTAT gets 12 octets back."""
+    """In the small: a 12-octet READSTAT with no associations gets 12 octets back."""
     rules = [RestrictRule(ipaddress.ip_network("127.0.0.1/32"), 4, frozenset(), HERE)]
     server = NtpServer(AccessTable.from_rules(rules), RateLimiter(Discard()), state=SystemState())
     request = MODE6_HEADER.pack(2 << 3 | 6, 1, 7, 0, 0, 0, 0)
