@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import select
+import socket
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,23 @@ def unit_service_settings(unit: Path) -> list[tuple[str, str]]:
         if section == "[Service]":
             out.append((key, value))
     return out
+
+
+#: Sent by a server's socket after it has answered: the replies (sent before it, on loopback) are all in.
+END_OF_REPLIES = b"end of the replies"
+
+
+def replies_before_marker(server: socket.socket, client: socket.socket) -> list[bytes]:
+    """The datagrams ``server`` has sent to ``client`` so far: read up to an end marker ``server`` sends now.
+
+    On loopback the datagrams of one socket arrive in order, so the marker comes after every reply sent
+    before this call: no waiting for a silence."""
+    server.sendto(END_OF_REPLIES, client.getsockname())
+    replies = []
+    while select.select([client], [], [], 5.0)[0]:
+        data = client.recv(2048)
+        if data == END_OF_REPLIES:
+            assert not select.select([client], [], [], 0)[0], "a datagram after the end marker"
+            return replies
+        replies.append(data)
+    raise AssertionError(f"no end marker within 5 s (after {len(replies)} replies)")

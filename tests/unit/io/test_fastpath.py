@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import replies_before_marker
 
 from appliance.config.model import Discard, Location, RestrictRule
 from appliance.config.parser import parse_config
@@ -251,18 +252,7 @@ def _exchange(server_sock: UdpServerSocket, client: socket.socket, payloads: lis
     select.select([server_sock.sock], [], [], 2.0)
     server_sock.on_readable()
     # the replies were sent before on_readable returned: an end marker sent now by the same socket comes after them
-    server_sock.sock.sendto(END, client.getsockname())
-    replies = []
-    while select.select([client], [], [], 5.0)[0]:
-        data = client.recv(2048)
-        if data == END:
-            assert not select.select([client], [], [], 0)[0], "a datagram after the end marker"
-            return replies
-        replies.append(data)
-    raise AssertionError(f"no end marker within 5 s (after {len(replies)} replies)")
-
-
-END = b"end of the replies"
+    return replies_before_marker(server_sock.sock, client)
 
 
 @contextlib.contextmanager
@@ -698,10 +688,7 @@ def test_serve_is_for_one_thread_at_a_time() -> None:
             client.sendto(plain, sock.getsockname())
         select.select([sock], [], [], 2.0)
         assert box["native"].serve(64) is None
-        sock.sendto(END, client.getsockname())  # after the replies, from the same socket
-        replies = []
-        while select.select([client], [], [], 5.0)[0] and (data := client.recv(2048)) != END:
-            replies.append(data)
+        replies = replies_before_marker(sock, client)
         assert len(replies) == 3 and all(struct.unpack("!Q", r[24:32])[0] == xmt for r in replies)
         assert len(errors) == 2 and all("one thread" in str(e) for e in errors)
         assert box["native"].serve(64) is None  # and it serves again afterwards

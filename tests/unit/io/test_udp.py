@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import pytest
 from status_sample import SNAP
+from support import replies_before_marker
 
 from appliance.config.model import Discard, Location, RestrictRule
 from appliance.io import fastpath
@@ -62,24 +63,7 @@ def _serve_once(sock: UdpServerSocket, client: socket.socket, payloads: list[byt
     assert select.select([sock.sock], [], [], 2.0)[0], "the datagrams never arrived"
     time.sleep(0.01)  # all of them queued: one wake-up reads them all
     sock.on_readable()
-    return _replies(sock, client)
-
-
-#: Sent by the server's socket after it has answered: the replies (sent before it, on loopback) are all in.
-END = b"end of the replies"
-
-
-def _replies(sock: UdpServerSocket, client: socket.socket) -> list[bytes]:
-    """The datagrams ``sock`` has sent to ``client``: read up to an end marker ``sock`` sends now."""
-    sock.sock.sendto(END, client.getsockname())
-    replies = []
-    while select.select([client], [], [], 5.0)[0]:
-        data = client.recv(2048)
-        if data == END:
-            assert not select.select([client], [], [], 0)[0], "a datagram after the end marker"
-            return replies
-        replies.append(data)
-    raise AssertionError(f"no end marker within 5 s (after {len(replies)} replies)")
+    return replies_before_marker(sock.sock, client)
 
 
 @pytest.mark.parametrize("plane", ["python"])
