@@ -66,13 +66,15 @@ for u in $hw_units; do
   chroot "$R" systemctl enable "$u" >/dev/null 2>&1 || { echo "cannot enable $u" >&2; exit 1; }
 done
 say "fake-hwclock units: $hw_units($(chroot "$R" systemctl is-enabled $hw_units 2>/dev/null | tr '\n' ' ' || true))"
-# The status readers' units (stratum1-lcd, -web, -exporter), which the package leaves disabled, need settings
-# first (the web page and the exporter a --listen address, the LCD a display on the I2C bus and its
-# options): enabled unconfigured, they fail and restart every 5 s for ever, a Python start each time.
-# The image leaves them disabled; docs/display.md says how to set one up and enable it.
+# The status readers' units (stratum1-lcd, -web, -exporter) need settings first (the web page and the
+# exporter a --listen address, the LCD a display on the I2C bus and its options): enabled unconfigured, they
+# fail and restart every 5 s for ever, a Python start each time. The package leaves them disabled
+# (debian/rules); the build stops if one came out enabled. docs/display.md says how to set one up.
 for u in stratum1-lcd.service stratum1-web.service stratum1-exporter.service; do
-  [ ! -e "$R/usr/lib/systemd/system/$u" ] || chroot "$R" systemctl disable "$u" >/dev/null 2>&1 ||
-    { echo "cannot disable $u" >&2; exit 1; }
+  if [ -e "$R/usr/lib/systemd/system/$u" ] && chroot "$R" systemctl is-enabled --quiet "$u" 2>/dev/null; then
+    echo "$u is enabled in the image: the package should leave it disabled (debian/rules)" >&2
+    exit 1
+  fi
 done
 chroot "$R" systemctl mask serial-getty@ttyAMA0.service serial-getty@serial0.service >/dev/null 2>&1
 # systemd's ssh generator looks for AF_VSOCK (virtual machines) and fails on a Pi; ssh.service is enabled.
