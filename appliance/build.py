@@ -323,7 +323,10 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
     writer = PtyWriter(receiver, true_ns, link=f"{link_dir}/gps0")
     running.closers.append(writer.close)
     writer.attach(edge.loop, 0.005)
-    pps = FakePps(true_ns, clock.now_ns, jitter_ns=simulation.pps_jitter_ns, seed=simulation.seed)
+    # the true time is the kernel's CLOCK_REALTIME: an edge's stamp is that time mapped onto the served clock,
+    # as the kernel stamps a real edge (no reading of two clocks one after the other, which comes out early)
+    local_at = edge.from_kernel_ns
+    pps = FakePps(true_ns, clock.now_ns, jitter_ns=simulation.pps_jitter_ns, seed=simulation.seed, local_at=local_at)
     on_pulse = functools.partial(_nmea_pulse, tk, name, nmea)
 
     def pulses() -> None:

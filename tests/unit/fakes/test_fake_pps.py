@@ -51,6 +51,29 @@ def test_exact_when_true_time_is_advanced_to_the_edge() -> None:
     assert pulses[-1].local_ns == c.local() + 50
 
 
+def test_local_at_maps_the_edge_itself_however_late_the_tick() -> None:
+    """Given the mapping of true time onto the local clock, an edge's stamp is that map of the edge: no reading.
+
+    Reading the local clock and then the true clock (the fallback) stamps every edge early by the time between
+    the two readings; on a real-time ``--simulate`` that came to 6-8 us, and the appliance served that far ahead.
+    """
+    c = Clocks()
+    reads = []
+
+    def local() -> int:
+        reads.append(c.true)
+        return c.local()
+
+    def local_at(true_ns: int) -> int:  # the same clock as Clocks.local, at any true time
+        return true_ns - 2_000_000 + (true_ns - T0) // 10_000
+
+    pps = FakePps(lambda: c.true, local, local_at=local_at, offset_ns=50)
+    c.advance(3 * S + 7_654_321)  # the tick comes late: three edges passed, the last 341 ms ago
+    pulses = pps.tick()
+    assert [p.local_ns for p in pulses] == [local_at(T0 + k * S) + 50 for k in (1, 2, 3)]
+    assert reads == []
+
+
 def test_stop_resume_and_skip() -> None:
     c = Clocks()
     pps = FakePps(lambda: c.true, c.local)
