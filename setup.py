@@ -14,7 +14,8 @@ if sys.platform.startswith("linux"):
         Extension(
             "appliance.io._fastpath",
             ["appliance/io/_fastpath.c"],
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-ffp-contract=off"],
+            libraries=["m"],
             optional=True,
         )
     )

@@ -36,7 +36,7 @@ from appliance.build import (
 from appliance.clock.base import Clock
 from appliance.clock.discipline import Discipline
 from appliance.clock.drift import DriftFile
-from appliance.clock.soft import SoftClock
+from appliance.clock.soft import ClockMap, SoftClock
 from appliance.config.changes import config_changes
 from appliance.config.model import Config
 from appliance.io.fastpath import mru_table, rate_limiter
@@ -149,6 +149,7 @@ class Appliance:
         self.config = config
         self.settings = settings
         self.simulation = simulation
+        base_read_ns = read_ns
         self._open_pps = open_pps  # None: the real devices (tests pass fakes: appliance.build.Edge)
         self.loop = EventLoop()
         self.precision = measure_precision(read_ns)
@@ -198,12 +199,23 @@ class Appliance:
         )
         self.sockets: list[UdpServerSocket] = []
         self._from_kernel_ns = from_kernel_ns
-        # The compiled data plane reads CLOCK_REALTIME itself: only when that is the clock served.
-        self._fast = settings.fastpath and from_kernel_ns is None and _reads_realtime(self.clock, read_ns)
+        # The compiled data plane reads CLOCK_REALTIME itself: when that is the clock served, or a soft clock
+        # over it (then it maps its readings with the soft clock's map, handed over after every change).
+        self._soft = (
+            self.clock
+            if isinstance(self.clock, SoftClock) and base_read_ns is time.time_ns and self.clock.clock_map()
+            else None
+        )
+        realtime = from_kernel_ns is None and _reads_realtime(self.clock, read_ns)
+        self._fast = settings.fastpath and (realtime or self._soft is not None)
         self._thread: threading.Thread | None = None
         try:  # whatever fails part-way, what was made so far (sockets, temporary directories) goes
             for address in settings.listen:
                 self._open(address)
+            if self._fast and self._soft is not None:
+                soft = self._soft
+                soft.watch(self._follow_clock)
+                self._closers.append(lambda: soft.unwatch(self._follow_clock))
             self.loop.set_wait(compiled_wait(self.sockets))  # plain requests answered in C, wait included
             if self.clock is not None:
                 self._start_timekeeper(self.clock, lines, simulation)
@@ -214,6 +226,11 @@ class Appliance:
         self.loop.call_every(1.0 if self.timekeeper else 16.0, self.refresh_state)
         self.loop.call_every(3600.0, self.log_counters)
         self._start_status(settings.status_socket)
+
+    def _follow_clock(self, clock_map: ClockMap | None) -> None:
+        """The soft clock served changed: each socket's compiled plane maps its times with the new map."""
+        for sock in self.sockets:
+            sock.set_clock_map(clock_map)
 
     def _rate_limiter(self, config: Config) -> RateLimiter:
         """The table for ``discard``: the compiled one where the compiled data plane may serve."""
@@ -284,6 +301,7 @@ class Appliance:
                 from_kernel_ns=self._from_kernel_ns,
                 rcvbuf=self.settings.rcvbuf,
                 fast=self._fast,
+                clock_map=self._soft.clock_map() if self._fast and self._soft is not None else None,
             )
         except OSError as e:
             if e.errno == errno.EAFNOSUPPORT or (":" in address and not socket.has_ipv6):

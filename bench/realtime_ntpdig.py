@@ -13,6 +13,15 @@ ntpdig's +/- for it, and where the appliance's log is.
 same ntpdig right after each read of the appliance. Its reads are the host clock against itself: whatever they
 show beyond 0 is the client's and the loaded machine's, not the appliance's.
 
+``--trace`` (one query per read) shows where each read's time went: a packet capture on each namespace's
+loopback (``bench/lo_capture.py``) gives the kernel's time of the request and of the reply, and with the four
+timestamps of the exchange (ntpdig's receive time worked back from its offset) each read splits into five
+legs: the client's send (its transmit timestamp to the request on the wire), the server's receive (the request
+on the wire to its receive timestamp), the server's residence, the server's send (its transmit timestamp to
+the reply on the wire) and the client's receive (the reply on the wire to its receive time). The offset a read
+shows is the served clock's own plus half of (client's send + server's receive - server's send - client's
+receive).
+
 Needs root (``ip netns``); prints figures, not a test. Run as
 ``sudo /work/venv/bin/python bench/realtime_ntpdig.py --minutes 20``.
 """
@@ -75,6 +84,64 @@ def read_once(ns: str | None, samples: int = 1) -> tuple[float, int, float] | No
         return None
 
 
+def ntp_to_posix_ns(value: int) -> int:
+    return ((value >> 32) - 2_208_988_800) * 1_000_000_000 + ((value & 0xFFFF_FFFF) * 1_000_000_000 >> 32)
+
+
+LEGS = ("client send", "server receive", "server residence", "server send", "client receive")
+
+
+def trace_legs(capture: Path, windows: list[tuple[int, int, float | None]]) -> list[tuple[float, ...]]:
+    """Each answered read's offset and five legs, us (see the module docstring), from ``lo_capture.py``'s lines.
+
+    ``windows``: per read, the host time just before ntpdig started and just after it ended, and the offset it
+    printed (None: no answer). A read's request is the one captured inside its window, its reply the one that
+    carries the request's transmit timestamp as origin.
+    """
+    requests: list[tuple[int, int]] = []  # (capture ns, transmit timestamp)
+    replies: dict[int, tuple[int, int, int]] = {}  # by origin: (capture ns, receive, transmit)
+    for line in capture.read_text().splitlines():
+        stamp, sport, dport, origin, receive, transmit = (int(f) for f in line.split())
+        if dport == 123:
+            requests.append((stamp, transmit))
+        elif sport == 123:
+            replies[origin] = (stamp, receive, transmit)
+    legs = []
+    for start, end, offset in windows:
+        if offset is None:
+            continue
+        mine = [(stamp, t1) for stamp, t1 in requests if start <= stamp <= end]
+        if len(mine) != 1 or mine[0][1] not in replies:
+            continue
+        out_stamp, t1_raw = mine[0]
+        back_stamp, t2_raw, t3_raw = replies[t1_raw]
+        t1, t2, t3 = ntp_to_posix_ns(t1_raw), ntp_to_posix_ns(t2_raw), ntp_to_posix_ns(t3_raw)
+        t4 = t2 - t1 + t3 - 2 * offset * 1e9  # ntpdig's receive time, from the offset it printed
+        legs.append(
+            (
+                offset * 1e6,
+                (out_stamp - t1) / 1e3,
+                (t2 - out_stamp) / 1e3,
+                (t3 - t2) / 1e3,
+                (back_stamp - t3) / 1e3,
+                (t4 - back_stamp) / 1e3,
+            )
+        )
+    return legs
+
+
+def print_trace(label: str, legs: list[tuple[float, ...]], bound_us: float) -> None:
+    print(f"where the time went, {label} ({len(legs)} reads traced), us:")
+    for i, name in enumerate(LEGS, start=1):
+        print("  " + percentiles(f"{name:16s}", [row[i] for row in legs]))
+    over = [row for row in legs if abs(row[0]) > bound_us]
+    for row in over[:20]:
+        split = ", ".join(f"{name} {us:.0f}" for name, us in zip(LEGS, row[1:], strict=True))
+        print(f"  over the bound: {row[0]:+.0f} = {split}")
+    if len(over) > 20:
+        print(f"  ... and {len(over) - 20} more over the bound")
+
+
 def percentiles(label: str, values_us: list[float]) -> str:
     return (
         f"{label} p50 {percentile(values_us, 0.5):.1f} us, p90 {percentile(values_us, 0.9):.1f} us, "
@@ -107,9 +174,15 @@ def main() -> int:
     ap.add_argument("--lock-timeout", type=float, default=300.0, help="seconds to wait for lock (300)")
     ap.add_argument("--reference", action="store_true", help="read a chronyd serving the host clock too")
     ap.add_argument(
+        "--trace", action="store_true", help="capture loopback and split each read into its legs (one query a read)"
+    )
+    ap.add_argument(
         "--samples", type=int, default=1, help="queries per read, ntpdig -p: it reports the closest (default 1)"
     )
     args = ap.parse_args()
+    if args.trace and args.samples > 1:
+        print("realtime_ntpdig: --trace needs one query per read (--samples 1)", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("realtime_ntpdig: needs root (ip netns)", file=sys.stderr)
         return 2
@@ -127,6 +200,7 @@ def main() -> int:
     ref_ns = None
     reads: list[tuple[float, float, float]] = []  # (s since lock, offset s, +/- s)
     ref_reads: list[tuple[float, float, float]] = []
+    windows: dict[str, list[tuple[int, int, float | None]]] = {}  # --trace: per namespace, each read's window
     try:
         with log_path.open("w") as log:
             procs.append(
@@ -171,18 +245,35 @@ def main() -> int:
         wall_lock = time.time()
         each = f"reads of {args.samples} queries each (ntpdig -p {args.samples})" if args.samples > 1 else "reads"
         print(f"lock after {locked_at - started:.1f} s; {each} for {args.minutes:g} min", flush=True)
+        if args.trace:
+            for name in namespaces:
+                windows[name] = []
+                with (work / f"capture-{name}.txt").open("w") as capture:
+                    procs.append(
+                        subprocess.Popen(
+                            ["ip", "netns", "exec", name, sys.executable, str(ROOT / "bench" / "lo_capture.py")],
+                            stdout=capture,
+                        )
+                    )
+            time.sleep(1.0)  # the captures are listening
         misses = 0
-        next_at = locked_at
+        next_at = time.monotonic()
         next_report = locked_at + 60
         while time.monotonic() - locked_at < args.minutes * 60:
             next_at += args.interval
+            before = time.time_ns()
             r = read_once(ns, args.samples)
+            if args.trace:
+                windows[ns].append((before, time.time_ns(), r[0] if r else None))
             since = time.monotonic() - locked_at
             if r is None:
                 misses += 1
             else:
                 reads.append((since, r[0], r[2]))
+            before = time.time_ns()
             ref = read_once(ref_ns, args.samples) if ref_ns is not None else None
+            if args.trace and ref_ns is not None:
+                windows[ref_ns].append((before, time.time_ns(), ref[0] if ref else None))
             if ref is not None:
                 ref_reads.append((since, ref[0], ref[2]))
             if r is not None and abs(r[0]) * 1e6 > args.bound_us:
@@ -220,6 +311,10 @@ def main() -> int:
             + percentiles("|offset|", [abs(o) * 1e6 for _, o, _ in ref_reads])
             + f"; over {bound:g} us: {ref_over}"
         )
+    if args.trace:
+        print_trace("stratum1", trace_legs(work / f"capture-{ns}.txt", windows[ns]), bound)
+        if ref_ns is not None:
+            print_trace("chronyd", trace_legs(work / f"capture-{ref_ns}.txt", windows[ref_ns]), bound)
     print(f"appliance log: {log_path} (lock at {time.strftime('%H:%M:%S', time.gmtime(wall_lock))} UTC)")
     return 0 if not over else 1
 

@@ -24,12 +24,21 @@ so it takes effect at exactly that reading however rarely the clock is
 read. :meth:`SoftClock.at_base_ns` maps base times after the leap; a base
 time from before the leap mapped after it is off by the leap second (the
 kernel's timestamps during 23:59:60 are ambiguous in the same way).
+
+With the Linux default slew model (:class:`~appliance.clock.slew.RateLimitedSlew`)
+the whole state of the map from base time to reading is a :class:`ClockMap`
+(:meth:`SoftClock.clock_map`), handed to each :meth:`SoftClock.watch`
+callback after every change: the compiled data plane
+(:mod:`appliance.io.fastpath`) serves the soft clock with it, mapping the
+kernel's receive timestamp and its own transmit reading as
+:meth:`SoftClock.at_base_ns` does, to the nanosecond.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 from appliance.clock.base import (
     DEFAULT_MAX_SLEW_RATE_PPB,
@@ -41,6 +50,24 @@ from appliance.clock.base import (
 )
 from appliance.clock.slew import RateLimitedSlew, SlewModel
 from appliance.ntp.packet import LEAP_NONE
+
+
+class ClockMap(NamedTuple):
+    """What a :class:`SoftClock` with a :class:`RateLimitedSlew` reads at any base time, as plain numbers.
+
+    At base time ``b``, with ``e = b - base_anchor``: ``local_anchor + round(local_frac + e + e * frequency_ppb
+    * 1e-9 + slewed)``, ``slewed`` being ``copysign(min(|pending_ns|, slew_rate_ppm * 1e-6 * e), pending_ns)``
+    for ``e > 0`` (else 0); plus ``leap_step`` from the reading ``leap_at`` on, while a leap is armed (not None).
+    """
+
+    base_anchor: int
+    local_anchor: int
+    local_frac: float
+    frequency_ppb: float
+    pending_ns: float
+    slew_rate_ppm: float
+    leap_at: int | None
+    leap_step: int
 
 
 class SoftClock:
@@ -75,6 +102,37 @@ class SoftClock:
         self._leap_at: int | None = None
         self._leap_step = 0
         self._sync = SyncStatus()
+        self._watchers: list[Callable[[ClockMap | None], object]] = []
+
+    def clock_map(self) -> ClockMap | None:
+        """The map from base time to reading as it stands (:class:`ClockMap`); None for another slew model."""
+        if not isinstance(self._slew, RateLimitedSlew):
+            return None
+        return ClockMap(
+            self._base_anchor,
+            self._local_anchor,
+            self._local_frac,
+            self._frequency_ppb,
+            self._pending_ns,
+            self._slew.rate_ppm,
+            self._leap_at,
+            self._leap_step,
+        )
+
+    def watch(self, callback: Callable[[ClockMap | None], object]) -> None:
+        """Call ``callback`` with :meth:`clock_map` now and after every change of the clock (until :meth:`unwatch`)."""
+        self._watchers.append(callback)
+        callback(self.clock_map())
+
+    def unwatch(self, callback: Callable[[ClockMap | None], object]) -> None:
+        if callback in self._watchers:
+            self._watchers.remove(callback)
+
+    def _changed(self) -> None:
+        if self._watchers:
+            state = self.clock_map()
+            for callback in list(self._watchers):
+                callback(state)
 
     def _state(self, base: int) -> tuple[float, float]:
         """Return (reading minus ``_local_anchor``, pending) at base time ``base``; changes nothing."""
@@ -135,11 +193,13 @@ class SoftClock:
         frequency = clamp_frequency(frequency_ppb, self._max_slew_ppb)
         self._reanchor()
         self._frequency_ppb = frequency
+        self._changed()
 
     def accrue_offset_ns(self, offset_ns: int) -> None:
         """Add ``offset_ns`` to the pending slew (+: forwards)."""
         self._reanchor()
         self._pending_ns += offset_ns
+        self._changed()
 
     def offset_correction_ns(self) -> int:
         """The slew still pending, ns (+: the clock will still move forwards)."""
@@ -149,6 +209,7 @@ class SoftClock:
         """Jump by ``offset_ns`` (+: forwards); the pending slew is kept."""
         self._reanchor()
         self._local_anchor += offset_ns
+        self._changed()
 
     def set_leap(self, leap: int) -> None:
         """Arm (1 insert, 2 delete) a leap second at the next midnight UTC of this clock, or disarm (0).
@@ -162,6 +223,7 @@ class SoftClock:
         self._reanchor()
         self._leap = leap
         self._leap_at, self._leap_step = arm_leap(leap, self._local_anchor + round(self._local_frac))
+        self._changed()
 
     def set_sync_status(self, synchronised: bool, est_error_ns: int, max_error_ns: int) -> None:
         """Record the sync status and error estimates (ns)."""

@@ -14,7 +14,11 @@
  * What it adds over the Python path is only speed: one recvmmsg(2) reads up
  * to 64 datagrams, each with its kernel receive timestamp (SO_TIMESTAMPNS);
  * each reply gets its own CLOCK_REALTIME reading right before its own
- * sendto(2), as in the Python path. The reply's header fields come from
+ * sendto(2), as in the Python path. Where the served clock is a soft clock
+ * (appliance.clock.soft: CLOCK_REALTIME corrected in software), both times are
+ * mapped onto it with the clock map the soft clock hands over after each
+ * change (set_clock_map): the same arithmetic as SoftClock.at_base_ns, in
+ * the same order, so both paths give the same nanosecond. The reply's header fields come from
  * NtpServer.reply_prefix (called back once per second and key, so the state is
  * never interpreted twice). Every datagram it does not ignore is counted in
  * the MRU list of recent clients (Mru, appliance.ntp.mru's table in C), which
@@ -42,6 +46,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
@@ -835,6 +840,36 @@ typedef struct {
 
 #define PREFIX_COUNT (4 * 256 * 2) /* [4 versions][256 polls][2: is_default] */
 
+/* appliance.clock.soft.SoftClock's state (its clock_map()): the served time at CLOCK_REALTIME `base` is
+ *   local_anchor + round(local_frac + e + e * frequency_ppb * 1e-9 + slewed(e)),  e = base - base_anchor,
+ * slewed(e) = copysign(min(|pending_ns|, slew_rate_ppm * 1e-6 * e), pending_ns) for e > 0 (else 0), then
+ * + leap_step from the reading leap_at on (an armed leap second). */
+typedef struct {
+    int on; /* 0: the served clock is CLOCK_REALTIME itself */
+    int leap_armed;
+    int64_t base_anchor, local_anchor, leap_at, leap_step;
+    double local_frac, frequency_ppb, pending_ns, slew_rate_ppm;
+} clock_map_t;
+
+/* The served clock's reading at CLOCK_REALTIME `base` (SoftClock.at_base_ns, operation for operation). */
+static int64_t
+served_ns(const clock_map_t *m, int64_t base)
+{
+    if (!m->on)
+        return base;
+    int64_t elapsed = base - m->base_anchor;
+    double e = (double)elapsed, done = 0.0;
+    if (elapsed > 0 && m->pending_ns != 0.0) {
+        double budget = m->slew_rate_ppm * 1e-6 * e;
+        done = copysign(fmin(fabs(m->pending_ns), budget), m->pending_ns);
+    }
+    double delta = m->local_frac + e + e * m->frequency_ppb * 1e-9 + done;
+    int64_t reading = m->local_anchor + (int64_t)nearbyint(delta); /* Python's round(): half to even */
+    if (m->leap_armed && reading >= m->leap_at)
+        reading += m->leap_step;
+    return reading;
+}
+
 typedef struct {
     PyObject_HEAD int fd;
     PyObject *prefix_fn; /* NtpServer.reply_prefix; NULL once closed */
@@ -845,6 +880,7 @@ typedef struct {
     Py_ssize_t n4, n6;
     uint64_t generation;
     prefix_t *prefixes; /* PREFIX_COUNT, for the life of the object */
+    clock_map_t clock;  /* the served clock over CLOCK_REALTIME (set_clock_map) */
     int busy;           /* serve() is running: its buffers below are in use */
     int dirty;          /* headers the last recvmmsg filled in: reset before the next */
     long long counters[C_COUNT];
@@ -1269,6 +1305,7 @@ serve_batch(Server *self, int limit, PyObject **punted)
                 c[C_NO_TIMESTAMP]++;
                 rx_ns = realtime_ns();
             }
+            rx_ns = served_ns(&self->clock, rx_ns);
             addr128 a;
             int port;
             if (name->ss_family == AF_INET && h->msg_namelen >= sizeof(struct sockaddr_in)) {
@@ -1286,7 +1323,7 @@ serve_batch(Server *self, int limit, PyObject **punted)
             int act = rx_ns < TIME_END ? decide(self, d, len, a, port, rx_ns, out) : ACT_PUNT;
             if (act == ACT_REPLY || act == ACT_KOD) {
                 if (act == ACT_REPLY) /* transmit timestamp: read right before this reply's own sendto */
-                    put64(out + 40, ntp64_from_ns(realtime_ns()));
+                    put64(out + 40, ntp64_from_ns(served_ns(&self->clock, realtime_ns())));
                 if (sendto(self->fd, out, HEADER_LEN, 0, (struct sockaddr *)name, h->msg_namelen) < 0)
                     c[C_SEND_ERRORS]++;
             } else if (act == ACT_PUNT) {
@@ -1521,6 +1558,61 @@ fail: /* put them back: no count is lost to a failed allocation */
     return NULL;
 }
 
+/* Whether `t` (ns) may serve as an anchor of the clock map: a time, or a time's offset (leap_step). */
+static int
+anchor_ok(long long t, const char *what)
+{
+    if (t > -TIME_END && t < TIME_END)
+        return 1;
+    PyErr_Format(PyExc_OverflowError, "%s must lie within +-2**62 ns, not %lld", what, t);
+    return 0;
+}
+
+/* set_clock_map(None | (base_anchor, local_anchor, local_frac, frequency_ppb, pending_ns, slew_rate_ppm,
+ * leap_at or None, leap_step)): the served clock from now on (SoftClock.clock_map()); None: CLOCK_REALTIME. */
+static PyObject *
+Server_set_clock_map(Server *self, PyObject *arg)
+{
+    if (arg == Py_None) {
+        self->clock.on = 0;
+        Py_RETURN_NONE;
+    }
+    long long base_anchor, local_anchor, leap_step;
+    double frac, freq, pending, rate;
+    PyObject *leap_at;
+    if (!PyArg_ParseTuple(arg, "LLddddOL;the clock map is (base_anchor, local_anchor, local_frac, frequency_ppb, "
+                               "pending_ns, slew_rate_ppm, leap_at or None, leap_step)",
+                          &base_anchor, &local_anchor, &frac, &freq, &pending, &rate, &leap_at, &leap_step))
+        return NULL;
+    long long at = 0;
+    if (leap_at != Py_None && (at = PyLong_AsLongLong(leap_at)) == -1 && PyErr_Occurred())
+        return NULL;
+    if (!anchor_ok(base_anchor, "base_anchor") || !anchor_ok(local_anchor, "local_anchor") ||
+        !anchor_ok(at, "leap_at") || !anchor_ok(leap_step, "leap_step"))
+        return NULL;
+    if (!isfinite(frac) || !isfinite(freq) || !isfinite(pending) || !(rate > 0.0 && isfinite(rate)) ||
+        fabs(freq) > 1e8 || fabs(pending) > 1e18 || fabs(frac) >= 1.0) {
+        PyErr_SetString(PyExc_ValueError, "the clock map's frequency, pending offset, fraction or slew rate is "
+                                          "out of range");
+        return NULL;
+    }
+    clock_map_t m = {1, leap_at != Py_None, base_anchor, local_anchor, at, leap_step, frac, freq, pending, rate};
+    self->clock = m;
+    Py_RETURN_NONE;
+}
+
+/* served_ns(base_ns) -> the served clock's reading at CLOCK_REALTIME base_ns (for the tests). */
+static PyObject *
+Server_served_ns(Server *self, PyObject *arg)
+{
+    long long base = PyLong_AsLongLong(arg);
+    if (base == -1 && PyErr_Occurred())
+        return NULL;
+    if (!time_ok(base, "base_ns"))
+        return NULL;
+    return PyLong_FromLongLong(served_ns(&self->clock, base));
+}
+
 static PyObject *
 Server_invalidate(Server *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1550,6 +1642,8 @@ static PyMethodDef Server_methods[] = {
     {"serve", (PyCFunction)Server_serve, METH_VARARGS, "serve(limit) -> datagrams left to Python, or None"},
     {"handle", (PyCFunction)Server_handle, METH_VARARGS, "handle(data, ip, port, rx_ns, tx_ns) -> (action, reply)"},
     {"take_counters", (PyCFunction)Server_take_counters, METH_NOARGS, "the counts since the last call, by name"},
+    {"set_clock_map", (PyCFunction)Server_set_clock_map, METH_O, "serve a soft clock over CLOCK_REALTIME (None: it)"},
+    {"served_ns", (PyCFunction)Server_served_ns, METH_O, "served_ns(base_ns) -> the served clock's reading then"},
     {"invalidate", (PyCFunction)Server_invalidate, METH_NOARGS, "the served state changed: rebuild the prefixes"},
     {"close", (PyCFunction)Server_close, METH_NOARGS, "let go of the prefix callback, the limiter and the MRU table"},
     {NULL},

@@ -203,6 +203,7 @@ class FastServer:
             raise RuntimeError("the compiled data plane is not built here")
         self.fd = fd
         self.server = server
+        self._clock_map: tuple[Any, ...] | None = None  # None: CLOCK_REALTIME is served as it is
         self._native = self._build()
         self._retired: list[Any] = []  # replaced by a reload: their counts are still to be taken
         server.add_state_listener(self._invalidate)
@@ -213,7 +214,25 @@ class FastServer:
         v4, v6 = _rules(self.server.access)
         limiter = self.server.limiter if isinstance(self.server.limiter, _native.Limiter) else None
         mru = self.server.mru if isinstance(self.server.mru, _native.Mru) else None
-        return _native.Server(self.fd, v4, v6, self.server.reply_prefix, limiter, FLAG_BITS, mru)
+        native = _native.Server(self.fd, v4, v6, self.server.reply_prefix, limiter, FLAG_BITS, mru)
+        native.set_clock_map(self._clock_map)
+        return native
+
+    def set_clock_map(self, clock_map: tuple[Any, ...] | None) -> None:
+        """Serve the soft clock ``clock_map`` describes (:class:`appliance.clock.soft.ClockMap`), None: CLOCK_REALTIME.
+
+        The receive timestamps and the transmit readings are mapped onto it as
+        :meth:`~appliance.clock.soft.SoftClock.at_base_ns` maps them, to the
+        nanosecond. ValueError or OverflowError for a map out of range (the
+        one in force stays).
+        """
+        self._native.set_clock_map(clock_map)
+        self._clock_map = clock_map
+
+    def served_ns(self, base_ns: int) -> int:
+        """The served clock's reading at CLOCK_REALTIME ``base_ns``, as the C code works it out."""
+        served: int = self._native.served_ns(base_ns)
+        return served
 
     def _invalidate(self) -> None:
         self._native.invalidate()

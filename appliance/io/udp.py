@@ -13,9 +13,11 @@ to the same reply, octet for octet):
 - the reference, in Python: one ``recvmsg`` per datagram, up to
   :data:`_BATCH` per wake-up before timers get a look in;
 - the compiled data plane (:mod:`appliance.io.fastpath`), where it is built
-  and the served clock is the kernel's ``CLOCK_REALTIME``, for a socket made
-  with ``fast=True``: it reads up to 64 datagrams per ``recvmmsg``, answers
-  the plain client requests and hands the rest to the Python server. With
+  and the served clock is the kernel's ``CLOCK_REALTIME`` or a soft clock over
+  it (its :class:`~appliance.clock.soft.ClockMap` handed over with
+  :meth:`UdpServerSocket.set_clock_map`), for a socket made with
+  ``fast=True``: it reads up to 64 datagrams per ``recvmmsg``, answers the
+  plain client requests and hands the rest to the Python server. With
   :func:`compiled_wait` as the event loop's wait it also does the waiting, so
   a wake-up for plain requests runs no Python at all.
 
@@ -78,8 +80,10 @@ class UdpServerSocket:
     the served clock is the kernel's).
 
     ``fast=True`` asks for the compiled data plane; the caller promises that
-    ``read_ns`` reads ``CLOCK_REALTIME`` and passes no ``from_kernel_ns``
-    (ValueError otherwise). :attr:`data_plane` says which one serves.
+    ``read_ns`` reads ``CLOCK_REALTIME`` and passes no ``from_kernel_ns``, or
+    that both are a soft clock's over ``CLOCK_REALTIME`` and passes its map as
+    ``clock_map`` (and every later one to :meth:`set_clock_map`); ValueError
+    for ``from_kernel_ns`` without a map. :attr:`data_plane` says which one serves.
     """
 
     def __init__(
@@ -92,9 +96,13 @@ class UdpServerSocket:
         from_kernel_ns: Callable[[int], int] | None = None,
         rcvbuf: int | None = None,
         fast: bool = False,
+        clock_map: tuple[Any, ...] | None = None,
     ) -> None:
-        if fast and from_kernel_ns is not None:
-            raise ValueError("the compiled data plane serves CLOCK_REALTIME only: no from_kernel_ns with fast=True")
+        if fast and (from_kernel_ns is None) != (clock_map is None):
+            raise ValueError(
+                "the compiled data plane serves CLOCK_REALTIME, or a soft clock over it: with fast=True, "
+                "from_kernel_ns and clock_map go together"
+            )
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -117,6 +125,13 @@ class UdpServerSocket:
         self._fast: FastServer | None = None
         if fast and available():
             self._fast = FastServer(sock.fileno(), server)
+            if clock_map is not None:
+                self._fast.set_clock_map(clock_map)
+
+    def set_clock_map(self, clock_map: tuple[Any, ...] | None) -> None:
+        """The soft clock served changed (:meth:`appliance.clock.soft.SoftClock.watch`): the compiled plane follows."""
+        if self._fast is not None:
+            self._fast.set_clock_map(clock_map)
 
     @property
     def data_plane(self) -> str:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from appliance.clock.slew import ExponentialSlew
-from appliance.clock.soft import SoftClock
+from appliance.clock.soft import ClockMap, SoftClock
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE
 from appliance.timebase import NS_PER_S
 
@@ -174,3 +174,30 @@ def test_leap_follows_the_clocks_own_midnight_not_the_bases() -> None:
     base.t = MIDNIGHT - 3 * S
     assert clock.now_ns() == MIDNIGHT - S
     assert clock.at_base_ns(MIDNIGHT) == MIDNIGHT + 2 * S
+
+
+def test_watchers_get_the_map_now_and_after_every_change() -> None:
+    """What the compiled data plane serves with: the map as it stands, after each operation that changes it."""
+    base = [1_800_000_000 * 10**9]
+    clock = SoftClock(lambda: base[0])
+    seen: list[ClockMap | None] = []
+    clock.watch(seen.append)
+    assert seen == [clock.clock_map()]
+    base[0] += 10**9
+    clock.set_frequency_ppb(1_000)
+    clock.accrue_offset_ns(-5_000)
+    clock.step_ns(10**6)
+    clock.set_leap(1)
+    clock.set_sync_status(True, 1, 2)  # the time read does not change: no call
+    assert len(seen) == 5
+    last = seen[-1]
+    assert last is not None and last == clock.clock_map()
+    assert (last.frequency_ppb, last.pending_ns, last.slew_rate_ppm, last.leap_step) == (1_000, -5_000, 500.0, -(10**9))
+    assert last.leap_at is not None and last.base_anchor == base[0]
+    clock.unwatch(seen.append)
+    clock.step_ns(1)
+    assert len(seen) == 5
+
+
+def test_no_map_for_a_slew_the_map_cannot_describe() -> None:
+    assert SoftClock(lambda: 0, slew=ExponentialSlew()).clock_map() is None

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import tracemalloc
 import weakref
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import replies_before_marker
 
+from appliance.clock.soft import SoftClock
 from appliance.config.model import Discard, Location, RestrictRule
 from appliance.config.parser import parse_config
 from appliance.daemon import Appliance, ServeSettings
@@ -48,7 +50,7 @@ from appliance.ntp.packet import MAX_DATAGRAM
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, finish_reply
 from appliance.state import SystemState, local_clock_state
-from appliance.timebase import NS_PER_S, ntp64_from_ns
+from appliance.timebase import NS_PER_S, ns_from_ntp64, ntp64_from_ns
 
 needs_build = pytest.mark.skipif(not fastpath.available(), reason="the compiled data plane is not built here")
 HERE = Location("fast.conf", 1)
@@ -325,10 +327,94 @@ def test_socket_limits_a_flood_with_the_shared_table() -> None:
         assert server.counters.dropped == {"rate": 16} and server.counters.kod_sent == 1
 
 
-def test_fast_socket_refuses_a_mapped_clock() -> None:
+def test_fast_socket_refuses_a_mapped_clock_without_its_map() -> None:
     server = NtpServer(AccessTable.from_rules([]), RateLimiter(Discard()))
     with pytest.raises(ValueError, match="CLOCK_REALTIME"):
         UdpServerSocket("127.0.0.1", 0, server, fast=True, from_kernel_ns=lambda t: t)
+    with pytest.raises(ValueError, match="CLOCK_REALTIME"):
+        UdpServerSocket("127.0.0.1", 0, server, fast=True, clock_map=SoftClock(time.time_ns).clock_map())
+
+
+# -- a soft clock served from C ---------------------------------------------------------------------
+
+_clock_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.integers(0, 10**11)),
+        st.tuples(st.just("frequency"), st.floats(-600_000, 600_000, allow_nan=False)),
+        st.tuples(st.just("offset"), st.integers(-(10**10), 10**10)),
+        st.tuples(st.just("step"), st.integers(-(10**13), 10**13)),
+        st.tuples(st.just("leap"), st.integers(0, 2)),
+    ),
+    max_size=12,
+)
+
+
+@needs_build
+@settings(max_examples=300, deadline=None)
+@given(ops=_clock_ops, queries=st.lists(st.integers(-(10**11), 10**12), min_size=1, max_size=8))
+def test_the_c_map_reads_the_soft_clock_to_the_nanosecond(ops: list[tuple[str, Any]], queries: list[int]) -> None:
+    """After any run of frequency changes, slews, steps and leap seconds, C maps each base time as Python does."""
+    base = [NOW - 3 * 3600 * NS_PER_S + 7]  # three hours before a midnight UTC: a leap armed here can happen
+    clock = SoftClock(lambda: base[0])
+    fast = FastServer(-1, NtpServer(AccessTable.from_rules([]), RateLimiter(Discard())))
+    clock.watch(fast.set_clock_map)
+    for op, value in ops:
+        if op == "advance":
+            base[0] += value
+        elif op == "frequency":
+            clock.set_frequency_ppb(value)
+        elif op == "offset":
+            clock.accrue_offset_ns(value)
+        elif op == "step":
+            clock.step_ns(value)
+        else:
+            clock.set_leap(value)
+    for q in queries:
+        assert fast.served_ns(base[0] + q) == clock.at_base_ns(base[0] + q)
+    # the real clock's readings too, with the leap second that lies ahead
+    midnight = (clock.now_ns() // 86_400 // NS_PER_S + 1) * 86_400 * NS_PER_S
+    for t in (midnight - NS_PER_S - 1, midnight - 1, midnight, midnight + 1):
+        b = base[0] + (t - clock.now_ns())
+        if b > 0:
+            assert fast.served_ns(b) == clock.at_base_ns(b)
+
+
+@needs_build
+def test_a_soft_clock_is_served_from_c_with_its_own_time() -> None:
+    """A soft clock 5 s ahead and 100 ppm fast, slewing 2 ms: the compiled plane's T2 and T3 are its readings."""
+    clock = SoftClock(time.time_ns)
+    clock.step_ns(5 * NS_PER_S)
+    clock.set_frequency_ppb(100_000)
+    clock.accrue_offset_ns(2_000_000)
+    server = NtpServer(
+        AccessTable.from_rules(RULES), FastRateLimiter(Discard()), state=local_clock_state(10, -20, clock.now_ns())
+    )
+    sock = UdpServerSocket(
+        "127.0.0.1",
+        0,
+        server,
+        read_ns=clock.now_ns,
+        from_kernel_ns=clock.at_base_ns,
+        fast=True,
+        clock_map=clock.clock_map(),
+    )
+    clock.watch(sock.set_clock_map)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        client.bind(("127.0.0.1", 0))
+        assert sock.data_plane == "compiled"
+        for _ in range(3):
+            clock.set_frequency_ppb(clock.frequency_ppb() - 20_000)  # each change reaches the compiled plane
+            before = clock.now_ns()
+            (reply,) = _exchange(sock, client, [client_request(NOW)[0]])
+            after = clock.now_ns()
+            rx, tx = (ns_from_ntp64(v, before) for v in struct.unpack("!QQ", reply[32:48]))
+            assert before - 1 <= rx <= tx <= after + 1  # within the conversion's rounding to 2**-32 s
+        assert server.counters.served == 3
+    finally:
+        clock.unwatch(sock.set_clock_map)
+        client.close()
+        sock.close()
 
 
 @needs_build
@@ -392,9 +478,31 @@ def test_daemon_python_path_when_asked_or_when_the_clock_is_not_realtime() -> No
         assert isinstance(app.server.limiter, RateLimiter)
     finally:
         app.close()
-    soft = _appliance("server 127.0.0.1 iburst\n", clock="soft")  # an upstream (loopback): a soft clock
+    config = parse_config("server 127.0.0.1 iburst\n", "fast.conf")  # an upstream (loopback): a soft clock...
+    settings = ServeSettings(listen=("127.0.0.1",), port=0, clock="soft")
+    other = Appliance(config, settings, read_ns=lambda: time.time_ns() + 1)  # ...over a clock not CLOCK_REALTIME
     try:
-        assert [s.data_plane for s in soft.sockets] == ["python"]
+        assert [s.data_plane for s in other.sockets] == ["python"]
+    finally:
+        other.close()
+
+
+@needs_build
+def test_daemon_serves_a_soft_clock_over_the_machine_clock_from_the_compiled_path() -> None:
+    soft = _appliance("server 127.0.0.1 iburst\n", clock="soft")
+    try:
+        assert [s.data_plane for s in soft.sockets] == ["compiled"]
+        assert isinstance(soft.clock, SoftClock)
+        soft.clock.step_ns(3 * NS_PER_S)  # the served time follows the soft clock's step
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            client.bind(("127.0.0.1", 0))
+            before = soft.clock.now_ns()
+            (reply,) = _exchange(soft.sockets[0], client, [client_request(NOW)[0]])
+            rx = ns_from_ntp64(struct.unpack("!Q", reply[32:40])[0], before)
+            assert before - 1 <= rx <= soft.clock.now_ns() + 1
+        finally:
+            client.close()
     finally:
         soft.close()
 
