@@ -864,9 +864,11 @@ served_ns(const clock_map_t *m, int64_t base)
         done = copysign(fmin(fabs(m->pending_ns), budget), m->pending_ns);
     }
     double delta = m->local_frac + e + e * m->frequency_ppb * 1e-9 + done;
+    if (!(fabs(delta) < (double)TIME_END)) /* only for a map and a time centuries apart: no overflow below */
+        delta = delta < 0 ? -(double)TIME_END : (double)TIME_END;
     int64_t reading = m->local_anchor + (int64_t)nearbyint(delta); /* Python's round(): half to even */
-    if (m->leap_armed && reading >= m->leap_at)
-        reading += m->leap_step;
+    if (m->leap_armed && reading >= m->leap_at && __builtin_add_overflow(reading, m->leap_step, &reading))
+        reading = m->leap_step > 0 ? INT64_MAX : INT64_MIN; /* a map and a time centuries apart */
     return reading;
 }
 
@@ -1320,7 +1322,7 @@ serve_batch(Server *self, int limit, PyObject **punted)
                 c[C_RECEIVE_ERRORS]++;
                 continue;
             }
-            int act = rx_ns < TIME_END ? decide(self, d, len, a, port, rx_ns, out) : ACT_PUNT;
+            int act = rx_ns >= 0 && rx_ns < TIME_END ? decide(self, d, len, a, port, rx_ns, out) : ACT_PUNT;
             if (act == ACT_REPLY || act == ACT_KOD) {
                 if (act == ACT_REPLY) /* transmit timestamp: read right before this reply's own sendto */
                     put64(out + 40, ntp64_from_ns(served_ns(&self->clock, realtime_ns())));
@@ -1588,8 +1590,12 @@ Server_set_clock_map(Server *self, PyObject *arg)
     if (leap_at != Py_None && (at = PyLong_AsLongLong(leap_at)) == -1 && PyErr_Occurred())
         return NULL;
     if (!anchor_ok(base_anchor, "base_anchor") || !anchor_ok(local_anchor, "local_anchor") ||
-        !anchor_ok(at, "leap_at") || !anchor_ok(leap_step, "leap_step"))
+        !anchor_ok(at, "leap_at"))
         return NULL;
+    if (leap_step < -(1LL << 61) || leap_step > (1LL << 61)) {
+        PyErr_Format(PyExc_OverflowError, "leap_step must lie within +-2**61 ns, not %lld", leap_step);
+        return NULL;
+    }
     if (!isfinite(frac) || !isfinite(freq) || !isfinite(pending) || !(rate > 0.0 && isfinite(rate)) ||
         fabs(freq) > 1e8 || fabs(pending) > 1e18 || fabs(frac) >= 1.0) {
         PyErr_SetString(PyExc_ValueError, "the clock map's frequency, pending offset, fraction or slew rate is "

@@ -380,6 +380,31 @@ def test_the_c_map_reads_the_soft_clock_to_the_nanosecond(ops: list[tuple[str, A
 
 
 @needs_build
+def test_a_clock_map_out_of_range_is_refused_and_extremes_stay_defined() -> None:
+    fast = FastServer(-1, NtpServer(AccessTable.from_rules([]), RateLimiter(Discard())))
+    good = SoftClock(lambda: NOW).clock_map()
+    assert good is not None
+    for bad, error in [
+        (good._replace(frequency_ppb=float("nan")), ValueError),
+        (good._replace(slew_rate_ppm=0.0), ValueError),
+        (good._replace(local_frac=1.5), ValueError),
+        (good._replace(base_anchor=2**62), OverflowError),
+        (good._replace(leap_at=-(2**62)), OverflowError),
+        (good._replace(leap_step=2**62), OverflowError),
+        ((1, 2, 3), TypeError),
+    ]:
+        with pytest.raises(error):
+            fast.set_clock_map(bad)  # type: ignore[arg-type]
+    assert fast.served_ns(NOW) == NOW  # the last good map stays: none yet, CLOCK_REALTIME itself
+    # anchors and times at opposite ends, the largest leap step: saturated, never undefined (the sanitizer run)
+    far = good._replace(base_anchor=-(2**62) + 1, local_anchor=2**62 - 1, frequency_ppb=1e8, pending_ns=1e18)
+    fast.set_clock_map(far._replace(leap_at=0, leap_step=2**61))
+    assert fast.served_ns(2**62 - 1) == 2**63 - 1
+    fast.set_clock_map(far._replace(base_anchor=2**62 - 1, local_anchor=-(2**62) + 1))
+    assert fast.served_ns(0) == -(2**63) + 1
+
+
+@needs_build
 def test_a_soft_clock_is_served_from_c_with_its_own_time() -> None:
     """A soft clock 5 s ahead and 100 ppm fast, slewing 2 ms: the compiled plane's T2 and T3 are its readings."""
     clock = SoftClock(time.time_ns)
