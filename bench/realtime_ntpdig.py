@@ -10,8 +10,8 @@ ntpdig's +/- for it, and where the appliance's log is.
 
 ``--reference`` measures ntpdig's own floor side by side: a chronyd (``-x``: it never touches the clock;
 ``local stratum 1``: it serves the host clock as it is) on 127.0.0.1:123 in a second namespace, read by the
-same ntpdig right after each read of the appliance. Its reads are the host clock against itself: whatever they
-show beyond 0 is the client's and the loaded machine's, not the appliance's.
+same ntpdig in turn with the appliance (each of the two first every other time). Its reads are the host clock
+against itself: whatever they show beyond 0 is the client's and the loaded machine's, not the appliance's.
 
 ``--trace`` (one query per read) shows where each read's time went: a packet capture on each namespace's
 loopback (``bench/lo_capture.py``) gives the kernel's time of the request and of the reply, and with the four
@@ -106,7 +106,7 @@ def trace_legs(capture: Path, windows: list[tuple[int, int, float | None]]) -> l
             requests.append((stamp, transmit))
         elif sport == 123:
             replies[origin] = (stamp, receive, transmit)
-    legs = []
+    legs: list[tuple[float, ...]] = []
     for start, end, offset in windows:
         if offset is None:
             continue
@@ -261,19 +261,23 @@ def main() -> int:
         next_report = locked_at + 60
         while time.monotonic() - locked_at < args.minutes * 60:
             next_at += args.interval
-            before = time.time_ns()
-            r = read_once(ns, args.samples)
-            if args.trace:
-                windows[ns].append((before, time.time_ns(), r[0] if r else None))
+            # with --reference the two are read in turn, each first every other time: the first ntpdig after
+            # the pause tends to meet a colder machine than the second, and neither server gets that every time
+            order = [ns] if ref_ns is None else [ns, ref_ns] if len(reads) % 2 == 0 else [ref_ns, ns]
+            got: dict[str, tuple[float, int, float] | None] = {}
+            for which in order:
+                before = time.time_ns()
+                got[which] = read_once(which, args.samples)
+                if args.trace:
+                    r = got[which]
+                    windows[which].append((before, time.time_ns(), r[0] if r else None))
             since = time.monotonic() - locked_at
+            r = got[ns]
             if r is None:
                 misses += 1
             else:
                 reads.append((since, r[0], r[2]))
-            before = time.time_ns()
-            ref = read_once(ref_ns, args.samples) if ref_ns is not None else None
-            if args.trace and ref_ns is not None:
-                windows[ref_ns].append((before, time.time_ns(), ref[0] if ref else None))
+            ref = got.get(ref_ns) if ref_ns is not None else None
             if ref is not None:
                 ref_reads.append((since, ref[0], ref[2]))
             if r is not None and abs(r[0]) * 1e6 > args.bound_us:
