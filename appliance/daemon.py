@@ -201,21 +201,18 @@ class Appliance:
         self._from_kernel_ns = from_kernel_ns
         # The compiled data plane reads CLOCK_REALTIME itself: when that is the clock served, or a soft clock
         # over it (then it maps its readings with the soft clock's map, handed over after every change).
-        self._soft = (
-            self.clock
-            if isinstance(self.clock, SoftClock) and base_read_ns is time.time_ns and self.clock.clock_map()
-            else None
-        )
+        soft = self.clock if isinstance(self.clock, SoftClock) and base_read_ns is time.time_ns else None
+        self._soft = soft if settings.fastpath and soft is not None and soft.clock_map() is not None else None
         realtime = from_kernel_ns is None and _reads_realtime(self.clock, read_ns)
         self._fast = settings.fastpath and (realtime or self._soft is not None)
         self._thread: threading.Thread | None = None
         try:  # whatever fails part-way, what was made so far (sockets, temporary directories) goes
             for address in settings.listen:
                 self._open(address)
-            if self._fast and self._soft is not None:
-                soft = self._soft
-                soft.watch(self._follow_clock)
-                self._closers.append(lambda: soft.unwatch(self._follow_clock))
+            if self._soft is not None:
+                watched = self._soft
+                watched.watch(self._follow_clock)
+                self._closers.append(lambda: watched.unwatch(self._follow_clock))
             self.loop.set_wait(compiled_wait(self.sockets))  # plain requests answered in C, wait included
             if self.clock is not None:
                 self._start_timekeeper(self.clock, lines, simulation)
@@ -301,7 +298,7 @@ class Appliance:
                 from_kernel_ns=self._from_kernel_ns,
                 rcvbuf=self.settings.rcvbuf,
                 fast=self._fast,
-                clock_map=self._soft.clock_map() if self._fast and self._soft is not None else None,
+                clock_map=self._soft.clock_map() if self._soft is not None else None,
             )
         except OSError as e:
             if e.errno == errno.EAFNOSUPPORT or (":" in address and not socket.has_ipv6):

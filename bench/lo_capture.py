@@ -15,7 +15,8 @@ import socket
 import struct
 import sys
 
-SO_TIMESTAMPNS = 35  # Linux; not exported by Python's socket module
+from appliance.io.udp import SO_TIMESTAMPNS
+
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 NTP_PORT = 123

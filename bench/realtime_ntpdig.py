@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from appliance.timebase import ns_from_ntp64
+
 NTPDIG = "/opt/stratum1-interop/bin/ntpdig"
 CHRONYD = "/opt/stratum1-interop/bin/chronyd"
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,10 +86,6 @@ def read_once(ns: str | None, samples: int = 1) -> tuple[float, int, float] | No
         return None
 
 
-def ntp_to_posix_ns(value: int) -> int:
-    return ((value >> 32) - 2_208_988_800) * 1_000_000_000 + ((value & 0xFFFF_FFFF) * 1_000_000_000 >> 32)
-
-
 LEGS = ("client send", "server receive", "server residence", "server send", "client receive")
 
 
@@ -115,7 +113,7 @@ def trace_legs(capture: Path, windows: list[tuple[int, int, float | None]]) -> l
             continue
         out_stamp, t1_raw = mine[0]
         back_stamp, t2_raw, t3_raw = replies[t1_raw]
-        t1, t2, t3 = ntp_to_posix_ns(t1_raw), ntp_to_posix_ns(t2_raw), ntp_to_posix_ns(t3_raw)
+        t1, t2, t3 = (ns_from_ntp64(raw, out_stamp) for raw in (t1_raw, t2_raw, t3_raw))
         t4 = t2 - t1 + t3 - 2 * offset * 1e9  # ntpdig's receive time, from the offset it printed
         legs.append(
             (
@@ -252,6 +250,7 @@ def main() -> int:
                     procs.append(
                         subprocess.Popen(
                             ["ip", "netns", "exec", name, sys.executable, str(ROOT / "bench" / "lo_capture.py")],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)),
                             stdout=capture,
                         )
                     )

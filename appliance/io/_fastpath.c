@@ -18,8 +18,8 @@
  * (appliance.clock.soft: CLOCK_REALTIME corrected in software), both times are
  * mapped onto it with the clock map the soft clock hands over after each
  * change (set_clock_map): the same arithmetic as SoftClock.at_base_ns, in
- * the same order, so both paths give the same nanosecond. The reply's header fields come from
- * NtpServer.reply_prefix (called back once per second and key, so the state is
+ * the same order, so both paths give the same nanosecond. The reply's header
+ * fields come from NtpServer.reply_prefix (called back once per second and key, so the state is
  * never interpreted twice). Every datagram it does not ignore is counted in
  * the MRU list of recent clients (Mru, appliance.ntp.mru's table in C), which
  * the Python path records into too. No thread, no global state: everything lives in
@@ -1560,7 +1560,7 @@ fail: /* put them back: no count is lost to a failed allocation */
     return NULL;
 }
 
-/* Whether `t` (ns) may serve as an anchor of the clock map: a time, or a time's offset (leap_step). */
+/* Whether `t` (ns) may serve as a time of the clock map (its anchors, leap_at). */
 static int
 anchor_ok(long long t, const char *what)
 {

@@ -53,13 +53,16 @@ import importlib
 import os
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.config.model import Discard
 from appliance.ntp.access import FLAG_BITS, AccessTable
 from appliance.ntp.mru import MAX_DEPTH, MruEntry, MruTable
 from appliance.ntp.ratelimit import KOD_BURST, KOD_PER_SECOND, RateLimiter, limits
 from appliance.ntp.server import NtpServer
+
+if TYPE_CHECKING:  # the soft clock's map is only a value handed through here
+    from appliance.clock.soft import ClockMap
 
 _native: ModuleType | None
 try:
@@ -203,7 +206,7 @@ class FastServer:
             raise RuntimeError("the compiled data plane is not built here")
         self.fd = fd
         self.server = server
-        self._clock_map: tuple[Any, ...] | None = None  # None: CLOCK_REALTIME is served as it is
+        self._clock_map: ClockMap | None = None  # None: CLOCK_REALTIME is served as it is
         self._native = self._build()
         self._retired: list[Any] = []  # replaced by a reload: their counts are still to be taken
         server.add_state_listener(self._invalidate)
@@ -218,7 +221,7 @@ class FastServer:
         native.set_clock_map(self._clock_map)
         return native
 
-    def set_clock_map(self, clock_map: tuple[Any, ...] | None) -> None:
+    def set_clock_map(self, clock_map: ClockMap | None) -> None:
         """Serve the soft clock ``clock_map`` describes (:class:`appliance.clock.soft.ClockMap`), None: CLOCK_REALTIME.
 
         The receive timestamps and the transmit readings are mapped onto it as

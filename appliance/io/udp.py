@@ -37,13 +37,16 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.io.fastpath import FastServer, available, wait_native
 from appliance.ntp.mode6 import datagrams
 from appliance.ntp.packet import MAX_DATAGRAM, MODE_CONTROL
 from appliance.ntp.server import NtpServer
 from appliance.timebase import ntp64_from_ns
+
+if TYPE_CHECKING:  # the soft clock's map is only a value handed through here
+    from appliance.clock.soft import ClockMap
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ class UdpServerSocket:
         from_kernel_ns: Callable[[int], int] | None = None,
         rcvbuf: int | None = None,
         fast: bool = False,
-        clock_map: tuple[Any, ...] | None = None,
+        clock_map: ClockMap | None = None,
     ) -> None:
         if fast and (from_kernel_ns is None) != (clock_map is None):
             raise ValueError(
@@ -128,7 +131,7 @@ class UdpServerSocket:
             if clock_map is not None:
                 self._fast.set_clock_map(clock_map)
 
-    def set_clock_map(self, clock_map: tuple[Any, ...] | None) -> None:
+    def set_clock_map(self, clock_map: ClockMap | None) -> None:
         """The soft clock served changed (:meth:`appliance.clock.soft.SoftClock.watch`): the compiled plane follows."""
         if self._fast is not None:
             self._fast.set_clock_map(clock_map)
