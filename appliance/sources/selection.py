@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, LEAP_UNSYNC
@@ -165,6 +165,23 @@ def select(
         tally=MappingProxyType(tally),
         estimates=tuple(estimates),
     )
+
+
+def stood_aside(sel: Selection) -> Selection:
+    """``sel`` with its system peer standing aside: no system peer, the peer tallied as the survivor it is.
+
+    For holdover (:mod:`appliance.sources.timekeeper`): the clock runs on what the lost reference clock
+    trained and nothing selected steers it, so no source may show as the system peer (ntpq ``*``,
+    mode 6 ``peer``), though the local clock or a server was chosen: the local clock shows ``#`` (a local
+    clock unused), a server ``+``. The combined offset and jitter stay: what the survivors say of the clock
+    running on.
+    """
+    peer = sel.peer
+    if peer is None:
+        return sel
+    tally = dict(sel.tally)
+    tally[peer.name] = BACKUP if peer.kind is SourceKind.LOCAL else CANDIDATE
+    return replace(sel, system_peer=None, peer=None, tally=MappingProxyType(tally))
 
 
 def intersection(candidates: Sequence[SourceEstimate]) -> tuple[int, int] | None:

@@ -43,7 +43,9 @@ honoured. The outcome is a :class:`Basis`, the reason for the time served:
 2. ``HOLDOVER``: a reference clock was the basis and is now lost (or
    outvoted), and the discipline's estimated error (1 sigma, growing
    without samples) is still under ``holdover_bound_ns``. The clock runs on
-   with the frequency the refclock trained; nothing steers it. Served: the
+   with the frequency the refclock trained; nothing steers it, so there is
+   no system peer, though the local clock or a server may have been chosen
+   (:func:`~appliance.sources.selection.stood_aside`). Served: the
    last refclock stratum and refid, root dispersion = that error estimate
    plus the last sample's dispersion (and PHI times the age, which the
    server adds).
@@ -107,7 +109,7 @@ from appliance.refclock.local import LocalClock
 from appliance.refclock.sample import Pulse, Sample, SampleKind
 from appliance.refclock.source import RefclockSource, RefclockUpdate, SystemSync, Verdict
 from appliance.sources.client import POLL_GATE, Upstreams
-from appliance.sources.selection import Selection, select
+from appliance.sources.selection import Selection, select, stood_aside
 from appliance.sources.source import Source, SourceConfig, SourceEstimate, SourceKind, SourceSample
 from appliance.sources.system import system_state
 from appliance.state import SystemState
@@ -607,6 +609,8 @@ class Timekeeper:
         sel = select(self.estimates(now_ns), now_ns, previous=self._selection.system_peer)
         error = self.discipline.error_estimate_ns(now_ns)
         basis = self._basis_for(sel, error)
+        if basis is Basis.HOLDOVER:
+            sel = stood_aside(sel)  # the local clock or a server was chosen, but nothing steers: no system peer
         if basis is not self._basis:
             self.counters.basis_changes += 1
         peer = sel.peer

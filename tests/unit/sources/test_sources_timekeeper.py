@@ -174,3 +174,63 @@ def test_a_pps_numbered_by_gpsd_shm_takes_over_from_it_as_the_pps_peer() -> None
     assert status.state.stratum == 1 and tk.basis is Basis.REFCLOCK
     pps = next(e for e in status.selection.estimates if e.name == "PPS(0)")
     assert status.selection.offset_ns == pps.offset_ns  # the edge's offset steers, not the SHM's
+
+
+def gps_then_lost(*, local: bool, seconds: int = 120) -> tuple[Timekeeper, SimulatedClock]:
+    """A GPS's seconds (ntpd's SHM + a local clock, as the shipped ntp.conf) for ``seconds``, then none for 30 s."""
+    from appliance.refclock.sample import Sample
+    from appliance.refclock.source import RefclockSettings, RefclockSource
+
+    config = parse_config("server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n" if local else "", "t.conf")
+    clock = SimulatedClock(random.Random(1), start_ns=T0, initial_offset_ns=3 * MS)
+    tk = Timekeeper(clock, precision=-20, local=LocalClock.from_config(config) if local else None)
+    tk.add_refclock(RefclockSource(RefclockSettings(name="SHM(0)", refid="GPS", poll=2)))
+    rng = random.Random(2)
+    for second in range(1, seconds + 1):
+        true = T0 + second * NS_PER_S
+        clock.advance_to(true + 100 * MS)
+        tk.on_sample(
+            "SHM(0)", Sample(local_ns=clock.now_ns() + round(rng.gauss(0, 20_000)), reference_ns=true + 100 * MS)
+        )
+        tk.tick()
+    assert tk.basis is Basis.REFCLOCK and tk.status().system_peer == "SHM(0)"
+    for second in range(seconds + 1, seconds + 31):
+        clock.advance_to(T0 + second * NS_PER_S)
+        tk.tick()
+    return tk, clock
+
+
+def test_in_holdover_no_source_is_the_system_peer_though_the_local_clock_was_chosen() -> None:
+    """The shipped config has a local clock: selection chooses it once the GPS is lost, but holdover serves.
+
+    ntpq must not show ``*LOCAL(0)`` beside stratum 1 and refid GPS, nor mode 6 a system peer (the display
+    reads holdover from a satellite clock source with ``peer=0``)."""
+    from appliance.ntp.server import ServerCounters
+    from appliance.status.collect import AssocIds, snapshot_from
+
+    for local in (True, False):
+        tk, clock = gps_then_lost(local=local)
+        status = tk.status()
+        assert status.basis is Basis.HOLDOVER and status.state.stratum == 1
+        assert status.state.refid == refid_from_text("GPS")
+        assert status.system_peer is None and status.selection.peer is None
+        assert "system peer" not in status.summary()
+        tallies = {line[1:].split()[0]: line[0] for line in status.source_lines()}
+        assert tallies == ({"SHM(0)": " ", LOCAL_NAME: "#"} if local else {"SHM(0)": " "})
+        snap = snapshot_from(
+            tk, ServerCounters(), clock.now_ns(), ids=AssocIds(), started_ns=T0, version="t", precision=-20
+        )
+        assert (snap.system.basis, snap.system.peer, snap.system_peer) == ("holdover", 0, None)
+
+
+def test_holdover_ends_on_the_local_clock_as_the_system_peer() -> None:
+    tk, clock = gps_then_lost(local=True)
+    bound_s = 0
+    while tk.basis is Basis.HOLDOVER:
+        bound_s += 60
+        clock.advance_to(clock.now_ns() + 60 * NS_PER_S)
+        tk.tick()
+        assert bound_s < 30 * 86400, "holdover never ended"
+    status = tk.status()
+    assert (status.basis, status.system_peer, status.state.stratum) == (Basis.LOCAL, LOCAL_NAME, 10)
+    assert status.source_lines()[-1].startswith("*LOCAL(0)")
