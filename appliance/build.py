@@ -300,6 +300,7 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
     apply as they would to the real receiver), or ``NMEA(0)`` with the defaults when there is none.
     """
     from appliance.fakes.gps import MODELS, FakeGps, PtyWriter
+    from appliance.fakes.pacing import DueTimer
     from appliance.fakes.pps import FakePps
     from appliance.io.serial import SerialGps
     from appliance.refclock.source import RefclockSettings
@@ -322,7 +323,9 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
     # the driver opens a symlink, so the fake receiver can be unplugged and plugged back in
     writer = PtyWriter(receiver, true_ns, link=f"{link_dir}/gps0")
     running.closers.append(writer.close)
-    writer.attach(edge.loop, 0.005)
+    # each sentence is written when due and each edge ticked at its second: the loop wakes a few times a
+    # second, as on real hardware, not every few milliseconds (its NTP answers wait on no fake)
+    running.closers.append(writer.follow(edge.loop).cancel)
     # the true time is the kernel's CLOCK_REALTIME: an edge's stamp is that time mapped onto the served clock,
     # as the kernel stamps a real edge (no reading of two clocks one after the other, which comes out early)
     local_at = edge.from_kernel_ns
@@ -333,7 +336,7 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
         for p in pps.tick():
             on_pulse(p)
 
-    timer = edge.loop.call_every(0.01, pulses)
+    timer = DueTimer(edge.loop, true_ns, lambda: pps.next_edge_ns, pulses)
     running.closers.append(timer.cancel)
     running.fakes.update(gps=receiver, pty=writer, pps=pps)
     serial = SerialGps(

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from appliance.fakes.pacing import DueTimer, LaterLoop
 from appliance.timebase import NS_PER_S
 
 _BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
@@ -513,6 +514,18 @@ class PtyWriter:
     def attach(self, loop: TimerLoop, interval_s: float = 0.02) -> Any:
         """Poll from ``loop`` every ``interval_s`` seconds; returns the timer."""
         return loop.call_every(interval_s, self.poll)
+
+    def next_due_ns(self) -> int | None:
+        """The true time the source's next bytes are due (None: it does not say, or has nothing left)."""
+        next_due = getattr(self.source, "next_due_ns", None)
+        return next_due() if next_due is not None else None
+
+    def follow(self, loop: LaterLoop, idle_s: float = 0.25) -> DueTimer:
+        """Write each chunk from ``loop`` when it falls due (:class:`~appliance.fakes.pacing.DueTimer`).
+
+        A source that does not say when its bytes are due is polled every ``idle_s``. Returns the timer.
+        """
+        return DueTimer(loop, self._true, self.next_due_ns, self.poll, idle_s=idle_s)
 
     def unplug(self) -> None:
         """Close the pty (the driver's reads fail) and remove the symlink, like a USB receiver pulled out."""

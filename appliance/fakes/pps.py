@@ -97,6 +97,11 @@ class FakePps:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def next_edge_ns(self) -> int:
+        """The true time of the next whole second :meth:`tick` will pass (an edge unless stopped or skipped)."""
+        return self._next_edge
+
     def stop(self) -> None:
         """No edges until :meth:`resume` (a receiver squelches PPS without a fix)."""
         self._running = False

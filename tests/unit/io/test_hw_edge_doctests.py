@@ -23,6 +23,7 @@ MODULES = [
     "appliance.io.serial",
     "appliance.fakes.pps",
     "appliance.fakes.gps",
+    "appliance.fakes.pacing",
     "appliance.fakes.shm",
 ]
 
