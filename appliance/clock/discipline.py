@@ -444,6 +444,22 @@ class Discipline:
                 return (ki + g * (u - wi)) / (1.0 + g)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def moved_ns(self, since_ns: int, now_ns: int) -> int:
+        """How far the phase slews moved the clock between its readings ``since_ns`` and ``now_ns``, ns (+: forwards).
+
+        A measurement made at ``since_ns`` said the clock was off by some offset; by ``now_ns`` the slews
+        since have moved it this much, so it says that offset minus this of the clock now (chrony restates
+        every source's samples on each clock change for the same reason). What the frequency estimate
+        corrects does not count: it cancels the oscillator's own drift, which the offset does not see.
+        Only the corrections this loop remembers count: a reading before its oldest is taken at its oldest.
+        """
+        wl, kl, _ = self._anchors[0]
+        since_ns = max(since_ns, round(wl + kl))
+        if now_ns <= since_ns:
+            return 0
+        base = (self._base - self._freq0) * 1e-9  # what the frequency estimate corrects: the oscillator's own
+        return round(self._correction(now_ns) - self._correction(since_ns) - base * (now_ns - since_ns))
+
     def _order(self, u: int, frequency_ppb: float, accrued_ns: float = 0.0) -> None:
         """The clock runs at ``frequency_ppb`` from its reading ``u`` (and ``accrued_ns`` more is corrected)."""
         wl, kl, _ = self._anchors[-1]

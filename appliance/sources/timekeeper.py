@@ -396,7 +396,8 @@ class Timekeeper:
 
         While the servers are the basis, a fresh sample of the system peer
         steers the clock: its own offset, moved by what the other combined
-        survivors say (the combined offset minus the peer's filtered one),
+        survivors say (the combined offset minus the peer's filtered one, both
+        restated to now: :meth:`_restated`),
         unless its delay shows it queued: more than 4 jitters (RFC 5905's
         PGATE) above the lowest delay in the peer's filter, or it comes
         within :data:`UPSTREAM_MIN_SPACING_NS` of the last one that steered
@@ -600,10 +601,22 @@ class Timekeeper:
             why = r.why_unusable(now_ns) if e.usable and r.why_unusable is not None else None
             out.append(replace(e, usable=False, why_unusable=why) if why else e)
         if self.upstreams is not None:
-            out.extend(self.upstreams.estimates(now_ns))
+            out.extend(self._restated(e, now_ns) for e in self.upstreams.estimates(now_ns))
         if self.local_source is not None:
             out.append(self.local_source.estimate(now_ns))
         return out
+
+    def _restated(self, e: SourceEstimate, now_ns: int) -> SourceEstimate:
+        """A server's estimate with its offset as of ``now_ns``: less what the clock was slewed since its sample.
+
+        The servers' filtered samples are minutes apart (up to eight polls old), and a fast slew moves the
+        clock milliseconds in a second: compared or combined as measured, a server sampled before a slew and
+        one sampled after disagree by the slew, and the combination steers by it.
+        """
+        if e.sample_ns is None:
+            return e
+        moved = self.discipline.moved_ns(e.sample_ns, now_ns)
+        return replace(e, offset_ns=e.offset_ns - moved) if moved else e
 
     def _reselect(self, now_ns: int) -> None:
         sel = select(self.estimates(now_ns), now_ns, previous=self._selection.system_peer)

@@ -193,3 +193,16 @@ def test_a_sample_with_extra_noise_moves_the_estimate_less() -> None:
     plain.update(sample(T0 + 20 * S, 50_000))
     queued.update(sample(T0 + 20 * S, 50_000), extra_noise_ns=100_000.0)
     assert 0 < queued.status(T0 + 20 * S).frequency_ppb < plain.status(T0 + 20 * S).frequency_ppb
+
+
+def test_moved_counts_the_phase_slewed_not_the_frequency_estimate() -> None:
+    """What the clock was slewed between two readings (to restate a measurement made at the first)."""
+    discipline = Discipline(frequency_ppb=100.0)
+    local = T0 - 2_000
+    discipline.update(sample(T0, 2_000))  # behind by 2 us: +2 ppm over the next second on top of 100 ppb
+    assert discipline.moved_ns(local, local + S // 2) == 1_000  # half the slew by half way
+    discipline.tick(T0 + S)  # ends it
+    assert discipline.moved_ns(local, local + 10 * S) == 2_000  # the 100 ppb (the oscillator's) do not count
+    assert discipline.moved_ns(local + 2 * S, local + 10 * S) == 0  # nothing slewed after the slew
+    assert discipline.moved_ns(local + 5 * S, local) == 0  # a reading after now: nothing
+    assert discipline.moved_ns(local - 3600 * S, local + 10 * S) == 2_000  # before the loop's memory: from it
