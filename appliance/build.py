@@ -324,7 +324,7 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
     writer = PtyWriter(receiver, true_ns, link=f"{link_dir}/gps0")
     running.closers.append(writer.close)
     # each sentence is written when due and each edge ticked at its second: the loop wakes a few times a
-    # second, as on real hardware, not every few milliseconds (its NTP answers wait on no fake)
+    # second, as on real hardware, not every few milliseconds
     running.closers.append(writer.follow(edge.loop).cancel)
     # the true time is the kernel's CLOCK_REALTIME: an edge's stamp is that time mapped onto the served clock,
     # as the kernel stamps a real edge (no reading of two clocks one after the other, which comes out early)

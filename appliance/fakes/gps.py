@@ -183,9 +183,11 @@ class Chunk:
 
 
 class NmeaSource(Protocol):
-    """Something that says what bytes are due by a true time: :class:`FakeGps`, :class:`LogReplay`."""
+    """What bytes are due by a true time, and when the next are: :class:`FakeGps`, :class:`LogReplay`."""
 
     def tick(self, true_ns: int) -> list[Chunk]: ...
+
+    def next_due_ns(self) -> int | None: ...
 
 
 class FakeGps:
@@ -439,10 +441,6 @@ class LogReplay:
 # ---------------------------------------------------------------- the pty
 
 
-class TimerLoop(Protocol):
-    def call_every(self, interval: float, callback: Callable[[], Any], *, first: float | None = None) -> Any: ...
-
-
 class PtyWriter:
     """Writes a source's chunks into a pseudo-terminal as their true time comes (real-time runs and tests).
 
@@ -451,8 +449,8 @@ class PtyWriter:
     writer keeps its own slave descriptor open so the pty lives while the
     driver closes and reopens it.
 
-    :meth:`poll` writes what is due by ``true_ns()``; :meth:`attach` calls it
-    from an event-loop timer. Writes that would block (nobody reading) are
+    :meth:`poll` writes what is due by ``true_ns()``; :meth:`follow` calls it
+    from an event-loop timer when the next bytes fall due. Writes that would block (nobody reading) are
     dropped and counted in :attr:`dropped`.
     """
 
@@ -511,19 +509,14 @@ class PtyWriter:
             return 0
         return sum(self.write(c.data) for c in self.source.tick(self._true()))
 
-    def attach(self, loop: TimerLoop, interval_s: float = 0.02) -> Any:
-        """Poll from ``loop`` every ``interval_s`` seconds; returns the timer."""
-        return loop.call_every(interval_s, self.poll)
-
     def next_due_ns(self) -> int | None:
-        """The true time the source's next bytes are due (None: it does not say, or has nothing left)."""
-        next_due = getattr(self.source, "next_due_ns", None)
-        return next_due() if next_due is not None else None
+        """The true time the source's next bytes are due (None: no source, or it has nothing left)."""
+        return self.source.next_due_ns() if self.source is not None else None
 
     def follow(self, loop: LaterLoop, idle_s: float = 0.25) -> DueTimer:
         """Write each chunk from ``loop`` when it falls due (:class:`~appliance.fakes.pacing.DueTimer`).
 
-        A source that does not say when its bytes are due is polled every ``idle_s``. Returns the timer.
+        With nothing due (no source, a log played out) it looks again every ``idle_s``. Returns the timer.
         """
         return DueTimer(loop, self._true, self.next_due_ns, self.poll, idle_s=idle_s)
 

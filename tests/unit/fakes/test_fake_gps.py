@@ -257,16 +257,23 @@ def test_pty_writer_unplug_and_replug(tmp_path: Path) -> None:
         pty.close()
 
 
-def test_pty_writer_attaches_to_a_loop() -> None:
+def test_pty_writer_follows_a_loop() -> None:
     class Loop:
-        def call_every(self, interval: float, callback: object, *, first: float | None = None) -> object:
-            self.args = (interval, callback)
-            return "timer"
+        def call_later(self, delay: float, callback: object) -> Loop:
+            self.args = (delay, callback)
+            self.cancelled = False
+            return self
+
+        def cancel(self) -> None:
+            self.cancelled = True
 
     loop = Loop()
     pty = PtyWriter(None, lambda: T0)
     try:
-        assert pty.attach(loop) == "timer" and loop.args == (0.02, pty.poll)
+        timer = pty.follow(loop, idle_s=0.3)
+        assert pty.next_due_ns() is None and loop.args[0] == 0.3  # no source: nothing due, look again later
+        timer.cancel()
+        assert loop.cancelled
         assert pty.poll() == 0
         assert pty.path == pty.slave_name
     finally:

@@ -43,7 +43,7 @@ def test_two_receivers_and_a_server_are_three_sources(tmp_path: Path, caplog: py
     try:
         app = Appliance(config, ServeSettings(listen=("127.0.0.1",), port=0, clock="soft"))
         for w in writers:
-            w.attach(app.loop, 0.005)
+            w.follow(app.loop)
         app.start_thread()
         try:
             tk = app.timekeeper
