@@ -243,7 +243,8 @@ def start_refclocks(edge: Edge, lines: tuple[RefclockLine, ...], simulation: Sim
 def _start_nmea(edge: Edge, line: RefclockLine, running: Running) -> None:
     setup = line.gps
     assert setup is not None
-    nmea = _add_nmea(edge, line.settings, setup, setup.convention, explicit_refid=line.settings.refid != "GPS")
+    stream = NmeaStream(RolloverPolicy(edge.build_date_ns))
+    nmea = _add_nmea(edge, line.settings, setup, setup.convention, stream, explicit_refid=line.settings.refid != "GPS")
     open_serial = edge.open_serial
     if open_serial is None:
         from appliance.io.serial import SerialGps
@@ -252,7 +253,7 @@ def _start_nmea(edge: Edge, line: RefclockLine, running: Running) -> None:
     serial = open_serial(
         edge.loop,
         setup.serial_path,
-        NmeaStream(RolloverPolicy(edge.build_date_ns)),
+        stream,
         functools.partial(_fix, edge.tk, line.name, nmea),
         baud=setup.baud,
         autobaud=setup.autobaud,
@@ -267,8 +268,15 @@ def _start_nmea(edge: Edge, line: RefclockLine, running: Running) -> None:
 
 
 def _add_nmea(
-    edge: Edge, settings: Any, setup: GpsSetup | None, convention: Convention, *, explicit_refid: bool
+    edge: Edge,
+    settings: Any,
+    setup: GpsSetup | None,
+    convention: Convention,
+    stream: NmeaStream,
+    *,
+    explicit_refid: bool,
 ) -> NmeaRefclock:
+    """The pairing of an NMEA line, selected by the timekeeper; a clock step restates ``stream`` and the pairing."""
     nmea = NmeaRefclock(
         GpsSettings(convention, setup.nmea_delay_ns if setup else None, setup.pps_offset_ns if setup else 0)
     )
@@ -276,10 +284,16 @@ def _add_nmea(
     edge.tk.add_refclock(
         RefclockSource(settings),
         why_unusable=nmea.why_unusable,
-        stepped=nmea.stepped,
+        stepped=functools.partial(_nmea_stepped, stream, nmea),
         pulse_refid="PPS" if has_pps and not explicit_refid else None,
     )
     return nmea
+
+
+def _nmea_stepped(stream: NmeaStream, nmea: NmeaRefclock, step_ns: int) -> None:
+    """The clock was stepped: the epoch being read and the pairing carry on, on the new scale."""
+    stream.clock_stepped(step_ns)
+    nmea.stepped(step_ns)
 
 
 def _fix(tk: Timekeeper, name: str, nmea: NmeaRefclock, fix: Any) -> None:
@@ -309,13 +323,15 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
     clock = tk.clock
     clock.step_ns(simulation.initial_offset_ns)
     convention = Convention.NEXT if MODELS[simulation.receiver].labels == "next" else Convention.CURRENT
+    stream = NmeaStream(RolloverPolicy(BUILD_DATE_NS))
     if line is None:
         name = "NMEA(0)"
-        nmea = _add_nmea(edge, RefclockSettings(name=name, refid="GPS", poll=0), None, convention, explicit_refid=False)
+        settings = RefclockSettings(name=name, refid="GPS", poll=0)
+        nmea = _add_nmea(edge, settings, None, convention, stream, explicit_refid=False)
     else:
         name = line.name
         setup = line.gps
-        nmea = _add_nmea(edge, line.settings, setup, convention, explicit_refid=line.settings.refid != "GPS")
+        nmea = _add_nmea(edge, line.settings, setup, convention, stream, explicit_refid=line.settings.refid != "GPS")
     true_ns = time.time_ns
     receiver = FakeGps(simulation.receiver, start_ns=true_ns(), seed=simulation.seed)
     link_dir = tempfile.mkdtemp(prefix="stratum1-sim-")
@@ -342,7 +358,7 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
     serial = SerialGps(
         edge.loop,
         writer.path,
-        NmeaStream(RolloverPolicy(BUILD_DATE_NS)),
+        stream,
         functools.partial(_fix, tk, name, nmea),
         now_ns=clock.now_ns,
     )

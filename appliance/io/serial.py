@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,7 +74,10 @@ def open_serial(path: str, baud: int) -> SerialPort:
 class FixStream(Protocol):
     """What the driver feeds: :class:`appliance.nmea.NmeaStream`."""
 
-    def feed(self, data: bytes, now_ns: int) -> list[Fix]: ...
+    def handed(self, data: bytes, now_ns: int) -> Iterable[Fix]: ...
+
+    @property
+    def stepped_ns(self) -> int: ...
 
 
 class ReaderLoop(Protocol):
@@ -382,7 +385,7 @@ class SerialGps:
             self._feed(data, now)
 
     def _feed(self, data: bytes, now: int) -> None:
-        for fix in self.stream.feed(data, now):
+        for fix in self.stream.handed(data, now):
             self.counters.fixes += 1
             self._on_fix(fix)
 
@@ -390,7 +393,7 @@ class SerialGps:
 
     def _search(self, data: bytes, now: int) -> None:
         assert self.search is not None
-        self._held.append((data, now))
+        self._held.append((data, now - self.stream.stepped_ns))  # restated by the steps made meanwhile
         decision = self.search.feed(data)
         if decision is BaudDecision.LOCKED:
             self._locked()
@@ -405,8 +408,8 @@ class SerialGps:
         self.baud = self.search.current
         log.info("GPS %s: receiver talks at %d baud", self.path, self.baud)
         held, self._held = self._held, []
-        for data, now in held:
-            self._feed(data, now)
+        for data, then in held:
+            self._feed(data, then + self.stream.stepped_ns)
 
     def _arm_dwell(self) -> None:
         if self._dwell is not None:

@@ -188,6 +188,13 @@ class EpochAssembler:
             out.append(self._report(ep))
         return out
 
+    def clock_stepped(self, step_ns: int) -> None:
+        """The local clock was stepped by ``step_ns``: the open epoch's arrival and the date anchor move with it."""
+        if self._epoch is not None:
+            self._epoch.arrival_ns += step_ns
+        if self._anchor is not None:
+            self._anchor = (self._anchor[0], self._anchor[1] + step_ns)
+
     def flush(self) -> list[Fix]:
         """Close the open epoch (end of stream) and return its fix, if not yet reported."""
         return self._close()

@@ -95,6 +95,11 @@ class Framer:
         """Bytes of the unfinished line held back for the next chunk."""
         return len(self._buf)
 
+    def clock_stepped(self, step_ns: int) -> None:
+        """The local clock was stepped by ``step_ns``: the unfinished line's arrival moves with it."""
+        if self._in_line:
+            self._arrival_ns += step_ns
+
     def feed(self, data: bytes, now_ns: int) -> list[RawLine]:
         """Take the next chunk, read from the port at local time ``now_ns`` (POSIX ns)."""
         self._tally.add("bytes_in", len(data))

@@ -21,6 +21,9 @@ Nothing raises on input: whatever is dropped is counted in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
+
 from appliance.nmea.counters import NmeaCounters, Tally
 from appliance.nmea.epoch import EpochAssembler, Fix
 from appliance.nmea.framing import DEFAULT_MAX_LINE, Framer, RawLine
@@ -63,6 +66,10 @@ class SentenceStream:
         """Take a chunk read at local time ``now_ns`` (POSIX ns); return its complete sentences."""
         return self._decode_all(self._framer.feed(data, now_ns))
 
+    def clock_stepped(self, step_ns: int) -> None:
+        """The local clock was stepped by ``step_ns`` (positive: forwards): the unfinished line moves with it."""
+        self._framer.clock_stepped(step_ns)
+
     def flush(self) -> list[Sentence]:
         """End of stream: decode the unfinished line, if it is a sentence."""
         return self._decode_all(self._framer.flush())
@@ -88,7 +95,7 @@ class NmeaStream:
     believe; the other options are :class:`SentenceStream`'s.
     """
 
-    __slots__ = ("_tally", "_sentences", "_epochs")
+    __slots__ = ("_tally", "_sentences", "_epochs", "_stepped_ns")
 
     def __init__(
         self,
@@ -100,6 +107,14 @@ class NmeaStream:
         self._tally = Tally()
         self._sentences = SentenceStream(checksum_optional=checksum_optional, max_line=max_line, tally=self._tally)
         self._epochs = EpochAssembler(rollover, self._tally)
+        self._stepped_ns = 0
+
+    @property
+    def stepped_ns(self) -> int:
+        """The sum of the clock steps restated so far: a time read before, plus what this gained since, is on the
+        clock's scale now (for chunks a driver holds back, such as :class:`appliance.io.serial.SerialGps`'s while
+        it searches the baud rate)."""
+        return self._stepped_ns
 
     @property
     def counters(self) -> NmeaCounters:
@@ -122,6 +137,30 @@ class NmeaStream:
         for s in self._sentences.feed(data, now_ns):
             out += self._epochs.add(s)
         return out
+
+    def clock_stepped(self, step_ns: int) -> None:
+        """The local clock was stepped by ``step_ns`` (positive: forwards): restate the arrival times held.
+
+        The epoch still open (its first sentence read before the step) and
+        the line still unfinished would otherwise be reported on the old
+        scale, a step away from the pulses they are paired with.
+        """
+        self._sentences.clock_stepped(step_ns)
+        self._epochs.clock_stepped(step_ns)
+        self._stepped_ns += step_ns
+
+    def handed(self, data: bytes, now_ns: int) -> Iterator[Fix]:
+        """:meth:`feed`, one fix at a time, each on the clock's scale when it is handed on.
+
+        A chunk can complete two epochs; if handing on the first steps the
+        clock (its sample is the first good time), the second, already built,
+        is restated by that step before it is handed on.
+        """
+        fixes = self.feed(data, now_ns)
+        mark = self._stepped_ns
+        for fix in fixes:
+            moved = self._stepped_ns - mark
+            yield replace(fix, arrival_ns=fix.arrival_ns + moved) if moved else fix
 
     def flush(self) -> list[Fix]:
         """End of stream: decode what is pending and report the open epoch."""

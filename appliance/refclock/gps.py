@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from appliance.nmea.epoch import Fix
 from appliance.nmea.sky import Satellite
@@ -147,7 +147,7 @@ class GpsClock:
         self.reset()
 
     def reset(self) -> None:
-        """Forget pulses, epochs and the lock (the local clock was stepped: they carry its old timescale)."""
+        """Forget pulses, epochs, the calibration and the lock: start afresh (a clock step is :meth:`clock_stepped`)."""
         self._pulses: deque[_Pending] = deque(maxlen=4)
         self._delays: deque[int] = deque(maxlen=CALIBRATION_WINDOW)
         self._last_fix: Fix | None = None
@@ -160,6 +160,33 @@ class GpsClock:
         self.check = PulseCheck(PulseCheckConfig(tolerance_ns=PULSE_TOLERANCE_NS))
         self._last_pulse_seen: int | None = None
         self._numbered: tuple[int, int] | None = None  # (pulse local ns, second it marks)
+
+    def clock_stepped(self, step_ns: int) -> None:
+        """The local clock was stepped by ``step_ns`` (positive: forwards): restate every local time held.
+
+        The lock, the numbering and the NMEA delay calibration (differences of
+        local times) carry on: a step made on this receiver's own time does not
+        cost the relock epochs that :meth:`reset` would (chrony likewise slews
+        its refclock samples on a step rather than dropping them).
+        """
+        for p in self._pulses:
+            p.local_ns += step_ns
+            p.pulse = Pulse(p.pulse.local_ns + step_ns, p.pulse.sequence)
+        if self._last_fix is not None:
+            self._last_fix = _moved(self._last_fix, step_ns)
+        if self._last_timed is not None:
+            self._last_timed = _moved(self._last_timed, step_ns)
+        if self._sky is not None:
+            self._sky = (self._sky[0], self._sky[1] + step_ns)
+        if self._anchor is not None:
+            self._anchor = (self._anchor[0] + step_ns, self._anchor[1])
+        if self._last_pulse_ns is not None:
+            self._last_pulse_ns += step_ns
+        if self._last_pulse_seen is not None:
+            self._last_pulse_seen += step_ns
+        if self._numbered is not None:
+            self._numbered = (self._numbered[0] + step_ns, self._numbered[1])
+        self.check.clock_stepped(step_ns)
 
     # -- calibration ---------------------------------------------------------
 
@@ -315,6 +342,10 @@ class GpsClock:
         )
 
 
+def _moved(fix: Fix, step_ns: int) -> Fix:
+    return replace(fix, arrival_ns=fix.arrival_ns + step_ns)
+
+
 def _nearest_second(t_ns: int) -> int:
     return (t_ns + NS_PER_S // 2) // NS_PER_S * NS_PER_S
 
@@ -335,8 +366,10 @@ class NmeaRefclock:
     has one, pulses (:meth:`on_pulse`); both return the samples to hand up.
     NMEA-only samples are held back while numbered pulses are recent (the
     pulses are a thousand times better). :meth:`why_unusable` is what the
-    timekeeper asks before selecting it; :meth:`stepped` forgets the
-    pairing when the clock is stepped.
+    timekeeper asks before selecting it; :meth:`stepped` restates the
+    pairing on the clock's new scale when the clock is stepped (the serial
+    stream's epochs in flight are restated by their own stream:
+    :meth:`appliance.nmea.stream.NmeaStream.clock_stepped`).
     """
 
     def __init__(self, settings: GpsSettings) -> None:
@@ -356,8 +389,9 @@ class NmeaRefclock:
         return "NMEA: no lock, or no recent pulses and fixes"
 
     def stepped(self, step_ns: int) -> None:
-        self.gps.reset()  # pulses and epochs in flight carry the old timescale
-        self._last_pps_ns = None
+        self.gps.clock_stepped(step_ns)
+        if self._last_pps_ns is not None:
+            self._last_pps_ns += step_ns
 
     def _keep(self, sample: Sample) -> bool:
         if sample.kind is SampleKind.PULSE:

@@ -33,14 +33,16 @@ and counts what it refuses (:class:`PulseCounters`). The rules:
   may have drifted too far). It is held as the new reference and not
   accepted: every accepted pulse was checked against another one.
 
-After the caller steps the local clock it may call :meth:`PulseCheck.reset`
-so the next pulse is held rather than refused.
+After the caller steps the local clock it calls :meth:`PulseCheck.clock_stepped`
+with the step: the references move with the clock, so the next pulse is
+checked as before (:meth:`PulseCheck.reset`, for a device reopened, holds it
+instead).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from appliance.refclock.sample import Pulse
 from appliance.timebase import NS_PER_S
@@ -135,6 +137,16 @@ class PulseCheck:
         """Forget the references (after a clock step, a device reopen): the next pulse is held."""
         self._last = None
         self._anchor = None
+
+    def clock_stepped(self, step_ns: int) -> None:
+        """The local clock was stepped by ``step_ns`` (positive: forwards): restate the references on its new scale."""
+        same = self._last is self._anchor  # one pulse as both references stays one
+        if self._last is not None:
+            self._last = replace(self._last, local_ns=self._last.local_ns + step_ns)
+        if same:
+            self._anchor = self._last
+        elif self._anchor is not None:
+            self._anchor = replace(self._anchor, local_ns=self._anchor.local_ns + step_ns)
 
     def check(self, pulse: Pulse) -> Verdict:
         """Judge ``pulse`` against the pulses before it; count and return the verdict."""

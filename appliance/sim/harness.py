@@ -612,7 +612,7 @@ class _VirtualSerial:
         self.sim.at(max(fake.next_due_ns(), now + 1), self.receiver_tick)
 
     def received(self, data: bytes, _true_ns: int) -> None:
-        for fix in self.stream.feed(data, self.now_ns()):
+        for fix in self.stream.handed(data, self.now_ns()):
             self.on_fix(fix)
 
 

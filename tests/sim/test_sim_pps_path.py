@@ -64,6 +64,31 @@ def test_power_on_days_behind_serves_stratum_1_within_10_us_by_60_s(seed: int) -
             assert trace.root_dispersion_ns[i] >= abs(trace.time_error_ns[i]), f"second {i + 1}"
 
 
+@pytest.mark.parametrize("model", ["mtk3339", "ublox-m8", "next-second"])
+@pytest.mark.parametrize("offset_ns", [-3 * 86_400 * S - 123_456_789, 2 * S + 300_000_000, -250_000_000])
+def test_the_step_at_power_on_keeps_the_receiver_as_the_system_peer(model: str, offset_ns: int) -> None:
+    """The step made on the receiver's own first samples restates its pairing rather than forgetting it.
+
+    Forgotten, the receiver was unusable for the three relock epochs, and the timekeeper served "holdover"
+    (stratum 1, the LCD's holdover alarm) between the step and the first numbered pulse.
+    """
+    scenario = SystemScenario(
+        seed=1,
+        duration_ns=40 * S,
+        frequency_error_ppb=25_000.0,
+        wander_ppb_per_sqrt_s=1.0,
+        initial_offset_ns=offset_ns,
+        receiver=ReceiverSpec(model, pps_jitter_ns=1_000.0),
+        local_stratum=10,
+    )
+    trace = run_system(scenario)
+    assert trace.counters.clock_steps == 1
+    assert trace.bases() == ["local", "refclock"]
+    assert trace.receiver["lock_breaks"] == 0
+    good = convergence_index(trace.time_error_ns, 10_000.0)
+    assert good is not None and good < 15
+
+
 def test_pps_lock_from_a_tenth_of_a_second_is_fast() -> None:
     scenario = SystemScenario(
         seed=1,

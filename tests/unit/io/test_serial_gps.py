@@ -242,6 +242,34 @@ class PipePort:
         os.close(self.r)
 
 
+def test_chunks_held_while_searching_follow_a_clock_step(loop: EventLoop) -> None:
+    """A chunk read while the rate was still in doubt is decoded once it is found: on the clock's scale then."""
+    ports: list[PipePort] = []
+
+    def opener(path: str, baud: int) -> SerialPort:
+        ports.append(PipePort(baud))
+        return ports[-1]
+
+    gps, fixes = make_driver(loop, "/dev/fake", autobaud=[38400], open_port=opener, dwell_s=60)
+    try:
+        gps.start()
+        port = ports[0]
+        first = sentence("GPZDA,221320.00,14,11,2023,00,00")  # one good sentence: the rate not yet sure
+        os.write(port.w, first)
+        run_until(loop, lambda: gps.counters.chunks >= 1)
+        assert not gps.usable
+        gps.stream.clock_stepped(-10 * S)  # e.g. an upstream server's first sample steps the clock meanwhile
+        os.write(port.w, sentence("GPZDA,221321.00,14,11,2023,00,00"))
+        run_until(loop, lambda: len(fixes) >= 1)
+        assert gps.usable
+        # the driver's clock reads past T0; the held chunk's time is restated by the step, as the pairing is
+        assert T0 - 10 * S < fixes[0].arrival_ns < T0
+    finally:
+        gps.stop()
+        for p in ports:
+            os.close(p.w)
+
+
 def test_autobaud_finds_the_rate_and_keeps_the_first_epochs(loop: EventLoop) -> None:
     ports: list[PipePort] = []
 

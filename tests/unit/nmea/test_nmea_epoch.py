@@ -304,3 +304,41 @@ def test_fixes_are_frozen() -> None:
     (fix,) = rx.close()
     with pytest.raises(AttributeError):
         fix.valid = False  # type: ignore[misc]
+
+
+# --- clock steps -------------------------------------------------------------------------------
+
+
+def test_a_clock_step_restates_the_epoch_and_the_line_in_flight() -> None:
+    """A fix reported when the next epoch starts (no ender learned yet): the step that its sample causes
+    restates the epoch already open, and a line half read, so they are not reported on the old scale."""
+    rx = Receiver()
+    rx.now_ns = 1_000
+    rx.send(rmc("120000.00", "230324"), gga("120000.00"))
+    rx.now_ns = 2_000
+    assert [f.arrival_ns for f in rx.send(rmc("120001.00", "230324"))] == [1_000]  # epoch 12:00:01 opened at 2000
+    rx.stream.clock_stepped(-500)
+    assert rx.stream.stepped_ns == -500
+    rx.now_ns = 3_000
+    half = render(rmc("120002.00", "230324"))
+    assert rx.stream.feed(half[:10], rx.now_ns) == []
+    rx.stream.clock_stepped(+200)
+    rx.now_ns = 4_000
+    out = rx.stream.feed(half[10:], rx.now_ns) + rx.close()
+    assert [f.arrival_ns for f in out] == [2_000 - 500 + 200, 3_000 + 200]
+
+
+def test_fixes_handed_after_a_step_are_on_the_new_scale() -> None:
+    """One chunk completes three epochs (the last at once: RMC is learned as the ender); handing on the first
+    steps the clock: the others, built already, follow the step."""
+    stream = NmeaStream(NO_ROLLOVER)
+    chunk = b"".join(
+        render(b) for b in (rmc("120000.00", "230324"), rmc("120001.00", "230324"), rmc("120002.00", "230324"))
+    )
+    handed = []
+    for fix in stream.handed(chunk, 7_000):
+        handed.append(fix.arrival_ns)
+        if len(handed) == 1:
+            stream.clock_stepped(-3_000)
+    assert handed == [7_000, 4_000, 4_000]
+    assert stream.flush() == []

@@ -9,7 +9,7 @@ import pytest
 
 from appliance.nmea.epoch import Fix, FixMode
 from appliance.refclock.gps import Convention, GpsClock, GpsSettings
-from appliance.refclock.sample import Pulse, Sample
+from appliance.refclock.sample import Pulse, Sample, SampleKind
 from appliance.timebase import NS_PER_S
 
 T0 = 1_795_000_000 * NS_PER_S
@@ -168,5 +168,31 @@ def test_the_sky_stands_until_the_next_epoch_that_has_one() -> None:
     assert status.satellites == sky and status.satellites_ns == t
     clock.on_fix(Fix(t + 2 * NS_PER_S, 0, T0 + 2 * NS_PER_S, True, FixMode.THREE_D, satellites=()))  # none in view
     assert clock.status(t + 2 * NS_PER_S).satellites == ()
-    clock.reset()  # a clock step: the sky's time is in the old timescale
+    clock.clock_stepped(-5 * NS_PER_S)  # a clock step: the sky's time moves with the clock
+    status = clock.status(t + 3 * NS_PER_S - 5 * NS_PER_S)
+    assert status.satellites == () and status.satellites_ns == t + 2 * NS_PER_S - 5 * NS_PER_S
+    clock.reset()  # starting afresh forgets it
     assert clock.status(t + 3 * NS_PER_S).satellites is None
+
+
+@pytest.mark.parametrize("step_ns", [250_000_000, -250_000_000, 2_300_000_000, -3 * 86_400 * NS_PER_S - 123_456_789])
+def test_a_clock_step_keeps_the_lock_the_numbering_and_the_calibration(step_ns: int) -> None:
+    """A step made on this receiver's time (the first good sample at power-on) costs no relock epochs.
+
+    Every pulse after the step is numbered with its own second at once; forgetting the pairing (as a reset
+    does) left the receiver unusable for three epochs, and the timekeeper served "holdover" meanwhile.
+    """
+    rx = Receiver(delay_ns=500_000_000)
+    clock = GpsClock()
+    run(clock, rx, range(20))
+    delay = clock.nmea_delay_ns
+    clock.clock_stepped(step_ns)
+    rx.clock_error_ns += step_ns
+    assert clock.locked and clock.nmea_delay_ns == delay
+    assert clock.status(rx.local(T0 + 19 * NS_PER_S + 600_000_000)).usable
+    samples = run(clock, rx, range(20, 23))
+    pulses = [s for s in samples if s.kind is SampleKind.PULSE]
+    assert len(pulses) == 3
+    for s in pulses:
+        assert abs(s.offset_ns + rx.clock_error_ns) < 10_000  # its own second, on the new scale
+    assert clock.counters.lock_breaks == 0 and clock.check.counters.bad_interval == 0

@@ -137,3 +137,15 @@ def test_counts_add_up(pulses: list[tuple[int, int | None]]) -> None:
     assert n.received == n.accepted + n.held + n.duplicate + n.out_of_order + n.bad_interval
     assert n.accepted == verdicts.count("accepted")
     assert n.missed_seconds >= 0
+
+
+@pytest.mark.parametrize("step_ns", [300_000_000, -2 * S - 250_000_000])
+def test_a_clock_step_moves_the_references_with_the_clock(step_ns: int) -> None:
+    """The edges after a step are on the new scale: checked against references restated, none is lost."""
+    c = PulseCheck()
+    run(c, [(0, 1), (S, 2)])
+    c.clock_stepped(step_ns)
+    last = c.last_accepted
+    assert last is not None and last.local_ns == T0 + S + step_ns
+    assert run(c, [(2 * S + step_ns, 3), (3 * S + step_ns, 4)]) == ["accepted", "accepted"]
+    assert c.counters.bad_interval == c.counters.out_of_order == 0
