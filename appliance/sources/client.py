@@ -79,7 +79,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from appliance.config.model import Location, ServerLine
@@ -580,6 +580,12 @@ class Upstreams:
         """The disciplined clock was stepped by ``step_ns``: see :meth:`Association.clock_stepped`."""
         for a in self.associations:
             a.clock_stepped(step_ns)
+
+    def clock_slewed(self, moved_ns: Callable[[int], int]) -> None:
+        """The disciplined clock's phase was slewed: every association's stored offsets are restated
+        (:meth:`~appliance.sources.source.Source.slewed`)."""
+        for a in self.associations:
+            a.source.slewed(moved_ns)
 
     def next_wakeup_ns(self) -> int | None:
         """The earliest time (scheduling clock) something is due: a request or a name lookup."""

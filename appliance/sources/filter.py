@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.state import PHI_PPB
@@ -163,6 +164,27 @@ class ClockFilter:
                 o.delay_ns,
                 o.dispersion_ns,
                 o.jitter_ns,
+            )
+
+    def slewed(self, moved_ns: Callable[[int], int]) -> None:
+        """The clock's phase was slewed: each stored offset less ``moved_ns(t)``, what the slews moved the
+        clock since that sample's time ``t``, so the stages say where the clock stands now.
+
+        Chrony restates its stored samples at every clock change likewise. Left as measured, samples from
+        before a fast slew (tens of ms in a second) disagree with those after it by the slew: a server
+        looks that far off, its jitter swells with it, and selection outvotes the source that is right.
+        """
+        self._stages = deque(
+            (
+                s if s.dummy else Stage(s.time_ns, s.offset_ns - moved_ns(s.time_ns), s.delay_ns, s.dispersion_ns)
+                for s in self._stages
+            ),
+            maxlen=NSTAGES,
+        )
+        o = self._output
+        if o is not None:
+            self._output = FilterOutput(
+                o.sample_ns, o.run_ns, o.offset_ns - moved_ns(o.sample_ns), o.delay_ns, o.dispersion_ns, o.jitter_ns
             )
 
     def add_dummy(self) -> None:

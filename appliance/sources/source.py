@@ -47,6 +47,7 @@ behind and must move forwards.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.ntp.packet import LEAP_NONE, LEAP_UNSYNC
@@ -241,6 +242,10 @@ class Source:
     def shift(self, step_ns: int) -> None:
         """The local clock was stepped by ``step_ns`` (positive: forwards): restate the stored samples."""
         self.filter.shift(step_ns)
+
+    def slewed(self, moved_ns: Callable[[int], int]) -> None:
+        """The clock's phase was slewed: restate the stored offsets (:meth:`ClockFilter.slewed`)."""
+        self.filter.slewed(moved_ns)
 
     def estimate(self, now_ns: int) -> SourceEstimate:
         """The source as it stands at ``now_ns`` (see :class:`SourceEstimate`)."""

@@ -536,6 +536,7 @@ class Timekeeper:
         first_upstream = self._fed_by is None and kind is Basis.UPSTREAM
         if first_upstream or (self._fed_by is not None and self._fed_by is not kind):
             old = self.discipline
+            self._restate_into_samples(old, self.clock.now_ns())
             if old.deadline_ns() is not None:
                 apply(self.clock, [SetFrequency(old.frequency_ppb)])  # end the old loop's phase slew
             self.discipline = self._successor(old, kind, sample.local_ns, jitter_ns)
@@ -597,7 +598,7 @@ class Timekeeper:
         """Every source's estimate at ``now_ns``: the refclocks, the upstream servers, the local clock."""
         out: list[SourceEstimate] = []
         for r in self._refclocks.values():
-            e = r.source.estimate(now_ns)
+            e = self._restated(r.source.estimate(now_ns), now_ns)
             why = r.why_unusable(now_ns) if e.usable and r.why_unusable is not None else None
             out.append(replace(e, usable=False, why_unusable=why) if why else e)
         if self.upstreams is not None:
@@ -607,16 +608,34 @@ class Timekeeper:
         return out
 
     def _restated(self, e: SourceEstimate, now_ns: int) -> SourceEstimate:
-        """A server's estimate with its offset as of ``now_ns``: less what the clock was slewed since its sample.
+        """A source's estimate with its offset as of ``now_ns``: less what the clock was slewed since its sample.
 
         The servers' filtered samples are minutes apart (up to eight polls old), and a fast slew moves the
         clock milliseconds in a second: compared or combined as measured, a server sampled before a slew and
-        one sampled after disagree by the slew, and the combination steers by it.
+        one sampled after disagree by the slew, and the combination steers by it. A refclock's estimate is a
+        poll old, and a poll is long enough for a fast slew too. What loops before the current one slewed
+        was restated into the stored samples when each loop ended (:meth:`_restate_into_samples`).
         """
         if e.sample_ns is None:
             return e
         moved = self.discipline.moved_ns(e.sample_ns, now_ns)
         return replace(e, offset_ns=e.offset_ns - moved) if moved else e
+
+    def _restate_into_samples(self, loop: Discipline, now_ns: int) -> None:
+        """``loop`` ends at ``now_ns``: what it slewed since each stored sample goes into that sample's offset.
+
+        :meth:`_restated` counts only the current loop's slews (its successor starts with no record of
+        them). Without this, at the start (servers first, then the GPS) every server sampled before the
+        servers' loop closed its 0.1 s looked 0.1 s off, and three of them outvoted the GPS for minutes.
+        """
+
+        def moved(t: int) -> int:
+            return loop.moved_ns(t, now_ns)
+
+        for r in self._refclocks.values():
+            r.source.slewed(moved)
+        if self.upstreams is not None:
+            self.upstreams.clock_slewed(moved)
 
     def _reselect(self, now_ns: int) -> None:
         sel = select(self.estimates(now_ns), now_ns, previous=self._selection.system_peer)

@@ -159,3 +159,28 @@ def test_without_empty_stages_epsilon_counts_only_the_samples_there_are() -> Non
     out = f.output
     assert out is not None and out.dispersion_ns >= MAXDISP_NS >> 2
     assert f.valid_samples == 1
+
+
+def test_slewed_restates_each_stage_from_its_own_time() -> None:
+    """What the clock was slewed since a stage's time comes off that stage's offset; timeouts stay timeouts."""
+    f = ClockFilter()
+    for i in range(NSTAGES):
+        f.add(T0 + i * NS_PER_S, 2 * MS, 10 * MS + i, 0)
+    f.add_dummy()
+    f.add(T0 + NSTAGES * NS_PER_S, 2 * MS, 10 * MS + NSTAGES, 0)
+
+    def moved(t: int) -> int:  # the clock was slewed 1 us for every second after T0 + 3 s up to now
+        return max(0, T0 + (NSTAGES + 1) * NS_PER_S - max(t, T0 + 3 * NS_PER_S)) // 1000
+
+    f.slewed(moved)
+    stages = f.stages
+    assert len(stages) == NSTAGES  # still a register of eight
+    for s in stages:
+        if s.dummy:
+            assert s.offset_ns == 0
+        else:
+            assert s.offset_ns == 2 * MS - moved(s.time_ns)
+    out = f.output
+    assert out is not None and out.offset_ns == 2 * MS - moved(out.sample_ns)
+    assert f.add(T0 + (NSTAGES + 1) * NS_PER_S, 2 * MS, 1 * MS, 0)  # still a working register afterwards
+    assert len(f.stages) == NSTAGES
