@@ -177,11 +177,12 @@ class Refclock:
 
 #: The values of ``localclock public``: what clients admitted only by a ``default`` restrict entry get.
 LOCALCLOCK_PUBLIC = ("unsync", "serve")
+LOCALCLOCK_START = ("wait", "serve")
 
 
 @dataclass(frozen=True, slots=True)
 class LocalClockOptions:
-    """``localclock public unsync|serve``: who is served the free-running local clock.
+    """``localclock public unsync|serve start wait|serve``: who is served the free-running local clock, and when.
 
     While the appliance serves its own clock (``server 127.127.1.0``), a
     client that only a ``default`` restrict entry matches (``restrict
@@ -189,16 +190,31 @@ class LocalClockOptions:
     gets "unsynchronised" (leap 3, stratum 16) with ``public = "unsync"``
     (the default), or the local clock at its fudged stratum with ``"serve"``.
     Clients matched by a more specific ``restrict`` line always get the local
-    clock. ``location`` is the line that set ``public`` (None: the default).
+    clock.
+
+    ``start = "wait"`` (the default): when other sources are configured (a
+    refclock, a server), the local clock is not used before one of them has
+    synchronised the clock since the daemon started: a Pi without a
+    real-time clock starts from the time it was switched off, and that is
+    not served as time (chrony's ``local activate``). ``"serve"``: from the
+    start (ntpd's way). A local clock that is the only source is served from
+    the start either way. ``location`` is the last line that set an option
+    (None: the defaults).
     """
 
     public: str = "unsync"
     location: Location | None = None
+    start: str = "wait"
 
     @property
     def public_unsync(self) -> bool:
         """True when default-only clients are told "unsynchronised" while the local clock is served."""
         return self.public == "unsync"
+
+    @property
+    def waits_for_sync(self) -> bool:
+        """True when the local clock waits for another source's first synchronisation."""
+        return self.start == "wait"
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from appliance.config.errors import ConfigError
 from appliance.config.lexer import Token, tokenize
 from appliance.config.model import (
     LOCALCLOCK_PUBLIC,
+    LOCALCLOCK_START,
     REFCLOCK_TYPES,
     RESTRICT_FLAGS,
     STATS_FILES,
@@ -869,24 +870,28 @@ def _driftfile(b: _Builder, c: _Cursor) -> None:
     c.end()
 
 
-_LOCALCLOCK_OPTIONS = ("public",)
+_LOCALCLOCK_OPTIONS = {"public": LOCALCLOCK_PUBLIC, "start": LOCALCLOCK_START}
 
 
 def _localclock(b: _Builder, c: _Cursor) -> None:
-    """``localclock public unsync|serve`` (stratum1's): who gets the free-running local clock.
+    """``localclock public unsync|serve start wait|serve`` (stratum1's): who gets the free-running local
+    clock, and whether it waits for another source's first synchronisation.
 
-    See :class:`~appliance.config.model.LocalClockOptions`. A later line wins.
+    See :class:`~appliance.config.model.LocalClockOptions`. For each option a later line wins.
     """
     if not c:
-        c.fail("localclock needs an option: 'public unsync' or 'public serve'")
+        c.fail("localclock needs an option: 'public unsync|serve' or 'start wait|serve'")
+    options = b.localclock
     while c:
         opt = c.keyword()
         if opt not in _LOCALCLOCK_OPTIONS:
-            c.fail(_unknown("localclock option", opt, _LOCALCLOCK_OPTIONS))
+            c.fail(_unknown("localclock option", opt, tuple(_LOCALCLOCK_OPTIONS)))
         value = c.value(opt)
-        if value.text not in LOCALCLOCK_PUBLIC:
-            c.fail(f"localclock public needs {' or '.join(LOCALCLOCK_PUBLIC)}, not '{value.text}'")
-        b.localclock = LocalClockOptions(value.text, c.where)
+        allowed = _LOCALCLOCK_OPTIONS[opt]
+        if value.text not in allowed:
+            c.fail(f"localclock {opt} needs {' or '.join(allowed)}, not '{value.text}'")
+        options = replace(options, location=c.where, **{opt: value.text})
+    b.localclock = options
 
 
 def _holdover(b: _Builder, c: _Cursor) -> None:

@@ -32,30 +32,34 @@ POLL_NS = 64 * 1_000_000_000
 
 @dataclass(frozen=True, slots=True)
 class LocalClock:
-    """The local clock reference: its stratum and refid from the config, and whether the public gets it.
+    """The local clock reference: its stratum and refid from the config, whether the public gets it, and when.
 
-    ``public_unsync`` (default True: ``localclock public unsync``) hides it from default-only clients.
+    ``public_unsync`` (default True: ``localclock public unsync``) hides it from default-only clients;
+    ``waits_for_sync`` (default True: ``localclock start wait``) keeps it unused until another configured
+    source has synchronised the clock once (the timekeeper applies it).
     """
 
     stratum: int = DEFAULT_STRATUM
     refid: str = "LOCL"
     public_unsync: bool = True
+    waits_for_sync: bool = True
 
     @classmethod
     def from_config(cls, config: Config) -> LocalClock | None:
         """The local clock the config asks for (``server 127.127.1.u`` or ``refclock local``), or None."""
         public_unsync = config.localclock.public_unsync
+        waits = config.localclock.waits_for_sync
         for s in config.servers:
             rc = s.refclock
             if rc is not None and rc[0] == LOCAL_DRIVER:
                 fudge = config.fudge_for(s.host)
                 stratum = fudge.stratum if fudge and fudge.stratum is not None else DEFAULT_STRATUM
                 refid = fudge.refid if fudge and fudge.refid else "LOCL"
-                return cls(stratum, refid, public_unsync)
+                return cls(stratum, refid, public_unsync, waits)
         for r in config.refclocks:
             if r.driver == "local":
                 stratum = r.stratum if r.stratum is not None else DEFAULT_STRATUM
-                return cls(stratum, r.refid or "LOCL", public_unsync)
+                return cls(stratum, r.refid or "LOCL", public_unsync, waits)
         return None
 
     def state(self, now_ns: int, precision: int) -> SystemState:

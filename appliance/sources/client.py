@@ -581,6 +581,11 @@ class Upstreams:
         for a in self.associations:
             a.clock_stepped(step_ns)
 
+    @property
+    def configured(self) -> bool:
+        """Whether any ``server``, ``pool`` or ``peer`` line is configured (resolved or not)."""
+        return bool(self._entries)
+
     def clock_slewed(self, moved_ns: Callable[[int], int]) -> None:
         """The disciplined clock's phase was slewed: every association's stored offsets are restated
         (:meth:`~appliance.sources.source.Source.slewed`)."""

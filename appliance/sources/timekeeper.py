@@ -288,6 +288,7 @@ class Timekeeper:
         self._held_refid = refid_from_text("INIT")
         self._held_reference_ns: int | None = None
         self._held_dispersion_ns = 0
+        self._synchronised_once = False  # a refclock or a server has been the basis since the start
         self._basis = Basis.UNSYNCHRONISED
         self._selection: Selection = select([], 0)
         self._state = SystemState(precision=precision)
@@ -604,8 +605,25 @@ class Timekeeper:
         if self.upstreams is not None:
             out.extend(self._restated(e, now_ns) for e in self.upstreams.estimates(now_ns))
         if self.local_source is not None:
-            out.append(self.local_source.estimate(now_ns))
+            e = self.local_source.estimate(now_ns)
+            why = self._local_waits()
+            out.append(replace(e, usable=False, why_unusable=why) if why else e)
         return out
+
+    def _local_waits(self) -> str | None:
+        """Why the local clock is not used yet (``localclock start wait``), or None.
+
+        Until a refclock or a server has synchronised the clock once, the clock is where it was started
+        from: on a Pi without a real-time clock, the time it was switched off (fake-hwclock), hours or days
+        ago. Served as stratum 10, clients of the LAN would set themselves to it at every power cut. A local
+        clock that is the only source has nothing to wait for.
+        """
+        local = self.local
+        if local is None or not local.waits_for_sync or self._synchronised_once:
+            return None
+        if not self._refclocks and (self.upstreams is None or not self.upstreams.configured):
+            return None
+        return "waits for a source to synchronise the clock first (localclock start wait)"
 
     def _restated(self, e: SourceEstimate, now_ns: int) -> SourceEstimate:
         """A source's estimate with its offset as of ``now_ns``: less what the clock was slewed since its sample.
@@ -645,6 +663,8 @@ class Timekeeper:
             sel = stood_aside(sel)  # the local clock or a server was chosen, but nothing steers: no system peer
         if basis is not self._basis:
             self.counters.basis_changes += 1
+        if basis in (Basis.REFCLOCK, Basis.UPSTREAM):
+            self._synchronised_once = True  # the local clock may stand in from now on
         peer = sel.peer
         if basis is Basis.REFCLOCK and peer is not None:
             self._held_stratum = peer.stratum + 1

@@ -1,4 +1,4 @@
-"""``localclock public unsync|serve``: parsing, its default, its errors and its warning."""
+"""``localclock public unsync|serve start wait|serve``: parsing, the defaults, the errors and the warning."""
 
 from __future__ import annotations
 
@@ -46,6 +46,15 @@ def test_a_later_line_wins() -> None:
     assert c.localclock == LocalClockOptions("unsync", Location(F, 4))
 
 
+def test_start_waits_by_default_and_each_option_keeps_its_last_line() -> None:
+    c = parse(LOCAL)
+    assert c.localclock.start == "wait" and c.localclock.waits_for_sync
+    c = parse(f"{LOCAL}localclock start serve public serve\nlocalclock public unsync\n")
+    assert (c.localclock.start, c.localclock.public) == ("serve", "unsync")  # the later line set public only
+    assert not c.localclock.waits_for_sync and c.localclock.location == Location(F, 4)
+    assert parse_config(default_config_text(), "default.conf").localclock.waits_for_sync
+
+
 def test_with_refclock_local_there_is_no_warning() -> None:
     assert parse("refclock local stratum 10\nlocalclock public serve\n").warnings == ()
 
@@ -60,7 +69,9 @@ def test_without_a_local_clock_it_warns_with_file_and_line() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("localclock", "t.conf:3: localclock needs an option: 'public unsync' or 'public serve'"),
+        ("localclock", "t.conf:3: localclock needs an option: 'public unsync|serve' or 'start wait|serve'"),
+        ("localclock start now", "t.conf:3: localclock start needs wait or serve, not 'now'"),
+        ("localclock start", "t.conf:3: localclock option 'start' needs a value"),
         ("localclock public", "t.conf:3: localclock option 'public' needs a value"),
         ("localclock public yes", "t.conf:3: localclock public needs unsync or serve, not 'yes'"),
         ("localclock pubilc serve", "t.conf:3: unknown localclock option 'pubilc' (did you mean 'public'?)"),

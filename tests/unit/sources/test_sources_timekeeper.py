@@ -234,3 +234,39 @@ def test_holdover_ends_on_the_local_clock_as_the_system_peer() -> None:
     status = tk.status()
     assert (status.basis, status.system_peer, status.state.stratum) == (Basis.LOCAL, LOCAL_NAME, 10)
     assert status.source_lines()[-1].startswith("*LOCAL(0)")
+
+
+def test_the_local_clock_waits_for_the_first_synchronisation_when_there_are_other_sources() -> None:
+    """A Pi without an RTC starts from the time it was switched off: not served as stratum 10 before a real
+    source has set the clock (``localclock start wait``, the default); afterwards it stands in as before."""
+    from appliance.refclock.source import RefclockSettings, RefclockSource
+
+    local = "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n"
+    for extra, waits in (("", True), ("localclock start serve\n", False)):
+        config = parse_config(local + extra, "t.conf")
+        clock = SimulatedClock(random.Random(1), start_ns=T0, initial_offset_ns=-3 * 86_400 * NS_PER_S)
+        tk = Timekeeper(clock, precision=-20, local=LocalClock.from_config(config))
+        tk.add_refclock(RefclockSource(RefclockSettings(name="SHM(0)", refid="GPS", poll=2)))
+        state = tk.state(clock.now_ns())
+        if waits:
+            assert tk.basis is Basis.UNSYNCHRONISED and state.stratum == 16 and state.leap == 3
+            line = next(x for x in tk.status().source_lines() if "LOCAL(0)" in x)
+            assert "waits for a source to synchronise the clock first" in line
+        else:
+            assert tk.basis is Basis.LOCAL and state.stratum == 10  # ntpd's and chrony's way, asked for
+    # once the GPS has been the basis, the local clock is the last resort again (after holdover)
+    tk, clock = gps_then_lost(local=True)
+    while tk.basis is Basis.HOLDOVER:
+        clock.advance_to(clock.now_ns() + 60 * NS_PER_S)
+        tk.tick()
+    assert tk.basis is Basis.LOCAL and tk.state(clock.now_ns()).stratum == 10
+
+
+def test_a_local_clock_that_is_the_only_source_is_served_from_the_start() -> None:
+    config = parse_config("server 127.127.1.0\nfudge 127.127.1.0 stratum 10\nlocalclock start wait\n", "t.conf")
+    clock = SimulatedClock(random.Random(1), start_ns=T0)
+    tk = Timekeeper(clock, precision=-20, local=LocalClock.from_config(config))
+    assert tk.state(clock.now_ns()).stratum == 10 and tk.basis is Basis.LOCAL  # nothing to wait for
+    upstreams = Upstreams(parse_config("server 192.0.2.1 iburst\n", "t.conf").servers, now_ns=0)
+    tk = Timekeeper(clock, precision=-20, local=LocalClock.from_config(config), upstreams=upstreams)
+    assert tk.state(clock.now_ns()).stratum == 16 and tk.basis is Basis.UNSYNCHRONISED  # a server may set it
