@@ -192,19 +192,20 @@ class LocalClockOptions:
     Clients matched by a more specific ``restrict`` line always get the local
     clock.
 
-    ``start = "wait"`` (the default): when other sources are configured (a
-    refclock, a server), the local clock is not used before one of them has
-    synchronised the clock since the daemon started: a Pi without a
-    real-time clock starts from the time it was switched off, and that is
-    not served as time (chrony's ``local activate``). ``"serve"``: from the
-    start (ntpd's way). A local clock that is the only source is served from
-    the start either way. ``location`` is the last line that set an option
-    (None: the defaults).
+    ``start = "wait"`` (the shipped ntp.conf says so): when other sources
+    are configured (a refclock, a server), the local clock is not used
+    before one of them has synchronised the clock since the daemon started:
+    a Pi without a real-time clock starts from the time it was switched off,
+    and that is not served as time (chrony's ``local activate``).
+    ``"serve"`` (the default without a line, what an ntp.conf written for
+    ntpd expects): from the start. A local clock that is the only source is
+    served from the start either way. ``location`` is the last line that
+    set an option (None: the defaults).
     """
 
     public: str = "unsync"
     location: Location | None = None
-    start: str = "wait"
+    start: str = "serve"
 
     @property
     def public_unsync(self) -> bool:

@@ -35,14 +35,14 @@ class LocalClock:
     """The local clock reference: its stratum and refid from the config, whether the public gets it, and when.
 
     ``public_unsync`` (default True: ``localclock public unsync``) hides it from default-only clients;
-    ``waits_for_sync`` (default True: ``localclock start wait``) keeps it unused until another configured
-    source has synchronised the clock once (the timekeeper applies it).
+    ``waits_for_sync`` (``localclock start wait``; default False, as without the line) keeps it unused
+    until another configured source has synchronised the clock once (the timekeeper applies it).
     """
 
     stratum: int = DEFAULT_STRATUM
     refid: str = "LOCL"
     public_unsync: bool = True
-    waits_for_sync: bool = True
+    waits_for_sync: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> LocalClock | None:

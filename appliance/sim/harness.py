@@ -680,7 +680,8 @@ def config_text(scenario: SystemScenario) -> str:
     sc = scenario
     lines = [f"server {s.address} {sc.server_options}" for s in sc.servers]
     if sc.local_stratum is not None:
-        lines += ["server 127.127.1.0", f"fudge 127.127.1.0 stratum {sc.local_stratum}"]
+        # as the shipped ntp.conf: the local clock waits for the first synchronisation
+        lines += ["server 127.127.1.0", f"fudge 127.127.1.0 stratum {sc.local_stratum}", "localclock start wait"]
     lines.append(f"holdover {sc.holdover_bound_ns / NS_PER_S:.9f}")
     if sc.receiver is not None:
         lines.append("refclock nmea unit 0 ppspath /dev/pps0")  # the fake receiver and its PPS stand in for both

@@ -29,7 +29,8 @@ def test_default_is_unsync_for_the_public() -> None:
 
 def test_the_shipped_default_config_keeps_the_safe_default() -> None:
     c = parse_config(default_config_text(), "default.conf")
-    assert c.localclock.public_unsync and c.localclock.location is None
+    assert c.localclock.public_unsync and c.localclock.public == "unsync"  # no 'public' line: the default
+    assert c.localclock.waits_for_sync and c.warnings == ()  # 'localclock start wait'
 
 
 @pytest.mark.parametrize(("value", "unsync"), [("serve", False), ("unsync", True)])
@@ -46,13 +47,12 @@ def test_a_later_line_wins() -> None:
     assert c.localclock == LocalClockOptions("unsync", Location(F, 4))
 
 
-def test_start_waits_by_default_and_each_option_keeps_its_last_line() -> None:
+def test_start_serves_without_a_line_and_each_option_keeps_its_last_line() -> None:
     c = parse(LOCAL)
-    assert c.localclock.start == "wait" and c.localclock.waits_for_sync
-    c = parse(f"{LOCAL}localclock start serve public serve\nlocalclock public unsync\n")
-    assert (c.localclock.start, c.localclock.public) == ("serve", "unsync")  # the later line set public only
-    assert not c.localclock.waits_for_sync and c.localclock.location == Location(F, 4)
-    assert parse_config(default_config_text(), "default.conf").localclock.waits_for_sync
+    assert c.localclock.start == "serve" and not c.localclock.waits_for_sync  # ntpd's way, for ntpd's files
+    c = parse(f"{LOCAL}localclock start wait public serve\nlocalclock public unsync\n")
+    assert (c.localclock.start, c.localclock.public) == ("wait", "unsync")  # the later line set public only
+    assert c.localclock.waits_for_sync and c.localclock.location == Location(F, 4)
 
 
 def test_with_refclock_local_there_is_no_warning() -> None:

@@ -181,7 +181,8 @@ def gps_then_lost(*, local: bool, seconds: int = 120) -> tuple[Timekeeper, Simul
     from appliance.refclock.sample import Sample
     from appliance.refclock.source import RefclockSettings, RefclockSource
 
-    config = parse_config("server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n" if local else "", "t.conf")
+    shipped = "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\nlocalclock start wait\n"
+    config = parse_config(shipped if local else "", "t.conf")
     clock = SimulatedClock(random.Random(1), start_ns=T0, initial_offset_ns=3 * MS)
     tk = Timekeeper(clock, precision=-20, local=LocalClock.from_config(config) if local else None)
     tk.add_refclock(RefclockSource(RefclockSettings(name="SHM(0)", refid="GPS", poll=2)))
@@ -238,11 +239,12 @@ def test_holdover_ends_on_the_local_clock_as_the_system_peer() -> None:
 
 def test_the_local_clock_waits_for_the_first_synchronisation_when_there_are_other_sources() -> None:
     """A Pi without an RTC starts from the time it was switched off: not served as stratum 10 before a real
-    source has set the clock (``localclock start wait``, the default); afterwards it stands in as before."""
+    source has set the clock (``localclock start wait``, the shipped ntp.conf's); afterwards it stands in as
+    before. Without the line (an ntp.conf written for ntpd) it is served from the start, as ntpd does."""
     from appliance.refclock.source import RefclockSettings, RefclockSource
 
     local = "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n"
-    for extra, waits in (("", True), ("localclock start serve\n", False)):
+    for extra, waits in (("localclock start wait\n", True), ("", False), ("localclock start serve\n", False)):
         config = parse_config(local + extra, "t.conf")
         clock = SimulatedClock(random.Random(1), start_ns=T0, initial_offset_ns=-3 * 86_400 * NS_PER_S)
         tk = Timekeeper(clock, precision=-20, local=LocalClock.from_config(config))
@@ -253,7 +255,7 @@ def test_the_local_clock_waits_for_the_first_synchronisation_when_there_are_othe
             line = next(x for x in tk.status().source_lines() if "LOCAL(0)" in x)
             assert "waits for a source to synchronise the clock first" in line
         else:
-            assert tk.basis is Basis.LOCAL and state.stratum == 10  # ntpd's and chrony's way, asked for
+            assert tk.basis is Basis.LOCAL and state.stratum == 10  # ntpd's and chrony's way
     # once the GPS has been the basis, the local clock is the last resort again (after holdover)
     tk, clock = gps_then_lost(local=True)
     while tk.basis is Basis.HOLDOVER:
