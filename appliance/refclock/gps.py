@@ -128,8 +128,7 @@ class GpsStatus:
 
 @dataclass(slots=True)
 class _Pending:
-    pulse: Pulse
-    local_ns: int  # corrected by pps_offset
+    local_ns: int  # a pulse awaiting its epoch, corrected by pps_offset
 
 
 @dataclass
@@ -171,7 +170,6 @@ class GpsClock:
         """
         for p in self._pulses:
             p.local_ns += step_ns
-            p.pulse = Pulse(p.pulse.local_ns + step_ns, p.pulse.sequence)
         if self._last_fix is not None:
             self._last_fix = _moved(self._last_fix, step_ns)
         if self._last_timed is not None:
@@ -218,7 +216,7 @@ class GpsClock:
             return None
         self._last_pulse_ns = local
         self._last_pulse_seen = pulse.local_ns
-        self._pulses.append(_Pending(pulse, local))
+        self._pulses.append(_Pending(local))
         # While locked with a recent numbered pulse, the next pulse is that second plus the seconds elapsed:
         # it is numbered at once, without waiting for its epoch (CURRENT receivers send theirs afterwards).
         if self.locked and self._numbered is not None and self._fix_recent(pulse.local_ns):

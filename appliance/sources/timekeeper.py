@@ -644,7 +644,8 @@ class Timekeeper:
 
         :meth:`_restated` counts only the current loop's slews (its successor starts with no record of
         them). Without this, at the start (servers first, then the GPS) every server sampled before the
-        servers' loop closed its 0.1 s looked 0.1 s off, and three of them outvoted the GPS for minutes.
+        servers' loop closed its 0.1 s looked 0.1 s off, and three of them outvoted the GPS (for up to 108 s
+        in the simulation, tests/sim/test_sim_fallback.py).
         """
 
         def moved(t: int) -> int:
