@@ -16,9 +16,11 @@ import ipaddress
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -206,7 +208,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--status-socket",
         metavar="PATH",
-        help=f"the status socket for 'stratum1 status' (default {STATUS_SOCKET} if its directory exists; 'none': off)",
+        help=f"the status socket for 'stratum1 status' (default {STATUS_SOCKET} if its directory exists; with "
+        "--simulate, one of its own in a temporary directory, printed at start; 'none': off)",
     )
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_serve)
@@ -313,13 +316,31 @@ def _may_set_clock(status: str = "/proc/self/status") -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from appliance.daemon import LOOPBACK, SIMULATE_PORT, Appliance, ServeSettings, Simulation, listen_addresses
-
     systemd.setup_logging(args.log, args.verbose)
     account = _account(args.user)  # -u: an unknown user or a switch not allowed fails here, before binding
     if account is not None and args.simulate:  # a simulation opens nothing privileged: switch before building it
         _drop_privileges(account, None)
         account = None
+    # a signal during start-up waits for the loop, so every exit path cleans up
+    held = HeldSignals(_SIGNALS)
+    try:
+        if not args.simulate or args.status_socket is not None:
+            return _serve(args, account, _status_socket(args.status_socket), held)
+        # a simulation never takes the installed daemon's socket: it serves its own, in a directory of its own
+        status_dir = tempfile.mkdtemp(prefix="stratum1-sim-status-")
+        try:
+            return _serve(args, account, os.path.join(status_dir, "status.sock"), held)
+        finally:
+            shutil.rmtree(status_dir, ignore_errors=True)
+    finally:
+        held.release()
+
+
+def _serve(
+    args: argparse.Namespace, account: privilege.Account | None, status_socket: str | None, held: HeldSignals
+) -> int:
+    from appliance.daemon import LOOPBACK, SIMULATE_PORT, Appliance, ServeSettings, Simulation, listen_addresses
+
     config = _load_serving_config(args.config)
     for w in config_warnings(config, devices=not args.simulate):
         log.warning("%s", w)
@@ -347,15 +368,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rcvbuf=args.rcvbuf,
         clock=clock,
         fastpath=args.fastpath,
-        status_socket=_status_socket(args.status_socket),
+        status_socket=status_socket,
     )
     simulation = Simulation(receiver=args.simulate) if args.simulate else None
-    held = HeldSignals(_SIGNALS)  # a signal during start-up waits for the loop, so every exit path cleans up
-    try:
-        app = Appliance(config, settings, simulation=simulation)
-    except BaseException:
-        held.release()
-        raise
+    app = Appliance(config, settings, simulation=simulation)
     try:
         if account is not None:  # -u: sockets bound, devices open, TAI offset set: switch now
             _drop_privileges(account, app)
@@ -371,6 +387,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             what = "unsynchronised (no time source configured yet)"
         mode = f" (simulation: {args.simulate} GPS HAT, soft clock)" if args.simulate else ""
         print(f"stratum1: serving NTP on {where}{mode}: {what}", file=sys.stderr, flush=True)
+        if args.simulate and app.status_socket is not None and app.status_socket != STATUS_SOCKET:
+            option = f"--socket {app.status_socket}"
+            print(f"stratum1: status: stratum1 status {option}, stratum1 peers {option}", file=sys.stderr, flush=True)
         log.info("config %s", config.path)
         planes = sorted({s.data_plane for s in app.sockets})
         log.info("data plane: %s", ", ".join(planes) or "none")

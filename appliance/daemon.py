@@ -435,10 +435,16 @@ class Appliance:
         try:
             self._status_server = StatusServer(path)
         except OSError as e:
-            log.warning("status socket %s: %s (stratum1 status will not answer)", path, e)
+            why = e.strerror or str(e)
+            log.warning("status socket %s: %s: this daemon's status is not served (--status-socket PATH)", path, why)
             return
         self._closers.append(self._status_server.close)
         self.publish_status()
+
+    @property
+    def status_socket(self) -> str | None:
+        """The path the status socket listens on; None when there is none (off, or it could not be opened)."""
+        return None if self._status_server is None else self._status_server.path
 
     def _start_status_thread(self) -> None:
         """Serve the status socket from its own thread: started by :meth:`run`, after ``-u``'s privilege switch

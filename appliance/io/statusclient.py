@@ -5,7 +5,10 @@ The server side is :mod:`appliance.io.statussock`; ``stratum1 status`` and the e
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Where the daemon listens by default (systemd's RuntimeDirectory=stratum1).
 DEFAULT_PATH = "/run/stratum1/status.sock"
@@ -13,11 +16,34 @@ DEFAULT_PATH = "/run/stratum1/status.sock"
 MAX_SNAPSHOT = 1 << 20
 
 
+#: The longest path ``sockaddr_un`` holds (108 octets with its NUL on Linux).
+MAX_UNIX_PATH = 107
+
+
+@contextmanager
+def unix_address(path: str) -> Iterator[str]:
+    """``path`` as an address ``bind``/``connect`` take, however long it is.
+
+    A Unix socket's address holds 107 octets; a longer path (a deep ``TMPDIR``) is reached through the
+    directory's descriptor, ``/proc/self/fd/N/NAME``, valid while the block runs.
+    """
+    if len(os.fsencode(path)) <= MAX_UNIX_PATH:
+        yield path
+        return
+    directory, name = os.path.split(path)
+    fd = os.open(directory or ".", os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{name}"
+    finally:
+        os.close(fd)
+
+
 def read_status(path: str = DEFAULT_PATH, timeout_s: float = 2.0) -> bytes:
     """One snapshot's JSON from the daemon at ``path`` (OSError when it does not answer)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout_s)
-        s.connect(path)
+        with unix_address(path) as address:
+            s.connect(address)
         chunks = []
         total = 0
         while True:

@@ -18,22 +18,29 @@ Why readers cannot slow serving:
   rest (a flooding reader costs the serving thread no Python time, so no GIL time either); counted
   ``deferred`` when the thread had to wait.
 
+One path, one daemon: a socket file left by a run that ended without closing (nobody answers on it) is
+replaced; one a running daemon serves, or a file that is not a socket, is left alone and the new server
+fails with ``EADDRINUSE``/``EEXIST`` (:func:`_clear_stale`); :meth:`StatusServer.close` removes the socket
+file only if it is still the one it made.
+
 Permissions: the socket file is mode 0660 and, when a group of that name exists, group ``stratum1``
 (:data:`GROUP`): members read the status unprivileged (``stratum1 status`` over SSH).
 """
 
 from __future__ import annotations
 
+import errno
 import grp
 import logging
 import os
 import selectors
 import socket
+import stat
 import threading
 import time
 from dataclasses import dataclass
 
-from appliance.io.statusclient import DEFAULT_PATH, MAX_SNAPSHOT, read_status
+from appliance.io.statusclient import DEFAULT_PATH, MAX_SNAPSHOT, read_status, unix_address
 
 __all__ = ["DEFAULT_PATH", "MAX_SNAPSHOT", "StatusServer", "read_status"]
 
@@ -52,6 +59,42 @@ class StatusCounters:
     busy: int = 0
     deferred: int = 0
     errors: int = 0
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket file a previous run left at ``path``; refuse to take one that is served, or a file.
+
+    A daemon that ended without its close (a crash, SIGKILL) leaves its socket file behind: connecting
+    to it is refused, and it is removed. One that answers belongs to a running daemon (the installed
+    service, while ``serve --simulate`` is tried beside it): taking its path would leave that daemon's
+    readers (``stratum1 status``, the LCD, the exporter) with nothing, so this raises ``EADDRINUSE``.
+    Anything that is not a socket is left as it is (``EEXIST``).
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, "exists and is not a socket (left as it is)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        with unix_address(path) as address:
+            probe.connect(address)
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # nobody listens: stale
+    except PermissionError as e:
+        raise OSError(errno.EACCES, "a socket this user may not probe (left as it is)") from e
+    except OSError as e:  # a daemon so busy its backlog is full is still a daemon
+        raise OSError(errno.EADDRINUSE, f"in use by a running daemon ({e.strerror or e})") from e
+    else:
+        raise OSError(errno.EADDRINUSE, "in use by a running daemon (another 'stratum1 serve')")
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 #: The selector's mark for the wake-up socket of :meth:`StatusServer.close`.
@@ -74,9 +117,12 @@ class StatusServer:
         self._payload = b"{}\n"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            if os.path.exists(path) and not os.path.isdir(path):
-                os.unlink(path)  # a stale socket from a previous run
-            self._sock.bind(path)
+            _clear_stale(path)
+            with unix_address(path) as address:
+                self._sock.bind(address)
+            st = os.stat(path)
+            #: The socket file this server made: close() removes that one, never another's made since.
+            self._made = (st.st_dev, st.st_ino)
             os.chmod(path, 0o660)
             if group is not None:
                 try:
@@ -116,7 +162,9 @@ class StatusServer:
         self._wake_r.close()
         self._wake_w.close()
         try:
-            os.unlink(self.path)
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._made:
+                os.unlink(self.path)
         except OSError:
             pass
 

@@ -36,6 +36,9 @@ def test_serve_simulate_serves_loopback_until_sigterm() -> None:
                 break
         m = re.search(r"serving NTP on 127\.0\.0\.1:(\d+)", line)
         assert m, line
+        # the next line says where its own status socket is (never the installed daemon's)
+        told = re.search(r"status: stratum1 status (--socket \S+), stratum1 peers \1$", proc.stderr.readline())
+        assert told, line
         # the simulated GPS HAT makes it a stratum 1 within a minute
         deadline = time.monotonic() + 60
         while True:
@@ -49,6 +52,12 @@ def test_serve_simulate_serves_loopback_until_sigterm() -> None:
         got = re.match(r"server 127\.0\.0\.1, stratum 1, offset (-?\d+\.\d+), delay 0\.\d+\n  refid PPS,", q.stdout)
         assert got, q.stdout
         assert abs(float(got.group(1))) < 0.005, q.stdout
+        # the commands the line gives answer with this appliance's state
+        socket_option = told.group(1).split()
+        status = run("status", *socket_option)
+        assert status.returncode == 0 and status.stdout.startswith("synchronised to"), status
+        peers = run("peers", *socket_option)
+        assert re.search(r"^[o*]NMEA\(0\) +\.PPS\. +0 ", peers.stdout, re.M), peers.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(10)

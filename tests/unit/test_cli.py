@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from appliance.cli import format_query, parse_host_port
+from appliance.io.statusclient import read_status
 from appliance.ntp.exchange import Measurement
+from appliance.status.snapshot import Snapshot
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -333,7 +335,8 @@ def test_sighup_applies_a_new_config_keeps_the_old_on_error_and_sigterm_stops(tm
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_simulate_leaves_nothing_in_tmp_after_hup_then_stop(signum: int, tmp_path: Path) -> None:
-    """--simulate makes a directory for its pty link and one for its drift file; both go at the end."""
+    """--simulate makes a directory for its pty link, one for its drift file and one for its status socket
+    (never the installed daemon's); all three go at the end."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     conf = tmp_path / "ntp.conf"
@@ -341,8 +344,12 @@ def test_simulate_leaves_nothing_in_tmp_after_hup_then_stop(signum: int, tmp_pat
     d = Daemon("--simulate", "-c", str(conf), env={"TMPDIR": str(tmp)})
     try:
         made = sorted(p.name.rsplit("-", 1)[0] for p in tmp.iterdir())
-        assert made == ["stratum1-sim", "stratum1-sim-drift"]
-        line = d.wait_for("SIGHUP", d.send(signal.SIGHUP))  # used to end the process, leaving both behind
+        assert made == ["stratum1-sim", "stratum1-sim-drift", "stratum1-sim-status"]
+        told = re.search(r"status: stratum1 status --socket (\S+), stratum1 peers --socket \1$", d.wait_for("status:"))
+        assert told and Path(told.group(1)).parent.parent == tmp, d.lines
+        snap = Snapshot.from_json(read_status(told.group(1)))  # this daemon's status: its simulated GPS
+        assert [s.name for s in snap.sources] == ["NMEA(0)"] and snap.system.stratum in (1, 16)
+        line = d.wait_for("SIGHUP", d.send(signal.SIGHUP))  # used to end the process, leaving all behind
         assert line.endswith("reloaded: nothing changed")
         assert d.proc.poll() is None
     finally:

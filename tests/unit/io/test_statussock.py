@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import socket
@@ -16,6 +17,7 @@ from status_sample import SNAP
 
 from appliance import statuscli
 from appliance.io import statussock
+from appliance.io.statusclient import MAX_UNIX_PATH
 from appliance.io.statussock import StatusServer, read_status
 from appliance.status.snapshot import Snapshot
 
@@ -95,3 +97,70 @@ def test_no_daemon_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code, _ = run_cli("status", str(tmp_path / "none.sock"))
     assert code == 2
     assert "is 'stratum1 serve' running?" in capsys.readouterr().err
+
+
+def test_a_socket_left_by_a_killed_daemon_is_replaced(tmp_path: Path) -> None:
+    path = str(tmp_path / "status.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)  # bound and closed without unlinking: what SIGKILL leaves
+    dead.close()
+    s = StatusServer(path, group=None)
+    try:
+        s.publish(SNAP.to_json().encode() + b"\n")
+        s.start()
+        assert Snapshot.from_json(read_status(path)) == SNAP
+    finally:
+        s.close()
+    assert not os.path.exists(path)
+
+
+def test_a_served_socket_is_never_taken_and_outlives_a_second_server(server: StatusServer) -> None:
+    """`serve --simulate --status-socket /run/stratum1/status.sock` beside the installed daemon: refused,
+    and the daemon's readers (stratum1 status, the LCD, the exporter) keep their socket."""
+    with pytest.raises(OSError, match="in use by a running daemon") as e:
+        StatusServer(server.path, group=None)
+    assert e.value.errno == errno.EADDRINUSE
+    assert Snapshot.from_json(read_status(server.path)) == SNAP
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "status.sock"
+    path.write_text("someone's notes\n")
+    with pytest.raises(OSError, match="not a socket") as e:
+        StatusServer(str(path), group=None)
+    assert e.value.errno == errno.EEXIST
+    assert path.read_text() == "someone's notes\n"
+
+
+def test_close_removes_only_the_socket_it_made(tmp_path: Path) -> None:
+    path = str(tmp_path / "status.sock")
+    first = StatusServer(path, group=None)
+    os.unlink(path)  # its file removed by hand, and a new daemon has bound the path since
+    second = StatusServer(path, group=None)
+    second.publish(SNAP.to_json().encode() + b"\n")
+    second.start()
+    try:
+        first.close()
+        assert Snapshot.from_json(read_status(path)) == SNAP
+    finally:
+        second.close()
+    assert not os.path.exists(path)
+
+
+def test_a_path_longer_than_a_unix_address_holds(tmp_path: Path) -> None:
+    """A deep TMPDIR (serve --simulate puts its socket there) gives paths over sockaddr_un's 107 octets."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    path = str(deep / "status.sock")
+    assert len(path) > MAX_UNIX_PATH
+    s = StatusServer(path, group=None)
+    try:
+        s.publish(SNAP.to_json().encode() + b"\n")
+        s.start()
+        assert Path(path).is_socket()
+        assert Snapshot.from_json(read_status(path)) == SNAP
+        with pytest.raises(OSError, match="in use by a running daemon"):
+            StatusServer(path, group=None)
+    finally:
+        s.close()
+    assert not Path(path).exists()
