@@ -102,6 +102,7 @@ _ALARM_WORDS = {
     "local-clock": "Local clock only",
     "gps-no-fix": "GPS: no fix",
     "pps-missing": "GPS: no PPS",
+    "gps-not-locked": "GPS: locking",
     "falseticker": "A falseticker",
     "leapfile-expiry": "Leap file expired",
 }
@@ -183,6 +184,8 @@ def view_from_mode6(
         alarms.append(_ALARM_WORDS["gps-no-fix"])
     elif g is not None and not pps:
         alarms.append(_ALARM_WORDS["pps-missing"])
+    elif g is not None and g.get("locked") == "0":
+        alarms.append(_ALARM_WORDS["gps-not-locked"])
     return LcdView(
         utc_ns=ntp_time_ns(system.get("clock", ""), now_ns) or now_ns,
         stratum=stratum,

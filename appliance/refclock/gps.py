@@ -109,7 +109,12 @@ class GpsCounters:
 
 @dataclass(frozen=True, slots=True)
 class GpsStatus:
-    """What the GPS clock can give now: for the status pages and for selection."""
+    """What the GPS clock can give now: for the status pages and for selection.
+
+        ``fix_ok``: a fix within 3 s; ``pps_ok``: a pulse within 1.5 s, paired yet or not (the PPS signal is
+        there); ``locked``: the receiver's last epochs followed on from each other (so its seconds number the
+    pulses), with a recent fix.
+    """
 
     fix_ok: bool
     pps_ok: bool
@@ -335,9 +340,7 @@ class GpsClock:
         fix_ok = self._fix_recent(now_ns)
         pps_ok = self._last_pulse_seen is not None and now_ns - self._last_pulse_seen < PULSE_TIMEOUT_NS
         sky, sky_ns = self._sky if self._sky is not None else (None, None)
-        return GpsStatus(
-            fix_ok, pps_ok and self.locked, self.locked and fix_ok, self.nmea_delay_ns, self._last_fix, sky, sky_ns
-        )
+        return GpsStatus(fix_ok, pps_ok, self.locked and fix_ok, self.nmea_delay_ns, self._last_fix, sky, sky_ns)
 
 
 def _moved(fix: Fix, step_ns: int) -> Fix:

@@ -267,6 +267,16 @@ def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatu
                 "check the PPS wire / overlay ('stratum1 hw doctor')",
             )
         )
+    elif gps is not None and gps.fix and not gps.locked:
+        out.append(
+            Alarm(
+                "gps-not-locked",
+                "warning",
+                "locking: PPS pulses arrive, not yet numbered (the receiver's seconds are being checked)",
+                "normal for a few seconds after the first fix; if it lasts, the receiver's seconds jump: see its "
+                "lock breaks in the log and 'stratum1 peers'",
+            )
+        )
     for s in sources:
         if s.tally == "x":
             out.append(

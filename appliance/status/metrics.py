@@ -27,7 +27,8 @@ stratum1_control_requests_total                   counter  mode 6 requests
 stratum1_gps_fix                                  gauge    1 when the receiver reports a fix
 stratum1_gps_satellites_used                      gauge    satellites in the fix
 stratum1_gps_satellites_visible                   gauge    satellites in view
-stratum1_pps_ok                                   gauge    1 while pulses arrive and are paired
+stratum1_gps_locked                               gauge    1 while the receiver's seconds are checked (numbering pulses)
+stratum1_pps_ok                                   gauge    1 while pulses arrive (numbered yet or not)
 stratum1_pps_pulses_total                         counter  pulses seen
 stratum1_pps_unpaired_pulses_total                counter  pulses not paired with a second (misses)
 stratum1_leap_table_expiry_timestamp_seconds      gauge    when the leap-second table expires (POSIX)
@@ -122,7 +123,8 @@ def families(snap: Snapshot) -> list[Family]:
             _g("stratum1_gps_fix", "1 when the GPS reports a fix", 1.0 if g.fix else 0.0),
             _g("stratum1_gps_satellites_used", "Satellites in the fix", float(g.satellites_used or 0)),
             _g("stratum1_gps_satellites_visible", "Satellites in view", float(g.satellites_in_view or 0)),
-            _g("stratum1_pps_ok", "1 while PPS pulses arrive and are paired", 1.0 if g.pps else 0.0),
+            _g("stratum1_gps_locked", "1 while the GPS seconds number the pulses", 1.0 if g.locked else 0.0),
+            _g("stratum1_pps_ok", "1 while PPS pulses arrive (numbered yet or not)", 1.0 if g.pps else 0.0),
             Family("stratum1_pps_pulses", "counter", "PPS pulses seen", (), (((), float(g.pulses)),)),
             Family(
                 "stratum1_pps_unpaired_pulses",

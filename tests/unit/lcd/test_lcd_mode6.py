@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import replace
 
 import pytest
 from harness import LOCAL_CLOCK_CONF, serving
@@ -23,7 +24,7 @@ from appliance.ntp import mode6client
 from appliance.ntp.mode6 import ControlHandler
 from appliance.ntp.packet import refid_from_text
 from appliance.state import SystemState
-from appliance.status.snapshot import Snapshot
+from appliance.status.snapshot import Alarm, Snapshot
 from appliance.timebase import ntp64_from_ns
 
 
@@ -55,6 +56,17 @@ def test_mode6_pages_are_the_snapshots_pages(snap: Snapshot) -> None:
         for name in PAGE_NAMES:
             if name in pages(by_socket):
                 assert render(name, by_mode6, layout) == render(name, by_socket, layout), (name, layout)
+
+
+def test_locking_over_mode6_is_locking() -> None:
+    """Pulses arrive, the receiver's seconds not checked yet: "GPS: locking" both ways, never "no PPS"."""
+    assert SNAP.gps is not None
+    locking = replace(
+        SNAP,
+        gps=replace(SNAP.gps, pps=True, locked=False),
+        alarms=(Alarm("gps-not-locked", "warning", "locking: PPS pulses arrive, not yet numbered", "wait"),),
+    )
+    assert over_mode6(locking).alarms == view_from_snapshot(locking).alarms == ("GPS: locking",)
 
 
 def test_holdover_over_mode6_is_holdover() -> None:

@@ -1,0 +1,72 @@
+"""The GPS's states as status shows them: pulses arriving but not yet numbered, locked, pulses missing.
+
+Pulses that arrive before the pairing has numbered them are a PPS signal that is there: no "no PPS"
+alarm (the display used to say "GPS: no PPS" for the first seconds of every start), but "locking" until
+the receiver's seconds are checked (its epochs follow on) and number them. NMEA alone locks too (its
+seconds are checked), with the "no PPS" alarm.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from appliance.clock.simulated import SimulatedClock
+from appliance.lcd.view import view_from_snapshot
+from appliance.nmea.epoch import Fix, FixMode
+from appliance.ntp.server import ServerCounters
+from appliance.refclock.gps import GpsClock
+from appliance.refclock.sample import Pulse
+from appliance.sources.timekeeper import Timekeeper
+from appliance.status import metrics
+from appliance.status.collect import AssocIds, snapshot_from
+from appliance.status.snapshot import Snapshot
+from appliance.timebase import NS_PER_S
+
+T0 = 1_795_000_000 * NS_PER_S
+DELAY_NS = 350_000_000
+
+
+def fed(seconds: int, *, pulses: bool) -> tuple[GpsClock, int]:
+    """A pairing fed ``seconds`` of a receiver's fixes, 350 ms after each second, and its pulses or none."""
+    clock, rng = GpsClock(), random.Random(3)
+    now = T0
+    for k in range(seconds):
+        true = T0 + k * NS_PER_S
+        if pulses:
+            clock.on_pulse(Pulse(true + round(rng.gauss(0, 1000))))
+        now = true + DELAY_NS + rng.randrange(20_000_000)
+        clock.on_fix(Fix(now, true % (86400 * NS_PER_S), true, True, FixMode.THREE_D))
+    return clock, now + 100_000_000
+
+
+def snap(clock: GpsClock, now: int) -> Snapshot:
+    tk = Timekeeper(SimulatedClock(random.Random(1), start_ns=T0), precision=-20)
+    return snapshot_from(
+        tk, ServerCounters(), now, ids=AssocIds(), started_ns=T0, version="t", precision=-20, gps=clock
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "pulses", "pps", "locked", "alarm", "words"),
+    [
+        (1, True, True, False, "gps-not-locked", "GPS: locking"),  # the first second after the fix
+        (20, True, True, True, None, None),
+        (20, False, False, True, "pps-missing", "GPS: no PPS"),  # NMEA alone: the PPS wire is the trouble
+    ],
+    ids=["arriving", "locked", "missing"],
+)
+def test_status_tells_pulses_missing_from_pulses_not_yet_paired(
+    seconds: int, pulses: bool, pps: bool, locked: bool, alarm: str | None, words: str | None
+) -> None:
+    clock, now = fed(seconds, pulses=pulses)
+    s = snap(clock, now)
+    assert s.gps is not None and s.gps.fix
+    assert (s.gps.pps, s.gps.locked) == (pps, locked)
+    gps_alarms = [a.code for a in s.alarms if a.code in ("pps-missing", "gps-not-locked")]
+    assert gps_alarms == ([alarm] if alarm else [])
+    lcd = view_from_snapshot(s).alarms
+    assert [w for w in lcd if w.startswith("GPS:")] == ([words] if words else [])
+    gauges = {f.name: f.samples[0][1] for f in metrics.families(s) if f.kind == "gauge" and not f.labels}
+    assert (gauges["stratum1_pps_ok"], gauges["stratum1_gps_locked"]) == (float(pps), float(locked))
