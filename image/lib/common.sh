@@ -51,3 +51,17 @@ copy_tree() {
     tar -C "$REPO_DIR" --exclude=./image/out --exclude=./build --exclude=.tox --exclude='*.so' -cf - . | tar -C "$1" -xf -
   fi
 }
+
+# remove_work DIR: remove a work directory and nothing outside it. An mmdebstrap killed in the middle
+# (the job timed out, Ctrl-C) leaves /proc, /sys, /dev/pts and /dev/shm mounted in its chroot under DIR: a
+# plain rm -rf would descend into them (into the host's files, through any bind mount). Every mount under
+# DIR is unmounted first, deepest first (lazily if busy), and rm never crosses into one that remains.
+remove_work() {
+  local dir=$1 m
+  [ -n "$dir" ] && [ -d "$dir" ] || return 0
+  dir=$(readlink -f "$dir")
+  while IFS= read -r m; do
+    umount "$m" 2>/dev/null || umount --lazy "$m" 2>/dev/null || true
+  done < <(awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r)
+  rm -rf --one-file-system "$dir"
+}
