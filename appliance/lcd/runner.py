@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -42,6 +43,7 @@ from appliance.io.lcd import HD44780_ADDRESSES, SSD1306_ADDRESSES, Hd44780, Ssd1
 from appliance.io.statusclient import DEFAULT_PATH as STATUS_SOCKET
 from appliance.io.statusclient import read_status
 from appliance.lcd.pages import LCD_16X2, LCD_20X4, OLED_128X64, Layout, LcdView, pages, render
+from appliance.lcd.terminal import TerminalDisplay
 from appliance.lcd.view import JITTER_SAMPLES, view_from_mode6, view_from_ntp, view_from_snapshot
 from appliance.ntp import mode6client
 from appliance.ntp.exchange import Measurement, client_request, evaluate
@@ -375,14 +377,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--server", default="127.0.0.1", help="the appliance to ask (mode 6, else NTP) when the socket does not answer"
     )
     p.add_argument("--port", type=port, default=123, help="its NTP port (default 123)")
+    p.add_argument(
+        "--terminal",
+        action="store_true",
+        help="draw the pages in this terminal instead of on an I2C display (no display wired yet, or over SSH)",
+    )
 
 
 def command(args: argparse.Namespace) -> int:
     from appliance.io.i2c import SmbusBus
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    bus = SmbusBus(args.bus)
-    panel = Panel(connector(bus, args.display, args.address), KINDS[args.display], page_s=args.page_seconds)
+    layout = KINDS[args.display]
+    bus: SmbusBus | None = None
+    connect: Callable[[], TextDisplay]
+    if args.terminal:
+        terminal = TerminalDisplay(layout, sys.stdout)
+        connect = lambda: terminal  # noqa: E731
+    else:
+        bus = SmbusBus(args.bus)
+        connect = connector(bus, args.display, args.address)
+    panel = Panel(connect, layout, page_s=args.page_seconds)
     button = None
     if args.button is not None:
         try:
@@ -400,5 +415,6 @@ def command(args: argparse.Namespace) -> int:
     finally:
         if button is not None:
             button.close()
-        bus.close()
+        if bus is not None:
+            bus.close()
     return 0
