@@ -208,7 +208,7 @@ def build_timekeeper(
     """
     upstreams = None
     if any(s.refclock is None for s in config.servers):
-        upstreams = Upstreams(config.servers, now_ns, precision=precision, rng=rng)
+        upstreams = Upstreams(config.servers, now_ns, precision=precision, rng=rng, keys=config.keys)
     return Timekeeper(
         clock,
         discipline,

@@ -47,6 +47,7 @@ from appliance.io.statussock import StatusServer
 from appliance.io.udp import UdpServerSocket, compiled_wait
 from appliance.leap import leap_to_serve
 from appliance.ntp.access import AccessTable
+from appliance.ntp.keys import describe_keys
 from appliance.ntp.mode6 import ControlHandler
 from appliance.ntp.mru import MruTable
 from appliance.ntp.ratelimit import RateLimiter
@@ -196,6 +197,7 @@ class Appliance:
             peers=_peers(config),
             control=control,
             mru=mru_table() if settings.fastpath else MruTable(),
+            keys=config.keys,
         )
         self.sockets: list[UdpServerSocket] = []
         self._from_kernel_ns = from_kernel_ns
@@ -223,6 +225,8 @@ class Appliance:
         self.loop.call_every(1.0 if self.timekeeper else 16.0, self.refresh_state)
         self.loop.call_every(3600.0, self.log_counters)
         self._start_status(settings.status_socket)
+        if config.keys_file is not None:
+            log.info("keys: %s", describe_keys(config.keys, config.keys_file))
 
     def _follow_clock(self, clock_map: ClockMap | None) -> None:
         """The soft clock served changed: each socket's compiled plane maps its times with the new map."""
@@ -240,7 +244,7 @@ class Appliance:
 
         Applied at once: ``restrict`` lines and ``discard`` (both data
         planes), upstream servers (associations added and removed), the
-        local clock and ``localclock``, ``holdover``. Everything else that
+        local clock and ``localclock``, ``holdover``, the keys. Everything else that
         changed is named in the report's ``restart``. Call on the loop's thread.
         """
         changes = config_changes(self.config, config)
@@ -251,6 +255,12 @@ class Appliance:
             self.server.reconfigure(AccessTable.from_rules(config.restricts), limiter, _peers(config))
             applied += ["restrict lines"] if changes.restricts else []
             applied += ["rate limits (discard)"] if changes.discard else []
+        if changes.keys:
+            self.server.keys = config.keys
+            upstreams = self.timekeeper.upstreams if self.timekeeper is not None else None
+            if upstreams is not None and not changes.servers:  # the same lines: their keys' new secrets
+                upstreams.reconfigure(config.servers, time.monotonic_ns(), config.keys)
+            applied.append("keys")
         if changes.servers:
             if self._reload_upstreams(config):
                 applied.append("servers")
@@ -275,12 +285,12 @@ class Appliance:
         if tk is None:
             return False
         if tk.upstreams is None:
-            upstreams = Upstreams(config.servers, time.monotonic_ns(), precision=self.precision)
+            upstreams = Upstreams(config.servers, time.monotonic_ns(), precision=self.precision, keys=config.keys)
             tk.upstreams = upstreams
             self._start_upstreams(tk, upstreams)
             log.info("servers: now polling %s", ", ".join(upstream_hosts(config)) or "none")
             return True
-        added, removed = tk.upstreams.reconfigure(config.servers, time.monotonic_ns())
+        added, removed = tk.upstreams.reconfigure(config.servers, time.monotonic_ns(), config.keys)
         for host in added:
             log.info("servers: %s added", host)
         for host in removed:

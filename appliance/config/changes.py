@@ -10,7 +10,9 @@ applied on reload           ``restrict`` lines (the access table, both data
                             ``server``/``pool``/``peer`` lines (associations
                             added and removed), the local clock (``server
                             127.127.1.u``, its ``fudge``, ``refclock local``,
-                            ``localclock``), ``holdover``
+                            ``localclock``), ``holdover``, the keys
+                            (``keys``: the key file read again, whether its
+                            line changed or not; ``trustedkey``)
 needs a restart             ``interface``/``nic`` (listen addresses), the
                             other reference clocks (GPS serial port, PPS,
                             their ``refclock``/``fudge``/``server 127.127.t.u``
@@ -42,6 +44,7 @@ class ConfigChanges:
     servers: bool = False
     local_clock: bool = False
     holdover: bool = False
+    keys: bool = False
     #: What changed that only a restart applies, in words ("interface listen lines", "driftfile"...).
     restart: tuple[str, ...] = ()
 
@@ -54,6 +57,7 @@ class ConfigChanges:
             (self.servers, "servers"),
             (self.local_clock, "local clock"),
             (self.holdover, "holdover"),
+            (self.keys, "keys"),
         )
         return tuple(name for changed, name in names if changed)
 
@@ -80,6 +84,7 @@ def config_changes(old: Config, new: Config) -> ConfigChanges:
         local_clock=_plain((_refclocks(old, local=True), old.localclock))
         != _plain((_refclocks(new, local=True), new.localclock)),
         holdover=old.holdover_ns != new.holdover_ns,
+        keys=old.keys != new.keys,
         restart=tuple(restart),
     )
 

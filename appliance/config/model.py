@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from appliance.ntp.keys import KeyRing
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: restrict flags with ntpd's meaning that the server enforces.
@@ -27,7 +29,7 @@ RESTRICT_FLAGS = frozenset(
         "limited",  # apply the discard rate limits
         "nomrulist",  # refuse the mode 6 MRU list
         "version",  # drop packets whose version is not 4
-        "notrust",  # serve only authenticated clients (stratum1 has no keys yet: no time service)
+        "notrust",  # serve only clients whose requests carry a MAC of a trusted key
         "noepeer",  # no ephemeral symmetric associations
         "ntpport",  # the rule matches only packets from source port 123
         "lowpriotrap",  # low priority traps (traps are not offered: accepted, no effect)
@@ -260,6 +262,10 @@ class Config:
     filegens: tuple[Filegen, ...] = ()
     listen: tuple[Listen, ...] = ()
     localclock: LocalClockOptions = field(default_factory=LocalClockOptions)
+    #: ``keys PATH`` (the key file, read with the configuration) and ``trustedkey``: the symmetric keys
+    #: that authenticate clients and upstream servers; empty when there is no ``keys`` line.
+    keys: KeyRing = field(default_factory=KeyRing)
+    keys_file: str | None = None
     holdover_ns: int | None = None  # ``holdover SECONDS``: stratum 1 holdover bound (None: the default)
     warnings: tuple[ConfigWarning, ...] = ()
 

@@ -67,6 +67,7 @@ from appliance.config.model import (
     ServerLine,
 )
 from appliance.files import FileRefused, read_regular_file
+from appliance.ntp.keys import Key, KeyFileError, KeyRing, parse_keys, parse_trusted
 
 #: Reads an included file: given its path (already joined to the including
 #: file's directory), returns its text; raises OSError when it cannot.
@@ -309,6 +310,11 @@ class _Builder:
         self.listen: list[Listen] = []
         self.localclock = LocalClockOptions()
         self.holdover_ns: int | None = None
+        self.keys: dict[int, Key] = {}
+        self.keys_file: str | None = None
+        self.keys_at: Location | None = None
+        self.trusted: set[int] = set()
+        self.trusted_at: dict[int, Location] = {}
         self.warnings: list[ConfigWarning] = []
         #: (driver name, unit) -> where that reference clock was configured
         self.clocks: dict[tuple[str, int], Location] = {}
@@ -362,9 +368,50 @@ class _Builder:
             c.fail(f"reference clock {driver} unit {unit} is already configured at {first}")
         self.clocks[(driver, unit)] = c.where
 
+    def read_keys(self, c: _Cursor, name: str) -> None:
+        """``keys PATH``: read the key file now (relative to the including file's directory)."""
+        path = os.path.join(os.path.dirname(c.where.file), name)
+        if self.loader is None:
+            c.fail(f"keys '{path}': cannot read a key file when parsing text that is not a file")
+        try:
+            text = self.loader(path)
+        except OSError as e:
+            c.fail(f"cannot read key file '{path}': {e.strerror or e}")
+        except UnicodeDecodeError as e:
+            c.fail(f"key file '{path}' is not UTF-8 text (byte {e.start})")
+        try:
+            self.keys = parse_keys(text, path)
+        except KeyFileError as e:
+            raise ConfigError(e.message, Location(e.path, e.line)) from None
+        self.keys_file, self.keys_at = path, c.where
+
+    def check_keys(self) -> None:
+        """Every ``key N`` of a server is a trusted key of the key file; trusted numbers it lacks are warned."""
+        for s in self.servers:
+            if s.key is None or s.refclock is not None:
+                continue
+            if self.keys_file is None:
+                raise ConfigError(f"{s.kind} {s.host}: key {s.key}, but no 'keys' file is configured", s.location)
+            if s.key not in self.keys:
+                raise ConfigError(f"{s.kind} {s.host}: key {s.key} is not in the key file {self.keys_file}", s.location)
+            if s.key not in self.trusted:
+                raise ConfigError(
+                    f"{s.kind} {s.host}: key {s.key} is not trusted (add it to a 'trustedkey' line)", s.location
+                )
+        for keyid in sorted(self.trusted - self.keys.keys()):
+            where = self.trusted_at[keyid]
+            if self.keys_file is None:
+                self.warn(where, f"trustedkey {keyid}: no 'keys' file is configured, so no key {keyid} exists")
+            else:
+                self.warn(where, f"trustedkey {keyid}: the key file {self.keys_file} has no key {keyid}")
+        for r in self.restricts:
+            if "notrust" in r.flags and not self.trusted & self.keys.keys():
+                self.warn(r.location, "restrict flag 'notrust' with no trusted key: matching clients get no time")
+
     def finish(self, filename: str) -> Config:
         self.check_fudges()
         self.check_localclock()
+        self.check_keys()
         return Config(
             path=filename,
             servers=tuple(self.servers),
@@ -380,6 +427,8 @@ class _Builder:
             listen=tuple(self.listen),
             localclock=self.localclock,
             holdover_ns=self.holdover_ns,
+            keys=KeyRing(MappingProxyType(dict(self.keys)), frozenset(self.trusted)),
+            keys_file=self.keys_file,
             warnings=tuple(self.warnings),
         )
 
@@ -527,8 +576,6 @@ def _server_options(b: _Builder, c: _Cursor) -> tuple[set[str], dict[str, int]]:
         elif opt in _SERVER_INTS:
             lo, hi = _SERVER_INTS[opt]
             numbers[opt] = _int(c, c.value(opt), opt, lo, hi)
-            if opt == "key":
-                b.warn(c.where, f"{c.name} option 'key' is not supported: stratum1 has no keys, polled without one")
         elif opt in _SERVER_IGNORED_FLAGS:
             b.warn(c.where, f"{c.name} option '{opt}' {_SERVER_IGNORED_FLAGS[opt]}")
         elif opt == "ttl":
@@ -742,8 +789,6 @@ def _restrict_flags(b: _Builder, c: _Cursor) -> frozenset[str]:
         word = c.keyword()
         if word in RESTRICT_FLAGS:
             flags.add(word)
-            if word == "notrust":
-                b.warn(c.where, "restrict flag 'notrust': stratum1 has no keys, so matching clients get no time")
         elif word == "ippeerlimit":
             _int(c, c.value(word), word, -1, 65535)
             b.warn(c.where, "restrict flag 'ippeerlimit' is not supported, ignored")
@@ -784,6 +829,27 @@ def _discard(b: _Builder, c: _Cursor) -> None:
         b.discard = replace(b.discard, **{name: _int(c, c.value(opt), opt, lo, hi)})
         if opt == "monitor":
             b.warn(c.where, "discard option 'monitor' (ntpd's MRU discard probability) has no meaning here, ignored")
+
+
+def _keys(b: _Builder, c: _Cursor) -> None:
+    """``keys PATH``: the symmetric key file (ntp.keys(5)), read with the configuration; the last line wins."""
+    name = _path(c, c.take("keys needs a file name"), "keys")
+    c.end()
+    b.read_keys(c, name)
+
+
+def _trustedkey(b: _Builder, c: _Cursor) -> None:
+    """``trustedkey N [N ...]``, NTPsec's ranges ``(first ... last)`` too: the keys that may authenticate."""
+    words = [c.take("trustedkey needs a key number").text]
+    while c:
+        words.append(c.take("").text)
+    try:
+        numbers = parse_trusted(words)
+    except ValueError as e:
+        c.fail(f"trustedkey: {e}")
+    for n in numbers:
+        b.trusted_at.setdefault(n, c.where)
+    b.trusted |= numbers
 
 
 def _file_directive(b: _Builder, c: _Cursor) -> None:
@@ -987,6 +1053,8 @@ _HANDLERS: Mapping[str, Callable[[_Builder, _Cursor], None]] = MappingProxyType(
         "nic": _interface,
         "localclock": _localclock,
         "holdover": _holdover,
+        "keys": _keys,
+        "trustedkey": _trustedkey,
         "tos": _tos,
     }
 )
@@ -999,9 +1067,7 @@ _IGNORED_DIRECTIVES = frozenset(
         "mru",
         "reset",
         # authentication and NTS
-        "keys",
         "keysdir",
-        "trustedkey",
         "requestkey",
         "controlkey",
         "crypto",

@@ -42,8 +42,7 @@ from typing import TYPE_CHECKING, Any
 from appliance.io.fastpath import FastServer, available, wait_native
 from appliance.ntp.mode6 import datagrams
 from appliance.ntp.packet import MAX_DATAGRAM, MODE_CONTROL
-from appliance.ntp.server import NtpServer
-from appliance.timebase import ntp64_from_ns
+from appliance.ntp.server import NtpServer, finish_reply
 
 if TYPE_CHECKING:  # the soft clock's map is only a value handed through here
     from appliance.clock.soft import ClockMap
@@ -60,7 +59,6 @@ _BATCH = 512  # datagrams read per wake-up before timers get a look in
 # as too long, and the server drops and counts it ("oversize") instead of serving its first part.
 _RECV_SIZE = MAX_DATAGRAM + 1
 _NS = 1_000_000_000
-_TS = struct.Struct("!Q")
 
 _SOFT_RECV_ERRORS = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH)
 
@@ -204,8 +202,8 @@ class UdpServerSocket:
             elif tail is None:
                 self.sock.sendto(head, addr)
             else:
-                # transmit timestamp: read right before this reply's own sendto
-                self.sock.sendto(head + _TS.pack(ntp64_from_ns(self.read_ns())) + tail, addr)
+                # transmit timestamp: read right before this reply's own sendto (and signed after it)
+                self.sock.sendto(finish_reply(head, tail, self.read_ns()), addr)
         except OSError as e:
             self.counters.send_errors += 1
             log.debug("send to %s failed: %s", addr[0], e)

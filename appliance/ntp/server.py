@@ -26,6 +26,11 @@ client's own transmit timestamp in every timestamp field, so it carries no
 time). No reply is ever longer than its request: a client request is at
 least 48 octets and the reply is 48 (52 with a crypto-NAK).
 
+Symmetric keys (RFC 5905 section 9.2; :mod:`appliance.ntp.keys`): a request whose MAC a trusted key made
+(``keys``, ``trustedkey``; a key limited to addresses only from those) gets a reply signed with that key,
+as long as the request; any other MAC gets a crypto-NAK; ``restrict ... notrust`` serves only the
+former. The reply is signed after its transmit timestamp is written (:func:`finish_reply`).
+
 Who is told what: while the state says ``public_unsync`` (the free-running
 local clock is served and ``localclock public unsync`` is in force), a client
 whose address only a default entry matches (``restrict default``, ``-4
@@ -52,6 +57,7 @@ from dataclasses import dataclass, field
 
 from appliance.ntp import access as acl
 from appliance.ntp import mode6
+from appliance.ntp.keys import Key, KeyRing
 from appliance.ntp.mru import ClientRecorder, MruTable
 from appliance.ntp.packet import (
     HEADER_LEN,
@@ -87,6 +93,10 @@ class ServerCounters:
     served: int = 0
     kod_sent: int = 0
     control: int = 0
+    #: Time replies signed with a trusted key (counted in ``served`` too).
+    authenticated: int = 0
+    #: Time replies that were a crypto-NAK: the request's MAC was not a trusted key's (in ``served`` too).
+    crypto_nak: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -114,8 +124,12 @@ class NtpServer:
         state: SystemState = UNSYNCHRONISED,
         control: mode6.ControlHandler | None = None,
         mru: ClientRecorder | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.access = access
+        #: The symmetric keys (``keys``, ``trustedkey``): a request with a MAC of a trusted key is answered
+        #: with a MAC of that key; one with any other MAC with a crypto-NAK. Replaced whole on a reload.
+        self.keys = keys if keys is not None else KeyRing()
         self.limiter = limiter
         self.mru = mru if mru is not None else MruTable()
         self.peers = peers
@@ -169,7 +183,7 @@ class NtpServer:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def handle(self, data: bytes, ip: str, port: int, rx_ns: int) -> tuple[bytes, bytes | None] | None:
+    def handle(self, data: bytes, ip: str, port: int, rx_ns: int) -> tuple[bytes, bytes | Key | None] | None:
         """Return ``(head, tail)`` for one datagram, or None to send nothing.
 
         ``rx_ns`` is the receive time (POSIX ns, the kernel's timestamp where
@@ -226,19 +240,22 @@ class NtpServer:
 
     def _time_request(
         self, data: bytes, version: int, reply_mode: int, r: acl.Restriction, ip: str, rx_ns: int
-    ) -> tuple[bytes, bytes | None] | None:
+    ) -> tuple[bytes, bytes | Key | None] | None:
         c = self.counters
         n = len(data)
         if n < HEADER_LEN:
             c.drop("short")
             return None
         mac = None
+        key = None
         if n > HEADER_LEN:
             try:
                 _, mac = parse_trailer(data, version)
             except PacketError as e:
                 c.drop(e.reason)
                 return None
+            if mac is not None and self.keys.trusted:
+                key = self.keys.check(data[: n - len(mac)], mac, ip)
         flags = r.flags
         if flags & acl.NOSERVE:
             c.drop("noserve")
@@ -246,7 +263,7 @@ class NtpServer:
         if flags & acl.VERSION and version != 4:
             c.drop("version-restricted")
             return None
-        if flags & acl.NOTRUST and mac is None:
+        if flags & acl.NOTRUST and key is None:
             c.drop("notrust")
             return None
         if flags & acl.LIMITED:
@@ -260,9 +277,14 @@ class NtpServer:
         c.served += 1
         prefix = self.reply_prefix(version, reply_mode, data[2], r.is_default, rx_ns)
         head = prefix + data[40:48] + _TS.pack(ntp64_from_ns(rx_ns))
+        if key is not None:
+            # signed after the transmit timestamp (finish_reply): as long as the request, never longer
+            c.authenticated += 1
+            return head, key
         if mac is not None:
-            # We hold no keys: answer an authenticated request with a crypto-NAK
-            # (RFC 5905 section 7.4), 4 octets, shorter than the request's MAC.
+            # a MAC no trusted key made (or no keys at all): a crypto-NAK (RFC 5905 section 7.4), 4 octets,
+            # shorter than the request's MAC
+            c.crypto_nak += 1
             return head, _CRYPTO_NAK
         return head, b""
 
@@ -302,11 +324,15 @@ class NtpServer:
         return _PREFIX.pack((leap << 6) | (version << 3) | mode, stratum, poll, s.precision, delay, disp, refid, ref_ts)
 
 
-def finish_reply(head: bytes, tail: bytes | None, tx_ns: int) -> bytes:
-    """Join a reply from :meth:`NtpServer.handle` with the transmit timestamp (POSIX ns, read just before the send)."""
+def finish_reply(head: bytes, tail: bytes | Key | None, tx_ns: int) -> bytes:
+    """Join a reply from :meth:`NtpServer.handle` with the transmit timestamp (POSIX ns, read just before the
+    send); a :class:`~appliance.ntp.keys.Key` as the tail signs the whole with that key's MAC."""
     if tail is None:
         return head
-    return head + _TS.pack(ntp64_from_ns(tx_ns)) + tail
+    body = head + _TS.pack(ntp64_from_ns(tx_ns))
+    if isinstance(tail, Key):
+        return body + tail.mac(body)
+    return body + tail
 
 
 def _kiss(data: bytes, version: int, mode: int) -> bytes:

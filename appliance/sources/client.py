@@ -76,6 +76,7 @@ lines start as at start-up.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import random
 from collections import deque
@@ -84,6 +85,7 @@ from dataclasses import dataclass, field, replace
 
 from appliance.config.model import Location, ServerLine
 from appliance.ntp.exchange import measure
+from appliance.ntp.keys import Key, KeyRing
 from appliance.ntp.packet import MODE_CLIENT, MODE_PASSIVE, MODE_SERVER, NtpPacket, PacketError
 from appliance.sources.filter import MAXDISP_NS, phi_growth
 from appliance.sources.source import (
@@ -141,6 +143,8 @@ class ClientSettings:
     noselect: bool = False
     version: int = 4
     precision: int = -20
+    #: ``key N``: every request carries this key's MAC, and only replies with a valid MAC of it are used.
+    key: Key | None = None
 
     def __post_init__(self) -> None:
         if not MIN_POLL <= self.minpoll <= self.maxpoll <= MAX_POLL:
@@ -149,8 +153,11 @@ class ClientSettings:
             raise ValueError(f"NTP version {self.version}")
 
     @classmethod
-    def from_line(cls, line: ServerLine, precision: int = -20) -> ClientSettings:
-        """The settings a config line asks for; a lone minpoll above the default maxpoll raises maxpoll too."""
+    def from_line(cls, line: ServerLine, precision: int = -20, keys: KeyRing | None = None) -> ClientSettings:
+        """The settings a config line asks for; a lone minpoll above the default maxpoll raises maxpoll too.
+
+        ``key N`` takes key N from ``keys`` (the parser made sure it is there and trusted).
+        """
         lo = line.minpoll if line.minpoll is not None else DEFAULT_MINPOLL
         hi = line.maxpoll if line.maxpoll is not None else max(DEFAULT_MAXPOLL, lo)
         lo = min(lo, hi)
@@ -163,6 +170,7 @@ class ClientSettings:
             noselect=line.noselect,
             version=line.version if line.version is not None else 4,
             precision=precision,
+            key=keys.trusted_key(line.key) if keys is not None and line.key is not None else None,
         )
 
 
@@ -312,7 +320,9 @@ class Association:
         self._recent.append(xmt)
         self.counters.requests += 1
         self._schedule(now_ns)
-        return NtpPacket(version=self.settings.version, mode=MODE_CLIENT, poll=self.poll, transmit=xmt).encode()
+        request = NtpPacket(version=self.settings.version, mode=MODE_CLIENT, poll=self.poll, transmit=xmt).encode()
+        key = self.settings.key
+        return request if key is None else request + key.mac(request)
 
     def sent(self, t1_ns: int) -> None:
         """Record T1 (disciplined clock, POSIX ns), read just before the request left."""
@@ -345,6 +355,13 @@ class Association:
             return self._drop(e.reason)
         if p.mode not in (MODE_SERVER, MODE_PASSIVE):
             return self._drop("mode")
+        key = self.settings.key
+        if key is not None:
+            # authenticated: a reply no MAC of our key signs is not from the server we share the key with
+            if p.mac is None or len(p.mac) <= 4:
+                return self._drop("crypto-nak" if p.mac is not None else "unauthenticated")
+            if not hmac.compare_digest(p.mac, key.mac(data[: len(data) - len(p.mac)])):
+                return self._drop("bad-mac")
         pending = self._pending
         if pending is None or p.origin != pending.xmt:
             if p.origin == self._answered:
@@ -512,8 +529,10 @@ class Upstreams:
         precision: int = -20,
         pool_size: int = POOL_SIZE,
         rng: random.Random | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.rng = rng or random.SystemRandom()
+        self.keys = keys if keys is not None else KeyRing()
         self.precision = precision
         self.pool_size = pool_size
         self._entries: list[_Entry] = []
@@ -529,7 +548,7 @@ class Upstreams:
         e = _Entry(
             key=self._next_key,
             line=line,
-            settings=ClientSettings.from_line(line, self.precision),
+            settings=ClientSettings.from_line(line, self.precision, self.keys),
             port=line.port or NTP_PORT,
             pool=pool,
             want=self.pool_size if pool else 1,
@@ -542,14 +561,25 @@ class Upstreams:
         elif not e.numeric:
             e.next_resolve_ns = now_ns
 
-    def reconfigure(self, lines: Iterable[ServerLine], now_ns: int) -> tuple[list[str], list[str]]:
+    def reconfigure(
+        self, lines: Iterable[ServerLine], now_ns: int, keys: KeyRing | None = None
+    ) -> tuple[list[str], list[str]]:
         """Follow a reloaded configuration's server lines; return the hosts (added, removed).
 
         A line that says the same as before (wherever it stands now) keeps
         its entry and associations; the associations of lines gone are
         handed out by the next :meth:`retire`, so the edge closes their
-        sockets; new lines start as at start-up.
+        sockets; new lines start as at start-up. ``keys`` (the key file read
+        again): kept associations with ``key N`` sign and check with its new
+        secret from now on.
         """
+        if keys is not None:
+            self.keys = keys
+            for entry in self._entries:
+                if entry.line.key is not None:
+                    entry.settings = ClientSettings.from_line(entry.line, self.precision, keys)
+                    for a in entry.members:
+                        a.settings = entry.settings
         old = {_line_key(e.line): e for e in self._entries}
         kept: list[_Entry] = []
         fresh: list[ServerLine] = []

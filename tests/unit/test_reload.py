@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from appliance.cli import reload_config
-from appliance.config import parse_config
+from appliance.config import load_config, parse_config
 from appliance.config.changes import ConfigChanges, config_changes
 from appliance.daemon import Appliance, ServeSettings
 from appliance.io import fastpath
 from appliance.ntp.exchange import client_request
+from appliance.ntp.keys import Key, parse_keys
 
 LOCAL = "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n"
 PLANES = ["compiled", "python"] if fastpath.available() else ["python"]
@@ -229,3 +230,53 @@ def test_the_built_in_config_has_no_file_to_read_again(caplog: pytest.LogCapture
     assert _config_file(parse_config(LOCAL, "/etc/x.conf")) == "/etc/x.conf"
     if not Path("/etc/stratum1/ntp.conf").exists():
         assert _config_file(_load_serving_config(None)) is None
+
+
+# -- the key file is read again on every SIGHUP ----------------------------------------------------------
+
+
+def ask_signed(app: Appliance, client: socket.socket, key: Key) -> bytes | None:
+    """One request signed with ``key`` (longer than 48 octets: both planes hand it to the Python path)."""
+    counters = app.server.counters
+    before = counters.received
+    data, _ = client_request(time.time_ns())
+    client.sendto(data + key.mac(data), app.addresses[0])
+    pump = app.loop.call_every(0.01, lambda: None)
+    try:
+        app.loop.run(until=lambda: app.server.counters.received > before)
+    finally:
+        pump.cancel()
+    client.settimeout(5.0)
+    return client.recv(1024)
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_a_changed_key_file_is_applied_and_the_old_secret_refused(
+    plane: str, tmp_path: Path, client: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, new = "1 SHA1 8a6bd2fe0b8b1b7bb4b7d2f2f9a6b0e1c6c9b1a2\n", "1 SHA1 00112233445566778899aabbccddeeff00112233\n"
+    keys, path = tmp_path / "ntp.keys", tmp_path / "ntp.conf"
+    keys.write_text(old)
+    path.write_text(LOCAL + "restrict 127.0.0.1\nkeys ntp.keys\ntrustedkey 1\n")
+    app = Appliance(load_config(path), ServeSettings(listen=("127.0.0.1",), port=0, fastpath=plane == "compiled"))
+    try:
+        key_a, key_b = parse_keys(old, "a")[1], parse_keys(new, "b")[1]
+        reply = ask_signed(app, client, key_a)
+        assert reply is not None and reply[48:] == key_a.mac(reply[:48])
+        assert reload_config(app, str(path)) is True  # nothing changed: nothing applied
+        keys.write_text(new)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, "stratum1"):
+            assert reload_config(app, str(path)) is True
+        assert caplog.records[-1].getMessage() == f"SIGHUP: {path} reloaded: applied: keys"
+        assert ask_signed(app, client, key_a)[48:] == b"\0\0\0\0"  # type: ignore[index]
+        reply = ask_signed(app, client, key_b)
+        assert reply is not None and reply[48:] == key_b.mac(reply[:48])
+        keys.write_text("1 SHA1 xyz-not-hex-and-longer-than-twenty\n")  # a broken key file: the old keys stay
+        caplog.clear()
+        assert reload_config(app, str(path)) is False
+        assert f"SIGHUP: {keys}:1: key 1: longer than 20 characters" in caplog.records[0].getMessage()
+        reply = ask_signed(app, client, key_b)
+        assert reply is not None and reply[48:] == key_b.mac(reply[:48])
+    finally:
+        app.close()

@@ -21,7 +21,6 @@ ROOT = Path(__file__).resolve().parents[3] / "appliance"
 WARNED_IGNORED = {
     ("Discard", "monitor"): ("discard monitor 3000\n", "monitor"),
     ("ServerLine", "true"): ("server 192.0.2.1 true\n", "true"),
-    ("ServerLine", "key"): ("server 192.0.2.1 key 5\n", "key"),
     ("Config", "logfile"): ("logfile /var/log/ntp.log\n", "logfile"),
 }
 #: Fields read through a method or property of the model, by that name.

@@ -52,14 +52,18 @@ def test_config_error_text_and_attributes() -> None:
 
 
 def test_server_with_every_option() -> None:
-    c = parse("server 192.0.2.1 iburst burst prefer noselect true minpoll 4 maxpoll 6 version 3 key 7 port 1123\n")
+    c = parse(
+        "server 192.0.2.1 iburst burst prefer noselect true minpoll 4 maxpoll 6 version 3 key 7 port 1123\n"
+        "keys /etc/ntp.keys\ntrustedkey 7\n",
+        lambda path: "7 SHA1 00112233445566778899aabbccddeeff00112233\n",
+    )
     (s,) = c.servers
     assert (s.kind, s.host, s.location) == ("server", "192.0.2.1", at(1))
     assert s.iburst and s.burst and s.prefer and s.noselect and s.true
     assert (s.minpoll, s.maxpoll, s.version, s.key, s.port, s.mode) == (4, 6, 3, 7, 1123, None)
     assert s.refclock is None and s.family is None
-    # 'true' and 'key' parse and say they do nothing (tests/unit/config/test_config_consumers.py)
-    assert [w.message.split(" is ")[0] for w in c.warnings] == ["server option 'true'", "server option 'key'"]
+    # 'true' parses and says it does nothing (tests/unit/config/test_config_consumers.py)
+    assert [w.message.split(" is ")[0] for w in c.warnings] == ["server option 'true'"]
 
 
 def test_server_defaults_and_kinds() -> None:
@@ -553,11 +557,12 @@ def test_the_usual_unsupported_lines() -> None:
         "statistics loopstats peerstats clockstats\n"
         "filegen loopstats file loopstats type day enable\n"
         "tos minclock 4 minsane 3\n"
-        "keys /etc/ntp.keys\n"
+        "requestkey 1\n"
         "trustedkey 1 2 3\n"
         "disable monitor\n"
     )
-    assert [w.location.line for w in c.warnings] == [3, 4, 5, 6]
+    # trustedkey with no key file: each number warned (no such key exists)
+    assert [w.location.line for w in c.warnings] == [3, 4, 6, 5, 5, 5]
 
 
 def test_statistics_and_filegen_as_debian_writes_them() -> None:
