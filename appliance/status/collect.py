@@ -107,6 +107,8 @@ def counters_from(c: ServerCounters, previous: Snapshot | None = None, now_ns: i
         dropped=c.dropped_total - refused - limited,
         control=c.control,
         served_per_s=_per_s(c.served, previous, now_ns),
+        authenticated=c.authenticated,
+        crypto_nak=c.crypto_nak,
     )
 
 

@@ -24,6 +24,7 @@ stratum1_source_reach{source,kind}                gauge    the reach register (0
 stratum1_source_state{source,state}               gauge    1 for the source's selection state
 stratum1_requests_total{outcome}                  counter  served, kod, rate_limited, refused, dropped
 stratum1_control_requests_total                   counter  mode 6 requests
+stratum1_authenticated_replies_total{result}      counter  replies to requests with a MAC: signed, crypto_nak
 stratum1_gps_fix                                  gauge    1 when the receiver reports a fix
 stratum1_gps_satellites_used                      gauge    satellites in the fix
 stratum1_gps_satellites_visible                   gauge    satellites in view
@@ -117,6 +118,10 @@ def families(snap: Snapshot) -> list[Family]:
     )
     out.append(Family("stratum1_requests", "counter", "NTP requests by outcome", ("outcome",), outcomes))
     out.append(Family("stratum1_control_requests", "counter", "Mode 6 (ntpq) requests", (), (((), float(c.control)),)))
+    signed = ((("signed",), float(c.authenticated)), (("crypto_nak",), float(c.crypto_nak)))
+    out.append(
+        Family("stratum1_authenticated_replies", "counter", "Replies to requests with a MAC", ("result",), signed)
+    )
     g = snap.gps
     if g is not None:
         out += [

@@ -162,6 +162,8 @@ class Counters:
     limiter, ``refused`` requests dropped by access control (``ignore``, ``noserve``, ``noquery``,
     ``nopeer``), ``dropped`` every other drop (malformed, mode 7...), ``control`` mode 6 requests.
     ``served_per_s`` is the time replies a second since the previous snapshot (0.0 for the first).
+    ``authenticated`` of the served replies were signed with a trusted key (``keys``), ``crypto_nak`` were
+    a crypto-NAK to a MAC no trusted key made.
     """
 
     received: int
@@ -172,6 +174,8 @@ class Counters:
     dropped: int
     control: int
     served_per_s: float = 0.0
+    authenticated: int = 0
+    crypto_nak: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,8 @@ def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
         f"clients:   {c.served} served, {c.kod} KoD, {c.rate_limited} rate limited, {c.refused} refused,"
         f" {c.dropped} dropped{per_s}"
     )
+    if c.authenticated or c.crypto_nak:
+        lines.append(f"           {c.authenticated} signed with a key, {c.crypto_nak} crypto-NAK (a key not trusted)")
     up = (snap.time_ns - snap.started_ns) // NS_PER_S
     clock = f"{up % 86400 // 3600:02d}:{up % 3600 // 60:02d}:{up % 60:02d}"
     lines.append(f"uptime:    {up // 86400}d {clock}, {snap.version}")

@@ -267,3 +267,30 @@ def test_a_server_without_a_key_sends_plain_requests() -> None:
     assert len(request) == 48
     a.sent(NOW)
     assert a.receive(reply_to(request, None), NOW + 3000).outcome == "sample"
+
+
+def test_status_and_metrics_count_signed_replies_and_crypto_naks() -> None:
+    from dataclasses import replace
+
+    from status_sample import SNAP
+
+    from appliance.status import metrics
+    from appliance.status.collect import counters_from
+    from appliance.status.snapshot import Snapshot
+    from appliance.status.text import status_text
+
+    r = ring()
+    s = server()
+    request = client_request(NOW)[0]
+    for _ in range(3):
+        answer(s, request + r.keys[1].mac(request))
+    answer(s, request + r.keys[9].mac(request))
+    answer(s, request)
+    counters = counters_from(s.counters)
+    assert (counters.served, counters.authenticated, counters.crypto_nak) == (5, 3, 1)
+    snap = replace(SNAP, counters=counters)
+    assert Snapshot.from_json(snap.to_json()) == snap  # the status socket carries them
+    assert "           3 signed with a key, 1 crypto-NAK (a key not trusted)\n" in status_text(snap)
+    assert "signed with a key" not in status_text(replace(SNAP, counters=counters_from(server().counters)))
+    (family,) = [f for f in metrics.families(snap) if f.name == "stratum1_authenticated_replies"]
+    assert dict(family.samples) == {("signed",): 3.0, ("crypto_nak",): 1.0}
