@@ -353,13 +353,17 @@ class _Builder:
             c.fail(f"includefile '{path}': includes nest deeper than {MAX_INCLUDE_DEPTH} levels")
         if self.loader is None:
             c.fail(f"includefile '{path}': cannot include files when parsing text that is not a file")
+        self.feed(self.read(c, path, "include file"), path, stack)
+
+    def read(self, c: _Cursor, path: str, what: str) -> str:
+        """The text of the file at ``path`` (an ``include file``, a ``key file``), or the line's error."""
+        assert self.loader is not None
         try:
-            text = self.loader(path)
+            return self.loader(path)
         except OSError as e:
-            c.fail(f"cannot read include file '{path}': {e.strerror or e}")
+            c.fail(f"cannot read {what} '{path}': {e.strerror or e}")
         except UnicodeDecodeError as e:
-            c.fail(f"include file '{path}' is not UTF-8 text (byte {e.start})")
-        self.feed(text, path, stack)
+            c.fail(f"{what} '{path}' is not UTF-8 text (byte {e.start})")
 
     def claim_clock(self, c: _Cursor, driver: str, unit: int) -> None:
         """Record a reference clock; configuring the same driver and unit twice is an error."""
@@ -373,12 +377,7 @@ class _Builder:
         path = os.path.join(os.path.dirname(c.where.file), name)
         if self.loader is None:
             c.fail(f"keys '{path}': cannot read a key file when parsing text that is not a file")
-        try:
-            text = self.loader(path)
-        except OSError as e:
-            c.fail(f"cannot read key file '{path}': {e.strerror or e}")
-        except UnicodeDecodeError as e:
-            c.fail(f"key file '{path}' is not UTF-8 text (byte {e.start})")
+        text = self.read(c, path, "key file")
         try:
             self.keys = parse_keys(text, path)
         except KeyFileError as e:

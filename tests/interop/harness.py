@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nsutil
 
-from appliance.config import parse_config
+from appliance.config import Config, parse_config
 from appliance.daemon import Appliance, ServeSettings
 
 # The referee programs, unpacked privately by .ci/install-interop (never installed on the host): one wrapper
@@ -42,9 +42,10 @@ def serving(
     port: int | None = None,
     ns: nsutil.NetNs | None = None,
     name: str = "test.conf",
+    config: Config | None = None,
 ) -> Iterator[Appliance]:
-    """Run an appliance with ``config_text`` on a thread; inside ``ns`` when given."""
-    config = parse_config(config_text, name)
+    """Run an appliance with ``config_text`` (or ``config``, read from files) on a thread; inside ``ns`` when given."""
+    config = config if config is not None else parse_config(config_text, name)
     settings = ServeSettings(listen=listen, port=port if port is not None else free_port())
     build: Callable[[], Appliance] = lambda: Appliance(config, settings)  # noqa: E731
     app = ns.call(build) if ns is not None else build()

@@ -10,16 +10,16 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import nsutil
 import pytest
-from harness import LOCAL_CLOCK_CONF, free_port
+from harness import LOCAL_CLOCK_CONF, free_port, serving
 
 from appliance.config import load_config
-from appliance.daemon import Appliance, ServeSettings
+from appliance.daemon import Appliance
 
 pytestmark = pytest.mark.interop
 
@@ -29,23 +29,14 @@ OTHER = "00112233445566778899aabbccddeeff00112233"
 NTP_KEYS = f"1 SHA1 {SHA1}\n2 MD5 md5-secret\n9 SHA1 {OTHER}\n"
 
 
-@contextmanager
 def serving_with_keys(
     tmp_path: Path, extra: str = "", port: int | None = None, ns: nsutil.NetNs | None = None
-) -> Iterator[Appliance]:
+) -> AbstractContextManager[Appliance]:
+    """The appliance with keys 1 and 2 trusted (``NTP_KEYS`` beside its ntp.conf), plus ``extra`` lines."""
     (tmp_path / "ntp.keys").write_text(NTP_KEYS)
     conf = tmp_path / "ntp.conf"
     conf.write_text(f"{LOCAL_CLOCK_CONF}keys ntp.keys\ntrustedkey 1 2\n{extra}")
-    config = load_config(conf)
-    settings = ServeSettings(listen=("127.0.0.1",), port=port if port is not None else free_port())
-    build: Callable[[], Appliance] = lambda: Appliance(config, settings)  # noqa: E731
-    app = ns.call(build) if ns is not None else build()
-    app.start_thread()
-    try:
-        yield app
-    finally:
-        app.stop()
-        app.close()
+    return serving("", port=port, ns=ns, config=load_config(conf))
 
 
 def ntpdig(ns: nsutil.NetNs, tool: str, keys: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -81,14 +72,19 @@ def test_ntpdig_authenticates_our_replies_and_notrust_serves_only_it(
     assert signed.returncode == 0, signed.stdout + signed.stderr
 
 
-def chronyd_measure(chronyd: Path, workdir: Path, port: int, secret: str, seconds: int) -> str:
-    """``chronyd -Q -x`` against 127.0.0.1:``port`` with key 1 (``secret``); its log."""
+def chrony_conf(workdir: Path, secret: str, lines: str) -> Path:
+    """A chrony.conf of ``lines`` with key 1 (SHA1, ``secret``) in its key file, no command socket, its own pidfile."""
     (workdir / "chrony.keys").write_text(f"1 SHA1 HEX:{secret}\n")
     conf = workdir / "chrony.conf"
     conf.write_text(
-        f"server 127.0.0.1 port {port} iburst key 1\nkeyfile {workdir}/chrony.keys\n"
-        f"cmdport 0\nbindcmdaddress /\npidfile {workdir}/chronyd.pid\n"
+        f"{lines}keyfile {workdir}/chrony.keys\ncmdport 0\nbindcmdaddress /\npidfile {workdir}/chronyd.pid\n"
     )
+    return conf
+
+
+def chronyd_measure(chronyd: Path, workdir: Path, port: int, secret: str, seconds: int) -> str:
+    """``chronyd -Q -x`` against 127.0.0.1:``port`` with key 1 (``secret``); its log."""
+    conf = chrony_conf(workdir, secret, f"server 127.0.0.1 port {port} iburst key 1\n")
     out = subprocess.run(
         [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", str(seconds)],
         capture_output=True,
@@ -115,12 +111,7 @@ def test_chronyd_authenticates_our_replies(chronyd: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize(("secret", "believed"), [(SHA1, True), (OTHER, False)], ids=["same key", "other key"])
 def test_our_upstream_client_authenticates_chronyd(chronyd: Path, tmp_path: Path, secret: str, believed: bool) -> None:
     port = free_port()
-    (tmp_path / "chrony.keys").write_text(f"1 SHA1 HEX:{secret}\n")
-    conf = tmp_path / "chrony-server.conf"
-    conf.write_text(
-        f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\nkeyfile {tmp_path}/chrony.keys\n"
-        f"cmdport 0\nbindcmdaddress /\npidfile {tmp_path}/chronyd.pid\n"
-    )
+    conf = chrony_conf(tmp_path, secret, f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\n")
     proc = subprocess.Popen(
         [str(chronyd), "-x", "-f", str(conf), "-u", "root", "-d"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
