@@ -358,6 +358,8 @@ class Association:
         key = self.settings.key
         if key is not None:
             # authenticated: a reply no MAC of our key signs is not from the server we share the key with
+            if not key.allows(self.address):  # the key file limits the key to other addresses (ntpd's list)
+                return self._drop("key-address")
             if p.mac is None or len(p.mac) <= 4:
                 return self._drop("crypto-nak" if p.mac is not None else "unauthenticated")
             if not hmac.compare_digest(p.mac, key.mac(data[: len(data) - len(p.mac)])):

@@ -261,6 +261,19 @@ def test_a_server_with_a_key_is_believed_only_when_its_reply_carries_that_keys_m
     assert (got.outcome if got.outcome == "sample" else got.reason) == outcome
 
 
+def test_a_key_limited_to_other_addresses_authenticates_no_server_outside_them() -> None:
+    line = ServerLine("server", "192.0.2.1", HERE, key=4)  # key 4: 192.168.0.0/24 and 10.0.0.5 only
+    a = Association("192.0.2.1", NOW, ClientSettings.from_line(line, -20, ring()))
+    request = a.request(NOW)
+    a.sent(NOW)
+    got = a.receive(reply_to(request, ring().keys[4].mac), NOW + 3000)
+    assert (got.outcome, got.reason) == ("dropped", "key-address")
+    inside = Association("10.0.0.5", NOW, ClientSettings.from_line(line, -20, ring()))
+    request = inside.request(NOW)
+    inside.sent(NOW)
+    assert inside.receive(reply_to(request, ring().keys[4].mac), NOW + 3000).outcome == "sample"
+
+
 def test_a_server_without_a_key_sends_plain_requests() -> None:
     a = association(None)
     request = a.request(NOW)
