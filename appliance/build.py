@@ -403,6 +403,10 @@ def _start_pps_device(edge: Edge, path: str, on_pulse: Callable[[Pulse], Any], r
     # a /dev/ppsN that was unplugged is opened afresh (by group, after the privilege switch)
     reopen = None if path.startswith("gpio:") else functools.partial(KernelPps, path, from_kernel_ns=to_clock)
     poller = PpsPoller(source, on_pulse, name=path, reopen=reopen)
+    if to_clock is None and isinstance(source, KernelPps):
+        # /dev/ppsN stamps on the served (kernel) clock itself: a step leaves an edge fetched late on the old
+        # scale (a GPIO line's monotonic stamps are mapped when read, after the step: no restating there)
+        edge.tk.add_step_listener(poller.clock_stepped)
     if edge.pps_poll_s is not None:
         poller.start(edge.loop, edge.pps_poll_s)
     else:

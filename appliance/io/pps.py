@@ -373,6 +373,10 @@ class PpsPoller:
     path) the poller opens it afresh every :data:`REOPEN_EVERY_POLLS` failed
     polls until that works, then closes the old one. After the daemon's
     privilege switch that open relies on group access (hw/udev).
+
+    A step of the clock the pulses are stamped on (the kernel clock, served as it is) leaves an edge the
+    device stamped before it, and not yet fetched, on the old scale: :meth:`clock_stepped` fetches it at
+    once and the next :meth:`poll` hands it up restated, so the step costs no pulse.
     """
 
     def __init__(
@@ -391,9 +395,12 @@ class PpsPoller:
         self._failing = False
         self._failed_polls = 0
         self._timer: Any = None
+        #: The edge fetched at a clock step, still to be handed up, and the steps since it was stamped.
+        self._restate: tuple[Pulse, int] | None = None
         self.pulses = 0
         self.errors = 0
         self.reopens = 0
+        self.restated = 0
 
     def start(self, loop: TimerLoop, interval_s: float = DEFAULT_POLL_S) -> None:
         """Poll from ``loop`` every ``interval_s`` seconds."""
@@ -425,8 +432,32 @@ class PpsPoller:
             return None
         self._last = pulse
         self.pulses += 1
+        if self._restate is not None:
+            stamped, step_ns = self._restate
+            self._restate = None
+            if _same(pulse, stamped):  # stamped before the step: on the new scale now
+                pulse = Pulse(pulse.local_ns + step_ns, pulse.sequence)
+                self.restated += 1
         self._on_pulse(pulse)
         return pulse
+
+    def clock_stepped(self, step_ns: int) -> None:
+        """The clock the edges are stamped on was stepped by ``step_ns`` (call it right after the step).
+
+        The device's newest edge, if not handed up yet, was stamped before the step: it is taken now and
+        handed up by the next :meth:`poll` moved by the step (by every step since, if more come first). An
+        edge stamped in the microseconds between the step and this fetch is moved wrongly: the pulse
+        checker refuses it, one pulse, as an unrestated edge would have cost.
+        """
+        try:
+            pulse = self.source.fetch(0.0)
+        except OSError:
+            return  # poll() counts and logs the failure
+        if pulse is None or _same(pulse, self._last):
+            return
+        if self._restate is not None and _same(pulse, self._restate[0]):
+            step_ns += self._restate[1]
+        self._restate = (pulse, step_ns)
 
     def _try_reopen(self) -> None:
         assert self._reopen is not None

@@ -74,8 +74,9 @@ loop in use (the one a drift file should record).
 samples are restated on the new scale
 (:meth:`~appliance.sources.source.Source.shift` and
 :meth:`~appliance.refclock.source.RefclockSource.clock_stepped`, chrony's
-way) and each driver that asked is told (an NMEA receiver's pairing starts
-again: its pulses in flight carry the old scale).
+way) and each driver that asked is told: an NMEA receiver's pairing restates
+the pulses and epochs it holds, and a PPS device read on the stepped clock
+(:meth:`add_step_listener`) restates the edge it stamped before the step.
 
 **Leap.** ``leap(now_ns, selected_leap)``, when given (the leap-second
 table: :func:`appliance.leap.leap_to_serve`), says what the served leap
@@ -287,6 +288,7 @@ class Timekeeper:
         self._held_stratum = 1  # what holdover serves: the last refclock basis's stratum, refid and time
         self._held_refid = refid_from_text("INIT")
         self._held_reference_ns: int | None = None
+        self._step_listeners: list[Callable[[int], None]] = []
         self._held_dispersion_ns = 0
         self._synchronised_once = False  # a refclock or a server has been the basis since the start
         self._basis = Basis.UNSYNCHRONISED
@@ -592,6 +594,14 @@ class Timekeeper:
             self.upstreams.clock_stepped(step_ns)
         if self._held_reference_ns is not None:
             self._held_reference_ns += step_ns
+        for listener in self._step_listeners:
+            listener(step_ns)
+
+    def add_step_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(step_ns)`` after every step of the clock, once the sources are restated (the
+        device readers whose edges are stamped on the stepped clock, such as ``/dev/ppsN`` read on the
+        kernel clock)."""
+        self._step_listeners.append(listener)
 
     # -- selection -------------------------------------------------------------------
 
