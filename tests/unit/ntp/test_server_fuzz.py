@@ -3,9 +3,11 @@
 Each example builds a server from a random ``restrict`` table, rate limit and
 system state and sends it a run of datagrams (random octets, mutated client,
 symmetric, control and private-mode requests, authenticated and extension-field
-trailers) from a few random addresses in any textual form, from any port, at
+trailers, requests signed with a trusted key, an untrusted one, or with one
+octet flipped) from a few random addresses in any textual form, from any port, at
 receive times that go forwards, stand still or step back. For every datagram:
-no exception, a reply never longer than the request (no amplification) but
+no exception, a reply never longer than the request (no amplification; a
+signed one as long, with a trusted key's MAC of a request a trusted key signed) but
 for a mode 6 answer to an address the table lets query (``noquery`` off: the
 operator's choice, as in ntpd; a nonce or the system variables are longer
 than the 12-octet request), which is never more than ntpq's 8 fragments and
@@ -24,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Callable
+from types import MappingProxyType
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -34,6 +37,7 @@ from appliance.io import fastpath
 from appliance.ntp import mode6
 from appliance.ntp.access import FLAG_BITS, NOQUERY, AccessTable
 from appliance.ntp.exchange import client_request
+from appliance.ntp.keys import KeyRing, parse_keys
 from appliance.ntp.mode6 import HEADER as MODE6_HEADER
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, ServerCounters, finish_reply
@@ -112,9 +116,25 @@ def _mode6(b0: int, b1: int, numbers: tuple[int, int, int, int], body: bytes, ex
 OCTET = st.integers(0, 255)
 #: Any datagram, but often close to what each mode's code reads, so the deep paths are reached.
 PLAIN = st.builds(lambda v, p: client_request(START, version=v, poll=p)[0], st.integers(1, 4), st.integers(-10, 17))
+#: The keys the servers hold: 1 (SHA1) and 2 (MD5) trusted, 9 in the file but not trusted.
+KEYS = KeyRing(
+    MappingProxyType(parse_keys("1 SHA1 8a6bd2fe0b8b1b7bb4b7d2f2f9a6b0e1c6c9b1a2\n2 MD5 fuzz\n9 SHA1 HEX:0011\n", "k")),
+    frozenset({1, 2}),
+)
+
+
+def _signed(request: bytes, keyid: int, flip: int | None) -> bytes:
+    """``request`` with key ``keyid``'s MAC, one octet of the whole flipped when ``flip`` is given."""
+    data = bytearray(request + KEYS.keys[keyid].mac(request))
+    if flip is not None:
+        data[flip % len(data)] ^= 0x01
+    return bytes(data)
+
+
 DATAGRAM = st.one_of(
     PLAIN,  # twice: the requests that get served, rate-limited and kissed
     PLAIN,
+    st.builds(_signed, PLAIN, st.sampled_from([1, 2, 9]), st.none() | st.integers(0, 80)),  # signed, or not quite
     blob(1100),
     st.builds(  # an NTP header of any version and mode, with or without a trailer, whole or cut short
         _ntp,
@@ -189,7 +209,10 @@ def check_reply(data: bytes, reply: bytes | None, may_query: bool) -> bool:
         assert all(p[0] & 7 == 6 and p[1] & 0x80 for p in parts), "a mode 6 answer is a response"
         return False
     assert len(reply) <= len(data), f"amplification: {len(data)} -> {len(reply)} octets"
-    assert len(reply) in (48, 52)
+    if len(reply) not in (48, 52):  # signed: as long as the request, with a trusted key's MAC of the reply
+        assert len(reply) == len(data) and KEYS.check(reply[:48], reply[48:]) is not None, "a bad signature"
+        mac = len(reply) - 48
+        assert KEYS.check(data[:-mac], data[-mac:]) is not None, "signed a request no trusted key made"
     if reply[1] == 0:  # stratum 0: a Kiss-o'-Death
         assert reply[12:16] == b"RATE"
         assert reply[16:24] == reply[24:32] == reply[32:40] == reply[40:48] == data[40:48], "a KoD carries time"
@@ -229,7 +252,11 @@ def test_python_server_any_datagram_source_port_and_table(
     events = draw.draw(traffic(rules))
     peers = frozenset(ip for _, ip, _, _ in events[:2])
     server = NtpServer(
-        AccessTable.from_rules(rules), RateLimiter(discard, slots=256, kod_burst=3), peers=peers, state=state
+        AccessTable.from_rules(rules),
+        RateLimiter(discard, slots=256, kod_burst=3),
+        peers=peers,
+        state=state,
+        keys=KEYS,
     )
 
     def answer(data: bytes, ip: str, port: int, rx: int) -> bytes | None:
@@ -250,7 +277,7 @@ def test_compiled_data_plane_any_datagram_source_port_and_table(
     rules = draw.draw(RULES)
     events = draw.draw(traffic(rules))
     server = NtpServer(
-        AccessTable.from_rules(rules), fastpath.FastRateLimiter(discard, slots=256, kod_burst=3), state=state
+        AccessTable.from_rules(rules), fastpath.FastRateLimiter(discard, slots=256, kod_burst=3), state=state, keys=KEYS
     )
     fast = fastpath.FastServer(-1, server)
 
