@@ -382,6 +382,16 @@ class _Builder:
             self.keys = parse_keys(text, path)
         except KeyFileError as e:
             raise ConfigError(e.message, Location(e.path, e.line)) from None
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            mode = 0  # read through a loader that is not the file system (tests)
+        if mode & 0o004:
+            self.warn(
+                c.where,
+                f"key file '{path}' is readable by every user (mode {mode:04o}): its keys are secrets; "
+                f"chown root:stratum1 '{path}' && chmod 640 '{path}'",
+            )
         self.keys_file, self.keys_at = path, c.where
 
     def check_keys(self) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 
 from appliance.config.errors import ConfigError
 from appliance.config.model import Discard, Location, RestrictRule, ServerLine
-from appliance.config.parser import parse_config
+from appliance.config.parser import load_config, parse_config
 from appliance.ntp.access import AccessTable
 from appliance.ntp.exchange import client_request
 from appliance.ntp.keys import KeyFileError, KeyRing, describe_keys, parse_keys, parse_trusted
@@ -307,3 +308,18 @@ def test_status_and_metrics_count_signed_replies_and_crypto_naks() -> None:
     assert "signed with a key" not in status_text(replace(SNAP, counters=counters_from(server().counters)))
     (family,) = [f for f in metrics.families(snap) if f.name == "stratum1_authenticated_replies"]
     assert dict(family.samples) == {("signed",): 3.0, ("crypto_nak",): 1.0}
+
+
+def test_a_key_file_every_user_may_read_is_warned(tmp_path: Path) -> None:
+    keys = tmp_path / "ntp.keys"
+    keys.write_text(KEY_FILE)
+    conf_file = tmp_path / "ntp.conf"
+    conf_file.write_text("keys ntp.keys\ntrustedkey 1\n")
+    keys.chmod(0o644)
+    (w,) = load_config(conf_file).warnings
+    assert str(w) == (
+        f"{conf_file}:1: warning: key file '{keys}' is readable by every user (mode 0644): its keys are secrets; "
+        f"chown root:stratum1 '{keys}' && chmod 640 '{keys}'"
+    )
+    keys.chmod(0o640)
+    assert load_config(conf_file).warnings == ()
