@@ -312,7 +312,6 @@ class _Builder:
         self.holdover_ns: int | None = None
         self.keys: dict[int, Key] = {}
         self.keys_file: str | None = None
-        self.keys_at: Location | None = None
         self.trusted: set[int] = set()
         self.trusted_at: dict[int, Location] = {}
         self.warnings: list[ConfigWarning] = []
@@ -392,7 +391,7 @@ class _Builder:
                 f"key file '{path}' is readable by every user (mode {mode:04o}): its keys are secrets; "
                 f"chown root:stratum1 '{path}' && chmod 640 '{path}'",
             )
-        self.keys_file, self.keys_at = path, c.where
+        self.keys_file = path
 
     def check_keys(self) -> None:
         """Every ``key N`` of a server is a trusted key of the key file; trusted numbers it lacks are warned."""
