@@ -61,6 +61,7 @@ from appliance.state import UNSYNCHRONISED, SystemState
 from appliance.status.collect import AssocIds, snapshot_from
 from appliance.status.payload import status_line
 from appliance.status.snapshot import Snapshot
+from appliance.status.text import lock_break_line
 from appliance.timebase import log2_from_ns
 
 log = logging.getLogger("stratum1")
@@ -418,6 +419,7 @@ class Appliance:
 
     def publish_status(self) -> None:
         """Build this second's snapshot (mode 6 reads it); hand it to the status socket and the statistics files."""
+        previous = self.snapshot
         self.snapshot = snapshot_from(
             self.timekeeper,
             self.server.counters,
@@ -431,6 +433,9 @@ class Appliance:
             served=self.server.state,
             gps=self._first_gps(),
         )
+        broken = lock_break_line(previous, self.snapshot)
+        if broken is not None:
+            log.warning("%s", broken)
         if self._status_server is not None:
             self._status_server.publish(status_line(self.snapshot))
         if self.stats is not None:

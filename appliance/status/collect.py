@@ -222,6 +222,7 @@ def snapshot_from(
             pulses_unpaired=gps.counters.pulses_rejected,
             sky=sky,
             sky_ns=g.satellites_ns if fresh else None,
+            lock_breaks=gps.counters.lock_breaks,
         )
     alarms[:0] = _alarms(system, sources, gps_status)  # the time's own troubles first, the leap table's after
     tallies = counters_from(counters, previous, now_ns)
@@ -275,8 +276,8 @@ def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatu
                 "gps-not-locked",
                 "warning",
                 "locking: PPS pulses arrive, not yet numbered (the receiver's seconds are being checked)",
-                "normal for a few seconds after the first fix; if it lasts, the receiver's seconds jump: see its "
-                "lock breaks in the log and 'stratum1 peers'",
+                "normal for a few seconds after the first fix; if it lasts, the receiver's seconds jump (the log "
+                "says when; 'stratum1 status' counts the lock breaks): check its firmware and the log's NMEA lines",
             )
         )
     for s in sources:

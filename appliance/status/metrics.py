@@ -31,6 +31,7 @@ stratum1_gps_satellites_visible                   gauge    satellites in view
 stratum1_gps_locked                               gauge    1 while the receiver's seconds are checked (numbering pulses)
 stratum1_pps_ok                                   gauge    1 while pulses arrive (numbered yet or not)
 stratum1_pps_pulses_total                         counter  pulses seen
+stratum1_gps_lock_breaks_total                    counter  times the receiver's seconds jumped and the lock broke
 stratum1_pps_unpaired_pulses_total                counter  pulses not paired with a second (misses)
 stratum1_leap_table_expiry_timestamp_seconds      gauge    when the leap-second table expires (POSIX)
 stratum1_start_time_seconds                       gauge    when the daemon started (POSIX)
@@ -131,6 +132,13 @@ def families(snap: Snapshot) -> list[Family]:
             _g("stratum1_gps_locked", "1 while the GPS seconds number the pulses", 1.0 if g.locked else 0.0),
             _g("stratum1_pps_ok", "1 while PPS pulses arrive (numbered yet or not)", 1.0 if g.pps else 0.0),
             Family("stratum1_pps_pulses", "counter", "PPS pulses seen", (), (((), float(g.pulses)),)),
+            Family(
+                "stratum1_gps_lock_breaks",
+                "counter",
+                "Times the GPS seconds jumped and the lock broke",
+                (),
+                (((), float(g.lock_breaks)),),
+            ),
             Family(
                 "stratum1_pps_unpaired_pulses",
                 "counter",

@@ -137,6 +137,8 @@ class GpsStatus:
     pulses_unpaired: int = 0
     sky: tuple[SatelliteStatus, ...] = ()
     sky_ns: int | None = None
+    #: Times the receiver's seconds jumped (an epoch that did not follow on) and the lock was broken.
+    lock_breaks: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GpsStatus:

@@ -76,6 +76,20 @@ def rates(old: Snapshot | None, new: Snapshot) -> dict[str, float]:
     }
 
 
+def lock_break_line(previous: Snapshot | None, snap: Snapshot) -> str | None:
+    """The log line for a GPS lock broken since ``previous`` (the receiver's seconds jumped), or None."""
+    old = previous.gps if previous is not None else None
+    new = snap.gps
+    if new is None or old is None or new.lock_breaks <= old.lock_breaks:
+        return None
+    n = new.lock_breaks - old.lock_breaks
+    what = "the lock broke" if n == 1 else f"the lock broke {n} times"
+    return (
+        f"GPS: its seconds jumped (an epoch that does not follow on from the last): {what}, "
+        f"{new.lock_breaks} since the start; pulses are numbered again once its seconds follow on"
+    )
+
+
 def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
     """``stratum1 status`` (see the module docstring)."""
     s = snap.system
@@ -101,7 +115,10 @@ def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
             f"gps:       fix {g.fix_mode if g.fix else 'none'}, satellites {sats} used / {view} in view,"
             f" PPS {'ok' if g.pps else 'missing'}, {'locked' if g.locked else 'not locked'}, NMEA delay {delay}"
         )
-        lines.append(f"           last fix {_utc(g.last_fix_ns)}, pulses {g.pulses} ({g.pulses_unpaired} unpaired)")
+        breaks = f", {g.lock_breaks} lock breaks (its seconds jumped)" if g.lock_breaks else ""
+        lines.append(
+            f"           last fix {_utc(g.last_fix_ns)}, pulses {g.pulses} ({g.pulses_unpaired} unpaired){breaks}"
+        )
     if s.basis == "holdover":
         lines.append(f"holdover:  estimated error {_us(s.error_ns)} and growing")
     if snap.leap is not None:

@@ -22,6 +22,7 @@ from appliance.sources.timekeeper import Timekeeper
 from appliance.status import metrics
 from appliance.status.collect import AssocIds, snapshot_from
 from appliance.status.snapshot import Snapshot
+from appliance.status.text import lock_break_line, status_text
 from appliance.timebase import NS_PER_S
 
 T0 = 1_795_000_000 * NS_PER_S
@@ -70,3 +71,27 @@ def test_status_tells_pulses_missing_from_pulses_not_yet_paired(
     assert [w for w in lcd if w.startswith("GPS:")] == ([words] if words else [])
     gauges = {f.name: f.samples[0][1] for f in metrics.families(s) if f.kind == "gauge" and not f.labels}
     assert (gauges["stratum1_pps_ok"], gauges["stratum1_gps_locked"]) == (float(pps), float(locked))
+
+
+def test_a_lock_break_is_counted_shown_and_logged_once() -> None:
+    """The receiver's seconds jump (a reset, a firmware bug; fed to the pairing directly, past the rollover
+    repair): the lock breaks."""
+    clock, now = fed(20, pulses=True)
+    before = snap(clock, now)
+    assert before.gps is not None and before.gps.locked and before.gps.lock_breaks == 0
+    jumped = T0 + 20 * NS_PER_S - 1024 * 7 * 86400 * NS_PER_S  # the next second, labelled 1024 weeks early
+    arrival = T0 + 20 * NS_PER_S + DELAY_NS
+    clock.on_pulse(Pulse(T0 + 20 * NS_PER_S))
+    clock.on_fix(Fix(arrival, jumped % (86400 * NS_PER_S), jumped, True, FixMode.THREE_D))
+    after = snap(clock, arrival + 100_000_000)
+    assert after.gps is not None and after.gps.lock_breaks == 1 and not after.gps.locked
+    assert ", 1 lock breaks (its seconds jumped)" in status_text(after)
+    assert "lock breaks" not in status_text(before)
+    assert lock_break_line(before, after) == (
+        "GPS: its seconds jumped (an epoch that does not follow on from the last): the lock broke, 1 since the "
+        "start; pulses are numbered again once its seconds follow on"
+    )
+    assert lock_break_line(after, after) is None and lock_break_line(None, after) is None
+    counters = {f.name: f.samples[0][1] for f in metrics.families(after) if f.kind == "counter" and not f.labels}
+    assert counters["stratum1_gps_lock_breaks"] == 1.0
+    assert Snapshot.from_json(after.to_json()) == after
