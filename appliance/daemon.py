@@ -429,7 +429,7 @@ class Appliance:
             version=VERSION,
             precision=self.precision,
             leap_table=self.leap_table,
-            previous=self.snapshot,
+            previous=previous,
             served=self.server.state,
             gps=self._first_gps(),
         )

@@ -69,8 +69,10 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from socket import AF_INET, AF_INET6, inet_pton
+from typing import TYPE_CHECKING
 
-from appliance.config.model import RestrictRule
+if TYPE_CHECKING:  # the config's model imports the keys, which use address_value from here
+    from appliance.config.model import RestrictRule
 
 IGNORE = 1 << 0
 NOSERVE = 1 << 1

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from appliance.ntp.access import address_value
+
 #: Digests are cut to this many octets (ntpd's and chrony's NTPv4 limit: a MAC is at most 24 octets).
 MAX_DIGEST = 20
 MAX_KEYID = 65535
@@ -89,15 +91,19 @@ class Key:
         """The MAC to append to ``message``: the key number, then the digest."""
         return _KEYID.pack(self.keyid) + self.digest(message)
 
+    def signed(self, message: bytes, mac: bytes) -> bool:
+        """Whether ``mac`` is this key's MAC of ``message`` (number, length and digest; constant time)."""
+        return hmac.compare_digest(mac, self.mac(message))
+
     def allows(self, ip: str) -> bool:
+        """Whether the key authenticates packets from ``ip`` (as the socket writes it: scoped, IPv4-mapped)."""
         if not self.networks:
             return True
         try:
-            address = ipaddress.ip_address(ip.split("%", 1)[0])
+            family, value = address_value(ip)
         except ValueError:
             return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value)
         return any(address in n for n in self.networks)
 
 
@@ -120,10 +126,7 @@ class KeyRing:
         if len(mac) <= _KEYID.size:
             return None
         key = self.trusted_key(_KEYID.unpack_from(mac)[0])
-        if key is None or (ip is not None and not key.allows(ip)):
-            return None
-        expected = key.digest(message)
-        if len(mac) - _KEYID.size != len(expected) or not hmac.compare_digest(mac[_KEYID.size :], expected):
+        if key is None or (ip is not None and not key.allows(ip)) or not key.signed(message, mac):
             return None
         return key
 

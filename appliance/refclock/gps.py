@@ -111,7 +111,7 @@ class GpsCounters:
 class GpsStatus:
     """What the GPS clock can give now: for the status pages and for selection.
 
-        ``fix_ok``: a fix within 3 s; ``pps_ok``: a pulse within 1.5 s, paired yet or not (the PPS signal is
+        ``fix_ok``: a fix within 3 s; ``pps_ok``: a pulse within 1.5 s, numbered yet or not (the PPS signal is
         there); ``locked``: the receiver's last epochs followed on from each other (so its seconds number the
     pulses), with a recent fix.
     """

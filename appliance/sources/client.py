@@ -76,7 +76,6 @@ lines start as at start-up.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import random
 from collections import deque
@@ -362,7 +361,7 @@ class Association:
                 return self._drop("key-address")
             if p.mac is None or len(p.mac) <= 4:
                 return self._drop("crypto-nak" if p.mac is not None else "unauthenticated")
-            if not hmac.compare_digest(p.mac, key.mac(data[: len(data) - len(p.mac)])):
+            if not key.signed(data[: len(data) - len(p.mac)], p.mac):
                 return self._drop("bad-mac")
         pending = self._pending
         if pending is None or p.origin != pending.xmt:

@@ -116,7 +116,7 @@ class SatelliteStatus:
 class GpsStatus:
     """The GPS receiver as its driver sees it (None in :class:`Snapshot` when no receiver is configured).
 
-    ``fix`` says the receiver reports a fix recently; ``pps`` that pulses arrive (paired yet or not: the
+    ``fix`` says the receiver reports a fix recently; ``pps`` that pulses arrive (numbered yet or not: the
     signal is there); ``locked`` that the receiver's seconds are checked (its last epochs followed on) and so number the
     pulses; ``nmea_delay_ns`` the measured sentence delay after the pulse.
     ``sky`` is the satellites in view one by one, from the receiver's last complete GSV report, taken at

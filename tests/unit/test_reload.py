@@ -47,8 +47,9 @@ def start(text: str, plane: str = "python", **settings: object) -> Appliance:
     return app
 
 
-def ask(app: Appliance, client: socket.socket) -> bytes | None:
-    """Send one client request, let the appliance take it in, return the reply (None: no reply).
+def ask(app: Appliance, client: socket.socket, key: Key | None = None) -> bytes | None:
+    """Send one client request (signed with ``key``, if given), let the appliance take it in, return the reply
+    (None: no reply). A signed request is longer than 48 octets: both planes hand it to the Python path.
 
     The compiled wait hands its counts to Python at the loop's next timer (or 1 s after it first answered), so
     a timer every 10 ms pumps the loop meanwhile. Any reply was sent before the loop came back: when the server
@@ -57,7 +58,7 @@ def ask(app: Appliance, client: socket.socket) -> bytes | None:
     counters = app.server.counters
     before, replies_before = counters.received, counters.served + counters.kod_sent
     data, _ = client_request(time.time_ns())
-    client.sendto(data, app.addresses[0])
+    client.sendto(data if key is None else data + key.mac(data), app.addresses[0])
     pump = app.loop.call_every(0.01, lambda: None)
     try:
         app.loop.run(until=lambda: app.server.counters.received > before)
@@ -235,21 +236,6 @@ def test_the_built_in_config_has_no_file_to_read_again(caplog: pytest.LogCapture
 # -- the key file is read again on every SIGHUP ----------------------------------------------------------
 
 
-def ask_signed(app: Appliance, client: socket.socket, key: Key) -> bytes | None:
-    """One request signed with ``key`` (longer than 48 octets: both planes hand it to the Python path)."""
-    counters = app.server.counters
-    before = counters.received
-    data, _ = client_request(time.time_ns())
-    client.sendto(data + key.mac(data), app.addresses[0])
-    pump = app.loop.call_every(0.01, lambda: None)
-    try:
-        app.loop.run(until=lambda: app.server.counters.received > before)
-    finally:
-        pump.cancel()
-    client.settimeout(5.0)
-    return client.recv(1024)
-
-
 @pytest.mark.parametrize("plane", PLANES)
 def test_a_changed_key_file_is_applied_and_the_old_secret_refused(
     plane: str, tmp_path: Path, client: socket.socket, caplog: pytest.LogCaptureFixture
@@ -261,7 +247,7 @@ def test_a_changed_key_file_is_applied_and_the_old_secret_refused(
     app = Appliance(load_config(path), ServeSettings(listen=("127.0.0.1",), port=0, fastpath=plane == "compiled"))
     try:
         key_a, key_b = parse_keys(old, "a")[1], parse_keys(new, "b")[1]
-        reply = ask_signed(app, client, key_a)
+        reply = ask(app, client, key_a)
         assert reply is not None and reply[48:] == key_a.mac(reply[:48])
         assert reload_config(app, str(path)) is True  # nothing changed: nothing applied
         keys.write_text(new)
@@ -269,14 +255,14 @@ def test_a_changed_key_file_is_applied_and_the_old_secret_refused(
         with caplog.at_level(logging.INFO, "stratum1"):
             assert reload_config(app, str(path)) is True
         assert caplog.records[-1].getMessage() == f"SIGHUP: {path} reloaded: applied: keys"
-        assert ask_signed(app, client, key_a)[48:] == b"\0\0\0\0"  # type: ignore[index]
-        reply = ask_signed(app, client, key_b)
+        assert ask(app, client, key_a)[48:] == b"\0\0\0\0"  # type: ignore[index]
+        reply = ask(app, client, key_b)
         assert reply is not None and reply[48:] == key_b.mac(reply[:48])
         keys.write_text("1 SHA1 xyz-not-hex-and-longer-than-twenty\n")  # a broken key file: the old keys stay
         caplog.clear()
         assert reload_config(app, str(path)) is False
         assert f"SIGHUP: {keys}:1: key 1: longer than 20 characters" in caplog.records[0].getMessage()
-        reply = ask_signed(app, client, key_b)
+        reply = ask(app, client, key_b)
         assert reply is not None and reply[48:] == key_b.mac(reply[:48])
     finally:
         app.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from appliance.build import Edge, _start_pps_device
+from appliance.build import Edge, Running, _start_pps_device
 from appliance.clock.simulated import SimulatedClock
 from appliance.fakes.pps import FakePps, FakePpsIoctl
 from appliance.io import pps as pps_module
@@ -116,7 +116,7 @@ def test_a_dev_pps_read_on_the_kernel_clock_follows_the_timekeepers_steps(
     tk = Timekeeper(clock, precision=-20)
     got: list[Pulse] = []
     loop = Loop()
-    _start_pps_device(Edge(loop, tk, to_clock), "/dev/pps0", got.append, _Running())  # type: ignore[arg-type]
+    _start_pps_device(Edge(loop, tk, to_clock), "/dev/pps0", got.append, Running())  # type: ignore[arg-type]
     (poll,) = loop.timers
     true[0] += S  # an edge at T0 + 1 s, stamped 2 s ahead; then the clock is stepped back, before the poll
     step_two_seconds_back(tk, clock)
@@ -124,11 +124,6 @@ def test_a_dev_pps_read_on_the_kernel_clock_follows_the_timekeepers_steps(
     (pulse,) = got
     expected = T0 + S if listens else T0 + 3 * S
     assert pulse.sequence == 1 and abs(pulse.local_ns - expected) < 1_000_000, pulse.local_ns - T0
-
-
-class _Running:
-    def __init__(self) -> None:
-        self.closers: list[Any] = []
 
 
 def test_the_timekeeper_tells_its_step_listeners_after_a_step() -> None:
