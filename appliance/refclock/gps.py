@@ -27,6 +27,22 @@ jitter. This module pairs them (chrony's ``lock``):
 - **PPS without NMEA** is used only while the caller says the clock is
   already within 0.4 s from another source (``clock_within_0_4s``): the
   pulse then takes the nearest second of the local clock.
+- **Labels with a fraction.** An epoch is labelled with the instant of its
+  fix, which need not be a whole second: 10 Hz receivers label ``.0`` to
+  ``.9``, some 1 Hz receivers free-run (``164517.99``, ``074150.799``). Only
+  the first epoch of each new whole second of its label pairs, calibrates and
+  counts for the lock (as gpsd latches only "a new time"); the second a
+  pulse marks is the one in which the label's instant, plus the time from
+  that pulse to the epoch's arrival, falls: the fix is sent after it is
+  made, within a second (CURRENT). The NMEA delay runs from the labelled
+  instant to the arrival, so NMEA-only samples keep the label's fraction.
+- **Leap seconds.** A label ``23:59:60`` is the inserted second: it names no
+  new POSIX second (POSIX repeats ``23:59:59``, as the kernel clock does) and
+  pairs nothing. At the midnight that ends a month, the receiver's seconds
+  may move by one against the local clock (a leap second the clock did not
+  insert or delete: the leap file had expired): the lock holds, the pulses
+  are numbered afresh from the receiver's seconds, and :attr:`GpsCounters.leap_jumps`
+  counts it; the clock is then corrected by the samples, as for any offset.
 - **Sanity.** A fix whose second does not follow the last one by the local
   time elapsed (a week jump, a second slip, a receiver reset) breaks the lock:
   no samples until :data:`RELOCK_EPOCHS` consecutive epochs agree again; the
@@ -105,6 +121,10 @@ class GpsCounters:
     nmea_samples: int = 0
     lock_breaks: int = 0
     unpaired_fixes: int = 0
+    #: Epochs after the first of their whole second (5 and 10 Hz receivers): counted, not paired.
+    sub_second_epochs: int = 0
+    #: Month-end midnights at which the receiver's seconds moved by a leap second against the local clock.
+    leap_jumps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +247,10 @@ class GpsClock:
         if self.locked and self._numbered is not None and self._fix_recent(pulse.local_ns):
             prev_local, prev_second = self._numbered
             elapsed = round((local - prev_local) / NS_PER_S)
-            if 1 <= elapsed <= 2:
-                return self._pps_sample(local, prev_second + elapsed * NS_PER_S)
+            second = prev_second + elapsed * NS_PER_S
+            # not across a midnight where a leap second may go: that pulse waits for its epoch to number it
+            if 1 <= elapsed <= 2 and not _near_month_end(second):
+                return self._pps_sample(local, second)
         if clock_within_0_4s and not self._fix_recent(pulse.local_ns):
             nearest = (local + NS_PER_S // 2) // NS_PER_S * NS_PER_S
             if abs(local - nearest) < 2 * NS_PER_S // 5:
@@ -245,21 +267,28 @@ class GpsClock:
         if not fix.has_time or fix.utc_ns is None:
             c.fixes_without_time += 1
             return []
-        second = _nearest_second(fix.utc_ns)
-        self._check_continuity(fix, second)
+        label = _label(fix)
+        prev = self._last_timed
+        if prev is not None and label // NS_PER_S == _label(prev) // NS_PER_S:
+            c.sub_second_epochs += 1  # not a new second: 5/10 Hz, or the inserted 23:59:60
+            return []
+        self._check_continuity(fix, label)
         self._last_timed = fix
         found = self._pulse_for(fix.arrival_ns)
         if found is None:
             c.unpaired_fixes += 1
-            return self._nmea_sample(fix, second)
+            return self._nmea_sample(fix, label)
         pulse, shift = found
-        # the NMEA delay: from the start of the named second (as the local clock saw it) to the arrival
-        self._delays.append(fix.arrival_ns - (pulse.local_ns - shift))
+        since_pulse = fix.arrival_ns - pulse.local_ns
+        # the second the pulse began: the one holding the label's instant plus the time since the pulse
+        marked = _ceil_second(label - since_pulse) + shift
+        # the NMEA delay: from the labelled instant (as the local clock saw it) to the arrival
+        self._delays.append(since_pulse - (label - marked))
         if not self.locked:
             return []
         if self._numbered is not None and self._numbered[0] == pulse.local_ns:
             return []  # numbered already on arrival
-        return [self._pps_sample(pulse.local_ns, second + shift)]
+        return [self._pps_sample(pulse.local_ns, marked)]
 
     # -- helpers -------------------------------------------------------------
 
@@ -276,15 +305,18 @@ class GpsClock:
                 return p, shift
         return None
 
-    def _check_continuity(self, fix: Fix, second: int) -> None:
+    def _check_continuity(self, fix: Fix, label: int) -> None:
         """Count epochs that follow on from the last; break the lock on a jump (see the module docstring)."""
         prev = self._last_timed
-        if (
-            prev is not None
-            and prev.utc_ns is not None
-            and second == _projected(prev.arrival_ns, _nearest_second(prev.utc_ns), fix.arrival_ns)
-        ):
+        leap = None if prev is None else _slip(prev.arrival_ns, _label(prev), fix.arrival_ns, label)
+        if leap is not None:
             self._agree += 1
+            if leap:
+                # a leap second the local clock did not take: go on in the receiver's seconds
+                self.counters.leap_jumps += 1
+                self._numbered = None
+                if self._anchor is not None:
+                    self._anchor = (self._anchor[0], self._anchor[1] + leap)
         else:
             if self.locked:
                 self.counters.lock_breaks += 1
@@ -292,12 +324,12 @@ class GpsClock:
             self._numbered = None
             self._delays.clear()
         if self._anchor is not None:
-            if second == _projected(*self._anchor, fix.arrival_ns):
+            if _slip(*self._anchor, fix.arrival_ns, label) is not None:
                 self._required = RELOCK_EPOCHS
             elif self._agree == 1:
                 self._required = JUMP_RELOCK_EPOCHS
         if self.locked:
-            self._anchor = (fix.arrival_ns, second)
+            self._anchor = (fix.arrival_ns, label)
 
     def _fix_recent(self, now_ns: int) -> bool:
         f = self._last_timed
@@ -315,16 +347,16 @@ class GpsClock:
             kind=SampleKind.PULSE,
         )
 
-    def _nmea_sample(self, fix: Fix, second: int) -> list[Sample]:
+    def _nmea_sample(self, fix: Fix, label: int) -> list[Sample]:
         delay = self.nmea_delay_ns
-        if delay is None or not self.locked or fix.utc_ns is None:
+        if delay is None or not self.locked:
             return []
         self.counters.nmea_samples += 1
         spread = self._delay_spread()
         return [
             Sample(
                 local_ns=fix.arrival_ns - delay,
-                reference_ns=fix.utc_ns,
+                reference_ns=label,
                 dispersion_ns=max(NMEA_MIN_DISPERSION_NS, spread),
             )
         ]
@@ -347,13 +379,54 @@ def _moved(fix: Fix, step_ns: int) -> Fix:
     return replace(fix, arrival_ns=fix.arrival_ns + step_ns)
 
 
-def _nearest_second(t_ns: int) -> int:
-    return (t_ns + NS_PER_S // 2) // NS_PER_S * NS_PER_S
+DAY_NS = 86400 * NS_PER_S
 
 
-def _projected(local_ns: int, second_ns: int, now_local_ns: int) -> int:
-    """The second an epoch arriving at ``now_local_ns`` should name, going on from (local_ns, second_ns)."""
-    return second_ns + round((now_local_ns - local_ns) / NS_PER_S) * NS_PER_S
+def _label(fix: Fix) -> int:
+    """The instant an epoch is labelled with, POSIX ns: ``23:59:60.x`` reads ``23:59:59.x`` again, as POSIX
+    (and the kernel clock, inserting it) repeats that second."""
+    assert fix.utc_ns is not None
+    return fix.utc_ns - NS_PER_S if fix.time_of_day_ns >= DAY_NS else fix.utc_ns
+
+
+def _ceil_second(t_ns: int) -> int:
+    return -(-t_ns // NS_PER_S) * NS_PER_S
+
+
+def _slip(local_ns: int, label_ns: int, now_local_ns: int, now_label_ns: int) -> int | None:
+    """How an epoch labelled ``now_label_ns``, arriving at ``now_local_ns``, goes on from one at
+    (``local_ns``, ``label_ns``): 0 when the labels moved as the local clock did (within half a second);
+    -1 s or +1 s when they moved a leap second less or more across the midnight that ends a month (the
+    local clock did not take that leap second); None for anything else (a jump: the lock breaks)."""
+    slip = (now_label_ns - label_ns) - (now_local_ns - local_ns)
+    if abs(slip) < NS_PER_S // 2:
+        return 0
+    if abs(abs(slip) - NS_PER_S) < NS_PER_S // 2 and _month_ends_between(label_ns, now_label_ns):
+        return NS_PER_S if slip > 0 else -NS_PER_S
+    return None
+
+
+def _month_ends_between(a_ns: int, b_ns: int) -> bool:
+    """Whether the UTC midnight at the end of a month (where leap seconds go) lies in (a, b], b within 2 s of it."""
+    midnight = b_ns // DAY_NS * DAY_NS
+    return a_ns < midnight <= b_ns < midnight + 2 * NS_PER_S and _civil_day(midnight // DAY_NS) == 1
+
+
+def _near_month_end(t_ns: int) -> bool:
+    """Whether ``t_ns`` is within 2 s of the UTC midnight that ends a month."""
+    midnight = (t_ns + DAY_NS // 2) // DAY_NS * DAY_NS
+    return abs(t_ns - midnight) <= 2 * NS_PER_S and _civil_day(midnight // DAY_NS) == 1
+
+
+def _civil_day(days: int) -> int:
+    """The day of the month of ``days`` since 1970-01-01 (Howard Hinnant's civil_from_days, proleptic Gregorian)."""
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    return doy - (153 * mp + 2) // 5 + 1
 
 
 #: PPS samples count as recent (NMEA-only samples are then held back) for this long.
