@@ -64,7 +64,11 @@
 #define MMSG_COUNT 64
 #define MAX_DATAGRAM 1024              /* appliance.ntp.packet.MAX_DATAGRAM: longer is dropped */
 #define RECV_SIZE (MAX_DATAGRAM + 1)   /* so that a longer datagram shows as one */
-#define CONTROL_SIZE 64
+/* room for SCM_TIMESTAMPNS and, where the socket reports software timestamps for its transmit times
+ * (interleaved mode) and the kernel cannot filter them from received datagrams, SCM_TIMESTAMPING */
+#define CONTROL_SIZE 128
+/* appliance.ntp.interleave.RX_FLAG: the lowest bit of every receive timestamp sent, clear in transmit ones */
+#define RX_FLAG 1ULL
 #define HEADER_LEN 48
 
 enum { PASS = 0, LIMITED = 1, LIMITED_KOD = 2 };
@@ -1181,6 +1185,10 @@ decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t
     int version = (d[0] >> 3) & 7, mode = d[0] & 7;
     if (mode != 3 || version < 1 || version > 4)
         return ACT_PUNT;
+    /* origin marked as one of our receive timestamps, receive != transmit: it may ask for interleaved mode
+     * (appliance.ntp.interleave), which the Python server answers */
+    if ((d[31] & RX_FLAG) && memcmp(d + 32, d + 40, 8) != 0)
+        return ACT_PUNT;
     const flag_bits_t *b = &s->bits;
     int flags, is_default;
     lookup(s, a, port == 123, &flags, &is_default);
@@ -1215,7 +1223,7 @@ decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t
     if (get_prefix(s, version, d[2], is_default, rx_ns, out) < 0)
         return -1; /* not counted: the callback, not the datagram, failed */
     memcpy(out + 24, d + 40, 8);
-    put64(out + 32, ntp64_from_ns(rx_ns));
+    put64(out + 32, ntp64_from_ns(rx_ns) | RX_FLAG);
     return counted(s, C_SERVED, ACT_REPLY);
 }
 
@@ -1325,7 +1333,7 @@ serve_batch(Server *self, int limit, PyObject **punted)
             int act = rx_ns >= 0 && rx_ns < TIME_END ? decide(self, d, len, a, port, rx_ns, out) : ACT_PUNT;
             if (act == ACT_REPLY || act == ACT_KOD) {
                 if (act == ACT_REPLY) /* transmit timestamp: read right before this reply's own sendto */
-                    put64(out + 40, ntp64_from_ns(served_ns(&self->clock, realtime_ns())));
+                    put64(out + 40, ntp64_from_ns(served_ns(&self->clock, realtime_ns())) & ~RX_FLAG);
                 if (sendto(self->fd, out, HEADER_LEN, 0, (struct sockaddr *)name, h->msg_namelen) < 0)
                     c[C_SEND_ERRORS]++;
             } else if (act == ACT_PUNT) {
@@ -1461,6 +1469,8 @@ fp_wait(PyObject *Py_UNUSED(module), PyObject *args)
                 back = 1;
                 continue;
             }
+            if (evs[e].events & EPOLLERR) /* transmit times on the error queue: Python reads them */
+                back = 1;
             PyObject *punted = NULL;
             if (serve_batch(s[i], limit, &punted) < 0) {
                 Py_XDECREF(punted);
@@ -1522,7 +1532,7 @@ Server_handle(Server *self, PyObject *args)
     if (act < 0)
         goto done;
     if (act == ACT_REPLY)
-        put64(out + 40, ntp64_from_ns(tx_ns));
+        put64(out + 40, ntp64_from_ns(tx_ns) & ~RX_FLAG);
     if (act == ACT_REPLY || act == ACT_KOD)
         result = Py_BuildValue("(iy#)", act, out, (Py_ssize_t)HEADER_LEN);
     else

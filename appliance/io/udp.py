@@ -21,6 +21,15 @@ to the same reply, octet for octet):
   :func:`compiled_wait` as the event loop's wait it also does the waiting, so
   a wake-up for plain requests runs no Python at all.
 
+Interleaved mode (RFC 9769, :mod:`appliance.ntp.interleave`): a reply whose
+tail is an :class:`~appliance.ntp.server.Interleave` is sent with ``sendmsg``
+asking the kernel for its software transmit timestamp (``SO_TIMESTAMPING``
+per message); the kernel puts it on the socket's error queue, read right
+after the send and whenever the socket is ready, and the time, on the served
+clock, goes to :meth:`~appliance.ntp.server.NtpServer.transmitted` for the
+client's next request. A kernel that refuses the socket option leaves every
+reply basic.
+
 Sending is *not* batched: each reply gets its own transmit timestamp, read
 right before its own ``sendto``. ``sendmmsg`` would save a system call per
 reply, but every reply after the first in a batch would leave later than the
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import struct
 import time
@@ -42,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 from appliance.io.fastpath import FastServer, available, wait_native
 from appliance.ntp.mode6 import datagrams
 from appliance.ntp.packet import MAX_DATAGRAM, MODE_CONTROL
-from appliance.ntp.server import NtpServer, finish_reply
+from appliance.ntp.server import Interleave, NtpServer, finish_reply
 
 if TYPE_CHECKING:  # the soft clock's map is only a value handed through here
     from appliance.clock.soft import ClockMap
@@ -52,8 +62,21 @@ log = logging.getLogger(__name__)
 # Linux values (asm-generic: x86-64 and ARM alike); Python's socket module does not export them.
 SO_TIMESTAMPNS = 35
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+SO_TIMESTAMPING = 37
+SCM_TIMESTAMPING = SO_TIMESTAMPING
+SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1
+SOF_TIMESTAMPING_SOFTWARE = 1 << 4
+SOF_TIMESTAMPING_OPT_RX_FILTER = 1 << 17  # Linux 6.12: no SCM_TIMESTAMPING on received datagrams
+MSG_ERRQUEUE = 0x2000
 _TIMESPEC = struct.Struct("@ll")
-_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+_TX_REQUEST = [(socket.SOL_SOCKET, SO_TIMESTAMPING, struct.pack("@i", SOF_TIMESTAMPING_TX_SOFTWARE))]
+# SCM_TIMESTAMPNS, and SCM_TIMESTAMPING (three timespecs) where the kernel cannot keep it off received datagrams
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(3 * _TIMESPEC.size)
+# an error-queue message: the reply as sent (with its link, IP and UDP headers), its timestamps and its error
+_ERRQUEUE_SIZE = 2048
+_ERRQUEUE_CMSG = 256
+#: Interleaved replies whose transmit times are still to come from the error queue, at most.
+_AWAITING = 64
 _BATCH = 512  # datagrams read per wake-up before timers get a look in
 # One octet more than the server takes: a longer datagram, cut to this by the kernel, still shows
 # as too long, and the server drops and counts it ("oversize") instead of serving its first part.
@@ -111,6 +134,7 @@ class UdpServerSocket:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            tx_stamps = _report_software_timestamps(sock)
             if rcvbuf:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             sock.bind((address, port))
@@ -123,6 +147,9 @@ class UdpServerSocket:
         self.read_ns = read_ns
         self.from_kernel_ns = from_kernel_ns
         self.counters = SocketCounters()
+        #: Whether the kernel stamps replies as they leave (interleaved mode); else every reply is basic.
+        self.tx_stamps = tx_stamps
+        self._awaiting: dict[int, bytes] = {}  # receive timestamp of an interleaved reply -> the reply sent
         self._fast: FastServer | None = None
         if fast and available():
             self._fast = FastServer(sock.fileno(), server)
@@ -149,6 +176,8 @@ class UdpServerSocket:
 
     def on_readable(self) -> None:
         """Serve every datagram waiting (up to a batch), then return to the loop."""
+        if self.tx_stamps:
+            self._read_transmit_times()
         if self._fast is not None:
             self._serve_fast(self._fast)
         else:
@@ -201,12 +230,59 @@ class UdpServerSocket:
                     self.sock.sendto(datagram, addr)
             elif tail is None:
                 self.sock.sendto(head, addr)
+            elif isinstance(tail, Interleave) and self.tx_stamps:
+                datagram = finish_reply(head, tail, self.read_ns())
+                self.sock.sendmsg([datagram], _TX_REQUEST, 0, addr)
+                self._await_transmit_time(tail.receive, datagram)
             else:
                 # transmit timestamp: read right before this reply's own sendto (and signed after it)
                 self.sock.sendto(finish_reply(head, tail, self.read_ns()), addr)
         except OSError as e:
             self.counters.send_errors += 1
             log.debug("send to %s failed: %s", addr[0], e)
+
+    def _await_transmit_time(self, receive: int, datagram: bytes) -> None:
+        awaiting = self._awaiting
+        awaiting[receive] = datagram
+        if len(awaiting) > _AWAITING:  # stamps the kernel never gave: forget the oldest
+            del awaiting[next(iter(awaiting))]
+        self._read_transmit_times()
+
+    def _read_transmit_times(self) -> None:
+        """Read the error queue: each transmit timestamp to the server, under the receive timestamp of its reply.
+
+        An ICMP error queued there too (``IP_RECVERR``) is counted once, as a receive error, from the socket's
+        pending error (which reading the queue would clear unseen, and which a receive reports instead when
+        it comes first)."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._receive_error(err, OSError(err, os.strerror(err)))
+        recvmsg = self.sock.recvmsg
+        while True:
+            try:
+                data, ancdata, _flags, _addr = recvmsg(_ERRQUEUE_SIZE, _ERRQUEUE_CMSG, MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self._receive_error(e.errno, e)
+                return
+            tx_ns = 0
+            for level, kind, cdata in ancdata:
+                if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPING and len(cdata) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(cdata)  # the first of three: the software timestamp
+                    tx_ns = sec * _NS + nsec
+            if not tx_ns or not self._awaiting:
+                continue
+            # the reply comes back whole, after its headers: the one it is names its receive timestamp
+            receive = next((r for r, sent in self._awaiting.items() if data.endswith(sent)), None)
+            if receive is None and not data and len(self._awaiting) == 1:  # net.core.tstamp_allow_data = 0
+                receive = next(iter(self._awaiting))
+            if receive is None:
+                continue
+            del self._awaiting[receive]
+            if self.from_kernel_ns is not None:
+                tx_ns = self.from_kernel_ns(tx_ns)
+            self.server.transmitted(receive, tx_ns)
 
     def _serve_plain(self) -> None:
         recvmsg = self.sock.recvmsg
@@ -245,6 +321,17 @@ class UdpServerSocket:
             self._fast.close()
             self._fast = None
         self.sock.close()
+
+
+def _report_software_timestamps(sock: socket.socket) -> bool:
+    """Have ``sock`` report the software transmit timestamps its replies ask for; False where the kernel refuses."""
+    for flags in (SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_RX_FILTER, SOF_TIMESTAMPING_SOFTWARE):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, flags)
+            return True
+        except OSError:
+            continue
+    return False
 
 
 class CompiledWait:

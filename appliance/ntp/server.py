@@ -39,6 +39,13 @@ default``, ``-6 default``, ``0.0.0.0 mask 0.0.0.0`` or the implicit default:
 16, refid ``INIT`` in time replies and leap 3 in mode 6 status words; a client
 matched by a more specific ``restrict`` line gets the local clock's stratum.
 
+Interleaved mode (RFC 9769, :mod:`appliance.ntp.interleave`): every receive timestamp sent is marked
+(lowest bit set), every transmit timestamp not; a client request whose origin is a marked receive
+timestamp, and whose receive and transmit fields differ, is answered with the request's receive field as
+origin and, when that earlier reply's transmit time was stamped by the kernel and kept, that time as
+transmit. Such a reply's tail is an :class:`Interleave`: the I/O layer has the kernel stamp it as it leaves
+and hands the time to :meth:`NtpServer.transmitted`.
+
 Every datagram not ``ignore``d, whatever it then gets, is recorded in the MRU
 list of recent clients (:mod:`appliance.ntp.mru`; the compiled data plane
 records into the same table).
@@ -57,6 +64,7 @@ from dataclasses import dataclass, field
 
 from appliance.ntp import access as acl
 from appliance.ntp import mode6
+from appliance.ntp.interleave import TransmitTable, mark_receive, mark_transmit, may_interleave
 from appliance.ntp.keys import Key, KeyRing
 from appliance.ntp.mru import ClientRecorder, MruTable
 from appliance.ntp.packet import (
@@ -83,6 +91,21 @@ _TS = struct.Struct("!Q")
 NTP_PORT = 123
 _RATE = refid_from_text("RATE")
 _CRYPTO_NAK = b"\0\0\0\0"
+
+
+@dataclass(frozen=True, slots=True)
+class Interleave:
+    """The tail of a reply to a request that may be interleaved (:mod:`appliance.ntp.interleave`).
+
+    ``receive`` is the reply's (marked) receive timestamp: the I/O layer has the kernel stamp the reply as
+    it leaves and gives that time to :meth:`NtpServer.transmitted` under it. ``transmit``, when the request
+    was interleaved, is the earlier reply's kept transmit time, sent instead of a clock reading; ``tail``
+    is what follows the transmit timestamp, as in a basic reply (``b""``, a crypto-NAK or a :class:`Key`).
+    """
+
+    receive: int
+    transmit: int | None
+    tail: bytes | Key
 
 
 @dataclass(slots=True)
@@ -125,8 +148,11 @@ class NtpServer:
         control: mode6.ControlHandler | None = None,
         mru: ClientRecorder | None = None,
         keys: KeyRing | None = None,
+        transmits: TransmitTable | None = None,
     ) -> None:
         self.access = access
+        #: Transmit times of replies that an interleaved request may name next (RFC 9769).
+        self.transmits = transmits if transmits is not None else TransmitTable()
         #: The symmetric keys (``keys``, ``trustedkey``): a request with a MAC of a trusted key is answered
         #: with a MAC of that key; one with any other MAC with a crypto-NAK. Replaced whole on a reload.
         self.keys = keys if keys is not None else KeyRing()
@@ -183,7 +209,9 @@ class NtpServer:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def handle(self, data: bytes, ip: str, port: int, rx_ns: int) -> tuple[bytes, bytes | Key | None] | None:
+    def handle(
+        self, data: bytes, ip: str, port: int, rx_ns: int
+    ) -> tuple[bytes, bytes | Key | Interleave | None] | None:
         """Return ``(head, tail)`` for one datagram, or None to send nothing.
 
         ``rx_ns`` is the receive time (POSIX ns, the kernel's timestamp where
@@ -240,7 +268,7 @@ class NtpServer:
 
     def _time_request(
         self, data: bytes, version: int, reply_mode: int, r: acl.Restriction, ip: str, rx_ns: int
-    ) -> tuple[bytes, bytes | Key | None] | None:
+    ) -> tuple[bytes, bytes | Key | Interleave | None] | None:
         c = self.counters
         n = len(data)
         if n < HEADER_LEN:
@@ -276,17 +304,38 @@ class NtpServer:
                 return None
         c.served += 1
         prefix = self.reply_prefix(version, reply_mode, data[2], r.is_default, rx_ns)
-        head = prefix + data[40:48] + _TS.pack(ntp64_from_ns(rx_ns))
+        receive = mark_receive(ntp64_from_ns(rx_ns))
+        origin = int.from_bytes(data[24:32], "big")
+        earlier: int | None = None
+        xleave = reply_mode == MODE_SERVER and may_interleave(origin, data[32:40], data[40:48])
+        if xleave:
+            earlier = self.transmits.transmit_for(origin)
+            if earlier is None:
+                self.transmits.counters.unknown_origin += 1
+            else:
+                self.transmits.counters.interleaved += 1
+            self.transmits.expect(receive)
+        # interleaved: the request's receive field is the origin the client looks for (RFC 9769 section 2)
+        head = prefix + (data[32:40] if earlier is not None else data[40:48]) + _TS.pack(receive)
+        tail: bytes | Key = b""
         if key is not None:
             # signed after the transmit timestamp (finish_reply): as long as the request, never longer
             c.authenticated += 1
-            return head, key
-        if mac is not None:
+            tail = key
+        elif mac is not None:
             # a MAC no trusted key made (or no keys at all): a crypto-NAK (RFC 5905 section 7.4), 4 octets,
             # shorter than the request's MAC
             c.crypto_nak += 1
-            return head, _CRYPTO_NAK
-        return head, b""
+            tail = _CRYPTO_NAK
+        if xleave:
+            return head, Interleave(receive, earlier, tail)
+        return head, tail
+
+    def transmitted(self, receive: int, tx_ns: int) -> bool:
+        """The reply carrying ``receive`` (an :class:`Interleave`'s) left at ``tx_ns`` (POSIX ns on the served
+        clock, as the kernel stamped it): kept for the client's next, interleaved, request. False when that
+        reply was not expecting it (or was forgotten since)."""
+        return self.transmits.captured(receive, ntp64_from_ns(tx_ns))
 
     def _told_unsync(self, is_default: bool) -> bool:
         """Whether a client matched only by a default entry is told "unsynchronised" now (public_unsync)."""
@@ -324,12 +373,18 @@ class NtpServer:
         return _PREFIX.pack((leap << 6) | (version << 3) | mode, stratum, poll, s.precision, delay, disp, refid, ref_ts)
 
 
-def finish_reply(head: bytes, tail: bytes | Key | None, tx_ns: int) -> bytes:
+def finish_reply(head: bytes, tail: bytes | Key | Interleave | None, tx_ns: int) -> bytes:
     """Join a reply from :meth:`NtpServer.handle` with the transmit timestamp (POSIX ns, read just before the
-    send); a :class:`~appliance.ntp.keys.Key` as the tail signs the whole with that key's MAC."""
+    send; marked as a transmit timestamp); a :class:`~appliance.ntp.keys.Key` as the tail signs the whole
+    with that key's MAC; an :class:`Interleave` sends its earlier transmit time instead, if it has one."""
     if tail is None:
         return head
-    body = head + _TS.pack(ntp64_from_ns(tx_ns))
+    if isinstance(tail, Interleave):
+        transmit = tail.transmit if tail.transmit is not None else mark_transmit(ntp64_from_ns(tx_ns))
+        tail = tail.tail
+    else:
+        transmit = mark_transmit(ntp64_from_ns(tx_ns))
+    body = head + _TS.pack(transmit)
     if isinstance(tail, Key):
         return body + tail.mac(body)
     return body + tail

@@ -75,3 +75,30 @@ def test_stratum1_query_reads_chronyd(chronyd: Path, tmp_path: Path, capsys: pyt
     assert rc == 0, out
     assert re.search(r"^server 127\.0\.0\.1, stratum 8, offset -?0\.00\d+, delay 0\.00\d+$", out, re.M), out
     assert "refid 127.127.1.1" in out or "refid LOCL" in out or "refid 127." in out, out
+
+
+def test_chronyd_with_xleave_gets_interleaved_replies(chronyd: Path, tmp_path: Path) -> None:
+    """chronyd's ``xleave`` (RFC 9769): after its first exchanges every reply is interleaved ("4I" in its
+    measurements log: chronyd took it as an interleaved reply, with the transmit time the kernel stamped on
+    our previous reply, which it checks against its own receive and transmit timestamps)."""
+    with serving(LOCAL_CLOCK_CONF) as app:
+        port = app.addresses[0][1]
+        conf = tmp_path / "chrony.conf"
+        conf.write_text(
+            f"server 127.0.0.1 port {port} iburst xleave minpoll -2 maxpoll -2\ncmdport 0\nbindcmdaddress /\n"
+            f"pidfile {tmp_path}/chronyd.pid\nlogdir {tmp_path}\nlog measurements\n"
+        )
+        out = subprocess.run(
+            [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", "10"],
+            capture_output=True,
+            text=True,
+            timeout=40,
+        )
+        transmits = app.server.transmits.counters
+    log = (tmp_path / "measurements.log").read_text() if (tmp_path / "measurements.log").exists() else ""
+    rows = [ln.split() for ln in log.splitlines() if ln[:1].isdigit()]
+    assert len(rows) >= 3, out.stdout + out.stderr + log
+    modes = [r[-3] for r in rows]  # MTxRx: the mode with B(asic) or I(nterleaved), then chronyd's own stamps
+    assert modes[0] == "4B", modes  # the first exchange cannot be interleaved
+    assert all(m == "4I" for m in modes[2:]), modes
+    assert transmits.interleaved >= len(rows) - 2

@@ -45,6 +45,7 @@ from appliance.io.fastpath import DROP, KOD, PUNT, REPLY, FastMru, FastRateLimit
 from appliance.io.udp import UdpServerSocket
 from appliance.ntp.access import FLAG_BITS, AccessTable
 from appliance.ntp.exchange import client_request
+from appliance.ntp.interleave import mark_receive, may_interleave
 from appliance.ntp.mru import MruTable
 from appliance.ntp.packet import MAX_DATAGRAM
 from appliance.ntp.ratelimit import RateLimiter
@@ -157,7 +158,9 @@ def datagrams(draw: st.DrawFn) -> bytes:
 
 
 def _plain(data: bytes) -> bool:
-    return len(data) == 48 and data[0] & 7 == 3 and 1 <= (data[0] >> 3) & 7 <= 4
+    """A request the compiled plane answers: 48 octets, mode 3, and not one that may be interleaved."""
+    interleaved = may_interleave(int.from_bytes(data[24:32], "big"), data[32:40], data[40:48])
+    return len(data) == 48 and data[0] & 7 == 3 and 1 <= (data[0] >> 3) & 7 <= 4 and not interleaved
 
 
 @needs_build
@@ -713,7 +716,7 @@ def test_times_at_the_edges_of_the_range_are_served() -> None:
         action, reply = fast.handle(req, "192.0.2.1", 40000, t, t)
         assert action in (REPLY, DROP, KOD)
         if action == REPLY:
-            assert reply is not None and reply[32:40] == ntp64_from_ns(t).to_bytes(8, "big")
+            assert reply is not None and reply[32:40] == mark_receive(ntp64_from_ns(t)).to_bytes(8, "big")
     assert server.limiter.check("192.0.2.1", 2**62 - 1, True) in (0, 1, 2)
 
 

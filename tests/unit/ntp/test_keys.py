@@ -14,6 +14,7 @@ from appliance.config.model import Discard, Location, RestrictRule, ServerLine
 from appliance.config.parser import load_config, parse_config
 from appliance.ntp.access import AccessTable
 from appliance.ntp.exchange import client_request
+from appliance.ntp.interleave import mark_transmit
 from appliance.ntp.keys import KeyFileError, KeyRing, describe_keys, parse_keys, parse_trusted
 from appliance.ntp.packet import MODE_SERVER, NtpPacket
 from appliance.ntp.ratelimit import RateLimiter
@@ -192,7 +193,7 @@ def test_a_signed_request_gets_a_reply_signed_with_its_key_as_long_as_the_reques
     assert reply is not None and len(reply) == len(request)
     assert r.check(reply[:48], reply[48:]) is r.keys[keyid]  # the MAC covers the transmit timestamp too
     p = NtpPacket.decode(reply)
-    assert p.mode == MODE_SERVER and p.stratum == 10 and p.transmit == ntp64_from_ns(NOW + 20_000)
+    assert p.mode == MODE_SERVER and p.stratum == 10 and p.transmit == mark_transmit(ntp64_from_ns(NOW + 20_000))
     assert (s.counters.authenticated, s.counters.crypto_nak) == (1, 0)
 
 

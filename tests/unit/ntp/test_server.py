@@ -11,12 +11,13 @@ import pytest
 from appliance.config.model import Discard, Location, RestrictRule
 from appliance.ntp.access import AccessTable
 from appliance.ntp.exchange import client_request, evaluate
+from appliance.ntp.interleave import mark_receive, mark_transmit
 from appliance.ntp.mode6 import HEADER as MODE6_HEADER
 from appliance.ntp.packet import LEAP_UNSYNC, MAX_DATAGRAM, MODE_PASSIVE, MODE_SERVER, NtpPacket
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer, finish_reply
 from appliance.state import SystemState, local_clock_state
-from appliance.timebase import NS_PER_S, ns_from_ntp64, ntp64_from_ns
+from appliance.timebase import NS_PER_S, ntp64_from_ns
 
 NOW = 1_795_000_000 * NS_PER_S
 HERE = Location("test.conf", 1)
@@ -60,8 +61,8 @@ def test_client_request_gets_mode_4_with_system_state() -> None:
     p = NtpPacket.decode(reply)
     assert (p.mode, p.version, p.poll) == (MODE_SERVER, 4, 7)
     assert p.origin == xmt
-    assert p.receive == ntp64_from_ns(NOW)
-    assert ns_from_ntp64(p.transmit, NOW) == NOW + 20_000
+    assert p.receive == mark_receive(ntp64_from_ns(NOW))  # lowest bit set: interleaved mode's mark
+    assert p.transmit == mark_transmit(ntp64_from_ns(NOW + 20_000))
     assert (p.leap, p.stratum, p.refid, p.precision) == (0, 10, b"LOCL", -20)
     assert p.reference == ntp64_from_ns(STATE.reference_ns or 0)
     m = evaluate(reply, xmt, NOW + 21_000)
