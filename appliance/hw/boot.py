@@ -50,8 +50,13 @@ from appliance.timebase import NS_PER_S
 Kernel = Literal["upstream", "raspios"]
 KERNELS: tuple[Kernel, ...] = ("upstream", "raspios")
 
-#: The group every device the daemon opens is given (the Debian package makes it, with the user).
+#: The service's own group (the Debian package makes it, with the user): PPS devices go to it.
 GROUP = "stratum1"
+#: The group each kind of device goes to, mode 0660: one scheme for these rules, hw/udev/99-stratum1-gps.rules,
+#: the units' SupplementaryGroups= (stratum1-lcd: i2c and gpio alone, so not the status socket's group) and
+#: 'stratum1 unit-devices' (tests/unit/hw/test_device_groups.py reads them all). Serial ports to dialout as
+#: Debian has them, GPIO chips and I2C buses to gpio and i2c as Raspberry Pi OS has them.
+DEVICE_GROUPS = {"pps": GROUP, "serial": "dialout", "gpio": "gpio", "i2c": "i2c"}
 #: Stable names the udev rules make and the generated ntp.conf uses.
 GPS_LINK = "/dev/gps0"
 PPS_LINK = "/dev/gpspps0"
@@ -302,15 +307,17 @@ def pps_overlay(gpio: int) -> str:
 
 
 def udev_rules(profile: Profile, kernel: Kernel) -> str:
-    """``99-stratum1.rules``: the devices into the appliance's group, and the stable names."""
+    """``99-stratum1.rules``: the devices into their groups (:data:`DEVICE_GROUPS`), and the stable names."""
     lines = [
         f"# stratum1: device permissions and stable names for {profile.title} (profile {profile.name}).",
         "# Written by 'python3 -m appliance.hw render'; installed as /etc/udev/rules.d/99-stratum1.rules.",
-        f"# Every device the appliance opens goes to group {GROUP}, mode 0660. Reload with",
+        f"# Groups, mode 0660: PPS {DEVICE_GROUPS['pps']} (the service's own), serial {DEVICE_GROUPS['serial']}, "
+        f"GPIO {DEVICE_GROUPS['gpio']}, I2C {DEVICE_GROUPS['i2c']}",
+        "# (as hw/udev/99-stratum1-gps.rules, which this file overrides, and the units' SupplementaryGroups=). Reload:",
         "#   udevadm control --reload && udevadm trigger",
         "",
         "# Kernel PPS devices (PPS_SETPARAMS still needs CAP_SYS_TIME, which the service has).",
-        f'SUBSYSTEM=="pps", KERNEL=="pps[0-9]*", GROUP="{GROUP}", MODE="0660"',
+        f'SUBSYSTEM=="pps", KERNEL=="pps[0-9]*", GROUP="{DEVICE_GROUPS["pps"]}", MODE="0660"',
     ]
     if profile.pps_source == "kernel" and profile.pps_gpio is not None:
         if kernel == "upstream":
@@ -328,16 +335,18 @@ def udev_rules(profile: Profile, kernel: Kernel) -> str:
         lines.append(f"# {GPS_LINK}: the PL011 UART on the header's GPIO 14/15, where the HAT's receiver sits.")
         lines.append(
             f'SUBSYSTEM=="tty", KERNEL=="ttyAMA[0-9]*", KERNELS=="{"|".join(HEADER_UART_DEVICES)}", '
-            f'SYMLINK+="{gps}", GROUP="{GROUP}", MODE="0660"'
+            f'SYMLINK+="{gps}", GROUP="{DEVICE_GROUPS["serial"]}", MODE="0660"'
         )
     else:
         tty = profile.serial_device.removeprefix("/dev/")
         lines.append(f"# {GPS_LINK}: the USB receiver ({profile.serial_device}).")
-        lines.append(f'SUBSYSTEM=="tty", KERNEL=="{tty}", SYMLINK+="{gps}", GROUP="{GROUP}", MODE="0660"')
+        lines.append(
+            f'SUBSYSTEM=="tty", KERNEL=="{tty}", SYMLINK+="{gps}", GROUP="{DEVICE_GROUPS["serial"]}", MODE="0660"'
+        )
     lines += [
         "# GPIO lines (PPS timestamped through libgpiod where the kernel has no pps-gpio) and I2C (the LCD).",
-        f'SUBSYSTEM=="gpio", KERNEL=="gpiochip[0-9]*", GROUP="{GROUP}", MODE="0660"',
-        f'SUBSYSTEM=="i2c-dev", GROUP="{GROUP}", MODE="0660"',
+        f'SUBSYSTEM=="gpio", KERNEL=="gpiochip[0-9]*", GROUP="{DEVICE_GROUPS["gpio"]}", MODE="0660"',
+        f'SUBSYSTEM=="i2c-dev", KERNEL=="i2c-[0-9]*", GROUP="{DEVICE_GROUPS["i2c"]}", MODE="0660"',
     ]
     return "\n".join(lines) + "\n"
 
@@ -431,7 +440,7 @@ def profile_json(profile: Profile, kernel: Kernel) -> str:
         else None,
         "nmea_offset_s": profile.nmea_offset_ns / NS_PER_S,
         "i2c_bus": HEADER_I2C_BUS,
-        "group": GROUP,
+        "groups": dict(DEVICE_GROUPS),
         "overlays": [o.name for o in overlays(profile, kernel)],
         "cmdline_remove": list(cmdline_remove(profile)),
         "unverified": list(profile.unverified),

@@ -10,7 +10,7 @@ then calls :func:`drop_privileges`:
 2. every capability not kept leaves the bounding set (``PR_CAPBSET_DROP``,
    needs ``CAP_SETPCAP``: done when started as root);
 3. ``setgroups`` (the user's groups as ``/etc/group`` lists them:
-   ``dialout`` for the serial port, ``gpio``, ``i2c``), ``setresgid``,
+   ``dialout`` for the serial port, ``gpio`` for a PPS line), ``setresgid``,
    ``setresuid``: real, effective, saved and file-system ids all become USER's;
 4. ``capset``: effective = permitted = the capabilities kept, inheritable
    empty; the ambient set is cleared, so a child gets nothing;

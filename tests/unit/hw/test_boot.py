@@ -100,9 +100,9 @@ def test_every_file_agrees_with_the_profile(name: str) -> None:
         assert not any(line.startswith("enable_uart") for line in config)
         assert f'KERNEL=="{p.serial_device.removeprefix("/dev/")}", SYMLINK+="gps0"' in rules
         assert files["cmdline-remove.txt"] == ""
-    for device in ("pps", "tty", "gpio", "i2c-dev"):
+    for device, kind in (("pps", "pps"), ("tty", "serial"), ("gpio", "gpio"), ("i2c-dev", "i2c")):
         line = next(rule for rule in rules.splitlines() if f'SUBSYSTEM=="{device}"' in rule and "GROUP" in rule)
-        assert 'GROUP="stratum1", MODE="0660"' in line
+        assert f'GROUP="{boot.DEVICE_GROUPS[kind]}", MODE="0660"' in line
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
