@@ -490,6 +490,14 @@ def _drop_privileges(account: privilege.Account, app: Appliance | None) -> None:
         credentials = privilege.drop_privileges(account, privilege.capabilities_for(app and app.clock))
     except privilege.PrivilegeError as e:
         raise CommandError(str(e)) from e
+    files = [f for m in list(sys.modules.values()) if isinstance(f := getattr(m, "__file__", None), str)]
+    blocked = privilege.unreadable_module_path(files)
+    if blocked is not None:  # the daemon imports more as it runs (build, reload): fail now rather than then
+        raise CommandError(
+            f"-u {account.name}: user {account.name} may not read {blocked}, where this Python and stratum1's "
+            f"modules are: install them where {account.name} may read them (the Debian package's are in "
+            f"/usr/lib/python3), or start without -u"
+        )
     log.info("%s", privilege.describe(account, credentials))
     if app is not None and app.drift_file is not None and not os.access(app.drift_file.path.parent, os.W_OK):
         log.warning("%s is not writable by %s: the drift will not be saved", app.drift_file.path.parent, account.name)

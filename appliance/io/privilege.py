@@ -16,7 +16,9 @@ then calls :func:`drop_privileges`:
    empty; the ambient set is cleared, so a child gets nothing;
 5. ``prctl(PR_SET_NO_NEW_PRIVS, 1)``: no exec can gain a privilege back;
 6. ``/proc/self/status`` is read back and every field checked
-   (:class:`ProcessCredentials`); a mismatch is a :class:`PrivilegeError`.
+   (:class:`ProcessCredentials`); a mismatch is a :class:`PrivilegeError`;
+7. (the caller, ``stratum1 serve``) :func:`unreadable_module_path`: the modules
+   Python has loaded must be readable by USER, since more are imported later.
 
 What is kept (:func:`capabilities_for`): ``CAP_SYS_TIME`` (bit 25) while the
 daemon steers the kernel clock (``adjtimex``: frequency, phase, status, leap
@@ -176,6 +178,30 @@ def resolve_account(name: str) -> Account:
         ) from None
     groups = tuple(dict.fromkeys([entry.pw_gid, *os.getgrouplist(name, entry.pw_gid)]))
     return Account(name, entry.pw_uid, entry.pw_gid, groups, tuple(_group_name(g) for g in groups))
+
+
+def unreadable_module_path(files: Iterable[str]) -> str | None:
+    """The first path this process may not read on the way to a module file, or None when it may read them all.
+
+    Checked just after the switch, with ``sys.modules``' files: Python imports lazily (the standard library's
+    ``statistics`` when the daemon is built, ``encodings.idna`` when a server name is first resolved), so a
+    Python under a directory USER may not enter (a pyenv or a virtual environment in root's 0700 home) would
+    fail later, at the first import, with a traceback or an "unknown encoding" in the log. The path named is
+    the outermost directory USER may not enter, else the directory it may not list, else the file.
+    """
+    checked: set[str] = set()
+    for file in files:
+        folder = os.path.dirname(file)
+        if folder not in checked:
+            checked.add(folder)
+            if not os.access(folder, os.R_OK | os.X_OK):
+                for parent in (*reversed(Path(folder).parents), Path(folder)):
+                    if not os.access(parent, os.X_OK):
+                        return str(parent)
+                return folder
+        if not os.access(file, os.R_OK):
+            return file
+    return None
 
 
 def _group_name(gid: int) -> str:

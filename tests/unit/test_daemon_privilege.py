@@ -224,6 +224,35 @@ def test_simulation_switches_before_it_builds_anything(user: str, workdir: Path)
             proc.wait()
 
 
+@pytest.mark.parametrize("mode", [("--simulate",), ("-c", "CONF", "--clock", "soft")])
+def test_modules_the_user_may_not_read_stop_the_start_in_one_line(
+    user: str, workdir: Path, mode: tuple[str, ...]
+) -> None:
+    """stratum1 from a directory USER may not enter (a virtual environment in a 0700 home): one line at the switch.
+
+    Python imports lazily (statistics when the simulation is built, encodings.idna when a server name is first
+    resolved): after the switch those imports failed, with a traceback or a server never polled.
+    """
+    python, env = runnable_by(user, workdir)
+    home = workdir / "home"
+    home.mkdir(mode=0o700)
+    (workdir / "site").rename(home / "site")
+    conf = workdir / "ntp.conf"
+    conf.write_text(LOCAL_ONLY + "server 127.0.0.1 iburst\n")
+    args = [str(conf) if a == "CONF" else a for a in mode]
+    out = subprocess.run(
+        [python, "-m", "appliance.cli", "serve", *args, "-l", "127.0.0.1", "-p", "0", "-u", user],
+        env={**env, "PYTHONPATH": str(home / "site")},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    last = out.stderr.splitlines()[-1]
+    assert last.startswith(f"stratum1: -u {user}: user {user} may not read {home}, where this Python"), out.stderr
+
+
 def test_the_status_socket_thread_runs_with_the_dropped_privileges(
     serve: Callable[..., Daemon], user: str, workdir: Path
 ) -> None:
