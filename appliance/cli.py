@@ -690,7 +690,7 @@ def check_interval(text: str) -> float:
 def cmd_pool_check(args: argparse.Namespace) -> int:
     """Monitor-style checks of every address (appliance/io/poolcheck.py), scored by appliance/pool.py."""
     from appliance.io.poolcheck import monitor_check, reference_offset
-    from appliance.pool import CEILING, report
+    from appliance.pool import CEILING, inside_kind, report
 
     if args.netns is not None and not os.path.exists(f"/run/netns/{args.netns}"):
         raise CommandError(f"no network namespace {args.netns!r} (/run/netns/{args.netns})")
@@ -701,6 +701,13 @@ def cmd_pool_check(args: argparse.Namespace) -> int:
         except socket.gaierror as e:
             raise CommandError(f"cannot resolve {name}: {e.strerror}") from e
         addresses += [str(i[4][0]) for i in infos if str(i[4][0]) not in addresses]
+    inside = {a: kind for a in addresses if (kind := inside_kind(a)) is not None}
+    for address, kind in inside.items():
+        print(
+            f"warning: {address} is a {kind} address: the Pool takes only public ones, and a check of it meets "
+            "none of what its monitors meet (the router's port forward, the access lines for the outside world: "
+            "loopback and local networks have their own); no verdict for it"
+        )
     reference_ns, where = 0, "this host's clock (no --reference: trust it, or name trusted servers)"
     if args.reference:
         reference_ns, seen = reference_offset(args.reference, source=args.source, netns=args.netns)
@@ -717,8 +724,14 @@ def cmd_pool_check(args: argparse.Namespace) -> int:
             )
     lines, lowest = report(checks, where)
     print("\n".join(lines))
-    ready = lowest >= CEILING - 0.05
-    print("verdict: " + ("ready for the NTP Pool" if ready else "points lost: see above"))
+    ready = lowest >= CEILING - 0.05 and not inside
+    if inside and lowest >= CEILING - 0.05:
+        print(
+            f"verdict: none: {', '.join(inside)} cannot be checked as the Pool checks; run it against the public "
+            "address from outside (a VPS, --source, --netns: docs/pool-check.md, Where to run it from)"
+        )
+    else:
+        print("verdict: " + ("ready for the NTP Pool" if ready else "points lost: see above"))
     return EXIT_OK if ready else EXIT_FAILURE
 
 

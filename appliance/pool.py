@@ -23,6 +23,7 @@ minus the reference's (positive: the server is ahead); ns throughout.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 
@@ -34,6 +35,17 @@ SAMPLES = 3
 SPACING_S = 2.0
 TIMEOUT_S = 3.0
 LOCAL_STRATA = range(8, 11)
+#: Addresses the Pool does not take and its monitors cannot reach: a check of one meets none of what they meet
+#: (the router's port forward, the ISP, the access lines for the outside world; the shipped config exempts
+#: loopback from rate limiting, and a rendered one the private ranges too).
+INSIDE_RANGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("loopback", ("127.0.0.0/8", "::1/128")),
+    ("private (RFC 1918)", ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")),
+    ("shared (RFC 6598, carrier-grade NAT)", ("100.64.0.0/10",)),
+    ("link-local", ("169.254.0.0/16", "fe80::/10")),
+    ("unique local (RFC 4193)", ("fc00::/7",)),
+    ("unspecified", ("0.0.0.0/32", "::/128")),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,22 @@ class Verdict:
     offset_ns: int | None  # the kept sample's offset against the reference
     lost: tuple[str, ...]
     notes: tuple[str, ...]
+
+
+def inside_kind(address: str) -> str | None:
+    """What kind of address ``address`` is when no Pool monitor can reach it ("loopback"...), else None."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        ip = ipaddress.IPv6Address(str(ip).partition("%")[0])
+    for kind, networks in INSIDE_RANGES:
+        if any(ip.version == (net := ipaddress.ip_network(n)).version and ip in net for n in networks):
+            return kind
+    return None
 
 
 def offset_points(offset_ns: int) -> tuple[float, float | None]:

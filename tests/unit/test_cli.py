@@ -358,3 +358,32 @@ def test_simulate_leaves_nothing_in_tmp_after_hup_then_stop(signum: int, tmp_pat
     assert list(tmp.iterdir()) == []
     name = signal.Signals(signum).name
     assert d.lines[-3].endswith(f"{name}: stopping") and d.lines[-1].endswith("stopped")
+
+
+def _healthy_check(address: str, port: int, **_: object) -> object:
+    from appliance.pool import Check, Sample
+
+    return Check(address, tuple(Sample("reply", 0, 1_000_000, 1, 0, "PPS") for _ in range(3)))
+
+
+@pytest.mark.parametrize(
+    ("addresses", "ready"), [(["203.0.113.5"], True), (["127.0.0.1"], False), (["203.0.113.5", "192.168.1.50"], False)]
+)
+def test_pool_check_gives_no_verdict_for_an_address_no_monitor_can_reach(
+    addresses: list[str], ready: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A loopback or LAN address is exempt from what the monitors meet: a full score there proves nothing."""
+    from appliance import cli
+    from appliance.io import poolcheck
+
+    monkeypatch.setattr(poolcheck, "monitor_check", _healthy_check)
+    code = cli.main(["pool-check", *addresses])
+    out = capsys.readouterr().out
+    inside = [a for a in addresses if not a.startswith("203.")]
+    assert code == (0 if ready else 1)
+    assert ("verdict: ready for the NTP Pool" in out) == ready
+    for a in inside:
+        assert f"warning: {a} is a " in out and "address: the Pool takes only public ones" in out
+    if inside:
+        verdict = f"verdict: none: {', '.join(inside)} cannot be checked as the Pool checks"
+        assert out.splitlines()[-1].startswith(verdict)

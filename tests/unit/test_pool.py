@@ -8,6 +8,7 @@ from appliance.pool import (
     Check,
     Sample,
     checks_to_reach,
+    inside_kind,
     next_score,
     offset_points,
     report,
@@ -80,3 +81,27 @@ def test_report_names_each_address_and_its_score() -> None:
     assert "198.51.100.1 (IPv4)" in text and "2001:db8::1 (IPv6)" in text
     assert "predicted score: 20.0 of 20" in text and "predicted score: -100.0 of 20" in text
     assert lowest == pytest.approx(-100.0)
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("192.168.1.50", "private (RFC 1918)"),
+        ("10.1.2.3", "private (RFC 1918)"),
+        ("172.31.255.1", "private (RFC 1918)"),
+        ("100.64.0.1", "shared (RFC 6598, carrier-grade NAT)"),
+        ("fe80::1%eth0", "link-local"),
+        ("169.254.10.1", "link-local"),
+        ("fd00::5", "unique local (RFC 4193)"),
+        ("0.0.0.0", "unspecified"),
+        ("203.0.113.5", None),
+        ("172.32.0.1", None),
+        ("2001:db8::1", None),
+        ("not-an-address", None),
+    ],
+)
+def test_addresses_no_monitor_can_reach(address: str, kind: str | None) -> None:
+    assert inside_kind(address) == kind
