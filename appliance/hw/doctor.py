@@ -134,6 +134,7 @@ class _Seen:
     """Facts one check finds and a later one uses (the serial device, the PPS source)."""
 
     serial: str | None = None
+    config_txt: Status | None = None  # what check_config_txt found: the UART's fix depends on it
     pps_node: bool = False
     pps_dir: str | None = None
     capture: Capture | None = None
@@ -173,6 +174,12 @@ def _unknown(link: str, what: str, e: OSError) -> Finding:
 
 
 def check_config_txt(board: Board, plan: Plan, seen: _Seen) -> Finding:
+    finding = _config_txt(board, plan)
+    seen.config_txt = finding.status
+    return finding
+
+
+def _config_txt(board: Board, plan: Plan) -> Finding:
     link = "config.txt"
     try:
         found = _first_readable(board, CONFIG_TXT)
@@ -255,13 +262,7 @@ def check_serial_port(board: Board, plan: Plan, seen: _Seen) -> Finding:
         except OSError as e:
             return _unknown(link, f"/sys/class/tty/{tty}", e)
         if parent is None:
-            lines = "\\n".join(boot.gps_config_txt(p, plan.kernel))
-            return Finding(
-                link,
-                Status.FAIL,
-                f"no {device}: the PL011 UART is not enabled",
-                f"printf '{lines}\\n' | sudo tee -a {CONFIG_TXT[0]} && sudo reboot",
-            )
+            return _no_uart(plan, device, seen.config_txt)
         if parent not in boot.HEADER_UART_DEVICES:
             return Finding(link, Status.FAIL, f"{device} is {parent}, not the PL011 at 0x7e201000")
     elif target is None:
@@ -288,6 +289,22 @@ def check_serial_port(board: Board, plan: Plan, seen: _Seen) -> Finding:
         )
     seen.serial = boot.GPS_LINK
     return Finding(link, Status.OK, f"{boot.GPS_LINK} -> {target}")
+
+
+def _no_uart(plan: Plan, device: str, config_txt: Status | None) -> Finding:
+    """No header UART: its fix follows what the config.txt link found (lines there: a reboot, not them again)."""
+    link = "GPS serial port"
+    if config_txt is Status.OK:
+        return Finding(
+            link,
+            Status.FAIL,
+            f"no {device}, though config.txt has the lines: not rebooted since they went in (or the firmware "
+            "did not apply them: see 'dmesg | grep -i uart' after the reboot)",
+            "sudo reboot",
+        )
+    if config_txt is Status.UNKNOWN:
+        return Finding(link, Status.UNKNOWN, f"no {device}, and config.txt could not be read (above)")
+    return Finding(link, Status.FAIL, f"no {device}: the PL011 UART is not enabled (config.txt: the fix above)")
 
 
 def check_console(board: Board, plan: Plan, seen: _Seen) -> Finding:

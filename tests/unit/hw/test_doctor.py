@@ -152,10 +152,32 @@ def test_uart_not_enabled() -> None:
     board.remove("/sys/class/tty/ttyAMA0")
     board.remove("/dev/ttyAMA0")
     board.remove("/dev/gps0")
+    found = examine(board)
+    assert found["config.txt"].status is Status.OK
+    f = found["GPS serial port"]
+    assert f.status is Status.FAIL and f.detail.startswith("no /dev/ttyAMA0, though config.txt has the lines: not")
+    assert f.fix == "sudo reboot"  # the lines are there: appending them again would duplicate them
+    assert found["NMEA"].status is Status.UNKNOWN
+
+
+def test_uart_not_enabled_and_config_txt_lacks_the_lines() -> None:
+    board = ada()
+    board.remove("/sys/class/tty/ttyAMA0")
+    board.set_config_txt(board.config_txt().replace("enable_uart=1", "#enable_uart=1"))
+    found = examine(board)
+    assert found["config.txt"].fix.startswith("printf 'enable_uart=1\\n' | sudo tee -a /boot/firmware/config.txt")
+    f = found["GPS serial port"]
+    assert f.status is Status.FAIL and f.fix == ""
+    assert f.detail == "no /dev/ttyAMA0: the PL011 UART is not enabled (config.txt: the fix above)"
+
+
+def test_uart_missing_on_a_board_without_config_txt_is_unknown() -> None:
+    board = ada()
+    board.remove("/sys/class/tty/ttyAMA0")
+    board.remove("/boot/firmware/config.txt")
     f = one(board, "GPS serial port")
-    assert f.status is Status.FAIL and f.detail == "no /dev/ttyAMA0: the PL011 UART is not enabled"
-    assert f.fix.startswith("printf 'enable_uart=1\\ndtoverlay=stratum1-uart0\\n")
-    assert examine(board)["NMEA"].status is Status.UNKNOWN
+    assert f.status is Status.UNKNOWN and f.fix == ""
+    assert f.detail == "no /dev/ttyAMA0, and config.txt could not be read (above)"
 
 
 def test_udev_rules_missing() -> None:
