@@ -43,7 +43,7 @@ from appliance.io.lcd import HD44780_ADDRESSES, SSD1306_ADDRESSES, Hd44780, Ssd1
 from appliance.io.statusclient import DEFAULT_PATH as STATUS_SOCKET
 from appliance.io.statusclient import read_status
 from appliance.lcd.pages import LCD_16X2, LCD_20X4, OLED_128X64, Layout, LcdView, pages, render
-from appliance.lcd.terminal import TerminalDisplay
+from appliance.lcd.terminal import EXIT_READER_GONE, ReaderGone, TerminalDisplay
 from appliance.lcd.view import JITTER_SAMPLES, view_from_mode6, view_from_ntp, view_from_snapshot
 from appliance.ntp import mode6client
 from appliance.ntp.exchange import Measurement, client_request, evaluate
@@ -412,6 +412,12 @@ def command(args: argparse.Namespace) -> int:
     try:
         server = (args.server, args.port)
         run(panel, StatusViewSource(args.socket, Mode6ViewSource(server, NtpViewSource(server))), stop=stop)
+    except ReaderGone:
+        # Python flushes stdout again at exit: point it at /dev/null so that this flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_READER_GONE
     finally:
         if button is not None:
             button.close()

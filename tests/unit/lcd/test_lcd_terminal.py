@@ -73,3 +73,32 @@ def test_the_command_draws_the_daemons_pages_in_the_terminal(tmp_path: Path) -> 
     view = view_from_snapshot(SNAP)
     assert shown == framed(render(pages(view)[0], view, LCD_16X2))
     assert f"reading the status socket {path}" in err
+
+
+def test_a_reader_that_goes_away_ends_the_command(tmp_path: Path) -> None:
+    """``stratum1 lcd --terminal | head``: a closed pipe is not an unplugged display to retry for ever."""
+    path = str(tmp_path / "status.sock")
+    server = StatusServer(path, group=None)
+    server.publish(SNAP.to_json().encode() + b"\n")
+    server.start()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", "lcd", "--terminal", "--socket", path, "--page-seconds", "0.5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # as head does once it has its lines; the pages go on turning
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err = proc.stderr.read()
+    finally:
+        server.close()
+    assert proc.returncode == 141, err
+    assert "display not answering" not in err and "Traceback" not in err
