@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from appliance import statuscli
 from appliance.config import Config, ConfigError, default_config_text, load_config, parse_config
@@ -36,6 +36,7 @@ from appliance.ntp.exchange import KissOfDeath, Measurement, client_request, eva
 from appliance.ntp.packet import LEAP_DELETE, LEAP_INSERT, LEAP_NONE, PacketError
 from appliance.ntp.server import NTP_PORT
 from appliance.refclock.setup import device_warnings, refclock_lines, setup_warnings
+from appliance.usage import OneLineParser, parse_subcommand
 
 if TYPE_CHECKING:  # the daemon (and all it imports) is loaded by 'serve' alone: check-config and query start fast
     from appliance.daemon import Appliance
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return entry(words)
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parse_subcommand(parser, argv)
     try:
         return int(args.func(args))
     except ConfigError as e:
@@ -78,11 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_FAILURE
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors in one line (argparse prints the usage first): ``stratum1 serve: ...``."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+_Parser = OneLineParser  # errors in one line: ``stratum1 serve: ...``
 
 
 # -- command-line values: each type checks its range; argparse turns ValueError into one line ----------

@@ -22,6 +22,7 @@ from typing import Any
 from appliance.io.statusclient import DEFAULT_PATH, read_status
 from appliance.status.metrics import families
 from appliance.status.snapshot import Snapshot
+from appliance.usage import OneLineParser
 
 DEFAULT_PORT = 9123
 
@@ -87,7 +88,7 @@ def listen_address(text: str, default_port: int) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="stratum1 exporter", description="Prometheus metrics from the status socket")
+    p = OneLineParser(prog="stratum1 exporter", description="Prometheus metrics from the status socket")
     p.add_argument(
         "--listen",
         required=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import math
 import os
 import re
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 
 from appliance.status.plot import SERIES, svg
 from appliance.status.statsfiles import LoopPoint, parse_loopstats
+from appliance.usage import OneLineParser
 
 DEFAULT_STATSDIR = "/var/log/stratum1"
 _SPAN = re.compile(r"^(\d+)([smhd])$")
@@ -30,6 +32,21 @@ def span_seconds(text: str) -> int:
     if m is None or int(m.group(1)) == 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give a span such as 30m, 6h or 2d")
     return int(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+#: The latest --end whose day and the next are dates (9999-12-30 23:59:59 UTC).
+END_MAX_S = 253_402_214_399
+
+
+def end_seconds(text: str) -> float:
+    """``--end``: POSIX seconds from 0 to the year 9999 (argparse type; not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= END_MAX_S:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time in POSIX seconds from 0 to {END_MAX_S}")
+    return value
 
 
 def load(statsdir: str, start: float, end: float) -> list[LoopPoint]:
@@ -74,11 +91,11 @@ def _png(points: list[LoopPoint], title: str, path: str) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="stratum1 plot", description="offset, jitter, frequency from loopstats")
+    p = OneLineParser(prog="stratum1 plot", description="offset, jitter, frequency from loopstats")
     p.add_argument("-o", "--output", required=True, help="FILE.svg (no dependency) or FILE.png (needs matplotlib)")
     p.add_argument("--statsdir", default=DEFAULT_STATSDIR, help=f"where the loopstats files are ({DEFAULT_STATSDIR})")
     p.add_argument("--span", type=span_seconds, default=86400, help="how far back: 30m, 6h, 1d (default 1d)")
-    p.add_argument("--end", type=float, help="the span's end, POSIX seconds (default now)")
+    p.add_argument("--end", type=end_seconds, help="the span's end, POSIX seconds (default now)")
     args = p.parse_args(list(argv))
     end = args.end if args.end is not None else time.time()
     start = end - args.span

@@ -19,6 +19,7 @@ read back and rendered here (the same texts; a test holds the two ways to the sa
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -33,10 +34,26 @@ if TYPE_CHECKING:  # the short way imports none of these at run time
 
 #: The exit status when the reader went away (128 + SIGPIPE, what a shell shows for ``yes | head``).
 EXIT_BROKEN_PIPE = 141
+#: --watch's bounds, seconds.
+WATCH_MIN_S = 0.1
+WATCH_MAX_S = 3600.0
 #: Clear the screen and go home (ANSI), for --watch.
 _HOME = "\x1b[H\x1b[J"
 #: The key of the rendered texts in the status socket's line (appliance.status.payload.TEXT_KEY).
 _TEXT_KEY = "text"
+
+
+def watch_seconds(text: str) -> float:
+    """``--watch``'s seconds (argparse type): a number from WATCH_MIN_S to WATCH_MAX_S (not 0, inf or nan)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not WATCH_MIN_S <= value <= WATCH_MAX_S:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from {WATCH_MIN_S:g} to {WATCH_MAX_S:g}")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser, *, line: bool) -> None:
@@ -45,10 +62,10 @@ def add_arguments(p: argparse.ArgumentParser, *, line: bool) -> None:
     p.add_argument(
         "--watch",
         nargs="?",
-        type=float,
+        type=watch_seconds,
         const=1.0,
         metavar="SECONDS",
-        help="refresh in place every SECONDS (default 1) until Ctrl-C",
+        help=f"refresh in place every SECONDS ({WATCH_MIN_S:g} to {WATCH_MAX_S:g}; default 1) until Ctrl-C",
     )
     if line:
         p.add_argument("--line", action="store_true", help="one line of health (the login message's)")
@@ -56,9 +73,9 @@ def add_arguments(p: argparse.ArgumentParser, *, line: bool) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The whole command line, as ``stratum1 status|peers`` alone parses it (imports argparse)."""
-    import argparse
+    from appliance.usage import OneLineParser
 
-    p = argparse.ArgumentParser(prog="stratum1")
+    p = OneLineParser(prog="stratum1")
     sub = p.add_subparsers(dest="command", required=True)
     add_arguments(sub.add_parser("status", help="is the time good?"), line=True)
     add_arguments(sub.add_parser("peers", help="the sources, as ntpq -p shows them"), line=False)
@@ -120,7 +137,9 @@ def main(argv: list[str]) -> int:
             code = _short(short)
             if code is not None:
                 return code
-        return run(parser().parse_args(argv))
+        from appliance.usage import parse_subcommand
+
+        return run(parse_subcommand(parser(), argv))
     except BrokenPipeError:
         # Python flushes stdout again at exit: point it at /dev/null so that this flush cannot fail too.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -171,6 +190,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if not args.watch:
                 return 0 if snap.system.leap != 3 else 1
             old = snap
-            time.sleep(max(0.1, args.watch))
+            time.sleep(args.watch)
     except KeyboardInterrupt:
         return 0

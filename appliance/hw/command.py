@@ -9,6 +9,7 @@ partition (an image's, or ``/`` at first boot), idempotently: config.txt keeps o
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import subprocess
 import sys
@@ -78,12 +79,34 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 DOCTOR_CAPTURE_S = 3.0
 
 
+CAPTURE_MIN_S = 0.1
+CAPTURE_MAX_S = 600.0
+
+
+def capture_seconds(text: str) -> float:
+    """``doctor --seconds`` (argparse type): from CAPTURE_MIN_S to CAPTURE_MAX_S, not nan or inf."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not CAPTURE_MIN_S <= value <= CAPTURE_MAX_S:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds from {CAPTURE_MIN_S:g} to {CAPTURE_MAX_S:g}"
+        )
+    return value
+
+
 def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``doctor`` (also ``stratum1 doctor``)."""
     p.add_argument("--profile", metavar="NAME", help="the board (default: /etc/stratum1/profile.json's)")
     p.add_argument("--kernel", choices=boot.KERNELS, help="how the board was set up (default: profile.json's)")
     p.add_argument("--root", default="/", help="read the board's files under this directory (default /)")
-    p.add_argument("--seconds", type=float, default=DOCTOR_CAPTURE_S, help="how long to watch NMEA and PPS")
+    p.add_argument(
+        "--seconds",
+        type=capture_seconds,
+        default=DOCTOR_CAPTURE_S,
+        help=f"how long to watch NMEA and PPS ({CAPTURE_MIN_S:g} to {CAPTURE_MAX_S:g}; default {DOCTOR_CAPTURE_S:g})",
+    )
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.add_argument("--ascii", action="store_true", help="[ok]/[!!]/[??] instead of ✓/✗/?")
     p.set_defaults(hw_func=cmd_doctor)

@@ -12,7 +12,6 @@ loopstats files for ``/plot.svg``. Requests are logged at debug level only (``--
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import socket
@@ -28,6 +27,7 @@ from appliance.exporter import listen_address
 from appliance.io.statusclient import DEFAULT_PATH, read_status
 from appliance.plotcli import DEFAULT_STATSDIR, load
 from appliance.status.plot import svg
+from appliance.usage import OneLineParser
 from appliance.web.app import StatusApp
 
 log = logging.getLogger("stratum1.web")
@@ -61,7 +61,7 @@ def make_app(socket_path: str, statsdir: str) -> StatusApp:
 
 
 def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="stratum1 web", description="the read-only status page for the LAN")
+    p = OneLineParser(prog="stratum1 web", description="the read-only status page for the LAN")
     p.add_argument(
         "--listen",
         required=True,

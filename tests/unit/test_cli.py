@@ -387,3 +387,25 @@ def test_pool_check_gives_no_verdict_for_an_address_no_monitor_can_reach(
     if inside:
         verdict = f"verdict: none: {', '.join(inside)} cannot be checked as the Pool checks"
         assert out.splitlines()[-1].startswith(verdict)
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog", "names"),
+    [
+        (["status", "--watch", "inf"], "stratum1 status", "--watch: 'inf'"),
+        (["status", "--watch", "0"], "stratum1 status", "--watch: '0'"),
+        (["peers", "--watch", "nan"], "stratum1 peers", "--watch: 'nan'"),
+        (["status", "--bogus"], "stratum1 status", "unrecognized arguments: --bogus"),
+        (["plot", "-o", "p.svg", "--end", "nan"], "stratum1 plot", "--end: 'nan'"),
+        (["plot", "-o", "p.svg", "--end", "1e30"], "stratum1 plot", "--end: '1e30'"),
+        (["exporter", "--listen", "::1", "--bogus"], "stratum1 exporter", "unrecognized arguments: --bogus"),
+        (["web"], "stratum1 web", "--listen"),
+        (["doctor", "--seconds", "-1"], "stratum1 doctor", "--seconds: '-1'"),
+    ],
+)
+def test_a_bad_option_of_any_command_is_one_line_and_exit_2(argv: list[str], prog: str, names: str) -> None:
+    """README: every option is checked before anything starts, and a bad one is one line and exit status 2."""
+    out = run(*argv)
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"{prog}: "), out.stderr
+    assert names in out.stderr and out.stderr.endswith(f"(see '{prog} --help')\n")
