@@ -686,11 +686,21 @@ def check_interval(text: str) -> float:
 
 def cmd_pool_check(args: argparse.Namespace) -> int:
     """Monitor-style checks of every address (appliance/io/poolcheck.py), scored by appliance/pool.py."""
-    from appliance.io.poolcheck import monitor_check, reference_offset
+    from appliance.io.poolcheck import monitor_check, open_socket, reference_offset
     from appliance.pool import CEILING, inside_kind, report
 
     if args.netns is not None and not os.path.exists(f"/run/netns/{args.netns}"):
         raise CommandError(f"no network namespace {args.netns!r} (/run/netns/{args.netns})")
+    if args.source is not None:  # said once, here, rather than as a bare errno at the first check
+        family = socket.AF_INET6 if ":" in args.source else socket.AF_INET
+        try:
+            open_socket(family, source=args.source, netns=args.netns).close()
+        except OSError as e:
+            where = f"in network namespace {args.netns}" if args.netns else "on this host"
+            why = e.strerror or str(e)
+            raise CommandError(
+                f"--source {args.source}: {why} (it must be an address of an interface {where}: ip -br addr)"
+            ) from e
     addresses: list[str] = []
     for name in args.addresses:
         try:

@@ -63,6 +63,11 @@ def _listen(text: str) -> tuple[str, int]:
     return listen_address(text, DEFAULT_PORT)
 
 
+def host_port(host: str, port: int) -> str:
+    """``HOST:PORT`` as a URL writes it: an IPv6 address in brackets (``http://[::1]:9123/``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def listen_address(text: str, default_port: int) -> tuple[str, int]:
     """``ADDR``, ``ADDR:PORT`` or ``[ADDR]:PORT`` with a numeric address (argparse type; also ``stratum1 web``'s)."""
     if text.startswith("["):
@@ -109,9 +114,10 @@ def main(argv: Sequence[str]) -> int:
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as e:
-        print(f"stratum1 exporter: cannot listen on {host}:{port}: {e.strerror}", file=sys.stderr)
+        print(f"stratum1 exporter: cannot listen on {host_port(host, port)}: {e.strerror}", file=sys.stderr)
         return 1
-    print(f"stratum1 exporter: serving http://{host}:{port}/metrics from {args.socket}", file=sys.stderr, flush=True)
+    where = host_port(host, port)
+    print(f"stratum1 exporter: serving http://{where}/metrics from {args.socket}", file=sys.stderr, flush=True)
     try:
         thread.join()
     except KeyboardInterrupt:

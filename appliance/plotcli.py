@@ -99,6 +99,13 @@ def main(argv: Sequence[str]) -> int:
     args = p.parse_args(list(argv))
     end = args.end if args.end is not None else time.time()
     start = end - args.span
+    if not os.path.isdir(args.statsdir):
+        print(
+            f"stratum1 plot: no directory {args.statsdir}: the daemon writes loopstats files there when ntp.conf "
+            f"has 'statsdir {args.statsdir}/' and 'statistics loopstats' (docs/status.md); or give --statsdir",
+            file=sys.stderr,
+        )
+        return 1
     points = load(args.statsdir, start, end)
     if not points:
         print(f"stratum1 plot: no loopstats lines in {args.statsdir} for that span", file=sys.stderr)

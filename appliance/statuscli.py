@@ -23,7 +23,7 @@ import math
 import os
 import sys
 
-from appliance.io.statusclient import DEFAULT_PATH, read_status
+from appliance.io.statusclient import DEFAULT_PATH, explain, read_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the short way imports none of these at run time
@@ -152,11 +152,10 @@ def _read(path: str) -> Snapshot:
     from appliance.status.snapshot import Snapshot
 
     try:
-        return Snapshot.from_json(read_status(path))
-    except FileNotFoundError as e:
-        raise OSError(f"{path}: no status socket (is 'stratum1 serve' running?)") from e
-    except PermissionError as e:
-        raise OSError(f"{path}: permission denied (join the 'stratum1' group: sudo adduser $USER stratum1)") from e
+        raw = read_status(path)
+    except OSError as e:
+        raise OSError(explain(path, e)) from e
+    return Snapshot.from_json(raw)
 
 
 def _render(args: argparse.Namespace, snap: Snapshot, old: Snapshot | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -119,10 +120,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    command = getattr(args, "command", "hw")  # stratum1 doctor, or stratum1 hw / python3 -m appliance.hw
+    prog = f"stratum1 {command} {args.hw_command}" if command == "hw" else f"stratum1 {command}"
+    root = getattr(args, "root", None)
+    if root is not None and args.hw_func is not cmd_apply and not os.path.isdir(root):
+        print(f"{prog}: --root {root}: no such directory", file=sys.stderr)
+        return EXIT_FAILURE
     try:
         return int(args.hw_func(args))
     except (ProfileError, OSError, ValueError) as e:
-        print(f"stratum1 hw: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return EXIT_FAILURE
 
 
@@ -151,7 +158,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from appliance.io.board import LiveBoard
 
     board = LiveBoard(args.root)
-    plan = doctor.plan_from(board, builtin_profiles(), args.profile, args.kernel)
+    shown = os.path.join(args.root, doctor.PROFILE_JSON.lstrip("/"))
+    plan = doctor.plan_from(board, builtin_profiles(), args.profile, args.kernel, shown_as=shown)
     findings = doctor.examine(board, plan, BUILD_DATE_NS, args.seconds)
     if args.json:
         sys.stdout.write(doctor.format_json(findings, plan))

@@ -791,8 +791,18 @@ def check_leftovers(board: Board, plan: Plan, seen: _Seen) -> Finding:
 # -- the walk -------------------------------------------------------------------------------
 
 
-def plan_from(board: Board, profiles: dict[str, Profile], name: str | None, kernel: boot.Kernel | None) -> Plan:
-    """The plan: ``name``/``kernel`` when given, else ``/etc/stratum1/profile.json``; ValueError if neither."""
+def plan_from(
+    board: Board,
+    profiles: dict[str, Profile],
+    name: str | None,
+    kernel: boot.Kernel | None,
+    *,
+    shown_as: str = PROFILE_JSON,
+) -> Plan:
+    """The plan: ``name``/``kernel`` when given, else ``/etc/stratum1/profile.json``; ValueError if neither.
+
+    ``shown_as``: that file's name in the errors (under ``--root``, the path read, for the operator to fix).
+    """
     info: dict[str, object] = {}
     source = "--profile"
     if name is None or kernel is None:
@@ -802,16 +812,16 @@ def plan_from(board: Board, profiles: dict[str, Profile], name: str | None, kern
         except FileNotFoundError:
             if name is None:
                 raise ValueError(
-                    f"no {PROFILE_JSON}: name the board with --profile ({', '.join(sorted(profiles))})"
+                    f"no {shown_as}: name the board with --profile ({', '.join(sorted(profiles))})"
                 ) from None
         except (OSError, ValueError) as e:
-            raise ValueError(f"{PROFILE_JSON}: {e}") from None
+            raise ValueError(f"{shown_as}: {e}") from None
     chosen = name or str(info.get("name"))
     if chosen not in profiles:
         raise ValueError(f"no profile {chosen!r} (there are: {', '.join(sorted(profiles))})")
     k = kernel or str(info.get("kernel", "upstream"))
     if k not in boot.KERNELS:
-        raise ValueError(f"{PROFILE_JSON}: kernel {k!r} is neither of {', '.join(boot.KERNELS)}")
+        raise ValueError(f"{shown_as}: kernel {k!r} is neither of {', '.join(boot.KERNELS)}")
     return Plan(profiles[chosen], "upstream" if k == "upstream" else "raspios", source)
 
 

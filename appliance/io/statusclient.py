@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -55,3 +56,23 @@ def read_status(path: str = DEFAULT_PATH, timeout_s: float = 2.0) -> bytes:
             if total > MAX_SNAPSHOT:
                 raise OSError(f"{path}: the status is larger than {MAX_SNAPSHOT} octets")
     return b"".join(chunks)
+
+
+def explain(path: str, e: OSError) -> str:
+    """What a reader of the socket at ``path`` says when ``read_status`` failed with ``e``: why, and what to do."""
+    running = "is 'stratum1 serve' running? systemctl status stratum1"
+    if isinstance(e, FileNotFoundError):
+        return f"{path}: no status socket ({running})"
+    if isinstance(e, PermissionError):
+        return f"{path}: permission denied (join the 'stratum1' group: sudo adduser $USER stratum1)"
+    if isinstance(e, ConnectionRefusedError):
+        try:
+            is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+        except OSError:
+            is_socket = True
+        if not is_socket:
+            return f"{path}: not a socket (--socket names the daemon's status socket, {DEFAULT_PATH} by default)"
+        return f"{path}: nothing answers on it: the daemon that made it has stopped ({running})"
+    if isinstance(e, TimeoutError):
+        return f"{path}: the daemon did not answer in time (busy or stuck? systemctl status stratum1)"
+    return f"{path}: {e.strerror or e}"

@@ -23,8 +23,8 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from appliance.exporter import listen_address
-from appliance.io.statusclient import DEFAULT_PATH, read_status
+from appliance.exporter import host_port, listen_address
+from appliance.io.statusclient import DEFAULT_PATH, explain, read_status
 from appliance.plotcli import DEFAULT_STATSDIR, load
 from appliance.status.plot import svg
 from appliance.usage import OneLineParser
@@ -57,7 +57,13 @@ def day_plot(statsdir: str) -> str:
 
 
 def make_app(socket_path: str, statsdir: str) -> StatusApp:
-    return StatusApp(lambda: read_status(socket_path, timeout_s=2.0), lambda: day_plot(statsdir))
+    def status() -> bytes:
+        try:
+            return read_status(socket_path, timeout_s=2.0)
+        except OSError as e:
+            raise OSError(explain(socket_path, e)) from e
+
+    return StatusApp(status, lambda: day_plot(statsdir))
 
 
 def main(argv: Sequence[str]) -> int:
@@ -79,10 +85,11 @@ def main(argv: Sequence[str]) -> int:
     try:
         server = make_server(host, port, make_app(args.socket, args.statsdir), server_class, _Quiet)
     except OSError as e:
-        print(f"stratum1 web: cannot listen on {host}:{port}: {e.strerror}", file=sys.stderr)
+        print(f"stratum1 web: cannot listen on {host_port(host, port)}: {e.strerror}", file=sys.stderr)
         return 1
     bound = server.server_address
-    print(f"stratum1 web: serving http://{host}:{bound[1]}/ from {args.socket}", file=sys.stderr, flush=True)
+    where = host_port(host, bound[1])
+    print(f"stratum1 web: serving http://{where}/ from {args.socket}", file=sys.stderr, flush=True)
     stopper = threading.Thread(target=server.serve_forever, daemon=True)
 
     def stop(*_: object) -> None:

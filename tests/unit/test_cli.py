@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -409,3 +410,47 @@ def test_a_bad_option_of_any_command_is_one_line_and_exit_2(argv: list[str], pro
     assert out.returncode == 2 and out.stdout == "", out.stderr
     assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"{prog}: "), out.stderr
     assert names in out.stderr and out.stderr.endswith(f"(see '{prog} --help')\n")
+
+
+def _stale_socket(tmp_path: Path) -> str:
+    """A status socket left behind by a daemon killed with SIGKILL: the file is there, nobody listens."""
+    import socket
+
+    path = str(tmp_path / "stale.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.close()
+    return path
+
+
+def _regular_file(tmp_path: Path) -> str:
+    (tmp_path / "file").write_text("")
+    return str(tmp_path / "file")
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (_stale_socket, "nothing answers on it: the daemon that made it has stopped (is 'stratum1 serve' running?"),
+        (lambda tmp_path: str(tmp_path), "not a socket (--socket names the daemon's status socket"),
+        (_regular_file, "not a socket (--socket names"),
+    ],
+)
+def test_a_status_socket_that_does_not_answer_says_why(tmp_path: Path, make: Any, says: str) -> None:
+    path = make(tmp_path)
+    out = run("status", "--socket", path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(f"stratum1 status: {path}: {says}"), out.stderr
+
+
+def test_pool_check_names_a_source_that_is_not_this_hosts() -> None:
+    out = run("pool-check", "203.0.113.5", "--source", "192.0.2.99")  # TEST-NET-1: on no interface here
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("stratum1: --source 192.0.2.99: ")
+    assert out.stderr.endswith("(it must be an address of an interface on this host: ip -br addr)\n")
+
+
+def test_plot_says_when_the_statsdir_is_not_there(tmp_path: Path) -> None:
+    out = run("plot", "-o", str(tmp_path / "p.svg"), "--statsdir", str(tmp_path / "nowhere"))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith(f"stratum1 plot: no directory {tmp_path}/nowhere: the daemon writes loopstats")

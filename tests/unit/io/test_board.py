@@ -110,8 +110,16 @@ def test_doctor_command_on_a_copy_of_a_board(tmp_path: Path) -> None:
 def test_doctor_command_without_a_profile(tmp_path: Path) -> None:
     out = _stratum1("doctor", "--root", str(tmp_path))
     assert out.returncode == 1 and out.stdout == ""
-    assert out.stderr.startswith("stratum1 hw: no /etc/stratum1/profile.json: name the board with --profile (")
+    # the command typed, and the file it read: under --root, not the host's /etc
+    assert out.stderr.startswith(f"stratum1 doctor: no {tmp_path}/etc/stratum1/profile.json: name the board with")
     assert out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["hw", "check-kernel"], ["hw", "detect"]])
+def test_a_root_that_is_not_there_is_said_so(tmp_path: Path, command: list[str]) -> None:
+    out = _stratum1(*command, "--root", str(tmp_path / "nonexistent"))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr == f"stratum1 {' '.join(command)}: --root {tmp_path}/nonexistent: no such directory\n"
 
 
 def test_stratum1_hw_render_is_the_module(tmp_path: Path) -> None:

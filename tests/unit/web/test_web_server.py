@@ -66,3 +66,20 @@ def test_the_process_serves_the_socket_over_http(tmp_path: Path) -> None:
         _, err = web.communicate(timeout=10)
         status.close()
     assert web.returncode == 0 and f"serving http://127.0.0.1:{port}/" in err.decode()
+
+
+def test_with_no_daemon_the_page_names_the_socket_and_what_to_do(tmp_path: Path) -> None:
+    from appliance.web.server import make_app
+
+    path = str(tmp_path / "status.sock")
+    app = make_app(path, str(tmp_path))
+    page = app.route("/")[2].decode()
+    assert f"no status: {path}: no status socket (is &#x27;stratum1 serve&#x27; running?" in page
+    status, _, body, _ = app.route("/status.json")
+    assert status.startswith("503") and f"{path}: no status socket (is 'stratum1 serve' running?" in body.decode()
+
+
+def test_an_ipv6_listen_address_is_printed_in_brackets() -> None:
+    from appliance.exporter import host_port
+
+    assert host_port("::1", 9123) == "[::1]:9123" and host_port("192.168.1.5", 8080) == "192.168.1.5:8080"
