@@ -16,12 +16,12 @@ stratum1_clock_jitter_seconds                     gauge    the discipline's meas
 stratum1_estimated_error_seconds                  gauge    the discipline's error estimate (1 sigma)
 stratum1_root_distance_seconds                    gauge    root delay / 2 + root dispersion served
 stratum1_frequency_ratio                          gauge    the clock's frequency correction (1e-6 = 1 ppm)
-stratum1_basis_info{basis}                        gauge    1 for the basis in use (gps, holdover, upstream...)
+stratum1_basis_info{basis}                        gauge    1 for the basis in use, 0 for each other (refclock...)
 stratum1_source_offset_seconds{source,kind}       gauge    each source's offset
 stratum1_source_jitter_seconds{source,kind}       gauge    each source's jitter
 stratum1_source_delay_seconds{source,kind}        gauge    each source's round-trip delay
 stratum1_source_reach{source,kind}                gauge    the reach register (0..255)
-stratum1_source_state{source,state}               gauge    1 for the source's selection state
+stratum1_source_state{source,state}               gauge    1 for the source's selection state, 0 for the others
 stratum1_requests_total{outcome}                  counter  served, kod, rate_limited, refused, dropped
 stratum1_control_requests_total                   counter  mode 6 requests
 stratum1_authenticated_replies_total{result}      counter  replies to requests with a MAC: signed, crypto_nak
@@ -35,14 +35,19 @@ stratum1_gps_lock_breaks_total                    counter  times the receiver's 
 stratum1_pps_unpaired_pulses_total                counter  pulses not paired with a second (misses)
 stratum1_leap_table_expiry_timestamp_seconds      gauge    when the leap-second table expires (POSIX)
 stratum1_start_time_seconds                       gauge    when the daemon started (POSIX)
-stratum1_alarm{code,severity}                     gauge    1 for each alarm raised
+stratum1_alarm{code,severity}                     gauge    1 for each alarm raised, 0 for each known one not
 ================================================  =======  ===================================================
+
+The three state-like families list every state, 0 but for the current one (as prometheus_client's ``Enum``
+and OpenMetrics' StateSet do): a series that vanished when its state ended would never read 0, so
+``stratum1_basis_info{basis="refclock"} == 0`` could not fire when the GPS is lost.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.sources.timekeeper import Basis
 from appliance.status.snapshot import Snapshot
 
 #: The selection state names, by ntpq tally code.
@@ -56,6 +61,25 @@ STATE_NAMES = {
     ".": "excess",
     " ": "rejected",
 }
+
+
+#: Every alarm the snapshot may carry (appliance/status/collect.py raises them), with its severity.
+ALARMS = {
+    "unsynchronised": "critical",
+    "holdover": "warning",
+    "local-clock": "warning",
+    "gps-no-fix": "warning",
+    "pps-missing": "warning",
+    "gps-not-locked": "warning",
+    "falseticker": "warning",
+    "leapfile-expiry": "warning",
+}
+
+
+def _one_of(current: str, every: list[str]) -> tuple[tuple[str, float], ...]:
+    """Each of ``every`` (and ``current``, when it is new) with 1.0 for ``current`` and 0.0 for the others."""
+    names = every if current in every else [*every, current]
+    return tuple((name, 1.0 if name == current else 0.0) for name in names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +117,13 @@ def families(snap: Snapshot) -> list[Family]:
             (s.root_delay_ns / 2 + s.root_dispersion_ns) / 1e9,
         ),
         _g("stratum1_frequency_ratio", "The clock's frequency correction (1e-6 is 1 ppm)", s.frequency_ppb / 1e9),
-        Family("stratum1_basis_info", "gauge", "1 for the basis of the time served", ("basis",), (((s.basis,), 1.0),)),
+        Family(
+            "stratum1_basis_info",
+            "gauge",
+            "1 for the basis of the time served, 0 for the others",
+            ("basis",),
+            tuple(((b,), v) for b, v in _one_of(s.basis, [b.value for b in Basis])),
+        ),
         _g("stratum1_start_time_seconds", "When the daemon started (POSIX seconds)", snap.started_ns / 1e9),
     ]
     per_source = (
@@ -105,9 +135,20 @@ def families(snap: Snapshot) -> list[Family]:
     for name, help_, field, scale in per_source:
         samples = tuple(((src.name, src.kind), getattr(src, field) * scale) for src in snap.sources)
         out.append(Family(name, "gauge", help_, ("source", "kind"), samples))
-    states = tuple(((src.name, STATE_NAMES.get(src.tally, "rejected")), 1.0) for src in snap.sources)
+    every_state = list(dict.fromkeys(STATE_NAMES.values()))
+    states = tuple(
+        ((src.name, state), v)
+        for src in snap.sources
+        for state, v in _one_of(STATE_NAMES.get(src.tally, "rejected"), every_state)
+    )
     out.append(
-        Family("stratum1_source_state", "gauge", "1 for each source's selection state", ("source", "state"), states)
+        Family(
+            "stratum1_source_state",
+            "gauge",
+            "1 for each source's selection state, 0 for the others",
+            ("source", "state"),
+            states,
+        )
     )
     c = snap.counters
     outcomes = (
@@ -155,6 +196,11 @@ def families(snap: Snapshot) -> list[Family]:
                 snap.leap.expires_ns / 1e9,
             )
         )
-    alarms = tuple(((a.code, a.severity), 1.0) for a in snap.alarms)
-    out.append(Family("stratum1_alarm", "gauge", "1 for each alarm raised", ("code", "severity"), alarms))
+    raised = {a.code: a.severity for a in snap.alarms}
+    alarms = tuple(((code, severity), 1.0) for code, severity in raised.items()) + tuple(
+        ((code, severity), 0.0) for code, severity in ALARMS.items() if code not in raised
+    )
+    out.append(
+        Family("stratum1_alarm", "gauge", "1 for each alarm raised, 0 for each not", ("code", "severity"), alarms)
+    )
     return out

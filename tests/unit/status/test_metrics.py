@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from status_sample import SNAP
+from status_sample import HOLDOVER, SNAP
+from support import ROOT
 
 from appliance.io.statussock import StatusServer
+from appliance.status.snapshot import Snapshot
 
 parser = pytest.importorskip("prometheus_client.parser")
 
@@ -104,3 +107,35 @@ def test_exporter_process_serves_the_scrape_over_http(sock: str) -> None:
     }
     assert values[("stratum1_up", ())] == 1.0
     assert values[("stratum1_stratum", ())] == SNAP.system.stratum
+
+
+def _series(snap: Snapshot, name: str) -> dict[tuple[str, ...], float]:
+    from appliance.status.metrics import families
+
+    family = next(f for f in families(snap) if f.name == name)
+    return dict(family.samples)
+
+
+def test_state_like_series_read_0_when_their_state_ends() -> None:
+    """GPS lost: basis refclock -> holdover, GPS(0) pps_peer -> rejected, alarms raised: every series stays."""
+    for name in ("stratum1_basis_info", "stratum1_source_state", "stratum1_alarm"):
+        before, after = _series(SNAP, name), _series(HOLDOVER, name)
+        assert before.keys() == after.keys(), name
+    assert _series(SNAP, "stratum1_basis_info")[("refclock",)] == 1.0
+    after = _series(HOLDOVER, "stratum1_basis_info")
+    assert after[("refclock",)] == 0.0 and after[("holdover",)] == 1.0 and sum(after.values()) == 1.0
+    assert _series(HOLDOVER, "stratum1_source_state")[("GPS(0)", "pps_peer")] == 0.0
+    assert _series(HOLDOVER, "stratum1_source_state")[("GPS(0)", "rejected")] == 1.0
+    for src in SNAP.sources:
+        states = {v for (name, _), v in _series(SNAP, "stratum1_source_state").items() if name == src.name}
+        assert sorted(states) == [0.0, 1.0]
+    assert _series(SNAP, "stratum1_alarm")[("holdover", "warning")] == 0.0
+    assert _series(HOLDOVER, "stratum1_alarm")[("holdover", "warning")] == 1.0
+
+
+def test_every_alarm_the_daemon_raises_is_listed_with_its_severity() -> None:
+    from appliance.status.metrics import ALARMS
+
+    source = (ROOT / "appliance" / "status" / "collect.py").read_text()
+    raised = dict(re.findall(r'Alarm\(\s*"([a-z-]+)",\s*"([a-z]+)"', source))
+    assert raised == ALARMS
