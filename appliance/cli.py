@@ -253,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="check the GPS chain of this board (UART, console, PPS, NMEA, LCD)")
     hw_command.add_doctor_arguments(doc)
     doc.set_defaults(func=hw_command.run)
-    hw = sub.add_parser("hw", help="board profiles: list, render, detect, doctor")
+    hw = sub.add_parser("hw", help="the board: " + ", ".join(hw_command.SUBCOMMANDS))
     hw_command.build_parser(hw)
     hw.set_defaults(func=hw_command.run)
     _status_readers(sub)

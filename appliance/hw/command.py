@@ -27,6 +27,10 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 
 
+#: The subcommands, in the order build_parser adds them (``stratum1 --help`` lists them).
+SUBCOMMANDS = ("list", "render", "apply", "overlays", "detect", "check-kernel", "doctor")
+
+
 def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the subcommands to ``parser`` (this module's own, or ``stratum1 hw``)."""
     sub = parser.add_subparsers(dest="hw_command", required=True, metavar="COMMAND")

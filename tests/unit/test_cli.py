@@ -454,3 +454,31 @@ def test_plot_says_when_the_statsdir_is_not_there(tmp_path: Path) -> None:
     out = run("plot", "-o", str(tmp_path / "p.svg"), "--statsdir", str(tmp_path / "nowhere"))
     assert out.returncode == 1 and out.stderr.count("\n") == 1
     assert out.stderr.startswith(f"stratum1 plot: no directory {tmp_path}/nowhere: the daemon writes loopstats")
+
+
+def _choices(parser: Any) -> dict[str, Any]:
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_help_and_readme_name_every_command() -> None:
+    """stratum1 --help's hw line and README's command table name every command and hw subcommand there is."""
+    import argparse
+
+    from appliance import cli
+    from appliance.hw import command as hw_command
+
+    commands = _choices(cli._parser())
+    hw = list(_choices(commands["hw"]))
+    assert list(hw_command.SUBCOMMANDS) == hw
+    action = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert next(a.help for a in action._choices_actions if a.dest == "hw") == "the board: " + ", ".join(hw)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `stratum1 ")]
+    named = {name for row in rows for name in re.findall(r"`stratum1 ([a-z-]+)", row.split("|")[1])}
+    assert set(commands) <= named, set(commands) - named
+    hw_row = next(row for row in rows if row.startswith("| `stratum1 hw "))
+    code = hw_row.split("`")[1]  # stratum1 hw list \| render \| ...
+    assert set(re.findall(r"[a-z][a-z-]*", code)) >= set(hw), hw_row
