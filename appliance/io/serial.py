@@ -23,7 +23,12 @@ fed the bytes read at the rate being tried: a rate is *locked* when two
 sentences with correct checksums have arrived; it is abandoned when
 ``dwell_s`` passes without that, or when 600 bytes have come with no good
 sentence (a wrong rate reads as noise). The candidates are tried in turn,
-round and round, starting with the last rate that worked.
+round and round, starting with the last rate that worked. A locked rate is
+not trusted for ever: when no NMEA line is recognised at it for ``hunt_s``
+seconds (noise, as a receiver that fell back to its factory rate gives, or
+silence), the search starts again, from that rate, and says so in the log
+("no NMEA at 9600 baud for 10 s: searching again"), as gpsd hunts again
+when packets stop being recognised.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from appliance.nmea.counters import NmeaCounters
 from appliance.nmea.epoch import Fix
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BAUDS: tuple[int, ...] = (9600, 4800, 38400, 115200, 57600, 19200)
 READ_SIZE = 4096
 DEFAULT_RETRY_S = 3.0
+#: With autobaud: seconds without a recognised NMEA line at the locked rate before the rate is searched again.
+DEFAULT_HUNT_S = 10.0
+#: The quiet time is checked this many times per ``hunt_s``.
+HUNT_CHECKS = 5
 
 
 class SerialPort(Protocol):
@@ -78,6 +88,9 @@ class FixStream(Protocol):
 
     @property
     def stepped_ns(self) -> int: ...
+
+    @property
+    def counters(self) -> NmeaCounters: ...
 
 
 class ReaderLoop(Protocol):
@@ -203,6 +216,7 @@ class SerialCounters:
     bytes: int = 0
     fixes: int = 0
     baud_switches: int = 0
+    baud_searches: int = 0  # a locked rate went quiet (no NMEA for hunt_s) and the search started again
 
 
 def open_error_hint(path: str, exc: BaseException) -> str:
@@ -250,6 +264,7 @@ class SerialGps:
         now_ns: Callable[[], int] = time.time_ns,
         retry_s: float = DEFAULT_RETRY_S,
         dwell_s: float = 2.5,
+        hunt_s: float = DEFAULT_HUNT_S,
         open_port: PortOpener = open_serial,
     ) -> None:
         self.loop = loop
@@ -259,6 +274,7 @@ class SerialGps:
         self._now = now_ns
         self.retry_s = retry_s
         self.dwell_s = dwell_s
+        self.hunt_s = hunt_s
         self._open_port = open_port
         self.baud = baud
         self.search: BaudSearch | None = None
@@ -270,6 +286,9 @@ class SerialGps:
         self._fd: int | None = None
         self._retry: Any = None
         self._dwell: Any = None
+        self._hunt: Any = None  # the quiet check while a searched rate is locked
+        self._heard = 0  # the stream's recognised lines at the last quiet check
+        self._quiet_checks = 0  # quiet checks in a row that found no new NMEA line
         self._held: list[tuple[bytes, int]] = []  # chunks read while searching the baud rate
         self._running = False
         self._lost_since: int | None = None  # local ns when the outage began (None: not in an outage)
@@ -337,6 +356,9 @@ class SerialGps:
             self._arm_dwell()
 
     def _close(self) -> None:
+        if self._hunt is not None:
+            self._hunt.cancel()
+            self._hunt = None
         port, self._port = self._port, None
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -410,6 +432,35 @@ class SerialGps:
         held, self._held = self._held, []
         for data, then in held:
             self._feed(data, then + self.stream.stepped_ns)
+        self._heard = self.stream.counters.recognised
+        self._quiet_checks = 0
+        self._arm_hunt()
+
+    def _arm_hunt(self) -> None:
+        if self._hunt is not None:
+            self._hunt.cancel()
+        self._hunt = self.loop.call_later(self.hunt_s / HUNT_CHECKS, self._hunt_check)
+
+    def _hunt_check(self) -> None:
+        """While a searched rate is locked: search again once no NMEA line has been recognised for ``hunt_s``."""
+        self._hunt = None
+        if self.search is None or self.search.locked is None or self._port is None:
+            return
+        heard = self.stream.counters.recognised
+        if heard != self._heard:
+            self._heard = heard
+            self._quiet_checks = 0
+        else:
+            self._quiet_checks += 1
+        if self._quiet_checks < HUNT_CHECKS:
+            self._arm_hunt()
+            return
+        quiet_s = self._quiet_checks * self.hunt_s / HUNT_CHECKS
+        log.warning("GPS %s: no NMEA at %d baud for %.0f s: searching again", self.path, self.baud, quiet_s)
+        self.counters.baud_searches += 1
+        self.search.restart(self.search.locked)
+        self._held.clear()
+        self._arm_dwell()
 
     def _arm_dwell(self) -> None:
         if self._dwell is not None:

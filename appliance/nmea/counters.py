@@ -79,6 +79,11 @@ class NmeaCounters:
     #: GSV groups dropped: a message missing, out of order or unreadable, or the group cut by the epoch's end.
     sky_groups_dropped: int = 0
 
+    @property
+    def recognised(self) -> int:
+        """Lines that were NMEA: a checksum that matched (or none, where that is allowed), used or not."""
+        return self.decoded + self.ignored + self.proprietary + self.unknown_type + self.decode_error
+
 
 class Tally:
     """The mutable counts behind :class:`NmeaCounters`; one per decoder."""

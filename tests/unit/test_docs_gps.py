@@ -17,7 +17,7 @@ from appliance.config import parse_config
 from appliance.daemon import BUILD_DATE_NS
 from appliance.hw.boot import cmdline_remove, gps_config_txt, strip_cmdline
 from appliance.io.pps import DEFAULT_POLL_S
-from appliance.io.serial import DEFAULT_RETRY_S, open_error_hint
+from appliance.io.serial import DEFAULT_HUNT_S, DEFAULT_RETRY_S, open_error_hint
 from appliance.nmea.rollover import DEFAULT_MARGIN_NS
 from appliance.nmea.sentence import USED_TYPES
 from appliance.refclock import gps
@@ -152,3 +152,9 @@ def test_hw_readme_links_and_agrees() -> None:
     assert "../docs/gps.md" in HW_README
     for name in PROFILES:
         assert f"`{name}`" in HW_README
+
+
+def test_baud_search_again_line_is_the_drivers() -> None:
+    assert DEFAULT_HUNT_S == 10.0
+    line = f"GPS /dev/serial0: no NMEA at 115200 baud for {DEFAULT_HUNT_S:.0f} s: searching again"
+    assert f"`{line}`" in FLAT

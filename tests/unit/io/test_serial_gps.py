@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -304,3 +305,51 @@ def test_autobaud_finds_the_rate_and_keeps_the_first_epochs(loop: EventLoop) -> 
         gps.stop()
         if len(ports) > 1:
             os.close(ports[1].w)
+
+
+def uart_rate(path: str) -> int:
+    """The rate the driver set on the serial port, as the receiver at the other end of the line would meet it."""
+    speeds = {getattr(termios, f"B{b}"): b for b in (4800, 9600, 19200, 38400, 57600, 115200)}
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        return speeds.get(termios.tcgetattr(fd)[4], 0)
+    finally:
+        os.close(fd)
+
+
+def test_a_locked_rate_gone_quiet_is_searched_again(
+    loop: EventLoop, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A u-blox whose saved 115200 is lost comes back at its factory rate: the driver hunts again and finds it."""
+    caplog.set_level(logging.INFO, logger="appliance.io.serial")
+    pty = PtyWriter(None, lambda: 0, link=tmp_path / "gps0")
+    gps, fixes = make_driver(loop, pty.path, baud=115200, autobaud=True, dwell_s=0.1, hunt_s=0.5)
+    talks_at = [115200]
+    second = [1_700_000_001]
+
+    def receiver() -> None:
+        # at the receiver's rate the UART reads its sentences; at any other, noise (0x00, 0x80, 0xf8...)
+        if uart_rate(pty.slave_name) == talks_at[0]:
+            pty.write(epoch(second[0]))
+            second[0] += 1
+        else:
+            pty.write(NOISE[:100])
+
+    talking = loop.call_every(0.02, receiver)
+    try:
+        gps.start()
+        run_until(loop, lambda: gps.usable and len(fixes) >= 2, timeout=5.0)
+        assert gps.baud == 115200 and gps.counters.baud_searches == 0
+        talks_at[0] = 9600  # the battery-backed setting is lost on a power cut: back at the factory rate
+        run_until(loop, lambda: gps.counters.baud_searches == 1 and gps.usable and gps.baud == 9600, timeout=10.0)
+        n = len(fixes)
+        run_until(loop, lambda: len(fixes) >= n + 2, timeout=5.0)
+        assert fixes[-1].valid
+    finally:
+        talking.cancel()
+        gps.stop()
+        pty.close()
+    said = [r.getMessage() for r in caplog.records]
+    again = [m for m in said if "searching again" in m]
+    assert len(again) == 1 and again[0].startswith(f"GPS {pty.path}: no NMEA at 115200 baud for ")
+    assert f"GPS {pty.path}: receiver talks at 9600 baud" in said
