@@ -158,3 +158,13 @@ def test_baud_search_again_line_is_the_drivers() -> None:
     assert DEFAULT_HUNT_S == 10.0
     line = f"GPS /dev/serial0: no NMEA at 115200 baud for {DEFAULT_HUNT_S:.0f} s: searching again"
     assert f"`{line}`" in FLAT
+
+
+def test_steps_paragraph_is_what_a_step_does() -> None:
+    """A clock step restates the pairing and keeps the lock and the NMEA offset (GpsClock.clock_stepped; shown by
+    tests/unit/refclock/test_gps_clock.py): the page said everything was forgotten."""
+    steps = FLAT[FLAT.index("**Steps.**") :].split(" ## ")[0]
+    assert "forgotten" not in steps
+    assert "the lock, the numbering of the pulses and the NMEA offset measured carry on" in steps
+    assert "carry on" in (gps.GpsClock.clock_stepped.__doc__ or "")
+
