@@ -4,9 +4,12 @@ NMEA 0183 facts used here:
 
 - ``$AAAAA,f1,f2,...*hh``: the checksum ``hh`` is two hex digits, the XOR of
   every byte between ``$`` and ``*`` (both excluded). It is optional in the
-  standard but nearly every receiver sends it; we require it unless a
-  receiver is configured ``checksum_optional`` (HP 58534A and other old
-  timing receivers send none). A *wrong* checksum is always refused;
+  standard but nearly every receiver sends it, and the daemon requires it
+  (as gpsd does): no configuration line turns ``checksum_optional`` on, so a
+  receiver that sends none (the HP 58534A and other old timing receivers)
+  cannot be used. The decoder can take such lines (``checksum_optional=True``
+  to :func:`decode`, :class:`~appliance.nmea.stream.NmeaStream`), for tools
+  and tests. A *wrong* checksum is always refused;
 - the address is a two-character talker (GP GPS, GL GLONASS, GA Galileo,
   GB/BD BeiDou, GQ/QZ QZSS, GI/IN NavIC, GN multi-system, and more) and a
   three-letter sentence type. We key on the type only: every talker is

@@ -168,3 +168,14 @@ def test_steps_paragraph_is_what_a_step_does() -> None:
     assert "the lock, the numbering of the pulses and the NMEA offset measured carry on" in steps
     assert "carry on" in (gps.GpsClock.clock_stepped.__doc__ or "")
 
+
+def test_no_setting_makes_checksums_optional() -> None:
+    """No configuration reaches NmeaStream(checksum_optional=...): the page and the decoder's docstring say so."""
+    from appliance import build
+    from appliance.config import parser
+    from appliance.nmea import sentence
+
+    for module in (build, parser):
+        assert "checksum_optional" not in Path(module.__file__ or "").read_text(encoding="utf-8")
+    assert "no setting changes it" in FLAT
+    assert "no configuration line turns ``checksum_optional`` on" in " ".join((sentence.__doc__ or "").split())
