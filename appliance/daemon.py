@@ -46,6 +46,7 @@ from appliance.io.statsfiles import StatsWriter
 from appliance.io.statussock import StatusServer
 from appliance.io.udp import UdpServerSocket, compiled_wait
 from appliance.leap import leap_to_serve
+from appliance.nmea.link import SerialLink
 from appliance.ntp.access import AccessTable
 from appliance.ntp.keys import describe_keys
 from appliance.ntp.mode6 import ControlHandler
@@ -417,6 +418,15 @@ class Appliance:
             return None
         return next((p.gps for p in self.refclocks.parts.values() if isinstance(p, NmeaRefclock)), None)
 
+    def _first_serial(self) -> SerialLink | None:
+        """That receiver's serial port, as its driver sees it (None when the driver does not say: a fake's)."""
+        if self.refclocks is None:
+            return None
+        parts = self.refclocks.parts
+        name = next((n for n, p in parts.items() if isinstance(p, NmeaRefclock)), None)
+        link = getattr(parts.get(f"{name} serial"), "link", None)
+        return link() if callable(link) else None
+
     def publish_status(self) -> None:
         """Build this second's snapshot (mode 6 reads it); hand it to the status socket and the statistics files."""
         previous = self.snapshot
@@ -432,6 +442,7 @@ class Appliance:
             previous=previous,
             served=self.server.state,
             gps=self._first_gps(),
+            serial=self._first_serial(),
         )
         broken = lock_break_line(previous, self.snapshot)
         if broken is not None:

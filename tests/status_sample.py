@@ -106,7 +106,7 @@ SNAP = Snapshot(
     ),
 )
 
-#: The receiver unplugged: holdover at stratum 1 (the served refid kept), no fix, no pulses.
+#: The receiver lost its fix (its PPS squelched with it): holdover at stratum 1 (the served refid kept).
 HOLDOVER = replace(
     SNAP,
     system=replace(SNAP.system, basis="holdover", peer=0, error_ns=3_400, clock_jitter_ns=2_100, offset_ns=250),

@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 from appliance.nmea.counters import NmeaCounters
 from appliance.nmea.epoch import Fix
+from appliance.nmea.link import SerialLink
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +294,12 @@ class SerialGps:
         self._running = False
         self._lost_since: int | None = None  # local ns when the outage began (None: not in an outage)
         self._reported = False  # the current outage has been logged
+        # when the port was opened, bytes last came, an NMEA line was last recognised: local ns minus the
+        # clock steps restated by then (stream.stepped_ns), so that adding today's sum puts them on today's scale
+        self._opened_at: int | None = None
+        self._bytes_at: int | None = None
+        self._nmea_at: int | None = None
+        self._closed_why = "not opened yet"
 
     # -- state
 
@@ -304,6 +311,26 @@ class SerialGps:
     @property
     def is_open(self) -> bool:
         return self._port is not None
+
+    def link(self) -> SerialLink:
+        """The port as status sees it (:func:`appliance.nmea.link.link_state` judges it), on the clock's scale now."""
+        stepped = self.stream.stepped_ns
+
+        def now_scale(t: int | None) -> int | None:
+            return None if t is None else t + stepped
+
+        searching = self.search is not None and self.search.locked is None
+        return SerialLink(
+            path=self.path,
+            is_open=self._port is not None,
+            baud=self.search.current if self.search is not None and searching else self.baud,
+            autobaud=self.search is not None,
+            searching=searching,
+            opened_ns=now_scale(self._opened_at),
+            bytes_ns=now_scale(self._bytes_at),
+            nmea_ns=now_scale(self._nmea_at),
+            closed_why="" if self._port is not None else self._closed_why,
+        )
 
     # -- life cycle
 
@@ -330,6 +357,7 @@ class SerialGps:
             port = self._open_port(self.path, baud)
         except (OSError, ValueError) as e:  # serial.SerialException is an OSError
             self.counters.open_failures += 1
+            self._closed_why = open_error_hint(self.path, e).removeprefix(f"{self.path}: ")
             if self._lost_since is None:
                 self._lost_since = self._now()
             if not self._reported:
@@ -341,6 +369,7 @@ class SerialGps:
             return
         self._port = port
         self._fd = port.fileno()
+        self._opened_at = self._now() - self.stream.stepped_ns
         self.counters.opens += 1
         self.loop.add_reader(self._fd, self._on_readable)
         if self._lost_since is not None and self._reported:
@@ -378,6 +407,7 @@ class SerialGps:
             self._dwell = None
         self._lost_since = self._now()
         self._reported = True
+        self._closed_why = f"lost: {reason}"
         log.warning("GPS %s lost (%s); retrying every %g s", self.path, reason, self.retry_s)
         if self._running and self._retry is None:
             self._retry = self.loop.call_later(self.retry_s, self._try_open)
@@ -401,15 +431,19 @@ class SerialGps:
             return
         self.counters.chunks += 1
         self.counters.bytes += len(data)
+        self._bytes_at = now - self.stream.stepped_ns
         if self.search is not None and self.search.locked is None:
             self._search(data, now)
         else:
             self._feed(data, now)
 
     def _feed(self, data: bytes, now: int) -> None:
+        heard, at = self.stream.counters.recognised, now - self.stream.stepped_ns  # before a fix steps the clock
         for fix in self.stream.handed(data, now):
             self.counters.fixes += 1
             self._on_fix(fix)
+        if self.stream.counters.recognised != heard:
+            self._nmea_at = at
 
     # -- baud rate detection
 

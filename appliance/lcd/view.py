@@ -11,8 +11,9 @@ and load itself:
    system peer (so the basis, holdover included: a satellite source with no system peer is the clock
    running on alone), and the GPS clock's fix, satellites and PPS. This is how the shipped unit reads, as a
    user in groups i2c and gpio alone: the shipped ``restrict 127.0.0.1`` answers mode 6 to any local
-   process. The alarms are the ones these variables show (not synchronised, holdover, local clock, no fix,
-   no PPS); the leap-file and falseticker alarms are the status socket's alone;
+   process. The alarms are the ones these variables show (not synchronised, holdover, local clock, the
+   receiver gone, silent or at an unknown rate, no fix, no PPS); the leap-file and falseticker alarms are
+   the status socket's alone;
 3. NTP on loopback (:func:`view_from_ntp`): stratum, refid, leap and the offset against this host's
    clock; not the GPS fix, the satellites or the basis, which the pages then show as ``--``.
 """
@@ -101,6 +102,9 @@ _ALARM_WORDS = {
     "holdover": "GPS lost: holdover",
     "local-clock": "Local clock only",
     "gps-no-fix": "GPS: no fix",
+    "gps-gone": "GPS: device gone",
+    "gps-silent": "GPS: silent",
+    "gps-unknown-rate": "GPS: wrong baud",
     "pps-missing": "GPS: no PPS",
     "gps-not-locked": "GPS: locking",
     "falseticker": "A falseticker",
@@ -119,7 +123,8 @@ def view_from_snapshot(snap: Snapshot, *, ip_address: str | None = None, load: f
     unsynchronised = s.leap == 3 or s.stratum >= 16
     basis = "unsynchronised" if unsynchronised else _SNAPSHOT_BASIS.get(s.basis, s.basis)
     g = snap.gps
-    fix = None if g is None else _FIX.get(g.fix_mode, "none") if g.fix else "none"
+    heard = g is not None and g.link == "talking"  # a receiver not heard has no fix we know of: "--"
+    fix = None if g is None or not heard else _FIX.get(g.fix_mode, "none") if g.fix else "none"
     return LcdView(
         utc_ns=snap.time_ns,
         stratum=s.stratum,
@@ -128,8 +133,8 @@ def view_from_snapshot(snap: Snapshot, *, ip_address: str | None = None, load: f
         offset_ns=None if unsynchronised else -s.offset_ns,
         jitter_ns=None if unsynchronised else s.clock_jitter_ns,
         fix=fix,
-        satellites=None if g is None or not g.fix else g.satellites_used,
-        satellites_seen=None if g is None else g.satellites_in_view,
+        satellites=None if g is None or not g.fix or not heard else g.satellites_used,
+        satellites_seen=None if g is None or not heard else g.satellites_in_view,
         ip_address=ip_address,
         load=load,
         alarms=tuple(_ALARM_WORDS.get(a.code, a.message) for a in snap.alarms),
@@ -173,6 +178,9 @@ def view_from_mode6(
         used = None if used is None or used < 0 or fix == "none" else used
         seen = None if seen is None or seen < 0 else seen
         pps = g.get("pps") == "1"
+        link = g.get("receiver", "talking")  # an older daemon does not say: taken as heard
+        if link != "talking":  # not heard: its fix is unknown, and the alarm says why
+            fix, used, seen = None, None, None
     alarms = []
     if unsynchronised:
         alarms.append(_ALARM_WORDS["unsynchronised"])
@@ -180,7 +188,9 @@ def view_from_mode6(
         alarms.append(_ALARM_WORDS["holdover"])
     elif basis == "local":
         alarms.append(_ALARM_WORDS["local-clock"])
-    if fix == "none":
+    if g is not None and f"gps-{link}" in _ALARM_WORDS:
+        alarms.append(_ALARM_WORDS[f"gps-{link}"])
+    elif fix == "none":
         alarms.append(_ALARM_WORDS["gps-no-fix"])
     elif g is not None and not pps:
         alarms.append(_ALARM_WORDS["pps-missing"])

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 
 from appliance.leap import LeapTable, expiry_warning
+from appliance.nmea.link import LinkState, SerialLink, link_state
 from appliance.ntp.packet import LEAP_UNSYNC, refid_text
 from appliance.ntp.server import ServerCounters
 from appliance.refclock.gps import GpsClock
@@ -131,12 +132,14 @@ def snapshot_from(
     previous: Snapshot | None = None,
     served: SystemState | None = None,
     gps: GpsClock | None = None,
+    serial: SerialLink | None = None,
 ) -> Snapshot:
     """The appliance at ``now_ns`` (a reading of the served clock); ``tk`` None: no clock is steered.
 
     ``previous`` is the last snapshot (for the rates); ``served`` the state the server serves, which is the
     whole story when there is no timekeeper (the local clock's state, or unsynchronised); ``gps`` the
-    pairing of the first NMEA receiver (its fix, satellites, pulses), if one is configured.
+    pairing of the first NMEA receiver (its fix, satellites, pulses), if one is configured; ``serial`` its
+    serial port (whether the receiver is heard at all), when its driver says.
     """
     leap = None
     alarms: list[Alarm] = []
@@ -223,6 +226,11 @@ def snapshot_from(
             sky=sky,
             sky_ns=g.satellites_ns if fresh else None,
             lock_breaks=gps.counters.lock_breaks,
+            link=link_state(serial, now_ns).value if serial is not None else LinkState.TALKING.value,
+            device=serial.path if serial is not None else "",
+            baud=serial.baud if serial is not None else None,
+            searching=serial.searching if serial is not None else False,
+            link_why=serial.closed_why if serial is not None else "",
         )
     alarms[:0] = _alarms(system, sources, gps_status)  # the time's own troubles first, the leap table's after
     tallies = counters_from(counters, previous, now_ns)
@@ -259,7 +267,9 @@ def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatu
                 "restore the GPS or an upstream server; the public gets 'unsynchronised' meanwhile",
             )
         )
-    if gps is not None and not gps.fix:
+    if gps is not None and gps.link != LinkState.TALKING.value:
+        out.append(_link_alarm(gps))
+    elif gps is not None and not gps.fix:
         out.append(Alarm("gps-no-fix", "warning", "the GPS reports no fix", "give the antenna a clear view of the sky"))
     if gps is not None and gps.fix and not gps.pps:
         out.append(
@@ -291,3 +301,37 @@ def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatu
                 )
             )
     return out
+
+
+def _link_alarm(gps: GpsStatus) -> Alarm:
+    """The receiver is not heard: why, in words, with what to do (its fix is unknown, not "none")."""
+    device = gps.device or "its serial port"
+    if gps.link == LinkState.GONE.value:
+        return Alarm(
+            "gps-gone",
+            "warning",
+            f"the GPS serial device {device} is gone ({gps.link_why or 'closed'})",
+            "plug the receiver back in or fix what the message says; the device is opened again every few seconds",
+        )
+    if gps.link == LinkState.SILENT.value:
+        return Alarm(
+            "gps-silent",
+            "warning",
+            f"the GPS sends nothing: no bytes on {device}",
+            "check the receiver's power and its TX wire to the Pi's RX pin, and that the port is the receiver's "
+            "UART ('stratum1 hw doctor')",
+        )
+    rate = f"{gps.baud} baud" if gps.baud is not None else "the port's rate"
+    if gps.searching:
+        return Alarm(
+            "gps-unknown-rate",
+            "warning",
+            f"the GPS talks at an unknown rate: bytes on {device} but no NMEA (baud auto: searching, trying {rate})",
+            "wait for 'receiver talks at N baud' in the log; if it never comes, set the receiver to send NMEA",
+        )
+    return Alarm(
+        "gps-unknown-rate",
+        "warning",
+        f"the GPS talks at an unknown rate: bytes on {device} but no NMEA at {rate}",
+        "give the receiver's rate on its refclock line ('baud N'), or 'baud auto' to find it",
+    )

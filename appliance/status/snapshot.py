@@ -120,7 +120,8 @@ class GpsStatus:
     signal is there); ``locked`` that the receiver's seconds are checked (its last epochs followed on) and so number the
     pulses; ``nmea_delay_ns`` the measured sentence delay after the pulse.
     ``sky`` is the satellites in view one by one, from the receiver's last complete GSV report, taken at
-    ``sky_ns`` (empty when there is none, or it is older than the collector's limit).
+    ``sky_ns`` (empty when there is none, or it is older than the collector's limit). ``link`` says whether
+    the receiver is heard at all (see the field).
     """
 
     fix: bool
@@ -139,6 +140,16 @@ class GpsStatus:
     sky_ns: int | None = None
     #: Times the receiver's seconds jumped (an epoch that did not follow on) and the lock was broken.
     lock_breaks: int = 0
+    #: What the serial port hears of the receiver (:class:`appliance.nmea.link.LinkState`): ``talking`` (NMEA
+    #: arrives: only then is ``fix`` the receiver's word), ``gone`` (the device vanished or will not open),
+    #: ``silent`` (no bytes), ``unknown-rate`` (bytes but no NMEA); ``talking`` when the driver does not say.
+    link: str = "talking"
+    #: The serial device; its rate (with ``baud auto``, the one being tried while ``searching``); why a gone
+    #: device is gone (the loss, or the open error with its likely fix).
+    device: str = ""
+    baud: int | None = None
+    searching: bool = False
+    link_why: str = ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GpsStatus:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 
-from appliance.status.snapshot import Snapshot, SourceStatus
+from appliance.status.snapshot import GpsStatus, Snapshot, SourceStatus
 from appliance.timebase import NS_PER_S
 
 _BASIS_WORDS = {
@@ -90,6 +90,20 @@ def lock_break_line(previous: Snapshot | None, snap: Snapshot) -> str | None:
     )
 
 
+def receiver_words(g: GpsStatus) -> str | None:
+    """Why the receiver is not heard (its serial link), in a few words; None while it talks NMEA."""
+    device = g.device or "its port"
+    rate = f" at {g.baud} baud" if g.baud is not None else ""
+    if g.link == "gone":
+        return f"receiver gone ({device}: {g.link_why})" if g.link_why else f"receiver gone ({device})"
+    if g.link == "silent":
+        return f"receiver silent (no bytes on {device}{rate})"
+    if g.link == "unknown-rate":
+        searching = ", searching the rate" if g.searching else ""
+        return f"receiver talks at an unknown rate (no NMEA on {device}{rate}{searching})"
+    return None
+
+
 def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
     """``stratum1 status`` (see the module docstring)."""
     s = snap.system
@@ -111,8 +125,10 @@ def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
         sats = "?" if g.satellites_used is None or not g.fix else str(g.satellites_used)
         view = "?" if g.satellites_in_view is None else str(g.satellites_in_view)
         delay = "unknown" if g.nmea_delay_ns is None else f"{g.nmea_delay_ns / 1e6:.0f} ms"
+        heard = receiver_words(g)
+        told = f"fix {g.fix_mode if g.fix else 'none'}, satellites {sats} used / {view} in view"
         lines.append(
-            f"gps:       fix {g.fix_mode if g.fix else 'none'}, satellites {sats} used / {view} in view,"
+            f"gps:       {told if heard is None else heard},"
             f" PPS {'ok' if g.pps else 'missing'}, {'locked' if g.locked else 'not locked'}, NMEA delay {delay}"
         )
         breaks = f", {g.lock_breaks} lock breaks (its seconds jumped)" if g.lock_breaks else ""

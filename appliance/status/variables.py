@@ -127,6 +127,7 @@ def clock_variables(s: SourceStatus, gps: GpsStatus | None) -> Variables:
             ("locked", "1" if gps.locked else "0"),
             ("nmea_delay", _ms(gps.nmea_delay_ns, 3) if gps.nmea_delay_ns is not None else "-1"),
             ("pulses", str(gps.pulses)),
+            ("receiver", f'"{gps.link}"'),
         ]
     else:
         out.append(("device", f'"{s.name}"'))

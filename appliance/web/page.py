@@ -22,7 +22,7 @@ import datetime
 from html import escape
 
 from appliance.status.snapshot import Snapshot, SourceStatus
-from appliance.status.text import synchronised_line
+from appliance.status.text import receiver_words, synchronised_line
 from appliance.timebase import NS_PER_S
 
 #: How often the script refreshes (ms); carried on the page as data-refresh-ms.
@@ -102,7 +102,8 @@ def gps_fields(snap: Snapshot) -> list[tuple[str, str, str]]:
     if g is None:
         return [("gps-fix", "Receiver", "none configured")]
     return [
-        ("gps-fix", "Fix", g.fix_mode if g.fix else "none"),
+        # a receiver not heard has no fix to tell: why it is not heard instead
+        ("gps-fix", "Fix", receiver_words(g) or (g.fix_mode if g.fix else "none")),
         ("gps-used", "Satellites used", "?" if g.satellites_used is None or not g.fix else str(g.satellites_used)),
         ("gps-seen", "Satellites in view", "?" if g.satellites_in_view is None else str(g.satellites_in_view)),
         ("gps-pps", "PPS", "ok" if g.pps else "missing"),

@@ -30,6 +30,7 @@ from appliance.io.serial import (
     open_serial,
 )
 from appliance.nmea import Fix, NmeaStream, RolloverPolicy
+from appliance.nmea.link import QUIET_NS, LinkState, link_state
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -353,3 +354,39 @@ def test_a_locked_rate_gone_quiet_is_searched_again(
     again = [m for m in said if "searching again" in m]
     assert len(again) == 1 and again[0].startswith(f"GPS {pty.path}: no NMEA at 115200 baud for ")
     assert f"GPS {pty.path}: receiver talks at 9600 baud" in said
+
+
+def test_the_link_says_talking_wrong_rate_silent_gone(loop: EventLoop, tmp_path: Path) -> None:
+    """What status is told of the port: NMEA arriving, then noise (the receiver at another rate), then nothing,
+    then the device pulled out; times on the driver's clock, restated by a clock step."""
+    now = [T0]
+    pty = PtyWriter(None, lambda: 0, link=tmp_path / "gps0")
+    gps = SerialGps(loop, pty.path, NmeaStream(POLICY), lambda fix: None, retry_s=60, now_ns=lambda: now[0])
+
+    def state() -> LinkState:
+        return link_state(gps.link(), now[0])
+
+    try:
+        gps.start()
+        pty.write(epoch(1_700_000_001) + epoch(1_700_000_002))
+        run_until(loop, lambda: gps.link().nmea_ns is not None)
+        assert state() is LinkState.TALKING and gps.link().baud == 9600
+
+        now[0] += QUIET_NS  # then only noise: a receiver that went back to another rate
+        bytes_before = gps.counters.bytes
+        pty.write(NOISE[:300])
+        run_until(loop, lambda: gps.counters.bytes > bytes_before)
+        assert state() is LinkState.UNKNOWN_RATE
+
+        gps.stream.clock_stepped(-QUIET_NS)  # the times held move with the clock
+        now[0] -= QUIET_NS
+        assert state() is LinkState.UNKNOWN_RATE
+        now[0] += QUIET_NS  # and then nothing at all
+        assert state() is LinkState.SILENT
+
+        pty.unplug()
+        run_until(loop, lambda: not gps.is_open)
+        assert state() is LinkState.GONE and gps.link().closed_why.startswith("lost: ")
+    finally:
+        gps.stop()
+        pty.close()
