@@ -330,6 +330,11 @@ class SerialGps:
             bytes_ns=now_scale(self._bytes_at),
             nmea_ns=now_scale(self._nmea_at),
             closed_why="" if self._port is not None else self._closed_why,
+            nmea=self.stream.counters,
+            losses=self.counters.losses,
+            open_failures=self.counters.open_failures,
+            baud_switches=self.counters.baud_switches,
+            baud_searches=self.counters.baud_searches,
         )
 
     # -- life cycle

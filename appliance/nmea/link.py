@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from appliance.nmea.counters import NmeaCounters
 from appliance.timebase import NS_PER_S
 
 #: How long without a byte (silent), or without an NMEA line (unknown rate), before the link is judged so.
@@ -46,6 +47,8 @@ class SerialLink:
     ``baud`` is the port's rate (with ``baud auto``, the one being tried while ``searching``); ``opened_ns``
     when the port was last opened; ``bytes_ns`` when bytes last arrived; ``nmea_ns`` when a chunk last
     brought a recognised NMEA line; ``closed_why`` why a closed port is closed (the loss or the open error).
+    ``nmea`` is the decoder's counts; ``losses`` (the port failed while open), ``open_failures``,
+    ``baud_switches`` (rates tried) and ``baud_searches`` (a locked rate went quiet) the driver's.
     """
 
     path: str
@@ -57,6 +60,11 @@ class SerialLink:
     bytes_ns: int | None = None
     nmea_ns: int | None = None
     closed_why: str = ""
+    nmea: NmeaCounters = NmeaCounters()
+    losses: int = 0
+    open_failures: int = 0
+    baud_switches: int = 0
+    baud_searches: int = 0
 
 
 def link_state(link: SerialLink, now_ns: int) -> LinkState:

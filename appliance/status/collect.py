@@ -26,6 +26,7 @@ from appliance.status.snapshot import (
     Counters,
     GpsStatus,
     LeapStatus,
+    ReceiverCounters,
     SatelliteStatus,
     Snapshot,
     SourceStatus,
@@ -231,10 +232,34 @@ def snapshot_from(
             baud=serial.baud if serial is not None else None,
             searching=serial.searching if serial is not None else False,
             link_why=serial.closed_why if serial is not None else "",
+            counters=receiver_counters(serial) if serial is not None else ReceiverCounters(),
         )
     alarms[:0] = _alarms(system, sources, gps_status)  # the time's own troubles first, the leap table's after
     tallies = counters_from(counters, previous, now_ns)
     return Snapshot(now_ns, started_ns, version, system, sources, tallies, gps_status, leap, tuple(alarms))
+
+
+def receiver_counters(link: SerialLink) -> ReceiverCounters:
+    """The decoder's and the serial driver's counts, as the snapshot carries them."""
+    n = link.nmea
+    return ReceiverCounters(
+        bytes_in=n.bytes_in,
+        garbage_bytes=n.garbage_bytes,
+        lines=n.lines,
+        bad_checksum=n.bad_checksum,
+        no_checksum=n.no_checksum,
+        truncated=n.truncated,
+        too_long=n.too_long,
+        decode_error=n.decode_error,
+        epochs=n.epochs,
+        undated_epochs=n.undated_epochs,
+        rollover_repaired=n.rollover_repaired,
+        rollover_refused=n.rollover_refused,
+        losses=link.losses,
+        open_failures=link.open_failures,
+        baud_switches=link.baud_switches,
+        baud_searches=link.baud_searches,
+    )
 
 
 def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatus | None) -> list[Alarm]:

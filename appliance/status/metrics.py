@@ -33,6 +33,13 @@ stratum1_pps_ok                                   gauge    1 while pulses arrive
 stratum1_pps_pulses_total                         counter  pulses seen
 stratum1_gps_lock_breaks_total                    counter  times the receiver's seconds jumped and the lock broke
 stratum1_pps_unpaired_pulses_total                counter  pulses not paired with a second (misses)
+stratum1_gps_nmea_dropped_lines_total{reason}     counter  NMEA lines dropped: bad_checksum, no_checksum, truncated,
+                                                           too_long, decode_error
+stratum1_gps_garbage_bytes_total                  counter  bytes read outside any NMEA sentence
+stratum1_gps_undated_epochs_total                 counter  receiver epochs with no date known (or refused)
+stratum1_gps_rollover_dates_total{result}         counter  dates the GPS week rollover repair repaired or refused
+stratum1_gps_serial_events_total{event}           counter  the serial port's loss, open_failure, baud_switch,
+                                                           baud_search
 stratum1_leap_table_expiry_timestamp_seconds      gauge    when the leap-second table expires (POSIX)
 stratum1_start_time_seconds                       gauge    when the daemon started (POSIX)
 stratum1_alarm{code,severity}                     gauge    1 for each alarm raised, 0 for each known one not
@@ -48,7 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.sources.timekeeper import Basis
-from appliance.status.snapshot import Snapshot
+from appliance.status.snapshot import ReceiverCounters, Snapshot
 
 #: The selection state names, by ntpq tally code.
 STATE_NAMES = {
@@ -188,6 +195,8 @@ def families(snap: Snapshot) -> list[Family]:
                 (((), float(g.pulses_unpaired)),),
             ),
         ]
+    if g is not None:
+        out += _receiver_counters(g.counters)
     if snap.leap is not None:
         out.append(
             _g(
@@ -204,3 +213,43 @@ def families(snap: Snapshot) -> list[Family]:
         Family("stratum1_alarm", "gauge", "1 for each alarm raised, 0 for each not", ("code", "severity"), alarms)
     )
     return out
+
+
+def _receiver_counters(c: ReceiverCounters) -> list[Family]:
+    """The NMEA decoder's and the serial driver's counters: one family per kind of thing, the reason a label."""
+    dropped = tuple(
+        ((reason,), float(getattr(c, reason)))
+        for reason in ("bad_checksum", "no_checksum", "truncated", "too_long", "decode_error")
+    )
+    dates = ((("repaired",), float(c.rollover_repaired)), (("refused",), float(c.rollover_refused)))
+    events = (
+        (("loss",), float(c.losses)),
+        (("open_failure",), float(c.open_failures)),
+        (("baud_switch",), float(c.baud_switches)),
+        (("baud_search",), float(c.baud_searches)),
+    )
+    return [
+        Family("stratum1_gps_nmea_dropped_lines", "counter", "NMEA lines dropped, by reason", ("reason",), dropped),
+        Family(
+            "stratum1_gps_garbage_bytes",
+            "counter",
+            "Bytes outside any NMEA sentence",
+            (),
+            (((), float(c.garbage_bytes)),),
+        ),
+        Family(
+            "stratum1_gps_undated_epochs",
+            "counter",
+            "Receiver epochs with no date known (or refused)",
+            (),
+            (((), float(c.undated_epochs)),),
+        ),
+        Family(
+            "stratum1_gps_rollover_dates",
+            "counter",
+            "Dates the GPS week rollover repair moved forward or refused",
+            ("result",),
+            dates,
+        ),
+        Family("stratum1_gps_serial_events", "counter", "The GPS serial port's events", ("event",), events),
+    ]

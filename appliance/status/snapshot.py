@@ -113,6 +113,36 @@ class SatelliteStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiverCounters:
+    """What the NMEA decoder and the serial driver dropped, repaired and went through since they started.
+
+    The decoder's (:class:`appliance.nmea.counters.NmeaCounters`): ``bytes_in`` read, ``garbage_bytes``
+    outside any sentence, ``lines`` (candidate sentences), of which dropped: ``bad_checksum``,
+    ``no_checksum``, ``truncated``, ``too_long``, ``decode_error``; ``epochs`` reported, ``undated_epochs``
+    among them, dates moved by the GPS week rollover repair (``rollover_repaired``) or refused
+    (``rollover_refused``). The serial driver's: ``losses`` (the port failed while open), ``open_failures``,
+    ``baud_switches`` (rates tried by ``baud auto``), ``baud_searches`` (a locked rate went quiet).
+    """
+
+    bytes_in: int = 0
+    garbage_bytes: int = 0
+    lines: int = 0
+    bad_checksum: int = 0
+    no_checksum: int = 0
+    truncated: int = 0
+    too_long: int = 0
+    decode_error: int = 0
+    epochs: int = 0
+    undated_epochs: int = 0
+    rollover_repaired: int = 0
+    rollover_refused: int = 0
+    losses: int = 0
+    open_failures: int = 0
+    baud_switches: int = 0
+    baud_searches: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class GpsStatus:
     """The GPS receiver as its driver sees it (None in :class:`Snapshot` when no receiver is configured).
 
@@ -150,11 +180,14 @@ class GpsStatus:
     baud: int | None = None
     searching: bool = False
     link_why: str = ""
+    #: The decoder's and the serial driver's counts (all zero when the driver does not say).
+    counters: ReceiverCounters = ReceiverCounters()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GpsStatus:
         fields = dict(d)
         fields["sky"] = tuple(SatelliteStatus(**s) for s in fields.get("sky", ()))
+        fields["counters"] = ReceiverCounters(**fields.get("counters", {}))
         return cls(**fields)
 
 

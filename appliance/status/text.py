@@ -104,6 +104,42 @@ def receiver_words(g: GpsStatus) -> str | None:
     return None
 
 
+#: The counts ``stratum1 status`` shows when they are not zero: what was dropped, repaired, or went wrong.
+SHOWN_COUNTS = (
+    "bad_checksum",
+    "no_checksum",
+    "truncated",
+    "too_long",
+    "decode_error",
+    "garbage_bytes",
+    "undated_epochs",
+    "rollover_repaired",
+    "rollover_refused",
+    "losses",
+    "open_failures",
+    "baud_switches",
+    "baud_searches",
+)
+
+
+def counts_line(g: GpsStatus) -> str:
+    """The decoder's and the serial port's counts that are not zero, by name ("" when all are)."""
+    shown = [f"{name} {getattr(g.counters, name)}" for name in SHOWN_COUNTS if getattr(g.counters, name)]
+    return f"counts: {', '.join(shown)}" if shown else ""
+
+
+def rollover_line(previous: Snapshot | None, snap: Snapshot) -> str | None:
+    """The log line for the first GPS week-rollover repair (counted since ``previous``), or None."""
+    old = previous.gps.counters.rollover_repaired if previous is not None and previous.gps is not None else 0
+    new = snap.gps.counters.rollover_repaired if snap.gps is not None else 0
+    if old or not new:
+        return None
+    return (
+        "GPS: the receiver has the GPS week rollover bug (its dates are whole 1024-week cycles behind); its dates are "
+        "repaired ('stratum1 status' counts them: rollover_repaired)"
+    )
+
+
 def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
     """``stratum1 status`` (see the module docstring)."""
     s = snap.system
@@ -135,6 +171,9 @@ def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
         lines.append(
             f"           last fix {_utc(g.last_fix_ns)}, pulses {g.pulses} ({g.pulses_unpaired} unpaired){breaks}"
         )
+        counts = counts_line(g)
+        if counts:
+            lines.append(f"           {counts}")
     if s.basis == "holdover":
         lines.append(f"holdover:  estimated error {_us(s.error_ns)} and growing")
     if snap.leap is not None:

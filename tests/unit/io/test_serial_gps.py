@@ -387,6 +387,8 @@ def test_the_link_says_talking_wrong_rate_silent_gone(loop: EventLoop, tmp_path:
         pty.unplug()
         run_until(loop, lambda: not gps.is_open)
         assert state() is LinkState.GONE and gps.link().closed_why.startswith("lost: ")
+        # the counts status shows come along: the decoder's and the driver's
+        assert gps.link().losses == 1 and gps.link().nmea.epochs >= 1 and gps.link().nmea.garbage_bytes >= 300
     finally:
         gps.stop()
         pty.close()
