@@ -232,6 +232,7 @@ def snapshot_from(
             baud=serial.baud if serial is not None else None,
             searching=serial.searching if serial is not None else False,
             link_why=serial.closed_why if serial is not None else "",
+            autobaud=serial.autobaud if serial is not None else False,
             counters=receiver_counters(serial) if serial is not None else ReceiverCounters(),
         )
     alarms[:0] = _alarms(system, sources, gps_status)  # the time's own troubles first, the leap table's after
@@ -353,6 +354,14 @@ def _link_alarm(gps: GpsStatus) -> Alarm:
             "warning",
             f"the GPS talks at an unknown rate: bytes on {device} but no NMEA (baud auto: searching, trying {rate})",
             "wait for 'receiver talks at N baud' in the log; if it never comes, set the receiver to send NMEA",
+        )
+    if gps.autobaud:  # the rate it found went quiet: the driver searches again soon, and logs it
+        return Alarm(
+            "gps-unknown-rate",
+            "warning",
+            f"the GPS talks at an unknown rate: bytes on {device} but no NMEA at {rate}, the rate baud auto found",
+            "baud auto searches the rate again when NMEA stays away (the log says so); if it finds none, set the "
+            "receiver to send NMEA",
         )
     return Alarm(
         "gps-unknown-rate",

@@ -180,6 +180,8 @@ class GpsStatus:
     baud: int | None = None
     searching: bool = False
     link_why: str = ""
+    #: The rate is found by the driver (``baud auto``), not given.
+    autobaud: bool = False
     #: The decoder's and the serial driver's counts (all zero when the driver does not say).
     counters: ReceiverCounters = ReceiverCounters()
 

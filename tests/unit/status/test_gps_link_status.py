@@ -74,6 +74,13 @@ CASES = {
         f"receiver talks at an unknown rate (no NMEA on {PATH} at 9600 baud)",
         "'baud N'",
     ),
+    "wrong-rate-auto": (  # the rate baud auto found went quiet: it searches again by itself
+        SerialLink(PATH, **OPENED, autobaud=True, bytes_ns=T0 + 29 * NS_PER_S, nmea_ns=HEARD_AT),  # type: ignore[arg-type]
+        "gps-unknown-rate",
+        "GPS: wrong baud",
+        f"receiver talks at an unknown rate (no NMEA on {PATH} at 9600 baud)",
+        "baud auto searches the rate again",
+    ),
     "searching": (
         SerialLink(
             PATH,
