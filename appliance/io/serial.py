@@ -362,7 +362,12 @@ class SerialGps:
             port = self._open_port(self.path, baud)
         except (OSError, ValueError) as e:  # serial.SerialException is an OSError
             self.counters.open_failures += 1
-            self._closed_why = open_error_hint(self.path, e).removeprefix(f"{self.path}: ")
+            if self._closed_why.startswith("lost: "):  # a device that worked and vanished: the loss says why
+                code = getattr(e, "errno", None)  # pyserial's strerror is a sentence with the path in it
+                why = os.strerror(code) if isinstance(code, int) else str(e)
+                self._closed_why = f"{self._closed_why.split('; ')[0]}; not back: {why}"
+            else:  # never opened: the likely fix
+                self._closed_why = open_error_hint(self.path, e).removeprefix(f"{self.path}: ")
             if self._lost_since is None:
                 self._lost_since = self._now()
             if not self._reported:

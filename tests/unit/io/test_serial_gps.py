@@ -361,7 +361,7 @@ def test_the_link_says_talking_wrong_rate_silent_gone(loop: EventLoop, tmp_path:
     then the device pulled out; times on the driver's clock, restated by a clock step."""
     now = [T0]
     pty = PtyWriter(None, lambda: 0, link=tmp_path / "gps0")
-    gps = SerialGps(loop, pty.path, NmeaStream(POLICY), lambda fix: None, retry_s=60, now_ns=lambda: now[0])
+    gps = SerialGps(loop, pty.path, NmeaStream(POLICY), lambda fix: None, retry_s=0.02, now_ns=lambda: now[0])
 
     def state() -> LinkState:
         return link_state(gps.link(), now[0])
@@ -387,6 +387,10 @@ def test_the_link_says_talking_wrong_rate_silent_gone(loop: EventLoop, tmp_path:
         pty.unplug()
         run_until(loop, lambda: not gps.is_open)
         assert state() is LinkState.GONE and gps.link().closed_why.startswith("lost: ")
+        run_until(loop, lambda: gps.counters.open_failures >= 1)  # the retry: the device is not there
+        assert state() is LinkState.GONE
+        assert gps.link().closed_why.startswith("lost: ")
+        assert gps.link().closed_why.endswith("; not back: No such file or directory")
         # the counts status shows come along: the decoder's and the driver's
         assert gps.link().losses == 1 and gps.link().nmea.epochs >= 1 and gps.link().nmea.garbage_bytes >= 300
     finally:
