@@ -234,6 +234,8 @@ def test_the_page_in_chromium_shows_the_appliance_and_its_holdover(tmp_path: Pat
         assert page.by_id["headline"] == "synchronised to reference clock (holdover) at stratum 1"
         assert "WARNING holdover" in page.by_id["alarms"] and page.by_id["f-gps-pps"] == "missing"
         assert page.by_id["f-stratum"] == "1"
+        # the receiver is not there: the page says so, not "no fix"
+        assert page.by_id["f-gps-fix"].startswith("receiver gone (") and "gps-gone" in page.by_id["alarms"]
     finally:
         if web is not None:
             web.terminate()  # by its PID

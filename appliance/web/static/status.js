@@ -49,10 +49,23 @@
     };
   }
 
+  // why the receiver is not heard (its serial link), as appliance/status/text.py's receiver_words; null while it talks
+  function receiverWords(g) {
+    const device = g.device || "its port";
+    const rate = g.baud === null || g.baud === undefined ? "" : " at " + g.baud + " baud";
+    if (g.link === "gone") return "receiver gone (" + device + (g.link_why ? ": " + g.link_why : "") + ")";
+    if (g.link === "silent") return "receiver silent (no bytes on " + device + rate + ")";
+    if (g.link === "unknown-rate") {
+      return "receiver talks at an unknown rate (no NMEA on " + device + rate +
+        (g.searching ? ", searching the rate" : "") + ")";
+    }
+    return null;
+  }
+
   function gpsFields(g) {
     if (!g) return { "gps-fix": "none configured" };
     return {
-      "gps-fix": g.fix ? g.fix_mode : "none",
+      "gps-fix": receiverWords(g) || (g.fix ? g.fix_mode : "none"),
       "gps-used": g.satellites_used === null || !g.fix ? "?" : String(g.satellites_used),
       "gps-seen": g.satellites_in_view === null ? "?" : String(g.satellites_in_view),
       "gps-pps": g.pps ? "ok" : "missing",
