@@ -62,7 +62,7 @@ from appliance.state import UNSYNCHRONISED, SystemState
 from appliance.status.collect import AssocIds, snapshot_from
 from appliance.status.payload import status_line
 from appliance.status.snapshot import Snapshot
-from appliance.status.text import lock_break_line, rollover_line
+from appliance.status.text import leap_jump_line, lock_break_line, rollover_line
 from appliance.timebase import log2_from_ns
 
 log = logging.getLogger("stratum1")
@@ -450,6 +450,9 @@ class Appliance:
         repaired = rollover_line(previous, self.snapshot)
         if repaired is not None:
             log.warning("%s", repaired)
+        leapt = leap_jump_line(previous, self.snapshot)
+        if leapt is not None:
+            log.warning("%s", leapt)
         if self._status_server is not None:
             self._status_server.publish(status_line(self.snapshot))
         if self.stats is not None:

@@ -225,8 +225,9 @@ def open_error_hint(path: str, exc: BaseException) -> str:
     code = getattr(exc, "errno", None)
     if code == errno.ENOENT:
         return (
-            f"{path}: no such device (HAT: enable_uart=1 in config.txt and use /dev/serial0; "
-            "USB receivers appear as /dev/ttyACM0 or /dev/ttyUSB0)"
+            f"{path}: no such device (HAT: enable_uart=1 in config.txt and use /dev/gps0 or /dev/serial0, "
+            "but on a Pi 5 /dev/ttyAMA0: its serial0 is the debug UART; USB receivers appear as /dev/ttyACM0 "
+            "or /dev/ttyUSB0)"
         )
     if code in (errno.EACCES, errno.EPERM):
         return f"{path}: permission denied (run as root or add the service user to group 'dialout')"

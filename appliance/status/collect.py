@@ -227,6 +227,7 @@ def snapshot_from(
             sky=sky,
             sky_ns=g.satellites_ns if fresh else None,
             lock_breaks=gps.counters.lock_breaks,
+            leap_jumps=gps.counters.leap_jumps,
             link=link_state(serial, now_ns).value if serial is not None else LinkState.TALKING.value,
             device=serial.path if serial is not None else "",
             baud=serial.baud if serial is not None else None,

@@ -170,6 +170,8 @@ class GpsStatus:
     sky_ns: int | None = None
     #: Times the receiver's seconds jumped (an epoch that did not follow on) and the lock was broken.
     lock_breaks: int = 0
+    #: Month-end midnights at which the receiver's UTC moved by a leap second the clock had not taken.
+    leap_jumps: int = 0
     #: What the serial port hears of the receiver (:class:`appliance.nmea.link.LinkState`): ``talking`` (NMEA
     #: arrives: only then is ``fix`` the receiver's word), ``gone`` (the device vanished or will not open),
     #: ``silent`` (no bytes), ``unknown-rate`` (bytes but no NMEA); ``talking`` when the driver does not say.

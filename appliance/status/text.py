@@ -128,6 +128,19 @@ def counts_line(g: GpsStatus) -> str:
     return f"counts: {', '.join(shown)}" if shown else ""
 
 
+def leap_jump_line(previous: Snapshot | None, snap: Snapshot) -> str | None:
+    """The log line for a leap second the receiver took and the clock did not (since ``previous``), or None."""
+    old = previous.gps.leap_jumps if previous is not None and previous.gps is not None else 0
+    new = snap.gps.leap_jumps if snap.gps is not None else 0
+    if new <= old:
+        return None
+    return (
+        "GPS: the receiver's UTC moved by a leap second at midnight that the clock did not take (the leap-second "
+        "file had not announced it): the lock holds and the clock is corrected by that second now; install a "
+        "current leap-seconds.list (tzdata) so that the next one is served on time"
+    )
+
+
 def rollover_line(previous: Snapshot | None, snap: Snapshot) -> str | None:
     """The log line for the first GPS week-rollover repair (counted since ``previous``), or None."""
     old = previous.gps.counters.rollover_repaired if previous is not None and previous.gps is not None else 0

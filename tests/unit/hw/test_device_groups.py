@@ -35,7 +35,15 @@ DOC_CLAIM = re.compile(
 )
 #: The operator's docs that say which group owns a device (docs/gps.md is not here yet: its 'the serial
 #: port is the `stratum1` group's' in "Checking it" still needs to say `dialout`).
-DOCS = ("README.md", "hw/README.md", "docs/install.md", "docs/security.md", "docs/display.md", "docs/status.md")
+DOCS = (
+    "README.md",
+    "hw/README.md",
+    "docs/install.md",
+    "docs/security.md",
+    "docs/display.md",
+    "docs/status.md",
+    "docs/gps.md",
+)
 
 
 def rule_groups(text: str) -> dict[str, set[str]]:

@@ -22,7 +22,7 @@ from appliance.sources.timekeeper import Timekeeper
 from appliance.status import metrics
 from appliance.status.collect import AssocIds, snapshot_from
 from appliance.status.snapshot import Snapshot
-from appliance.status.text import lock_break_line, status_text
+from appliance.status.text import leap_jump_line, lock_break_line, status_text
 from appliance.timebase import NS_PER_S
 
 T0 = 1_795_000_000 * NS_PER_S
@@ -95,3 +95,26 @@ def test_a_lock_break_is_counted_shown_and_logged_once() -> None:
     counters = {f.name: f.samples[0][1] for f in metrics.families(after) if f.kind == "counter" and not f.labels}
     assert counters["stratum1_gps_lock_breaks"] == 1.0
     assert Snapshot.from_json(after.to_json()) == after
+
+
+def test_a_leap_second_the_clock_did_not_take_is_logged_once_and_keeps_the_lock() -> None:
+    """The leap-second file had expired: at the end of 2026 the receiver labels 23:59:60 and goes on a second
+    behind the clock. The lock holds (no lock-break warning); one line says what happened and what to do."""
+    midnight = 1_798_761_600 * NS_PER_S  # 2027-01-01 00:00:00 UTC
+    clock, rng = GpsClock(), random.Random(5)
+    snaps = []
+    for k in range(-20, 20):  # true seconds from the leap second; the local clock runs on (no leap inserted)
+        local = midnight + k * NS_PER_S
+        clock.on_pulse(Pulse(local + round(rng.gauss(0, 1000))))
+        label = midnight + (k if k < 0 else k - 1) * NS_PER_S  # 23:59:60 reads as 00:00:00 in POSIX
+        tod = (label % (86400 * NS_PER_S)) + (86400 * NS_PER_S if k == 0 else 0)
+        arrival = local + DELAY_NS
+        clock.on_fix(Fix(arrival, tod, label + (NS_PER_S if k == 0 else 0), True, FixMode.THREE_D))
+        snaps.append(snap(clock, arrival + 100_000_000))
+    lines = [leap_jump_line(a, b) for a, b in zip(snaps, snaps[1:], strict=False)]
+    said = [line for line in lines if line is not None]
+    assert len(said) == 1 and "leap second" in said[0] and "leap-seconds.list" in said[0]
+    last = snaps[-1]
+    assert last.gps is not None and last.gps.leap_jumps == 1 and last.gps.lock_breaks == 0 and last.gps.locked
+    assert all(lock_break_line(a, b) is None for a, b in zip(snaps, snaps[1:], strict=False))
+    assert Snapshot.from_json(last.to_json()) == last
