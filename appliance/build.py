@@ -281,11 +281,14 @@ def _add_nmea(
         GpsSettings(convention, setup.nmea_delay_ns if setup else None, setup.pps_offset_ns if setup else 0)
     )
     has_pps = setup is None or setup.pps_path is not None
+    pulse_refid = "PPS" if has_pps and not explicit_refid else None
+    if setup is not None and setup.pulse_refid is not None:
+        pulse_refid = setup.pulse_refid  # the refid of the pps line paired with it
     edge.tk.add_refclock(
         RefclockSource(settings),
         why_unusable=nmea.why_unusable,
         stepped=functools.partial(_nmea_stepped, stream, nmea),
-        pulse_refid="PPS" if has_pps and not explicit_refid else None,
+        pulse_refid=pulse_refid,
     )
     return nmea
 

@@ -15,7 +15,11 @@ Pairing: an NMEA receiver with its own PPS (``ppspath``, ntpd's fudge
 ``server 127.127.22.u``) goes to the first NMEA receiver without one, as
 ntpd's NMEA+ATOM pair has always been set up; with no such receiver it is
 a source of its own, ntpd's ATOM: a bare PPS numbered by whatever the
-system is synchronised to (a gpsd SHM segment, an upstream server).
+system is synchronised to (a gpsd SHM segment, an upstream server). A
+paired ``pps`` line's ``time1``, ``refid`` (of the pulse updates) and
+``prefer`` act on the pair; one with ``noselect`` is never paired (its
+pulses are not to be used: it stays its own source, not selected); its
+``stratum`` and ``minpoll`` are warned about, the pair has the NMEA line's.
 
 The rest of this docstring is about the NMEA receiver's spellings.
 
@@ -74,6 +78,8 @@ class GpsSetup:
     convention: Convention = Convention.CURRENT
     autobaud: bool = False
     prefer: bool = False
+    #: the refid of the updates made of pulses (a paired ``pps`` line's ``refid``; None: ``PPS``)
+    pulse_refid: str | None = None
 
 
 def gps_setup(config: Config) -> GpsSetup | None:
@@ -84,23 +90,55 @@ def gps_setup(config: Config) -> GpsSetup | None:
     return None
 
 
-def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, Location | None]]:
-    """Each NMEA line's setup, and where the PPS line it took (if any) is."""
-    out: list[tuple[Location, GpsSetup, Location | None]] = []
-    taken: set[Location] = set()
-    pps_lines: list[tuple[str, int, Location]] = [
-        (_pps_path(r.options, r.unit), r.time1_ns or 0, r.location) for r in config.refclocks if r.driver == "pps"
+@dataclass(frozen=True, slots=True)
+class _PpsLine:
+    """A ``pps`` line that may pair with an NMEA receiver: its device, ``time1``, and what else it says."""
+
+    path: str
+    time1_ns: int
+    location: Location
+    said: _Said
+    #: where its fudge is (ntpd's spelling: refid and stratum come from there), else the line itself
+    fudge_at: Location
+
+
+def _pps_lines(config: Config) -> list[_PpsLine]:
+    """Every ``pps`` line, in either spelling: the NTPsec lines first, then ntpd's."""
+    out = [
+        _PpsLine(_pps_path(r.options, r.unit), r.time1_ns or 0, r.location, _Said.of_refclock(r), r.location)
+        for r in config.refclocks
+        if r.driver == "pps"
     ]
     for srv in config.servers:
         if srv.refclock is not None and srv.refclock[0] == PPS_DRIVER:
             fudge = config.fudge_for(srv.host)
-            t1 = (fudge.time1_ns or 0) if fudge else 0
-            pps_lines.append((f"/dev/pps{srv.refclock[1]}", t1, srv.location))
+            out.append(
+                _PpsLine(
+                    f"/dev/pps{srv.refclock[1]}",
+                    (fudge.time1_ns or 0) if fudge else 0,
+                    srv.location,
+                    _Said.of_server(srv, config),
+                    fudge.location if fudge else srv.location,
+                )
+            )
+    return out
 
-    def free_pps() -> tuple[str, int, Location] | None:
+
+def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, _PpsLine | None]]:
+    """Each NMEA line's setup, and the ``pps`` line it took (if any).
+
+    A ``pps`` line with ``noselect`` is never taken: its pulses are not to be
+    used, so it stays a source of its own, shown and not selected, as ntpd's
+    ATOM association with ``noselect`` is.
+    """
+    out: list[tuple[Location, GpsSetup, _PpsLine | None]] = []
+    taken: set[Location] = set()
+    pps_lines = _pps_lines(config)
+
+    def free_pps() -> _PpsLine | None:
         for p in pps_lines:
-            if p[2] not in taken:
-                taken.add(p[2])
+            if p.location not in taken and not p.said.noselect:
+                taken.add(p.location)
                 return p
         return None
 
@@ -113,10 +151,9 @@ def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, Location | No
         pps_offset = r.time1_ns or 0
         if pps is None and opts.get("flag1") == "1":
             pps, pps_at = f"/dev/gpspps{r.unit}", r.location
-        if pps is None:
-            found = free_pps()
-            if found is not None:
-                pps, pps_offset, pps_at = found[0], found[1] or pps_offset, found[2]
+        found = free_pps() if pps is None else None
+        if found is not None:
+            pps, pps_offset, pps_at = found.path, found.time1_ns or pps_offset, found.location
         baud = opts.get("baud")
         if baud is None and "mode" in opts:
             baud = str(_MODE_BAUDS.get((int(opts["mode"]) >> 4) & 7, 9600))
@@ -130,9 +167,10 @@ def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, Location | No
             nmea_delay_ns=r.time2_ns,
             pps_offset_ns=pps_offset,
             autobaud=baud.lower() == "auto",
-            prefer=r.prefer,
+            prefer=r.prefer or (found is not None and found.said.prefer),
+            pulse_refid=found.said.refid if found is not None else None,
         )
-        out.append((r.location, setup, pps_at if pps_at != r.location else None))
+        out.append((r.location, setup, found))
     for s in config.servers:
         rc = s.refclock
         if rc is None or rc[0] != NMEA_DRIVER:
@@ -143,12 +181,13 @@ def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, Location | No
         pps = None
         pps_at = None
         pps_offset = (fudge.time1_ns or 0) if fudge else 0
+        found = None
         if flags.get(1) and fudge is not None:
             pps, pps_at = f"/dev/gpspps{unit}", fudge.location
         else:
             found = free_pps()
             if found is not None:
-                pps, pps_offset, pps_at = found[0], found[1] or pps_offset, found[2]
+                pps, pps_offset, pps_at = found.path, found.time1_ns or pps_offset, found.location
         mode = s.mode or 0
         setup = GpsSetup(
             serial_path=f"/dev/gps{unit}",
@@ -158,9 +197,41 @@ def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, Location | No
             pps_location=pps_at,
             nmea_delay_ns=fudge.time2_ns if fudge else None,
             pps_offset_ns=pps_offset,
-            prefer=s.prefer,
+            prefer=s.prefer or (found is not None and found.said.prefer),
+            pulse_refid=found.said.refid if found is not None else None,
         )
-        out.append((s.location, setup, pps_at))
+        out.append((s.location, setup, found))
+    return out
+
+
+def _pairing_warnings(config: Config) -> list[ConfigWarning]:
+    """A ``pps`` line paired with an NMEA receiver is one source with it: what of the pps line cannot act.
+
+    Its ``time1`` (the pulse offset), ``refid`` (the refid of the pulse
+    updates), ``prefer`` (the pair is preferred) and ``noselect`` (never
+    paired) act; its stratum and poll are the NMEA line's.
+    """
+    out = []
+    for _, setup, pps in _nmea_setups(config):
+        if pps is None:
+            continue
+        nmea_at = setup.location
+        paired = f"the PPS is paired with the NMEA receiver at {nmea_at} into one source"
+        if pps.said.stratum is not None:
+            which = "this PPS line" if pps.fudge_at == pps.location else f"the PPS line at {pps.location}"
+            out.append(
+                ConfigWarning(
+                    pps.fudge_at,
+                    f"stratum for {which} has no effect: {paired}, whose stratum that line gives; ignored",
+                )
+            )
+        if pps.said.minpoll is not None:
+            out.append(
+                ConfigWarning(
+                    pps.location,
+                    f"minpoll for this PPS line has no effect: {paired}, which polls as that line says; ignored",
+                )
+            )
     return out
 
 
@@ -183,7 +254,7 @@ def setup_warnings(config: Config) -> list[ConfigWarning]:
                 "add the receiver's NMEA offset ('time2 0.5' for 0.5 s) or a PPS source",
             )
         )
-    return out + refclock_warnings(config)
+    return out + refclock_warnings(config) + _pairing_warnings(config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +388,7 @@ class RefclockLine:
 
 def refclock_lines(config: Config) -> tuple[RefclockLine, ...]:
     """Every reference clock line but the local clock's, in the config's order (see the module docstring)."""
-    setups = {at: (setup, pps_at) for at, setup, pps_at in _nmea_setups(config)}
+    setups = {at: (setup, pps.location if pps else None) for at, setup, pps in _nmea_setups(config)}
     taken = {pps_at for _, pps_at in setups.values() if pps_at is not None}
     out: list[RefclockLine] = []
     for r in config.refclocks:
@@ -431,7 +502,7 @@ def _line(
         pulse_offset_ns=pulse_offset,
         time_offset_ns=time_offset,
         precision=precision,
-        prefer=said.prefer,
+        prefer=said.prefer or (gps is not None and gps.prefer),
         noselect=said.noselect,
         kinds=kinds,
     )
