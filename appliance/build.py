@@ -424,7 +424,7 @@ def _start_shm(edge: Edge, line: RefclockLine, running: Running) -> None:
     from appliance.io.shm import ShmDriver
 
     edge.tk.add_refclock(RefclockSource(line.settings))
-    driver = ShmDriver(line.unit, max_delta_ns=line.shm_max_delta_ns)
+    driver = ShmDriver(line.unit, mode=line.shm_mode, max_delta_ns=line.shm_max_delta_ns)
     _run_polled(edge, line, driver, running)
 
 

@@ -6,9 +6,12 @@ the copy and clears ``valid`` when told to. libc is called through
 ``ctypes.CDLL(None)`` (DESIGN.md: interposing test harnesses see the calls).
 
 Like ntpd and chrony, :class:`ShmDriver` creates the segment when it does
-not exist yet (``IPC_CREAT``, 0600 for units 0-1 and 0666 from unit 2), so
-it does not matter whether gpsd or stratum1 starts first: gpsd attaches to
-the segment stratum1 made and the other way round. Nothing here removes a
+not exist yet (``IPC_CREAT``, 0600 for units 0-1 and for a unit whose line
+says ``mode 1``, 0666 for the others), so it does not matter whether gpsd or
+stratum1 starts first: gpsd attaches to the segment stratum1 made and the
+other way round. A private segment that already exists with more than
+owner access (made by another program, or before the line said ``mode 1``)
+is refused, not read: anyone who may write it could set the time. Nothing here removes a
 segment (``IPC_RMID``): the kernel frees it when the last process detaches
 and nobody marked it otherwise, and a segment gpsd made is gpsd's.
 
@@ -52,6 +55,11 @@ class Segment(Protocol):
 
     def detach(self) -> None: ...
 
+    @property
+    def perm(self) -> int:
+        """The segment's permission bits (``shm_perm.mode & 0o777``), as the kernel has them now."""
+        ...
+
 
 class SegmentBackend(Protocol):
     """Attaches (creating when missing) the segment with a key."""
@@ -68,13 +76,29 @@ def native_layout() -> ShmLayout:
     return LAYOUT_64 if ctypes.sizeof(ctypes.c_long) == 8 else LAYOUT_32
 
 
-class _SysvSegment:
-    __slots__ = ("_libc", "_addr", "_size")
+#: ``shmctl`` command that copies the segment's ``struct shmid_ds`` out.
+IPC_STAT = 2
+#: Where ``shm_perm.mode`` is in ``struct shmid_ds``, after the key, uid, gid, cuid and cgid (4 octets each,
+#: on every Linux ABI); its low 16 bits (little-endian) hold the permissions.
+_PERM_MODE_OFFSET = 20
 
-    def __init__(self, libc: ctypes.CDLL, addr: int, size: int) -> None:
+
+class _SysvSegment:
+    __slots__ = ("_libc", "_addr", "_size", "_shmid")
+
+    def __init__(self, libc: ctypes.CDLL, addr: int, size: int, shmid: int = -1) -> None:
         self._libc = libc
         self._addr: int | None = addr
         self._size = size
+        self._shmid = shmid
+
+    @property
+    def perm(self) -> int:
+        buf = ctypes.create_string_buffer(512)  # larger than any ABI's struct shmid_ds
+        if self._libc.shmctl(self._shmid, IPC_STAT, buf) == -1:
+            err = ctypes.get_errno()
+            raise OSError(err, f"shmctl(IPC_STAT): {os.strerror(err)}")
+        return int.from_bytes(buf.raw[_PERM_MODE_OFFSET : _PERM_MODE_OFFSET + 2], "little") & 0o777
 
     def _base(self) -> int:
         if self._addr is None:
@@ -107,6 +131,8 @@ class SysvShm:
         libc.shmat.restype = ctypes.c_void_p
         libc.shmdt.argtypes = [ctypes.c_void_p]
         libc.shmdt.restype = ctypes.c_int
+        libc.shmctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        libc.shmctl.restype = ctypes.c_int
         self._libc = libc
 
     def attach(self, key: int, size: int, perm: int) -> Segment:
@@ -119,26 +145,29 @@ class SysvShm:
         if addr is None or addr == ctypes.c_void_p(-1).value:
             err = ctypes.get_errno()
             raise OSError(err, f"shmat(0x{key:08x}): {os.strerror(err)}")
-        return _SysvSegment(self._libc, int(addr), size)
+        return _SysvSegment(self._libc, int(addr), size, shmid)
 
 
 class ShmDriver:
     """The ``shm`` driver of unit ``unit`` (segment NTPu): one sample per poll at most.
 
     ``max_age_ns`` and ``max_delta_ns`` are :class:`~appliance.refclock.shm.ShmReader`'s
-    (``max_delta_ns=None``: ntpd's ``flag1``, no limit).
+    (``max_delta_ns=None``: ntpd's ``flag1``, no limit). ``mode`` is the
+    line's (bit 0: a private segment from unit 2 on, as units 0-1 always are).
     """
 
     def __init__(
         self,
         unit: int,
         *,
+        mode: int = 0,
         backend: SegmentBackend | None = None,
         layout: ShmLayout | None = None,
         max_age_ns: int = DEFAULT_MAX_AGE_NS,
         max_delta_ns: int | None = DEFAULT_MAX_DELTA_NS,
     ) -> None:
         self.unit = unit
+        self.perm = shm_perm(unit, mode)
         self._backend = backend
         self._layout = layout if layout is not None else native_layout()
         self._reader = ShmReader(self._layout, max_age_ns=max_age_ns, max_delta_ns=max_delta_ns)
@@ -159,10 +188,21 @@ class ShmDriver:
         backend = self._backend if self._backend is not None else SysvShm()
         self._backend = backend
         try:
-            self._segment = backend.attach(shm_key(self.unit), self._layout.size, shm_perm(self.unit))
+            segment = backend.attach(shm_key(self.unit), self._layout.size, self.perm)
+            has = segment.perm if self.perm == 0o600 else 0o600
         except OSError as e:
             self.open_errors += 1
             raise OSError(e.errno, f"SHM unit {self.unit} ({self.name}): {e.strerror}") from None
+        if has & 0o077:
+            segment.detach()
+            self.open_errors += 1
+            raise OSError(
+                errno.EPERM,
+                f"SHM unit {self.unit} ({self.name}) is to be private (owner only) but the segment exists with mode "
+                f"0{has:o}, so other users could set the time through it; not read. Remove it "
+                f"(ipcrm -M 0x{shm_key(self.unit):08x}) and restart its writer, or make the writer create it 0600",
+            )
+        self._segment = segment
 
     def poll(self, now_ns: int) -> Readings:
         """Copy the segment, judge it, clear ``valid`` when it was read; the sample if there was a good one."""

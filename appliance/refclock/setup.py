@@ -52,6 +52,7 @@ from appliance.config.model import Config, ConfigWarning, Location, Refclock, Se
 from appliance.refclock.driver import DRIVERS, DriverInfo, Time2, offsets_ns
 from appliance.refclock.gps import Convention
 from appliance.refclock.sample import SampleKind
+from appliance.refclock.shm import SHM_MODE_PRIVATE
 from appliance.refclock.source import RefclockSettings
 from appliance.timebase import NS_PER_S
 
@@ -339,7 +340,6 @@ _IGNORED_OPTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "flag2": "has no meaning for the shm driver",
                 "flag3": "has no meaning for the shm driver",
                 "flag4": "has no meaning for the shm driver",
-                "mode": "has no effect: both SHM modes (0 and 1) are read as the segment says",
                 "path": "has no meaning for the shm driver (the unit names the segment)",
                 "ppspath": "has no meaning for the shm driver",
                 "baud": "has no meaning for the shm driver",
@@ -378,6 +378,8 @@ class RefclockLine:
     pps_path: str | None = None
     device: str | None = None
     shm_max_delta_ns: int | None = 4 * 3600 * NS_PER_S
+    #: an ``shm`` line's ``mode`` (bit 0: the segment is private, 0600, from unit 2 on too)
+    shm_mode: int = 0
     pps_taken_from: Location | None = None
     options: tuple[tuple[str, str], ...] = field(default=())
 
@@ -414,6 +416,8 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
             if why:
                 out.append(ConfigWarning(r.location, f"refclock {r.driver} option '{opt}' {why}, ignored"))
         out += _poll_warning(r.location, r.minpoll, r.maxpoll)
+        if r.driver == "shm":
+            out += _shm_mode_warning(r.location, f"refclock shm unit {r.unit}", dict(r.options).get("mode"))
     for s in config.servers:
         rc = s.refclock
         if rc is None or rc[0] == 1:
@@ -426,10 +430,25 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
                 why = _IGNORED_OPTIONS.get(driver, {}).get(f"flag{n}")
                 if why:
                     out.append(ConfigWarning(fudge.location, f"fudge flag{n} for {s.host} {why}, ignored"))
-        if s.mode is not None and driver in ("pps", "shm"):
+        if s.mode is not None and driver == "pps":
             why = _IGNORED_OPTIONS[driver]["mode"]
             out.append(ConfigWarning(s.location, f"server {s.host} option 'mode' {why}, ignored"))
+        if driver == "shm":
+            out += _shm_mode_warning(s.location, f"server {s.host}", None if s.mode is None else str(s.mode))
     return out
+
+
+def _shm_mode_warning(at: Location, what: str, mode: str | None) -> list[ConfigWarning]:
+    """The ``mode`` of an shm line: bit 0 makes the segment private (acted on); the other bits are reserved."""
+    if mode is None or not int(mode) & ~SHM_MODE_PRIVATE:
+        return []
+    return [
+        ConfigWarning(
+            at,
+            f"{what} mode {mode}: only bit 0 (1: a private, owner-only segment) means something; "
+            f"the other bits (0x{int(mode) & ~SHM_MODE_PRIVATE:x}) are reserved, ignored",
+        )
+    ]
 
 
 def _poll_warning(at: Location, lo: int | None, hi: int | None) -> list[ConfigWarning]:
@@ -524,6 +543,7 @@ def _line(
         pps_path=pps_path,
         device=said.options.get("path") if driver == "gpsd" else None,
         shm_max_delta_ns=max_delta,
+        shm_mode=int(said.options.get("mode", "0")) if driver == "shm" else 0,
         pps_taken_from=at if driver == "pps" and at in taken else None,
         options=tuple(said.options.items()),
     )

@@ -3,8 +3,9 @@
 gpsd (and ntpd's other feeders) write their samples into SysV shared-memory
 segments named ``NTP0``, ``NTP1``..: key ``0x4E545030 + unit`` ("NTP0" in
 ASCII). Units 0 and 1 are created owner-only (mode 0600, so only root
-writes them), units 2 and up world-writable (0666), as ntpd creates them and
-gpsd attaches them (gpsd started as root feeds a receiver's serial time into
+writes them), units 2 and up world-writable (0666) unless the line's
+``mode`` has bit 0 set (ntpd's ``SHM_MODE_PRIVATE``: 0600 too), as ntpd
+creates them and gpsd attaches them (gpsd started as root feeds a receiver's serial time into
 NTP0 and its PPS into NTP1). The segment holds one ``struct shmTime``, as
 ntpd's ``refclock_shm.c`` and gpsd's ``ntpshm.h`` define it::
 
@@ -95,9 +96,29 @@ def shm_key(unit: int) -> int:
     return SHM_KEY_BASE + unit
 
 
-def shm_perm(unit: int) -> int:
-    """The permissions ntpd and gpsd create unit ``unit`` with: 0600 for units 0-1, 0666 from unit 2."""
-    return 0o600 if unit < 2 else 0o666
+#: ntpd's ``SHM_MODE_PRIVATE``: bit 0 of a ``server 127.127.28.u mode M`` (NTPsec: ``refclock shm mode M``).
+SHM_MODE_PRIVATE = 1
+
+
+def shm_private(unit: int, mode: int = 0) -> bool:
+    """Whether unit ``unit`` is an owner-only segment: units 0-1 always, from unit 2 with ``mode`` bit 0.
+
+    As ntpd's ``refclock_shm.c`` (``forall = unit >= 2 && !(mode & SHM_MODE_PRIVATE)``) and NTPsec's
+    ``driver_shm``: the ``mode`` of the server line, not the ``mode`` field inside the segment.
+
+    >>> shm_private(0), shm_private(2), shm_private(2, mode=1)
+    (True, False, True)
+    """
+    return unit < 2 or bool(mode & SHM_MODE_PRIVATE)
+
+
+def shm_perm(unit: int, mode: int = 0) -> int:
+    """The permissions ntpd creates unit ``unit`` with: 0600 when private (:func:`shm_private`), else 0666.
+
+    >>> oct(shm_perm(1)), oct(shm_perm(2)), oct(shm_perm(3, mode=1))
+    ('0o600', '0o666', '0o600')
+    """
+    return 0o600 if shm_private(unit, mode) else 0o666
 
 
 @dataclass(frozen=True, slots=True)

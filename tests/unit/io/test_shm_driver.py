@@ -184,3 +184,49 @@ def test_real_sysv_attach_error_names_the_key() -> None:
             seg.read()
     finally:
         assert libc.shmctl(shmid, IPC_RMID, None) == 0
+
+
+@pytest.mark.parametrize(("unit", "mode", "perm"), [(2, 1, 0o600), (3, 3, 0o600), (2, 0, 0o666), (0, 0, 0o600)])
+def test_mode_bit_0_makes_a_private_segment_from_unit_2_on(unit: int, mode: int, perm: int) -> None:
+    """ntpd's SHM_MODE_PRIVATE: ``server 127.127.28.2 mode 1`` is created 0600, as units 0-1 always are."""
+    shm = FakeShm()
+    ShmDriver(unit, mode=mode, backend=shm, layout=LAYOUT_64).open()
+    assert shm.segment(0x4E545030 + unit).perm == perm
+
+
+@pytest.mark.parametrize(("unit", "mode"), [(0, 0), (1, 0), (2, 1)])
+def test_a_private_segment_that_exists_world_writable_is_refused(unit: int, mode: int) -> None:
+    shm = FakeShm()
+    seg = shm.create(0x4E545030 + unit, perm=0o666)  # made by another program
+    seg.put(clock_ns=T0, receive_ns=T0 + 90 * MS)
+    drv = ShmDriver(unit, mode=mode, backend=shm, layout=LAYOUT_64)
+    with pytest.raises(OSError, match=rf"SHM unit {unit} \(NTP{unit}\) is to be private.*mode 0666") as e:
+        drv.open()
+    assert e.value.errno == errno.EPERM and f"ipcrm -M 0x{0x4E545030 + unit:08x}" in str(e.value)
+    assert not drv.is_open and seg.attached == 0 and drv.counters()["open_errors"] == 1
+
+
+def test_a_public_unit_attaches_to_a_world_writable_segment() -> None:
+    shm = FakeShm()
+    shm.create(0x4E545032, perm=0o666)
+    drv = ShmDriver(2, backend=shm, layout=LAYOUT_64)
+    drv.open()
+    assert drv.is_open
+
+
+def test_the_real_segments_mode_is_read_from_the_kernel() -> None:
+    """A real private unit whose segment exists 0666 is refused; the kernel's mode is what is checked."""
+    libc = _libc()
+    shmid = libc.shmget(TEST_KEY, 96, 0o666 | 0o1000 | 0o2000)
+    if shmid == -1:
+        pytest.skip(f"cannot make a test segment: errno {ctypes.get_errno()}")
+    try:
+        drv = ShmDriver(0, backend=_TestKey(), layout=native_layout())
+        with pytest.raises(OSError, match="mode 0666") as e:
+            drv.open()
+        assert e.value.errno == errno.EPERM
+        seg = SysvShm().attach(TEST_KEY, 16, 0o600)
+        assert seg.perm == 0o666
+        seg.detach()
+    finally:
+        assert libc.shmctl(shmid, IPC_RMID, None) == 0
