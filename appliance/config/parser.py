@@ -87,6 +87,9 @@ MAX_HOLDOVER_S = 1
 #: Largest reference clock offset (``time1``, ``time2``) in seconds either way: a receiver's seconds are
 #: paired with its pulses within one second, so a larger offset would number every second wrongly.
 MAX_REFCLOCK_OFFSET_S = 1
+#: Largest ``time2`` accepted for the shm driver (s), where it is the largest offset believed: ntpd takes
+#: 1 to 86400 and ignores the rest, so the rest parses (and is warned about) up to this bound.
+MAX_SHM_TIME2_S = 10**9
 #: The strata a line may give (``fudge``, ``refclock``, ``tos orphan``): 0 is what a Kiss-o'-Death carries
 #: and 16 means unsynchronised, so a server serving either would tell every client to stop or to look away.
 STRATUM_RANGE = (1, 15)
@@ -237,6 +240,14 @@ def _seconds_ns(c: _Cursor, tok: Token, what: str, limit_s: int = MAX_OFFSET_S) 
 def _refclock_offset_ns(c: _Cursor, tok: Token, what: str) -> int:
     """A reference clock's ``time1``/``time2`` (s) as ns, within :data:`MAX_REFCLOCK_OFFSET_S`."""
     return _seconds_ns(c, tok, what, MAX_REFCLOCK_OFFSET_S)
+
+
+def _refclock_time2_ns(c: _Cursor, tok: Token, driver: str) -> int:
+    """``time2`` (s) as ns: an offset within :data:`MAX_REFCLOCK_OFFSET_S`, but for the shm driver the
+    largest offset believed (ntpd's 1 to 86400 s; refclock/setup.py warns about a value ntpd ignores)."""
+    if driver == "shm":
+        return _seconds_ns(c, tok, "time2", MAX_SHM_TIME2_S)
+    return _refclock_offset_ns(c, tok, "time2")
 
 
 def _stratum(c: _Cursor, tok: Token, what: str = "stratum") -> int:
@@ -621,7 +632,7 @@ def _fudge(b: _Builder, c: _Cursor) -> None:
         if opt == "time1":
             fudge = replace(fudge, time1_ns=_refclock_offset_ns(c, c.value(opt), opt))
         elif opt == "time2":
-            fudge = replace(fudge, time2_ns=_refclock_offset_ns(c, c.value(opt), opt))
+            fudge = replace(fudge, time2_ns=_refclock_time2_ns(c, c.value(opt), REFCLOCK_TYPES[clock[0]]))
         elif opt == "stratum":
             fudge = replace(fudge, stratum=_stratum(c, c.value(opt)))
         elif opt == "refid":
@@ -697,7 +708,7 @@ def _refclock_option(c: _Cursor, clock: Refclock, opt: str, value: Token) -> Ref
     if opt == "time1":
         return replace(clock, time1_ns=_refclock_offset_ns(c, value, opt))
     if opt == "time2":
-        return replace(clock, time2_ns=_refclock_offset_ns(c, value, opt))
+        return replace(clock, time2_ns=_refclock_time2_ns(c, value, clock.driver))
     if opt == "refid":
         return replace(clock, refid=_refid(c, value))
     if opt in ("path", "ppspath"):

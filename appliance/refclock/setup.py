@@ -52,7 +52,7 @@ from appliance.config.model import Config, ConfigWarning, Location, Refclock, Se
 from appliance.refclock.driver import DRIVERS, DriverInfo, Time2, offsets_ns
 from appliance.refclock.gps import Convention
 from appliance.refclock.sample import SampleKind
-from appliance.refclock.shm import SHM_MODE_PRIVATE
+from appliance.refclock.shm import DEFAULT_MAX_DELTA_NS, SHM_MODE_PRIVATE
 from appliance.refclock.source import RefclockSettings
 from appliance.timebase import NS_PER_S
 
@@ -377,7 +377,7 @@ class RefclockLine:
     gps: GpsSetup | None = None
     pps_path: str | None = None
     device: str | None = None
-    shm_max_delta_ns: int | None = 4 * 3600 * NS_PER_S
+    shm_max_delta_ns: int | None = DEFAULT_MAX_DELTA_NS
     #: an ``shm`` line's ``mode`` (bit 0: the segment is private, 0600, from unit 2 on too)
     shm_mode: int = 0
     pps_taken_from: Location | None = None
@@ -418,6 +418,7 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
         out += _poll_warning(r.location, r.minpoll, r.maxpoll)
         if r.driver == "shm":
             out += _shm_mode_warning(r.location, f"refclock shm unit {r.unit}", dict(r.options).get("mode"))
+            out += _shm_time2_warning(r.location, r.time2_ns, dict(r.options).get("flag1") == "1")
     for s in config.servers:
         rc = s.refclock
         if rc is None or rc[0] == 1:
@@ -435,6 +436,8 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
             out.append(ConfigWarning(s.location, f"server {s.host} option 'mode' {why}, ignored"))
         if driver == "shm":
             out += _shm_mode_warning(s.location, f"server {s.host}", None if s.mode is None else str(s.mode))
+            if fudge is not None:
+                out += _shm_time2_warning(fudge.location, fudge.time2_ns, dict(fudge.flags).get(1, False))
     return out
 
 
@@ -447,6 +450,45 @@ def _shm_mode_warning(at: Location, what: str, mode: str | None) -> list[ConfigW
             at,
             f"{what} mode {mode}: only bit 0 (1: a private, owner-only segment) means something; "
             f"the other bits (0x{int(mode) & ~SHM_MODE_PRIVATE:x}) are reserved, ignored",
+        )
+    ]
+
+
+#: The ``time2`` ntpd's shm driver takes (s); a value outside is ignored and the default used.
+SHM_TIME2_RANGE_S = (1, 86_400)
+
+
+def shm_max_delta_ns(time2_ns: int | None, *, flag1: bool = False) -> int | None:
+    """The largest offset an shm line believes, as ntpd's ``shm_control`` has it (None: any, ``flag1``).
+
+    ``time2`` from 1 to 86400 s, rounded to whole seconds; anything else (a value under 1 s among them) is
+    ignored and 4 hours used.
+
+    >>> [shm_max_delta_ns(t) // NS_PER_S for t in (None, 600 * NS_PER_S, 2_600_000_000, NS_PER_S // 2)]
+    [14400, 600, 3, 14400]
+    """
+    if flag1:
+        return None
+    lo, hi = SHM_TIME2_RANGE_S
+    if time2_ns is None or not lo * NS_PER_S <= time2_ns <= hi * NS_PER_S:
+        return DEFAULT_MAX_DELTA_NS
+    return (time2_ns + NS_PER_S // 2) // NS_PER_S * NS_PER_S
+
+
+def _shm_time2_warning(at: Location, time2_ns: int | None, flag1: bool) -> list[ConfigWarning]:
+    if time2_ns is None:
+        return []
+    said = f"time2 {time2_ns / NS_PER_S:g}"
+    if flag1:
+        return [ConfigWarning(at, f"shm {said} has no effect: flag1 believes any offset; ignored")]
+    lo, hi = SHM_TIME2_RANGE_S
+    if lo * NS_PER_S <= time2_ns <= hi * NS_PER_S:
+        return []
+    return [
+        ConfigWarning(
+            at,
+            f"shm {said}: for the shm driver time2 is the largest offset believed, {lo} to {hi} s as in ntpd; "
+            "this value is outside that, so ntpd's default (4 h) is used, as ntpd does",
         )
     ]
 
@@ -525,12 +567,9 @@ def _line(
         noselect=said.noselect,
         kinds=kinds,
     )
-    max_delta: int | None = 4 * 3600 * NS_PER_S
+    max_delta: int | None = DEFAULT_MAX_DELTA_NS
     if info.time2 is Time2.MAX_DELTA:
-        if said.options.get("flag1") == "1":
-            max_delta = None
-        elif said.time2_ns:
-            max_delta = said.time2_ns
+        max_delta = shm_max_delta_ns(said.time2_ns, flag1=said.options.get("flag1") == "1")
     pps_path = None
     if driver == "pps":
         pps_path = said.options.get("path", f"/dev/pps{unit}")
