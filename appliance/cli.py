@@ -603,9 +603,31 @@ def _stat_mode(path: str) -> int:
     return os.stat(path).st_mode
 
 
+def listen_warnings(config: Config) -> list[ConfigWarning]:
+    """What ``serve`` would say of the ``interface`` lines on this machine: each that names nothing here, and
+    (when they all do) that it would refuse to serve rather than serve on every address."""
+    from appliance.config.listen import listen_plan
+    from appliance.io.ifaddrs import interface_addresses
+
+    wanted = [x for x in config.listen if x.action == "listen"]
+    if not config.listen:
+        return []
+    plan = listen_plan(config.listen, interface_addresses())
+    found = list(plan.warnings)
+    if not plan.addresses:
+        found.append(
+            ConfigWarning(
+                wanted[0].location,
+                "the 'interface listen' lines name no address of this machine: serve would refuse to start "
+                "rather than serve on every address",
+            )
+        )
+    return found
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
-    warnings = config_warnings(config)
+    warnings = config_warnings(config) + listen_warnings(config)
     for w in warnings:
         print(w)
     refclocks = sum(1 for s in config.servers if s.refclock) + len(config.refclocks)

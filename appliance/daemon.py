@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -38,8 +38,11 @@ from appliance.clock.discipline import Discipline
 from appliance.clock.drift import DriftFile
 from appliance.clock.soft import ClockMap, SoftClock
 from appliance.config.changes import config_changes
+from appliance.config.errors import ConfigError
+from appliance.config.listen import ALL_ADDRESSES, listen_plan
 from appliance.config.model import Config
 from appliance.io.fastpath import mru_table, rate_limiter
+from appliance.io.ifaddrs import interface_addresses
 from appliance.io.loop import EventLoop
 from appliance.io.netns import NetNs
 from appliance.io.statsfiles import StatsWriter
@@ -81,7 +84,6 @@ NTP_PORT = 123
 #: What mode 6's ``version`` variable and the status snapshot say.
 VERSION = "stratum1 " + _package_version()
 SIMULATE_PORT = 11123
-ALL_ADDRESSES = ("0.0.0.0", "::")
 LOOPBACK = ("127.0.0.1", "::1")
 
 
@@ -116,25 +118,44 @@ def measure_precision(read_ns: Callable[[], int], samples: int = 200) -> int:
     return log2_from_ns(best or 1000)
 
 
-def listen_addresses(config: Config, requested: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The addresses to bind: those asked for on the command line, else the config's, else all."""
+def listen_addresses(
+    config: Config,
+    requested: tuple[str, ...] | None,
+    interfaces: Sequence[tuple[str, str]] | None = None,
+) -> tuple[str, ...]:
+    """The addresses to bind: those asked for on the command line, else the config's ``interface`` lines.
+
+    The lines are resolved against ``interfaces`` (``(name, address)`` pairs; None: this machine's, read
+    only when a line needs them) by :func:`appliance.config.listen.listen_plan`; each line that names
+    nothing here is logged with its file:line. Lines that name nothing at all are a :class:`ConfigError`:
+    serving on the wildcard instead would serve where the user said not to.
+    """
     if requested:
         return requested
-    chosen: list[str] = []
-    for entry in config.listen:
-        a = entry.address
-        if a in ("all", "wildcard"):
-            return ALL_ADDRESSES
-        if a == "ipv4":
-            chosen.append("0.0.0.0")
-        elif a == "ipv6":
-            chosen.append("::")
-        else:
-            try:
-                chosen.append(str(ipaddress.ip_address(a.split("%")[0])))
-            except ValueError:
-                log.warning("%s: interface names are not supported in 'interface listen', ignored", entry.location)
-    return tuple(chosen) or ALL_ADDRESSES
+    lines = config.listen
+    if interfaces is None:
+        simple = all(x.action == "listen" and _literal(x.address) for x in lines)
+        interfaces = () if simple else interface_addresses()
+    plan = listen_plan(lines, interfaces)
+    for w in plan.warnings:
+        log.warning("%s", w)
+    if not plan.addresses:
+        where = ", ".join(str(x.location) for x in lines if x.action == "listen")
+        raise ConfigError(
+            f"nothing to listen on: the 'interface listen' lines ({where}) name no address of this machine"
+        )
+    return plan.addresses
+
+
+def _literal(address: str) -> bool:
+    """Whether an ``interface listen`` word needs no look at the machine's interfaces."""
+    if address in ("all", "wildcard", "ipv4", "ipv6"):
+        return True
+    try:
+        ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 class Appliance:

@@ -222,10 +222,13 @@ class LocalClockOptions:
 
 @dataclass(frozen=True, slots=True)
 class Listen:
-    """An address (or ``all``/``wildcard``/interface name) to listen on, from ``interface listen X``."""
+    """``interface listen X``: an address, ``ADDRESS/PREFIX``, interface name, ``all``, ``wildcard``,
+    ``ipv4`` or ``ipv6`` to serve on (:mod:`appliance.config.listen` resolves it); ``action`` ``ignore``
+    only for ``interface ignore wildcard`` (bind each address, never the wildcard), the one ignore acted on."""
 
     address: str
     location: Location
+    action: str = "listen"
 
 
 #: The statistics files stratum1 writes (ntpd's names; ``rawstats``, ``sysstats`` and the rest are not kept).

@@ -1037,6 +1037,8 @@ def _interface(b: _Builder, c: _Cursor) -> None:
         c.fail(f"'{what}' is not all, ipv4, ipv6, wildcard, an interface name or an address")
     if action == "listen":
         b.listen.append(Listen(what, c.where))
+    elif action == "ignore" and what == "wildcard":
+        b.listen.append(Listen(what, c.where, action="ignore"))
     else:
         b.warn(c.where, f"'{c.name} {action}' is not supported, ignored")
 

@@ -137,7 +137,8 @@ class UdpServerSocket:
             tx_stamps = _report_software_timestamps(sock)
             if rcvbuf:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            sock.bind((address, port))
+            # through getaddrinfo: a link-local fe80::1%eth0 needs its scope as the fourth field of the address
+            sock.bind(socket.getaddrinfo(address, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)[0][4])
             sock.setblocking(False)
         except OSError:
             sock.close()

@@ -512,17 +512,18 @@ def test_file_directive_errors(line: str, message: str) -> None:
 def test_interface_listen_and_ignore() -> None:
     c = parse(
         "interface listen 192.168.0.10\nnic listen eth0\ninterface listen ipv6\n"
-        "interface listen 10.0.0.0/8\ninterface ignore wildcard\ninterface drop all\n"
+        "interface listen 10.0.0.0/8\ninterface ignore wildcard\ninterface drop all\ninterface ignore eth1\n"
     )
     assert c.listen == (
         Listen("192.168.0.10", at(1)),
         Listen("eth0", at(2)),
         Listen("ipv6", at(3)),
         Listen("10.0.0.0/8", at(4)),
+        Listen("wildcard", at(5), action="ignore"),  # acted on: appliance.config.listen
     )
     assert warnings(c) == [
-        "t.conf:5: warning: 'interface ignore' is not supported, ignored",
         "t.conf:6: warning: 'interface drop' is not supported, ignored",
+        "t.conf:7: warning: 'interface ignore' is not supported, ignored",
     ]
 
 
