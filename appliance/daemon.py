@@ -427,6 +427,10 @@ class Appliance:
         state = self.current_state(self.read_ns())
         if state != self.server.state:
             self.server.set_state(state)
+        if self.timekeeper is not None and self.timekeeper.upstreams is not None:
+            peers = _peers(self.config, self.timekeeper.upstreams)  # a peer line's name, once resolved
+            if peers != self.server.peers:
+                self.server.peers = peers
         if self.timekeeper is not None:
             self._log_status(self.timekeeper.status())
         self.publish_status()
@@ -618,9 +622,15 @@ def upstream_hosts(config: Config) -> list[str]:
     return [s.host for s in config.servers if s.refclock is None]
 
 
-def _peers(config: Config) -> frozenset[str]:
-    """The numeric addresses of the ``peer`` lines: they may ask in symmetric mode."""
-    return frozenset(_numeric(s.host) for s in config.servers if s.kind == "peer" and _numeric(s.host))
+def _peers(config: Config, upstreams: Upstreams | None = None) -> frozenset[str]:
+    """The addresses of the ``peer`` lines, which may ask in symmetric mode: the numeric ones, and the
+    addresses ``upstreams`` resolved a ``peer`` line's host name to."""
+    lines = [s for s in config.servers if s.kind == "peer" and s.refclock is None]
+    numeric = {_numeric(s.host) for s in lines if _numeric(s.host)}
+    names = {s.host for s in lines if not _numeric(s.host)}
+    if names and upstreams is not None:
+        numeric |= {a.address for a in upstreams.associations if a.host in names}
+    return frozenset(numeric)
 
 
 def _reads_realtime(clock: Clock | None, read_ns: Callable[[], int]) -> bool:

@@ -133,8 +133,9 @@ class ServerCounters:
 class NtpServer:
     """Answers NTP requests from the current :class:`SystemState`.
 
-    ``peers`` is the set of numeric addresses configured with ``peer`` lines
-    (symmetric mode). ``system_variables`` is called by mode 6 to read the
+    ``peers`` is the set of addresses configured with ``peer`` lines (a name's
+    addresses once resolved): their symmetric-active requests are answered,
+    ``nopeer`` or not; anybody else's are dropped. ``system_variables`` is called by mode 6 to read the
     state as name/value pairs; it may be None.
     """
 
@@ -245,7 +246,10 @@ class NtpServer:
         if mode == MODE_CLIENT or (mode == MODE_RESERVED and version == 1 and port != NTP_PORT):
             return self._time_request(data, version, MODE_SERVER, restriction, ip, rx_ns)
         if mode == MODE_ACTIVE:
-            if flags & acl.NOPEER or ip not in self.peers:
+            # a configured peer is answered whatever 'nopeer' says: nopeer refuses symmetric packets "when a
+            # configured association does not exist" (NTPsec's accopt; ntpd's ntp_acc(5)), and stratum1 makes
+            # no associations for the others (no ephemeral peers), so they are dropped either way
+            if ip not in self.peers:
                 c.drop("peer")
                 return None
             return self._time_request(data, version, MODE_PASSIVE, restriction, ip, rx_ns)

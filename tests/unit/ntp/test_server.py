@@ -145,7 +145,7 @@ def test_mode_6_writes_refused_under_nomodify() -> None:
     assert MODE6_HEADER.unpack(reply)[1] & 0x40  # error bit
 
 
-def test_symmetric_active_needs_peer_line_and_no_nopeer() -> None:
+def test_symmetric_active_needs_a_peer_line() -> None:
     data = bytearray(request()[0])
     data[0] = (4 << 3) | 1
     peer = "192.168.0.50"
@@ -153,8 +153,19 @@ def test_symmetric_active_needs_peer_line_and_no_nopeer() -> None:
     s = make_server(peers=frozenset({peer}))
     reply = serve(s, bytes(data), ip=peer)
     assert reply is not None and NtpPacket.decode(reply).mode == MODE_PASSIVE
-    s = make_server([rule(None, "nopeer")], peers=frozenset({peer}))
-    assert serve(s, bytes(data), ip=peer) is None
+
+
+def test_nopeer_applies_only_to_machines_without_a_peer_line() -> None:
+    """The tutorials' 'restrict default ... nopeer' with a 'peer' line: ntpd and NTPsec keep the peering
+    (nopeer denies symmetric packets "when a configured association does not exist"); stratum1 dropped it."""
+    data = bytearray(request()[0])
+    data[0] = (4 << 3) | 1
+    peer = "198.51.100.50"  # under the default line, nopeer and all
+    s = make_server(POOL_RULES, peers=frozenset({peer}))
+    reply = serve(s, bytes(data), ip=peer)
+    assert reply is not None and NtpPacket.decode(reply).mode == MODE_PASSIVE
+    assert serve(s, bytes(data), ip="198.51.100.51") is None
+    assert s.counters.dropped == {"peer": 1}
 
 
 @pytest.mark.parametrize("mode", [2, 4, 5])
