@@ -15,7 +15,9 @@ So, here:
   in the middle of a word;
 - ``"..."`` is one word, spaces and ``#`` included, with no escapes; it must
   close on the same line and stand apart from its neighbours;
-- there is no line continuation (a ``\\`` is an ordinary character).
+- there is no line continuation (a ``\\`` is an ordinary character);
+- an octet that is not UTF-8 (read with ``surrogateescape``) is skipped in a
+  comment and an error naming it elsewhere.
 
 Only lines with at least one word come back, each with its 1-based number.
 """
@@ -114,7 +116,10 @@ def _word(raw: str, start: int, where: Location) -> tuple[Token, int]:
 
 
 def _check_controls(text: str, where: Location) -> None:
-    """Refuse control characters (other than whitespace, which only a quoted word holds) in a word."""
+    """Refuse control characters (other than whitespace, which only a quoted word holds) in a word, and the
+    octets that were not UTF-8 (lone surrogates, as ``surrogateescape`` decoding leaves them)."""
     for ch in text:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            raise ConfigError(f"byte 0x{ord(ch) - 0xDC00:02X} is not UTF-8 (outside a comment)", where)
         if (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0) and ch not in _SPACE:
             raise ConfigError(f"control character U+{ord(ch):04X} in a word", where)

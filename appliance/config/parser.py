@@ -125,8 +125,10 @@ def parse_config(text: str, filename: str, *, include_loader: IncludeLoader | No
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and parse the ntp.conf at ``path`` and the files it includes.
 
-    Raises :class:`ConfigError` when a file cannot be read or is not UTF-8,
-    as for any error in its text.
+    Raises :class:`ConfigError` when a file cannot be read, as for any error in
+    its text. Octets that are not UTF-8 are harmless in a comment (a Latin-1
+    ``# Zeitserver für das Büro``, as ntpd reads bytes); anywhere else they
+    are an error naming the line and the octet.
     """
     name = os.fspath(path)
     reader = _ConfigReader(MAX_CONFIG_BYTES)
@@ -134,8 +136,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = reader(name)
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror or e}", file=name) from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"not UTF-8 text (byte {e.start})", file=name) from e
     return parse_config(text, name, include_loader=reader)
 
 
@@ -145,7 +145,11 @@ def default_config_text() -> str:
 
 
 class _ConfigReader:
-    """Reads a configuration's files as UTF-8 text, all of them together at most ``budget`` bytes."""
+    """Reads a configuration's files as UTF-8 text, all of them together at most ``budget`` bytes.
+
+    An octet that is not UTF-8 becomes a lone surrogate (``surrogateescape``):
+    the lexer skips it in a comment and refuses it, with its line, elsewhere.
+    """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -159,7 +163,7 @@ class _ConfigReader:
                 raise FileRefused(path, f"the configuration and its includes exceed {self.budget} bytes") from e
             raise
         self.left -= len(data)
-        return data.decode("utf-8")
+        return data.decode("utf-8", "surrogateescape")
 
 
 # -- reading one line's words -------------------------------------------------
@@ -369,11 +373,17 @@ class _Builder:
         """The text of the file at ``path`` (an ``include file``, a ``key file``), or the line's error."""
         assert self.loader is not None
         try:
-            return self.loader(path)
+            text = self.loader(path)
         except OSError as e:
             c.fail(f"cannot read {what} '{path}': {e.strerror or e}")
         except UnicodeDecodeError as e:
             c.fail(f"{what} '{path}' is not UTF-8 text (byte {e.start})")
+        if what != "include file":  # (an include's lines go through the lexer, which names the line)
+            bad = next((i for i, ch in enumerate(text) if 0xDC80 <= ord(ch) <= 0xDCFF), None)
+            if bad is not None:
+                line = text.count("\n", 0, bad) + 1
+                c.fail(f"{what} '{path}' line {line}: byte 0x{ord(text[bad]) - 0xDC00:02X} is not UTF-8")
+        return text
 
     def claim_clock(self, c: _Cursor, driver: str, unit: int) -> None:
         """Record a reference clock; configuring the same driver and unit twice is an error."""

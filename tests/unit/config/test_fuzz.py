@@ -168,7 +168,7 @@ def test_any_bytes_on_disk(text: str, noise: bytes, at: int) -> None:
                 assert e.file == str(path) and e.message.startswith(("not UTF-8", "cannot read")), str(e)
                 event("error without a line: the file as a whole")
             else:
-                assert_names_a_line(e, {str(path): raw.decode("utf-8")})
+                assert_names_a_line(e, {str(path): raw.decode("utf-8", "surrogateescape")})
 
 
 # -- includefile trees through a fake file reader ----------------------------------------------

@@ -694,7 +694,9 @@ def test_load_config_errors(tmp_path: Path) -> None:
     assert str(e) == f"{missing}: cannot read: No such file or directory" and e.location is None
     binary = tmp_path / "bin.conf"
     binary.write_bytes(b"server a\n\xff\xfe\n")
-    assert str(pytest.raises(ConfigError, load_config, binary).value) == f"{binary}: not UTF-8 text (byte 9)"
+    assert str(pytest.raises(ConfigError, load_config, binary).value) == (
+        f"{binary}:2: byte 0xFF is not UTF-8 (outside a comment)"
+    )
     loop = tmp_path / "loop.conf"
     loop.write_text("# me again\nincludefile loop.conf\n")
     assert str(pytest.raises(ConfigError, load_config, loop).value).startswith(f"{loop}:2: include loop")
@@ -750,3 +752,44 @@ def test_holdover_bound() -> None:
     assert str(error("holdover 5\n")) == "t.conf:1: holdover 5 s is out of range (at most 1 s either way)"
     assert "t.conf:2" in str(error("\nholdover soon\n"))
     assert "t.conf:1" in str(error("holdover 0.001 0.002\n"))
+
+
+# -- octets that are not UTF-8 ----------------------------------------------------------------
+
+
+def test_latin1_in_a_comment_is_harmless(tmp_path: Path) -> None:
+    """ntpd reads bytes: a German or French admin's Latin-1 comment loaded there, and refused the file here."""
+    conf = tmp_path / "ntp.conf"
+    conf.write_bytes(b"# Zeitserver f\xfcr das B\xfcro\nserver 127.0.0.1 # f\xfcr alle\nincludefile more.conf\n")
+    (tmp_path / "more.conf").write_bytes(b"# \xe9t\xe9\nrestrict 127.0.0.1\n")
+    c = load_config(conf)
+    assert [s.host for s in c.servers] == ["127.0.0.1"] and len(c.restricts) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"server 127.0.0.1\nserver b\xfcro\n", "t.conf:2: byte 0xFC is not UTF-8 (outside a comment)"),
+        (b'\n\nlogfile "/var/log/\xe9"\n', "t.conf:3: byte 0xE9 is not UTF-8 (outside a comment)"),
+    ],
+)
+def test_bytes_that_are_not_utf8_outside_a_comment_name_the_line(tmp_path: Path, raw: bytes, message: str) -> None:
+    conf = tmp_path / "t.conf"
+    conf.write_bytes(raw)
+    assert str(pytest.raises(ConfigError, load_config, conf).value) == f"{tmp_path}/{message}"
+
+
+def test_an_include_with_such_bytes_names_its_own_line(tmp_path: Path) -> None:
+    (tmp_path / "main.conf").write_text("# main\nincludefile inc.conf\n")
+    (tmp_path / "inc.conf").write_bytes(b"# ok \xff\nserver \xff\n")
+    e = pytest.raises(ConfigError, load_config, tmp_path / "main.conf").value
+    assert str(e) == f"{tmp_path}/inc.conf:2: byte 0xFF is not UTF-8 (outside a comment)"
+
+
+def test_a_key_file_with_such_bytes_is_refused_at_the_keys_line(tmp_path: Path) -> None:
+    keys = tmp_path / "ntp.keys"
+    keys.write_bytes(b"# \xfc\n1 MD5 secret\n")
+    keys.chmod(0o600)
+    (tmp_path / "main.conf").write_text(f"# main\nkeys {keys}\n")
+    e = pytest.raises(ConfigError, load_config, tmp_path / "main.conf").value
+    assert str(e).startswith(f"{tmp_path}/main.conf:2: key file '{keys}' line 1: byte 0xFC is not UTF-8")
