@@ -17,7 +17,7 @@ So, here:
   close on the same line and stand apart from its neighbours;
 - there is no line continuation (a ``\\`` is an ordinary character);
 - an octet that is not UTF-8 (read with ``surrogateescape``) is skipped in a
-  comment and an error naming it elsewhere.
+  comment and an error naming it elsewhere, as is a no-break space in a word.
 
 Only lines with at least one word come back, each with its 1-based number.
 """
@@ -123,3 +123,5 @@ def _check_controls(text: str, where: Location) -> None:
             raise ConfigError(f"byte 0x{ord(ch) - 0xDC00:02X} is not UTF-8 (outside a comment)", where)
         if (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0) and ch not in _SPACE:
             raise ConfigError(f"control character U+{ord(ch):04X} in a word", where)
+        if ch == "\u00a0":
+            raise ConfigError("a no-break space (U+00A0) in a word: use an ordinary space", where)

@@ -793,3 +793,8 @@ def test_a_key_file_with_such_bytes_is_refused_at_the_keys_line(tmp_path: Path) 
     (tmp_path / "main.conf").write_text(f"# main\nkeys {keys}\n")
     e = pytest.raises(ConfigError, load_config, tmp_path / "main.conf").value
     assert str(e).startswith(f"{tmp_path}/main.conf:2: key file '{keys}' line 1: byte 0xFC is not UTF-8")
+
+
+def test_a_no_break_space_is_named() -> None:
+    e = pytest.raises(ConfigError, parse_config, "server\u00a0127.0.0.1\n", "t.conf").value
+    assert str(e) == "t.conf:1: a no-break space (U+00A0) in a word: use an ordinary space"
