@@ -90,6 +90,8 @@ MAX_REFCLOCK_OFFSET_S = 1
 #: Largest ``time2`` accepted for the shm driver (s), where it is the largest offset believed: ntpd takes
 #: 1 to 86400 and ignores the rest, so the rest parses (and is warned about) up to this bound.
 MAX_SHM_TIME2_S = 10**9
+#: Largest GPIO line number ``ppspath gpio:N`` takes (a chip has far fewer; the driver says which are missing).
+MAX_GPIO_LINE = 1023
 #: The strata a line may give (``fudge``, ``refclock``, ``tos orphan``): 0 is what a Kiss-o'-Death carries
 #: and 16 means unsynchronised, so a server serving either would tell every client to stop or to look away.
 STRATUM_RANGE = (1, 15)
@@ -723,6 +725,10 @@ def _refclock_option(c: _Cursor, clock: Refclock, opt: str, value: Token) -> Ref
         return replace(clock, refid=_refid(c, value))
     if opt in ("path", "ppspath"):
         _path(c, value, opt)
+        pps = opt == "ppspath" or clock.driver == "pps"
+        if pps and value.text.startswith("gpio:"):  # a GPIO line of the header (build.py, io/gpio.py)
+            line = Token(value.text[5:], value.line, value.column + 5)
+            _int(c, line, f"{opt} {value.text}: the GPIO line", 0, MAX_GPIO_LINE)
     elif opt == "baud":
         if value.text.lower() == "auto":
             return clock  # detect the rate (refclock/setup.py)

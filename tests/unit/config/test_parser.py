@@ -798,3 +798,23 @@ def test_a_key_file_with_such_bytes_is_refused_at_the_keys_line(tmp_path: Path) 
 def test_a_no_break_space_is_named() -> None:
     e = pytest.raises(ConfigError, parse_config, "server\u00a0127.0.0.1\n", "t.conf").value
     assert str(e) == "t.conf:1: a no-break space (U+00A0) in a word: use an ordinary space"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("refclock nmea ppspath gpio:abc time2 0.4", "t.conf:1: ppspath gpio:abc: the GPIO line needs a whole number"),
+        ("refclock nmea ppspath gpio:99999999999999999999", "t.conf:1: ppspath gpio:99999999999999999999: the GPIO"),
+        ("refclock pps path gpio:", "t.conf:1: path gpio:: the GPIO line needs a whole number, not ''"),
+    ],
+)
+def test_a_gpio_pps_line_is_checked_when_the_file_is_read(line: str, message: str) -> None:
+    """It passed check-config and failed only at start ('invalid literal for int()'), with no line."""
+    assert str(pytest.raises(ConfigError, parse_config, line + "\n", "t.conf").value).startswith(message)
+
+
+def test_a_gpio_pps_line_number_is_taken() -> None:
+    assert parse_config("refclock nmea ppspath gpio:18 time2 0.4\n", "t.conf").refclocks[0].options[0] == (
+        "ppspath",
+        "gpio:18",
+    )
