@@ -92,6 +92,11 @@ MAX_REFCLOCK_OFFSET_S = 1
 MAX_SHM_TIME2_S = 10**9
 #: Largest GPIO line number ``ppspath gpio:N`` takes (a chip has far fewer; the driver says which are missing).
 MAX_GPIO_LINE = 1023
+#: The stratum a reference clock line gives for the clock itself (``fudge``, ``refclock``; the local clock's
+#: is :data:`STRATUM_RANGE`): ntpd's and NTPsec's 0 to 15, served one higher.
+REFCLOCK_STRATUM_RANGE = (0, 15)
+#: ``tos`` strata (``orphan``, ``floor``, ``ceiling``): ntpd's range, 16 being the default of two of them.
+TOS_STRATUM_RANGE = (0, 16)
 #: The strata a line may give (``fudge``, ``refclock``, ``tos orphan``): 0 is what a Kiss-o'-Death carries
 #: and 16 means unsynchronised, so a server serving either would tell every client to stop or to look away.
 STRATUM_RANGE = (1, 15)
@@ -256,14 +261,18 @@ def _refclock_time2_ns(c: _Cursor, tok: Token, driver: str) -> int:
     return _refclock_offset_ns(c, tok, "time2")
 
 
-def _stratum(c: _Cursor, tok: Token, what: str = "stratum") -> int:
-    """A stratum a line gives, in :data:`STRATUM_RANGE`."""
-    lo, hi = STRATUM_RANGE
+def _stratum(c: _Cursor, tok: Token, what: str = "stratum", *, served: bool = True) -> int:
+    """A stratum a line gives. ``served``: the local clock's, served as it is, in :data:`STRATUM_RANGE`
+    (0 would read as a Kiss-o'-Death); otherwise a reference clock's own, 0 to 15 (ntpd's and NTPsec's
+    range, default 0: the appliance serves one more)."""
+    lo, hi = STRATUM_RANGE if served else REFCLOCK_STRATUM_RANGE
     if _INT.fullmatch(tok.text) and not lo <= int(tok.text) <= hi:
-        c.fail(
-            f"{what} {int(tok.text)} is out of range ({lo}..{hi}): "
+        why = (
             "0 marks a Kiss-o'-Death and 16 unsynchronised, so clients would discard every reply"
+            if served
+            else "a reference clock's own stratum, served one higher (16 means unsynchronised)"
         )
+        c.fail(f"{what} {int(tok.text)} is out of range ({lo}..{hi}): {why}")
     return _int(c, tok, what, lo, hi)
 
 
@@ -646,7 +655,7 @@ def _fudge(b: _Builder, c: _Cursor) -> None:
         elif opt == "time2":
             fudge = replace(fudge, time2_ns=_refclock_time2_ns(c, c.value(opt), REFCLOCK_TYPES[clock[0]]))
         elif opt == "stratum":
-            fudge = replace(fudge, stratum=_stratum(c, c.value(opt)))
+            fudge = replace(fudge, stratum=_stratum(c, c.value(opt), served=REFCLOCK_TYPES[clock[0]] == "local"))
         elif opt == "refid":
             fudge = replace(fudge, refid=_refid(c, c.value(opt)))
         elif opt in ("flag1", "flag2", "flag3", "flag4"):
@@ -664,7 +673,7 @@ _REFCLOCK_INTS: Mapping[str, tuple[int, int]] = MappingProxyType(
     {
         "minpoll": (0, 17),
         "maxpoll": (0, 17),
-        "stratum": STRATUM_RANGE,
+        "stratum": REFCLOCK_STRATUM_RANGE,
         "subtype": (0, 255),
         "mode": (0, _UINT32_MAX),
     }
@@ -711,7 +720,10 @@ def _refclock_option(c: _Cursor, clock: Refclock, opt: str, value: Token) -> Ref
         return replace(clock, unit=_int(c, value, opt, 0, 255))
     if opt in _REFCLOCK_INTS:
         lo, hi = _REFCLOCK_INTS[opt]
-        number = _stratum(c, value) if opt == "stratum" else _int(c, value, opt, lo, hi)
+        if opt == "stratum":
+            number = _stratum(c, value, served=clock.driver == "local")
+        else:
+            number = _int(c, value, opt, lo, hi)
         if opt == "minpoll":
             return replace(clock, minpoll=number)
         if opt == "maxpoll":
@@ -1020,11 +1032,14 @@ _TOS_OPTIONS = _TOS_STRATA | {
     "minsane",
     "orphanwait",
     "bcpollbstep",
+    "basedate",
 }
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _tos(b: _Builder, c: _Cursor) -> None:
-    """``tos [option value] ...`` (ntp_misc(5)): checked (a stratum in 1..15), then ignored with a warning."""
+    """``tos [option value] ...`` (ntp_misc(5)): checked (a stratum in 0..16, as ntpd), then ignored with a
+    warning."""
     if not c:
         c.fail(f"tos needs an option ({', '.join(sorted(_TOS_OPTIONS))})")
     while c:
@@ -1033,7 +1048,10 @@ def _tos(b: _Builder, c: _Cursor) -> None:
             c.fail(_unknown("tos option", opt, _TOS_OPTIONS))
         value = c.value(opt)
         if opt in _TOS_STRATA:
-            _stratum(c, value, f"tos {opt}")
+            _int(c, value, f"tos {opt}", *TOS_STRATUM_RANGE)
+        elif opt == "basedate":
+            if not _DATE.fullmatch(value.text) and not _INT.fullmatch(value.text):
+                c.fail(f"tos basedate needs a date (YYYY-MM-DD) or a day number, not '{value.text}'")
         elif not _DECIMAL.fullmatch(value.text):
             c.fail(f"tos {opt} needs a number, not '{value.text}'")
     b.warn(c.where, "'tos' is not supported, ignored")

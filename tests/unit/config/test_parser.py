@@ -256,20 +256,54 @@ _KOD_STRATUM = "0 marks a Kiss-o'-Death and 16 unsynchronised, so clients would 
     ("line", "what", "value"),
     [
         ("fudge 127.127.1.0 stratum 0", "stratum", 0),
-        ("fudge 127.127.20.0 stratum 0", "stratum", 0),
         ("fudge 127.127.1.0 stratum 16", "stratum", 16),
         ("refclock local stratum 0", "stratum", 0),
-        ("refclock nmea stratum 16", "stratum", 16),
-        ("refclock pps stratum 0", "stratum", 0),
-        ("tos orphan 0", "tos orphan", 0),
-        ("tos orphan 16", "tos orphan", 16),
-        ("tos minclock 3 floor 0", "tos floor", 0),
-        ("tos ceiling 99", "tos ceiling", 99),
     ],
 )
-def test_a_stratum_of_0_or_above_15_is_an_error_on_every_line(line: str, what: str, value: int) -> None:
-    """``fudge 127.127.1.0 stratum 0`` would make every reply read as a Kiss-o'-Death."""
+def test_a_local_clock_stratum_of_0_or_above_15_is_an_error(line: str, what: str, value: int) -> None:
+    """``fudge 127.127.1.0 stratum 0`` would make every reply read as a Kiss-o'-Death: the local clock is
+    served at its own stratum."""
     assert str(error("\n" + line + "\n")) == f"t.conf:2: {what} {value} is out of range (1..15): {_KOD_STRATUM}"
+
+
+@pytest.mark.parametrize(
+    "line", ["fudge 127.127.20.0 stratum 16", "refclock nmea stratum 16", "refclock pps stratum 99"]
+)
+def test_a_reference_clock_stratum_above_15_is_an_error(line: str) -> None:
+    assert str(error("\n" + line + "\n")).startswith("t.conf:2: stratum ")
+    assert "is out of range (0..15): a reference clock's own stratum, served one higher" in str(error(line + "\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "server 127.127.20.0 mode 16\nfudge 127.127.20.0 time2 0.4 stratum 0\n",
+        "refclock pps stratum 0\n",
+        "refclock shm unit 0 stratum 0\n",
+    ],
+)
+def test_a_reference_clocks_own_stratum_may_be_0(text: str) -> None:
+    """NTPsec's driver pages: "stratum: from 0 to 15, with default 0" (the appliance serves it one higher)."""
+    c = parse(text)
+    assert (c.fudges[0].stratum if c.fudges else c.refclocks[0].stratum) == 0
+
+
+@pytest.mark.parametrize("line", ["tos orphan 16", "tos ceiling 16", "tos floor 0", "tos basedate 2020-01-01"])
+def test_ntpds_tos_values_are_accepted_then_ignored(line: str) -> None:
+    """ntpd's miscopt page: ceiling and orphan default to 16, and basedate is a tos option."""
+    assert [str(w) for w in parse(line + "\n").warnings] == ["t.conf:1: warning: 'tos' is not supported, ignored"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("tos orphan 17", "tos orphan 17 is out of range (0..16)"),
+        ("tos ceiling 99", "tos ceiling 99 is out of range (0..16)"),
+        ("tos basedate soon", "tos basedate needs a date (YYYY-MM-DD) or a day number, not 'soon'"),
+    ],
+)
+def test_tos_values_out_of_ntpds_range_are_errors(line: str, message: str) -> None:
+    assert str(error(line + "\n")) == f"t.conf:1: {message}"
 
 
 def test_tos_is_checked_then_ignored() -> None:
