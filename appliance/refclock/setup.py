@@ -416,6 +416,8 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
             if why:
                 out.append(ConfigWarning(r.location, f"refclock {r.driver} option '{opt}' {why}, ignored"))
         out += _poll_warning(r.location, r.minpoll, r.maxpoll)
+        if r.driver == "nmea":
+            out += _nmea_mode_warning(r.location, f"refclock nmea unit {r.unit}", dict(r.options).get("mode"))
         if r.driver == "shm":
             out += _shm_mode_warning(r.location, f"refclock shm unit {r.unit}", dict(r.options).get("mode"))
             out += _shm_time2_warning(r.location, r.time2_ns, dict(r.options).get("flag1") == "1")
@@ -434,10 +436,55 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
         if s.mode is not None and driver == "pps":
             why = _IGNORED_OPTIONS[driver]["mode"]
             out.append(ConfigWarning(s.location, f"server {s.host} option 'mode' {why}, ignored"))
+        if driver == "nmea":
+            out += _nmea_mode_warning(s.location, f"server {s.host}", None if s.mode is None else str(s.mode))
         if driver == "shm":
             out += _shm_mode_warning(s.location, f"server {s.host}", None if s.mode is None else str(s.mode))
             if fudge is not None:
                 out += _shm_time2_warning(fudge.location, fudge.time2_ns, dict(fudge.flags).get(1, False))
+    return out
+
+
+#: ntpd's NMEA ``mode`` bits (refclock_nmea.c, NTPsec driver_nmea) other than the baud rate (bits 4-6):
+#: none of them is acted on. The sentence selection is the one that changes what is used.
+_NMEA_MODE_BAUD_BITS = 0x70
+_NMEA_MODE_SENTENCES = 0x0F
+_NMEA_MODE_BITS = MappingProxyType(
+    {
+        0x80: "0x80 (measure the sentence delay from its end)",
+        0x100: "0x100 (Garmin PGRMF)",
+        0x10000: "0x10000 (extra statistics)",
+        0x20000: "0x20000 (trust the receiver's date without PPS)",
+        0x40000: "0x40000 (trust the date)",
+    }
+)
+
+
+def _nmea_mode_warning(at: Location, what: str, mode: str | None) -> list[ConfigWarning]:
+    """The NMEA ``mode`` bits stratum1 does not act on: all but the baud rate's, each named."""
+    if mode is None:
+        return []
+    m = int(mode)
+    out = []
+    if m & _NMEA_MODE_SENTENCES:
+        chosen = [name for bit, name in ((1, "RMC"), (2, "GGA"), (4, "GLL"), (8, "ZDA/ZDG")) if m & bit]
+        out.append(
+            ConfigWarning(
+                at,
+                f"{what} mode {mode}: the sentence selection (bits 0-3: only {', '.join(chosen)}) is not "
+                "supported: every sentence the receiver sends that gives the time is used; ignored",
+            )
+        )
+    rest = m & ~(_NMEA_MODE_SENTENCES | _NMEA_MODE_BAUD_BITS)
+    if rest:
+        names = [_NMEA_MODE_BITS.get(bit, f"0x{bit:x}") for bit in (1 << i for i in range(32)) if rest & bit]
+        out.append(
+            ConfigWarning(
+                at,
+                f"{what} mode {mode}: only the baud rate (bits 4-6) and the sentence selection are ntpd's bits "
+                f"stratum1 knows; {', '.join(names)} not supported, ignored",
+            )
+        )
     return out
 
 
