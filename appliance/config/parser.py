@@ -541,6 +541,9 @@ _SERVER_IGNORED_VALUES: Mapping[str, str] = MappingProxyType(
         "aead": "(NTS) is not supported, ignored",
     }
 )
+#: Server options that only a network server's exchange uses (no effect on a 127.127.t.u reference clock).
+_NETWORK_ONLY_FLAGS = frozenset({"iburst", "burst"})
+_NETWORK_ONLY_NUMBERS = frozenset({"version", "key", "port"})
 _SERVER_OPTIONS = _SERVER_FLAGS | _SERVER_INTS.keys() | _SERVER_IGNORED_FLAGS.keys() | _SERVER_IGNORED_VALUES.keys()
 
 
@@ -558,6 +561,16 @@ def _server(b: _Builder, c: _Cursor) -> None:
     if "mode" in numbers and clock is None:
         b.warn(c.where, f"{c.name} option 'mode' applies only to reference clocks (127.127.t.u), ignored")
         del numbers["mode"]
+    if clock is not None:  # what only an NTP exchange uses has no effect on a reference clock
+        said = [f"-{family}"] if family is not None else []
+        said += sorted(flags & _NETWORK_ONLY_FLAGS) + sorted(numbers.keys() & _NETWORK_ONLY_NUMBERS)
+        for opt in said:
+            b.warn(
+                c.where, f"server {host} option '{opt}' applies only to network servers, not a reference clock, ignored"
+            )
+        flags -= _NETWORK_ONLY_FLAGS
+        numbers = {k: v for k, v in numbers.items() if k not in _NETWORK_ONLY_NUMBERS}
+        family = None
     lo, hi = numbers.get("minpoll"), numbers.get("maxpoll")
     if lo is not None and hi is not None and lo > hi:
         c.fail(f"minpoll {lo} is greater than maxpoll {hi}")

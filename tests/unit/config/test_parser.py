@@ -852,3 +852,28 @@ def test_a_gpio_pps_line_number_is_taken() -> None:
         "ppspath",
         "gpio:18",
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "options"),
+    [
+        ("server 127.127.1.0 iburst burst key 3 version 3 port 999\n", ["burst", "iburst", "key", "port", "version"]),
+        ("server -4 127.127.1.0\n", ["-4"]),
+        ("server 127.127.28.0 iburst\n", ["iburst"]),
+    ],
+)
+def test_network_only_options_on_a_reference_clock_are_warned_about(text: str, options: list[str]) -> None:
+    """They were accepted in silence ('key 3' with no keys file too, an error on a network server)."""
+    c = parse(text)
+    host = c.servers[0].host
+    assert warnings(c) == [
+        f"t.conf:1: warning: server {host} option '{o}' applies only to network servers, not a reference clock, ignored"
+        for o in options
+    ]
+    s = c.servers[0]
+    assert (s.iburst, s.burst, s.key, s.version, s.port, s.family) == (False, False, None, None, None, None)
+
+
+def test_reference_clock_options_that_act_are_not_warned_about() -> None:
+    c = parse("server 127.127.20.0 mode 16 prefer noselect minpoll 4 maxpoll 4\n")
+    assert warnings(c) == []
