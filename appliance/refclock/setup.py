@@ -347,7 +347,6 @@ _IGNORED_OPTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType(
         ),
         "gpsd": MappingProxyType(
             {
-                "flag1": "has no meaning for the gpsd driver",
                 "flag2": "has no meaning for the gpsd driver",
                 "flag3": "has no meaning for the gpsd driver",
                 "flag4": "has no meaning for the gpsd driver",
@@ -418,6 +417,10 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
         out += _poll_warning(r.location, r.minpoll, r.maxpoll)
         if r.driver == "nmea":
             out += _nmea_mode_warning(r.location, f"refclock nmea unit {r.unit}", dict(r.options).get("mode"))
+        if r.driver == "gpsd":
+            opts = dict(r.options)
+            flag1 = r.location if opts.get("flag1") == "1" else None
+            out += _gpsd_warnings(r.location, f"refclock gpsd unit {r.unit}", r.unit, opts.get("mode"), flag1)
         if r.driver == "shm":
             out += _shm_mode_warning(r.location, f"refclock shm unit {r.unit}", dict(r.options).get("mode"))
             out += _shm_time2_warning(r.location, r.time2_ns, dict(r.options).get("flag1") == "1")
@@ -438,6 +441,10 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
             out.append(ConfigWarning(s.location, f"server {s.host} option 'mode' {why}, ignored"))
         if driver == "nmea":
             out += _nmea_mode_warning(s.location, f"server {s.host}", None if s.mode is None else str(s.mode))
+        if driver == "gpsd":
+            flag1 = fudge.location if fudge is not None and dict(fudge.flags).get(1) else None
+            mode = None if s.mode is None else str(s.mode)
+            out += _gpsd_warnings(s.location, f"server {s.host}", rc[1], mode, flag1)
         if driver == "shm":
             out += _shm_mode_warning(s.location, f"server {s.host}", None if s.mode is None else str(s.mode))
             if fudge is not None:
@@ -485,6 +492,39 @@ def _nmea_mode_warning(at: Location, what: str, mode: str | None) -> list[Config
                 f"stratum1 knows; {', '.join(names)} not supported, ignored",
             )
         )
+    return out
+
+
+#: The first gpsd unit that is a PPS-only secondary of unit ``u - 128`` (NTPsec's driver_gpsd).
+GPSD_SECONDARY_UNIT = 128
+
+
+def _gpsd_kinds(unit: int, mode: str | None, kinds: frozenset[SampleKind]) -> frozenset[SampleKind]:
+    """What a gpsd line takes: a secondary unit (128 and up) and ``mode 1`` (strict) the PPS edges only,
+    ``mode 0`` (NTPsec: serial time only) the time reports only; no mode or ``mode 2`` (automatic) both."""
+    if unit >= GPSD_SECONDARY_UNIT or mode == "1":
+        return frozenset({SampleKind.PULSE})
+    if mode == "0":
+        return frozenset({SampleKind.TIME})
+    return kinds
+
+
+def _gpsd_warnings(
+    at: Location, what: str, unit: int, mode: str | None, flag1_at: Location | None
+) -> list[ConfigWarning]:
+    out = []
+    if mode is not None and int(mode) > 2:
+        out.append(
+            ConfigWarning(at, f"{what} mode {mode}: gpsd's modes are 0, 1 and 2 (3 and up are reserved), ignored")
+        )
+    if flag1_at is not None:
+        why = (
+            "(NTPsec: this secondary unit may be the PPS peer) has no effect: its pulses are selected as any "
+            "source's samples are (use 'prefer')"
+            if unit >= GPSD_SECONDARY_UNIT
+            else "has no meaning for the gpsd driver's primary unit"
+        )
+        out.append(ConfigWarning(flag1_at, f"{what} flag1 {why}, ignored"))
     return out
 
 
@@ -597,8 +637,8 @@ def _line(
     else:
         pulse_offset, time_offset = offsets_ns(info, said.time1_ns, said.time2_ns)
         kinds = frozenset({SampleKind.PULSE}) if info.pulses else frozenset(SampleKind)
-    if driver == "gpsd" and said.options.get("mode") == "1":
-        kinds = frozenset({SampleKind.PULSE})  # NTPsec's gpsd mode 1: the PPS edges only
+    if driver == "gpsd":
+        kinds = _gpsd_kinds(unit, said.options.get("mode"), kinds)
     precision = info.precision
     if gps is not None and gps.pps_path is not None:
         precision = -20  # the PPS edge, not the serial time, is what its samples are
