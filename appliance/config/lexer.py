@@ -8,7 +8,9 @@ Commands may not be continued over multiple lines."
 So, here:
 
 - a line ends at ``\\n``; a ``\\r`` before it (a file saved on Windows) is
-  dropped, and a leading byte-order mark is ignored;
+  dropped, and a leading byte-order mark is ignored; a file with no ``\\n``
+  that ends in ``\\r`` and has another one has classic Mac OS line ends:
+  each ``\\r`` ends a line (elsewhere a lone ``\\r`` is whitespace);
 - whitespace is space, tab, ``\\r``, form feed and vertical tab (the C
   ``isspace`` set ntpd uses); other control characters are an error;
 - ``#`` outside a quoted string starts a comment, anywhere on the line, even
@@ -63,8 +65,11 @@ def tokenize(text: str, filename: str) -> tuple[Line, ...]:
     """
     if text.startswith(_BOM):
         text = text[1:]
+    # a file whose lines end in a bare CR (classic Mac OS) has no LF at all: its CRs end its lines
+    mac = "\n" not in text and text.endswith("\r") and "\r" in text.rstrip("\r")
+    ends = "\r" if mac else "\n"
     lines = []
-    for number, raw in enumerate(text.split("\n"), start=1):
+    for number, raw in enumerate(text.split(ends), start=1):
         tokens = _tokenize_line(raw, Location(filename, number))
         if tokens:
             lines.append(Line(number, tokens))

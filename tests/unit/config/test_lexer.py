@@ -24,6 +24,12 @@ def test_comment_anywhere_on_a_line() -> None:
     assert words(text) == [(2, ["server", "a"]), (3, ["server", "b"])]
 
 
+def test_classic_mac_line_ends_end_lines() -> None:
+    """A CR-only file was one line: 'unknown server option 'restrict''."""
+    assert words("server a\rrestrict b\r") == [(1, ["server", "a"]), (2, ["restrict", "b"])]
+    assert words("# c\r\rserver a\r") == [(3, ["server", "a"])]
+
+
 def test_crlf_and_lone_cr_are_whitespace() -> None:
     assert words("server a iburst\r\nserver b\r\n") == [(1, ["server", "a", "iburst"]), (2, ["server", "b"])]
     assert words("server\ra") == [(1, ["server", "a"])]
