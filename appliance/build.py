@@ -355,8 +355,10 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
         for p in pps.tick():
             on_pulse(p)
 
-    timer = DueTimer(edge.loop, true_ns, lambda: pps.next_edge_ns, pulses)
-    running.closers.append(timer.cancel)
+    # the fake PPS stands in for the line's PPS: a line without one (its pps line 'noselect') gets no pulses
+    if line is None or line.gps is None or line.gps.pps_path is not None:
+        timer = DueTimer(edge.loop, true_ns, lambda: pps.next_edge_ns, pulses)
+        running.closers.append(timer.cancel)
     running.fakes.update(gps=receiver, pty=writer, pps=pps)
     serial = SerialGps(
         edge.loop,

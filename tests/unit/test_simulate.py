@@ -56,3 +56,23 @@ def test_the_simulation_wakes_the_loop_when_its_fakes_are_due_not_on_a_fast_poll
         assert wakes / seconds < 40, f"{wakes} wake-ups in {seconds:.1f} s"
     finally:
         app.close()
+
+
+def test_a_simulated_receiver_whose_pps_line_is_noselect_gets_no_pulses() -> None:
+    """``--simulate`` stands in for the line's devices: with its pps line 'noselect' the NMEA line has no PPS,
+    so the fake PPS must not feed it (the tester saw NMEA(0) use pulses the config had switched off)."""
+    config = parse_config(
+        "refclock nmea unit 0 path /dev/ttyS9 baud 9600 time2 0.4\n"
+        "refclock pps unit 0 path /nonexistent/pps0 noselect\n",
+        "t.conf",
+    )
+    app = Appliance(config, ServeSettings(listen=("127.0.0.1",), port=0), simulation=Simulation(pps_jitter_ns=0))
+    try:
+        assert app.refclocks is not None
+        gps = app.refclocks.parts["NMEA(0)"].gps
+        stop = app.loop.call_later(10.0, app.loop.stop)
+        app.loop.run(until=lambda: gps.counters.fixes >= 3)
+        stop.cancel()
+        assert gps.counters.fixes >= 3 and gps.counters.pulses == 0
+    finally:
+        app.close()
