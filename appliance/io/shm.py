@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -40,8 +41,10 @@ from appliance.refclock.shm import (
     shm_key,
     shm_perm,
 )
+from appliance.timebase import NS_PER_S
 
 IPC_CREAT = 0o1000
+log = logging.getLogger(__name__)
 
 
 class Segment(Protocol):
@@ -171,6 +174,8 @@ class ShmDriver:
         self._backend = backend
         self._layout = layout if layout is not None else native_layout()
         self._reader = ShmReader(self._layout, max_age_ns=max_age_ns, max_delta_ns=max_delta_ns)
+        self._max_delta_ns = max_delta_ns
+        self._told_too_far = False
         self._segment: Segment | None = None
         self.open_errors = 0
 
@@ -214,7 +219,21 @@ class ShmDriver:
         result = self._reader.read(raw, count_after=count_after, now_ns=now_ns)
         if result.clear_valid:
             seg.write_int(self._layout.valid_offset, 0)
+        if result.status is ShmStatus.TOO_FAR and result.record is not None and not self._told_too_far:
+            # said once (again after a good sample): else the status shows only "no samples yet"
+            self._told_too_far = True
+            away = (result.record.clock_ns - result.record.receive_ns) / NS_PER_S
+            limit = (self._max_delta_ns or 0) / NS_PER_S
+            log.warning(
+                "SHM unit %d (%s): samples dropped: the reference is %+.3f s from the local clock, more than the "
+                "%g s the line believes (time2; fudge flag1 1 believes any offset)",
+                self.unit,
+                self.name,
+                away,
+                limit,
+            )
         if result.status is ShmStatus.OK and result.sample is not None:
+            self._told_too_far = False
             return Readings(samples=(result.sample,))
         return Readings()
 

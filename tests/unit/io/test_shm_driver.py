@@ -230,3 +230,20 @@ def test_the_real_segments_mode_is_read_from_the_kernel() -> None:
         seg.detach()
     finally:
         assert libc.shmctl(shmid, IPC_RMID, None) == 0
+
+
+def test_samples_dropped_as_too_far_are_logged_once_with_the_offset(caplog: pytest.LogCaptureFixture) -> None:
+    """Every sample of a clock 0.7 s off was dropped under 'time2 0.5' and the status said 'no samples yet'."""
+    shm = FakeShm()
+    drv = ShmDriver(0, backend=shm, layout=LAYOUT_64, max_delta_ns=500 * MS)
+    drv.open()
+    seg = shm.segment(0x4E545030)
+    with caplog.at_level("WARNING"):
+        for i in range(3):
+            t = T0 + i * NS_PER_S
+            seg.put(clock_ns=t + 700 * MS, receive_ns=t)
+            assert drv.poll(t + 10 * MS).empty
+    (record,) = caplog.records
+    assert "SHM unit 0 (NTP0): samples dropped: the reference is +0.700 s from the local clock" in record.message
+    assert "more than the 0.5 s the line believes" in record.message
+    assert drv.counters()["too_far"] == 3
