@@ -19,10 +19,11 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -595,8 +596,32 @@ def config_warnings(config: Config, *, devices: bool = True) -> list[ConfigWarni
     """Everything to warn about in ``config``: its lines, the GPS set-up, and (``devices``) the device files."""
     found = [*config.warnings, *setup_warnings(config)]
     if devices:
-        found += device_warnings(config, _stat_mode)
+        found += device_warnings(config, _stat_mode) + file_warnings(config, _stat_mode)
     return found
+
+
+def file_warnings(config: Config, stat_mode: Callable[[str], int]) -> list[ConfigWarning]:
+    """A warning, with its line, for a ``leapfile`` that is not a file or a ``statsdir`` that is not a directory
+    here (serve says the same later, without the line, when it cannot read or write them)."""
+    out = []
+    at = dict(config.paths_at)
+    for name, path, want, kind, then in (
+        ("leapfile", config.leapfile, stat.S_ISREG, "a file", "leap seconds cannot be read from it"),
+        ("statsdir", config.statsdir, stat.S_ISDIR, "a directory", "statistics files cannot be written there"),
+    ):
+        if path is None or name not in at:
+            continue
+        try:
+            mode = stat_mode(path)
+        except FileNotFoundError:
+            out.append(ConfigWarning(at[name], f"{name} {path} does not exist: {then}"))
+            continue
+        except OSError as e:
+            out.append(ConfigWarning(at[name], f"{name} {path} cannot be checked: {e.strerror or e}"))
+            continue
+        if not want(mode):
+            out.append(ConfigWarning(at[name], f"{name} {path} is not {kind}: {then}"))
+    return out
 
 
 def _stat_mode(path: str) -> int:

@@ -270,6 +270,8 @@ class Config:
     keys: KeyRing = field(default_factory=KeyRing)
     keys_file: str | None = None
     holdover_ns: int | None = None  # ``holdover SECONDS``: stratum 1 holdover bound (None: the default)
+    #: Where ``leapfile``, ``logfile`` and ``statsdir`` were said (the last line of each), for warnings.
+    paths_at: tuple[tuple[str, Location], ...] = ()
     warnings: tuple[ConfigWarning, ...] = ()
 
     def fudge_for(self, host: str) -> Fudge | None:

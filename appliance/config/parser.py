@@ -332,6 +332,7 @@ class _Builder:
         self.refclocks: list[Refclock] = []
         self.discard = Discard()
         self.paths: dict[str, str | None] = {}
+        self.paths_at: dict[str, Location] = {}
         self.filegens: dict[str, Filegen] = {}
         self.listen: list[Listen] = []
         self.localclock = LocalClockOptions()
@@ -469,6 +470,7 @@ class _Builder:
             holdover_ns=self.holdover_ns,
             keys=KeyRing(MappingProxyType(dict(self.keys)), frozenset(self.trusted)),
             keys_file=self.keys_file,
+            paths_at=tuple(self.paths_at.items()),
             warnings=tuple(self.warnings),
         )
 
@@ -915,6 +917,7 @@ def _trustedkey(b: _Builder, c: _Cursor) -> None:
 def _file_directive(b: _Builder, c: _Cursor) -> None:
     """``leapfile PATH``, ``logfile PATH``, ``statsdir PATH``: one path each, the last line wins."""
     b.paths[c.name] = _path(c, c.take(f"{c.name} needs a path"), c.name)
+    b.paths_at[c.name] = c.where
     if c.name in _NOT_WRITTEN_YET:
         b.warn(c.where, f"'{c.name}' {_NOT_WRITTEN_YET[c.name]}, ignored")
     c.end()

@@ -482,3 +482,21 @@ def test_help_and_readme_name_every_command() -> None:
     hw_row = next(row for row in rows if row.startswith("| `stratum1 hw "))
     code = hw_row.split("`")[1]  # stratum1 hw list \| render \| ...
     assert set(re.findall(r"[a-z][a-z-]*", code)) >= set(hw), hw_row
+
+
+def test_check_config_warns_about_a_missing_leapfile_or_statsdir_with_the_line(tmp_path: Path) -> None:
+    """They passed check-config; serve then warned without the config line."""
+    conf = tmp_path / "ntp.conf"
+    leap = tmp_path / "leap-seconds.list"
+    conf.write_text(
+        f"leapfile {tmp_path}/none.list\nstatsdir {tmp_path}/none\nserver 127.127.1.0\nincludefile more.conf\n"
+    )
+    (tmp_path / "more.conf").write_text(f"# the last one wins\nstatsdir {leap}\n")
+    leap.write_text("")
+    out = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "check-config", str(conf)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"{conf}:1: warning: leapfile {tmp_path}/none.list does not exist: leap seconds cannot be read" in out.stdout
+    assert f"{tmp_path}/more.conf:2: warning: statsdir {leap} is not a directory: statistics files cannot" in out.stdout
+    assert "2 warnings" in out.stdout
