@@ -44,9 +44,12 @@ nonce, then per entry, least recently seen first from just after the newest give
 ``first.I`` (NTP timestamps), ``ct.I`` (datagrams), ``mv.I`` (mode and version), ``rs.I`` (the restrict
 flags in ntpd's RES_ bits, which ntpq prints); it stops at ``frags`` fragments (at most
 :data:`MAX_FRAGMENTS`) or ``limit`` rows, and only once it reached the newest entry ends with ``now=`` and
-``last.newest=`` (ntpq's sign that the list is whole). The filters ``mincount``, ``resall``, ``resany``,
-``minlstint``, ``maxlstint`` and ``recent`` are applied as ntpd does; ``laddr`` is accepted and ignored
-(one table for every local address). Score and drop counts (``sc``, ``dr``) are not kept: ntpq prints "-".
+``last.newest=`` (the last row's last-seen time, when there are rows: ntpq's sign that the list is whole).
+The filters ``mincount``, ``resall``, ``resany``, ``minlstint``, ``maxlstint`` and ``recent`` are applied as
+ntpd does, numbers read as ntpd's ``sscanf`` reads them (the leading digits: ntpq sends ``mincount=010`` as
+``10.0``); ``laddr`` is accepted and ignored (one table for every local address), and so is a name ntpd does
+not know. Score and drop counts (``sc``, ``dr``) are not kept (ntpq prints "-"): 0 for every entry, so
+``mindrop`` or ``minscore`` above 0 lists nobody.
 
 Who gets answers, and how much: the server drops mode 6 from ``noquery`` addresses before it gets here
 (``restrict default ... noquery`` in the shipped config: only localhost asks). Replies go only to requests
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 from collections.abc import Callable
@@ -321,18 +325,15 @@ class ControlHandler:
             query = _MruQuery.parse(params)
         except ValueError:
             return _error(version, OP_READ_MRU, seq, 0, ERR_BADVALUE)
-        except KeyError:
-            return _error(version, OP_READ_MRU, seq, 0, ERR_UNKNOWNVAR)
         table = clients if clients is not None else MruTable(1)
         start = _resume(table, query.given)
         if start is False:
             return _error(version, OP_READ_MRU, seq, 0, ERR_UNKNOWNVAR)
-        newest = table.newest()
         head: v.Variables = [("nonce", self.nonce(ip, now_ns))]
         tail: v.Variables = [("now", _lfp(now_ns))]
-        if newest is not None:
-            tail.append(("last.newest", _lfp(newest.last_ns)))
-        room = query.frags * MAX_DATA - _size(head) - _size(tail)
+        # room for the end: now= and, when rows go, last.newest= (the last row's last seen, as ntpd says it)
+        room = query.frags * MAX_DATA - _size(head) - _size(tail + [("last.newest", _lfp(now_ns))])
+        sent: MruEntry | None = None
         rows: v.Variables = []
         n = 0
         complete = True
@@ -352,8 +353,11 @@ class ControlHandler:
                 rows += row
                 room -= size
                 n += 1
+                sent = e
             last = chunk[-1]
             cursor = (last.addr, ntp64_from_ns(last.last_ns))
+        if sent is not None:
+            tail.append(("last.newest", _lfp(sent.last_ns)))
         return _all(version, OP_READ_MRU, seq, 0, 0, v.encode(head + rows + (tail if complete else [])))
 
     def _readstat(self, version: int, seq: int, sys_status: int, assoc: int, snap: Snapshot | None) -> bytes:
@@ -503,29 +507,33 @@ def _resume(table: ClientRecorder, given: list[tuple[str, str]]) -> tuple[str, i
 
 
 class _MruQuery:
-    """A READ_MRU request's parameters (ntpd's names): how much, which entries, where to go on from."""
+    """A READ_MRU request's parameters (ntpd's names): how much, which entries, where to go on from.
 
-    _FILTERS = frozenset({"mincount", "resall", "resany", "maxlstint", "minlstint", "laddr", "recent"})
+    Numbers are read as ntpd's ``sscanf("%d")``/``("%u")`` reads them: the leading decimal digits, so the
+    ``10.0`` that ntpq sends for ``mincount=010`` is 10; a value with no digits is a bad value. A name ntpd
+    does not know is ignored, as ntpd ignores it.
+    """
 
     def __init__(self) -> None:
         self.frags = MAX_FRAGMENTS
         self.limit = MRU_ROW_LIMIT
         self.mincount = 0
+        self.mindrop = 0
+        self.minscore = 0.0
         self.resall = 0
         self.resany = 0
-        self.minlstint_s: int | None = None
-        self.maxlstint_s: int | None = None
+        self.minlstint_s = 0
+        self.maxlstint_s = 0
+        self.recent = 0
         self.given: list[tuple[str, str]] = []
 
     @classmethod
     def parse(cls, params: dict[str, str]) -> _MruQuery:
-        """ValueError for a bad value, KeyError for a name ntpd does not know."""
+        """ValueError for a bad value."""
         q = cls()
         addrs: dict[int, str] = {}
         lasts: dict[int, str] = {}
         for name, value in params.items():
-            if name == "nonce":
-                continue
             if name == "frags":
                 q.frags = min(MAX_FRAGMENTS, _positive(value))
             elif name == "limit":
@@ -533,27 +541,28 @@ class _MruQuery:
             elif name == "recent":
                 q.limit = min(q.limit, _positive(value))
             elif name == "mincount":
-                q.mincount = int(value, 0)
+                q.mincount = max(0, _scan_int(value))
+            elif name == "mindrop":
+                q.mindrop = _unsigned(value)
+            elif name == "minscore":
+                q.minscore = max(0.0, _scan_float(value))
             elif name == "resall":
                 q.resall = int(value, 0)
             elif name == "resany":
                 q.resany = int(value, 0)
             elif name == "minlstint":
-                q.minlstint_s = int(value, 0)
+                q.minlstint_s = _unsigned(value)
             elif name == "maxlstint":
-                q.maxlstint_s = int(value, 0)
-            elif name in cls._FILTERS:
-                continue
+                q.maxlstint_s = _unsigned(value)
             elif name.startswith(("addr.", "last.")) and name[5:].isdigit():
                 (addrs if name[0] == "a" else lasts)[int(name[5:])] = value
-            else:
-                raise KeyError(name)
+            # nonce, laddr (one table for every local address) and names ntpd does not know: ignored
         q.given = [(addrs[i], lasts[i]) for i in sorted(addrs) if i in lasts]
         return q
 
     def wants(self, e: MruEntry, now_ns: int) -> bool:
-        """Whether the filters keep ``e``."""
-        if e.count < self.mincount:
+        """Whether the filters keep ``e`` (drop counts and scores are not kept: 0 for every entry)."""
+        if e.count < self.mincount or self.mindrop > 0 or self.minscore > 0:
             return False
         rs = res_bits(e.flags)
         if self.resall and rs & self.resall != self.resall:
@@ -561,13 +570,37 @@ class _MruQuery:
         if self.resany and not rs & self.resany:
             return False
         age_s = (now_ns - e.last_ns) // NS_PER_S
-        if self.minlstint_s is not None and age_s < self.minlstint_s:
+        if self.maxlstint_s > 0 and age_s > self.maxlstint_s:
             return False
-        return self.maxlstint_s is None or age_s <= self.maxlstint_s
+        return not (self.minlstint_s > 0 and age_s < self.minlstint_s)
+
+
+_LEADING_INT = re.compile(r"\s*([+-]?\d+)")
+_LEADING_FLOAT = re.compile(r"\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)")
+
+
+def _scan_int(value: str) -> int:
+    """The leading decimal integer of ``value``, as C's ``sscanf("%d")`` reads it (``10.0`` is 10)."""
+    m = _LEADING_INT.match(value)
+    if m is None:
+        raise ValueError(value)
+    return int(m.group(1))
+
+
+def _unsigned(value: str) -> int:
+    """``sscanf("%u")``: the leading decimal integer, a negative one clamped to 0."""
+    return max(0, _scan_int(value))
+
+
+def _scan_float(value: str) -> float:
+    m = _LEADING_FLOAT.match(value)
+    if m is None:
+        raise ValueError(value)
+    return float(m.group(1))
 
 
 def _positive(value: str) -> int:
-    n = int(value, 0)
+    n = _scan_int(value)
     if n < 1:
         raise ValueError(value)
     return n

@@ -327,13 +327,35 @@ def test_read_mru_filters_and_bad_values() -> None:
     got = mru(handler(), table, b", resall=0x420")
     assert [got.get(f"addr.{i}") for i in range(3)] == ["192.0.2.1:40000", "192.0.2.3:40002", None]
     h = handler()
-    for bad in (b", frags=0", b", limit=x", b", bogus=1"):
+    for bad in (b", frags=0", b", limit=x", b", mincount=.5"):
         reply = h.handle(request(mode6.OP_REQ_NONCE), 0, STATE, NOW, ASKER, table)
         assert reply is not None
         reply = h.handle(request(mode6.OP_READ_MRU, data=body(reply)[4].strip() + bad), 0, STATE, NOW, ASKER, table)
         assert reply is not None and reply[1] & 0x40
-        code = mode6.ERR_UNKNOWNVAR if b"bogus" in bad else mode6.ERR_BADVALUE
-        assert body(reply)[1] >> 8 == code
+        assert body(reply)[1] >> 8 == mode6.ERR_BADVALUE
+
+
+def test_read_mru_numbers_are_read_as_ntpds_sscanf_reads_them() -> None:
+    """ntpq sends ``mincount=010`` as ``mincount=10.0`` (int(v, 0) fails, float(v) does not): ntpd's
+    ``sscanf("%d")`` reads 10; a "bad value" there made ntpq ask again for ever."""
+    table = clients(3)
+    table.record("192.0.2.2", 1, NOW, 0x23, 0)
+    for params in (b", mincount=3.0", b", mincount=3e0, frags=8.0", b", mincount= 3, limit=10.0, maxlstint=9.5"):
+        got = mru(handler(), table, params)
+        assert got.get("addr.0") == "192.0.2.2:1" and "addr.1" not in got and "now" in got
+
+
+def test_read_mru_mindrop_minscore_and_unknown_names_as_ntpd() -> None:
+    """``mindrop``/``minscore`` are ntpd's: no drop counts or scores are kept (0 each), so above 0 they list
+    nobody, and the list is whole (never "unknown variable", which ntpq takes for a lost starting point);
+    a name ntpd does not know is ignored, as ntpd ignores it."""
+    table = clients(3)
+    for params in (b", mindrop=1", b", minscore=0.5", b", mindrop=1, frags=32"):
+        got = mru(handler(), table, params)
+        assert list(got) == ["nonce", "now"]
+    for params in (b", mindrop=0, minscore=0", b", bogus=1"):
+        got = mru(handler(), table, params)
+        assert [got.get(f"addr.{i}") for i in range(4)] == [f"192.0.2.{i}:{39999 + i}" for i in (1, 2, 3)] + [None]
 
 
 def test_an_empty_list_is_whole_at_once() -> None:
