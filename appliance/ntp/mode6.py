@@ -45,11 +45,11 @@ nonce, then per entry, least recently seen first from just after the newest give
 flags in ntpd's RES_ bits, which ntpq prints); it stops at ``frags`` fragments (at most
 :data:`MAX_FRAGMENTS`) or ``limit`` rows, and only once it reached the newest entry ends with ``now=`` and
 ``last.newest=`` (the last row's last-seen time, when there are rows: ntpq's sign that the list is whole).
-The filters ``mincount``, ``resall``, ``resany``, ``minlstint``, ``maxlstint`` and ``recent`` are applied as
-ntpd does, numbers read as ntpd's ``sscanf`` reads them (the leading digits: ntpq sends ``mincount=010`` as
-``10.0``); ``laddr`` is accepted and ignored (one table for every local address), and so is a name ntpd does
-not know. Score and drop counts (``sc``, ``dr``) are not kept (ntpq prints "-"): 0 for every entry, so
-``mindrop`` or ``minscore`` above 0 lists nobody.
+The filters ``mincount``, ``resall``, ``resany``, ``minlstint``, ``maxlstint`` and ``recent`` (only the
+newest N entries: ntpd's countdown) are applied as ntpd does, numbers read as ntpd's ``sscanf`` reads them
+(the leading digits: ntpq sends ``mincount=010`` as ``10.0``); ``laddr`` is accepted and ignored (one table
+for every local address), and so is a name ntpd does not know. Score and drop counts (``sc``, ``dr``) are
+not kept (ntpq prints "-"): 0 for every entry, so ``mindrop`` or ``minscore`` above 0 lists nobody.
 
 Who gets answers, and how much: the server drops mode 6 from ``noquery`` addresses before it gets here
 (``restrict default ... noquery`` in the shipped config: only localhost asks). Replies go only to requests
@@ -338,12 +338,18 @@ class ControlHandler:
         n = 0
         complete = True
         cursor: tuple[str | None, int] = start if isinstance(start, tuple) else (None, 0)
+        # recent=N: from the oldest, the entries the filters keep are counted down from the table's size and
+        # sent once N are left, as ntpd does (ntpq sends it on the first request only, then goes on)
+        skip = max(0, len(table) - query.recent) if query.recent and start is None else 0
         while complete:  # a piece at a time: the work is the rows sent, not the table's size
             chunk = table.after(cursor[0], cursor[1], _CHUNK) or []
             if not chunk:
                 break
             for e in chunk:
                 if not query.wants(e, now_ns):
+                    continue
+                if skip:
+                    skip -= 1
                     continue
                 row = _mru_row(n, e)
                 size = _size(row)
@@ -539,7 +545,7 @@ class _MruQuery:
             elif name == "limit":
                 q.limit = min(MRU_ROW_LIMIT, _positive(value))
             elif name == "recent":
-                q.limit = min(q.limit, _positive(value))
+                q.recent = _unsigned(value)
             elif name == "mincount":
                 q.mincount = max(0, _scan_int(value))
             elif name == "mindrop":

@@ -70,6 +70,10 @@ class ClientRecorder(Protocol):
         """The most recently seen entry (None: the table is empty)."""
         ...
 
+    def __len__(self) -> int:
+        """How many entries the table holds."""
+        ...
+
 
 class MruTable:
     """The Python path's MRU table (see the module docstring); entries are least recently seen first."""

@@ -367,3 +367,17 @@ def test_ipv6_clients_are_bracketed_with_their_port() -> None:
     t = MruTable()
     t.record("2001:db8::7", 123, NOW, 0x24, 0)
     assert mru(handler(), t, b"")["addr.0"] == "[2001:db8::7]:123"
+
+
+def test_read_mru_recent_lists_the_newest_entries_only() -> None:
+    """``mrulist recent=3`` on a 20-client table: the 3 most recently seen, whole at once, as ntpd's countdown
+    (it was a row limit per answer, so the list started at the oldest and ntpq read all 20)."""
+    table = clients(20)
+    got = mru(handler(), table, b", frags=8, recent=3")
+    newest = [f"192.0.2.{i}:{39999 + i}" for i in (18, 19, 20)]
+    assert [got.get(f"addr.{i}") for i in range(4)] == [*newest, None]
+    assert "now" in got and got["last.newest"] == got["last.2"]
+    got = mru(handler(), table, b", limit=2, recent=3")  # the first of the three, and ntpq goes on from there
+    assert [got.get(f"addr.{i}") for i in range(3)] == [*newest[:2], None] and "now" not in got
+    got = mru(handler(), table, b", recent=30")
+    assert len([k for k in got if k.startswith("addr.")]) == 20
