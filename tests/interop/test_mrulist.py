@@ -108,6 +108,23 @@ def test_ntpq_mrulist_lists_the_clients_with_their_counts(
     assert rows["127.0.0.1"][2] == 6
 
 
+def test_ntpq_mrulist_filters_as_with_ntpd(lab: tuple[nsutil.NetNs, Appliance], ntpsec_tools: dict[str, str]) -> None:
+    """``mincount=002`` (ntpq sends 2.0: it hung ntpq), ``mindrop=1`` (was "No response"), ``recent=2`` (listed
+    every client): each ends, and lists what ntpd would."""
+    ns, _ = lab
+
+    def listed(command: str) -> list[str]:
+        out = subprocess.run(
+            ns.cmd(ntpsec_tools["ntpq"], "-n", "-c", command, "127.0.0.1"), capture_output=True, text=True, timeout=30
+        )
+        assert out.returncode == 0 and "Collected" in out.stdout, command + out.stdout + out.stderr
+        return re.findall(r" (\d+\.\d+\.\d+\.\d+)$", out.stdout, re.M)
+
+    assert set(listed("mrulist mincount=002")) == {"127.0.0.1", "127.0.0.3", "127.0.0.4"}
+    assert listed("mrulist mindrop=1") == []
+    assert listed("mrulist recent=2") == ["127.0.0.1", "127.0.0.4"]  # newest first: ntpq itself, then .4
+
+
 def test_noquery_and_nomrulist_get_no_list(lab: tuple[nsutil.NetNs, Appliance]) -> None:
     ns, _ = lab
     nonce = HEADER.pack((2 << 3) | 6, mode6.OP_REQ_NONCE, 1, 0, 0, 0, 0)
