@@ -288,7 +288,7 @@ class ControlHandler:
         if opcode == OP_READSTAT:
             return self._readstat(version, seq, sys_status, assoc, snap)
         if opcode == OP_READVAR:
-            return self._readvar(version, seq, sys_status, assoc, snap, state, request, now_ns)
+            return self._readvar(version, seq, sys_status, assoc, snap, state, request, now_ns, clients)
         if opcode == OP_READCLOCK:
             return self._readclock(version, seq, assoc, snap, request)
         return _error(version, opcode, seq, assoc, ERR_OPCODE)
@@ -389,12 +389,15 @@ class ControlHandler:
         state: SystemState,
         request: bytes,
         now_ns: int,
+        clients: ClientRecorder | None = None,
     ) -> bytes:
+        named: v.Variables = []
         if assoc == 0:
             if snap is None:
                 return _error(version, OP_READVAR, seq, 0, ERR_UNSPEC)
             told = _told(snap.system, state)
             variables = v.system_variables(snap, told, now_ns, self.version, self.host)
+            named = v.system_named_variables(snap, told, now_ns, _mru_figures(clients))
             status = sys_status
         else:
             s = snap.source(assoc) if snap else None
@@ -402,7 +405,7 @@ class ControlHandler:
                 return _error(version, OP_READVAR, seq, assoc, ERR_ASSOC)
             variables = v.peer_variables(s, snap.system.precision)
             status = peer_status_word(s.reach, s.selection_code)
-        return self._answer(version, OP_READVAR, seq, status, assoc, variables, request)
+        return self._answer(version, OP_READVAR, seq, status, assoc, variables, request, named)
 
     def _readclock(self, version: int, seq: int, assoc: int, snap: Snapshot | None, request: bytes) -> bytes:
         clocks = [s for s in (snap.sources if snap else ()) if s.kind != "server"]
@@ -417,15 +420,32 @@ class ControlHandler:
         return self._answer(version, OP_READCLOCK, seq, 0, s.assoc_id, v.clock_variables(s, gps), request)
 
     def _answer(
-        self, version: int, opcode: int, seq: int, status: int, assoc: int, variables: v.Variables, request: bytes
+        self,
+        version: int,
+        opcode: int,
+        seq: int,
+        status: int,
+        assoc: int,
+        variables: v.Variables,
+        request: bytes,
+        named: v.Variables | None = None,
     ) -> bytes:
+        """``variables`` when the request names none, else those it names, from them and ``named`` (the
+        variables ntpd gives only by name)."""
         names = v.parse_names(request)
         if names:
-            chosen = v.select(variables, names)
+            chosen = v.select([*variables, *(named or [])], names)
             if chosen is None:
                 return _error(version, opcode, seq, assoc, ERR_UNKNOWNVAR)
             variables = chosen
         return _all(version, opcode, seq, status, assoc, fit(v.encode(variables)))
+
+
+def _mru_figures(clients: ClientRecorder | None) -> v.MruFigures | None:
+    if clients is None:
+        return None
+    oldest = clients.after(None, 0, 1)
+    return v.MruFigures(len(clients), clients.maxdepth, oldest[0].last_ns if oldest else None)
 
 
 def _told(system: SystemStatus, state: SystemState) -> SystemStatus:

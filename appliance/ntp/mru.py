@@ -50,6 +50,11 @@ class MruEntry:
 class ClientRecorder(Protocol):
     """What the server writes and mode 6 reads: :class:`MruTable` or the compiled one."""
 
+    @property
+    def maxdepth(self) -> int:
+        """The most entries the table keeps."""
+        ...
+
     def record(self, addr: str, port: int, now_ns: int, mv: int, flags: int) -> None:
         """Count one datagram."""
         ...

@@ -15,6 +15,8 @@ line would pass 72 octets, and CR LF at the end.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from appliance.status.snapshot import GpsStatus, Snapshot, SourceStatus, SystemStatus
 from appliance.timebase import NS_PER_S, ntp64_from_ns
 
@@ -66,6 +68,70 @@ def system_variables(
         ("mintc", "0"),
         ("uptime", str(max(0, (now_ns - snap.started_ns) // NS_PER_S))),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class MruFigures:
+    """The MRU list's size for ``monstats``: entries held, the most it holds, the oldest entry's last-seen time."""
+
+    depth: int
+    maxdepth: int
+    oldest_ns: int | None
+
+
+def system_named_variables(
+    snap: Snapshot, system: SystemStatus, now_ns: int, mru: MruFigures | None = None
+) -> Variables:
+    """System variables ntpd gives only when asked by name (ntpq ``sysinfo``, ``sysstats``, ``monstats``,
+    ``iostats``), from what the appliance keeps; what it does not keep is left out (ntpq prints ``?``).
+
+    ``system`` is what this client is told (as for :func:`system_variables`). The counters are never reset,
+    so each ``ss_X_r`` (ntpd's "since reset") equals ``ss_X``. ``ss_restricted`` is the requests access control
+    refused, ``ss_limited`` those the rate limit caught (a KoD or nothing), ``ss_badauth`` those whose MAC no
+    trusted key made, ``ss_processed`` the time replies.
+    """
+    peer = snap.system_peer
+    uptime = str(max(0, (now_ns - snap.started_ns) // NS_PER_S))
+    c = snap.counters
+    out = [
+        ("peeradr", f"{peer.address}:{peer_port(peer)}" if peer is not None else "0.0.0.0:0"),
+        ("peermode", str(MODE_CLIENT if peer is not None else 0)),
+        ("rootdist", _ms(system.root_delay_ns / 2 + system.root_dispersion_ns, 3)),
+        ("authdelay", "0.000"),  # stratum1 adds no authentication delay to its timestamps
+        ("ss_uptime", uptime),
+        ("ss_numctlreq", str(c.control)),
+        ("ss_reset", uptime),
+        ("ss_reset_r", uptime),
+        ("iostats_reset", uptime),
+        ("io_received", str(c.received)),
+    ]
+    for name, value in (
+        ("ss_received", c.received),
+        ("ss_restricted", c.refused),
+        ("ss_limited", c.rate_limited + c.kod),
+        ("ss_kodsent", c.kod),
+        ("ss_badauth", c.crypto_nak),
+        ("ss_processed", c.served),
+    ):
+        out += [(name, str(value)), (f"{name}_r", str(value))]
+    if mru is not None:
+        oldest = str(max(0, (now_ns - mru.oldest_ns) // NS_PER_S)) if mru.oldest_ns is not None else "0"
+        out += [
+            ("mru_enabled", "1"),
+            ("mru_depth", str(mru.depth)),
+            ("mru_maxdepth", str(mru.maxdepth)),
+            ("mru_oldest_age", oldest),
+        ]
+    return out
+
+
+def peer_port(s: SourceStatus) -> int:
+    """The port a source is asked on: a server's own (its name says ``address:port`` when not 123), else 123."""
+    if s.kind == "server" and s.name != s.address:
+        head, sep, tail = s.name.rpartition(":")
+        if sep and tail.isdigit() and head.strip("[]") == s.address:
+            return int(tail)
+    return 123
 
 
 def peer_variables(s: SourceStatus, precision: int) -> Variables:

@@ -149,6 +149,28 @@ def test_ntpq_rv_as_and_cv(lab: tuple[nsutil.NetNs, nsutil.NetNs, Appliance], nt
     assert f"satellites={snap.gps.satellites_used}," in cv.stdout and "pps=1" in cv.stdout
 
 
+def test_ntpq_sysinfo_sysstats_and_monstats(
+    lab: tuple[nsutil.NetNs, nsutil.NetNs, Appliance], ntpsec_tools: dict[str, str]
+) -> None:
+    """``sysinfo`` died with a traceback (no ``peermode``); ``sysstats`` printed only ``?``."""
+    srv, _, app = lab
+    gps = next(s for s in current(app).sources if s.name == "NMEA(0)")
+    info = run(srv, ntpsec_tools, "ntpq", "-n", "-c", "sysinfo", "127.0.0.1")
+    assert info.returncode == 0 and "Traceback" not in info.stderr, info.stdout + info.stderr
+    assert re.search(rf"system peer:\s+{re.escape(gps.address)}:123$", info.stdout, re.M), info.stdout
+    assert re.search(r"system peer mode:\s+client$", info.stdout, re.M), info.stdout
+    assert re.search(r"root distance\s+\d+\.\d+", info.stdout), info.stdout
+    wait_for(app, lambda s: s.counters.control > 0, 5)  # the snapshot (once a second) has counted sysinfo's
+    stats = run(srv, ntpsec_tools, "ntpq", "-c", "sysstats", "127.0.0.1")
+    assert stats.returncode == 0, stats.stderr
+    received = re.search(r"^packets received:\s+(\d+)\s+(\d+)", stats.stdout, re.M)
+    assert received is not None and int(received[1]) > 0, stats.stdout
+    assert re.search(r"^control requests:\s+[1-9]\d*$", stats.stdout, re.M), stats.stdout
+    mon = run(srv, ntpsec_tools, "ntpq", "-c", "monstats", "127.0.0.1")
+    assert mon.returncode == 0, mon.stderr
+    assert re.search(r"^addresses in use:\s+[1-9]\d*$", mon.stdout, re.M), mon.stdout
+
+
 def test_ntpstat_says_synchronised_at_stratum_1(
     lab: tuple[nsutil.NetNs, nsutil.NetNs, Appliance], ntpsec_tools: dict[str, str]
 ) -> None:

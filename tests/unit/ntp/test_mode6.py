@@ -381,3 +381,44 @@ def test_read_mru_recent_lists_the_newest_entries_only() -> None:
     assert [got.get(f"addr.{i}") for i in range(3)] == [*newest[:2], None] and "now" not in got
     got = mru(handler(), table, b", recent=30")
     assert len([k for k in got if k.startswith("addr.")]) == 20
+
+
+def test_sysinfo_and_sysstats_variables_by_name() -> None:
+    """ntpq ``sysinfo`` asks for ``peeradr`` and ``peermode`` (without them ntpq 1.2.2 died with a traceback),
+    ``sysstats`` for the ``ss_*`` counters: answered by name, from the snapshot's counters; ``rv`` is as before."""
+    names = b"peeradr,peermode,rootdist,authdelay,ss_uptime,ss_received,ss_received_r,ss_limited,ss_kodsent"
+    names += b",ss_restricted,ss_processed,ss_badauth,ss_numctlreq,mru_depth,mru_maxdepth,mru_oldest_age"
+    table = clients(3)
+    counters = replace(SNAP.counters, kod=2, rate_limited=5, crypto_nak=1)
+    snap = replace(SNAP, counters=counters)
+    h = ControlHandler(snapshot=lambda: snap)
+    reply = h.handle(request(mode6.OP_READVAR, data=names), 0, STATE, NOW, ASKER, table)
+    assert reply is not None and not reply[1] & 0x40
+    got = variables(reply)
+    assert got["peeradr"] == "127.127.20.0:123" and got["peermode"] == "3"  # the GPS, a client association
+    assert got["rootdist"] == "0.037"
+    assert got["ss_uptime"] == "60" and got["ss_received"] == got["ss_received_r"] == "10"
+    assert (got["ss_limited"], got["ss_kodsent"], got["ss_badauth"]) == ("7", "2", "1")
+    assert (got["ss_restricted"], got["ss_processed"], got["ss_numctlreq"]) == ("1", "8", "3")
+    oldest_age = (NOW - table.entries()[0].last_ns) // NS_PER_S
+    assert got["mru_depth"] == "3" and got["mru_maxdepth"] == str(table.maxdepth)
+    assert got["mru_oldest_age"] == str(oldest_age)
+    # no system peer: ntpd's 0.0.0.0:0 and mode 0, which ntpq prints as "unspec"
+    nopeer = replace(SNAP, system=replace(SNAP.system, peer=0))
+    reply = ControlHandler(snapshot=lambda: nopeer).handle(
+        request(mode6.OP_READVAR, data=b"peeradr,peermode"), 0, STATE, NOW
+    )
+    assert reply is not None and variables(reply) == {"peeradr": "0.0.0.0:0", "peermode": "0"}
+    # the default list (rv) does not carry them
+    reply = ask(handler(), request(mode6.OP_READVAR))
+    assert reply is not None and b"ss_" not in reply and b"peeradr" not in reply
+    # a counter not kept is unknown, so ntpq shows "?" for it
+    reply = ask(handler(), request(mode6.OP_READVAR, data=b"ss_oldver"))
+    assert reply is not None and body(reply)[1] >> 8 == mode6.ERR_UNKNOWNVAR
+
+
+def test_a_server_on_its_own_port_is_named_with_it() -> None:
+    server = replace(SNAP.sources[1], name="192.0.2.10:11123")
+    snap = replace(SNAP, sources=(SNAP.sources[0], server), system=replace(SNAP.system, peer=2))
+    reply = ControlHandler(snapshot=lambda: snap).handle(request(mode6.OP_READVAR, data=b"peeradr"), 0, STATE, NOW)
+    assert reply is not None and variables(reply) == {"peeradr": "192.0.2.10:11123"}
