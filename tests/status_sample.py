@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from appliance.status.snapshot import (
     Alarm,
+    ClockStatus,
     Counters,
     GpsStatus,
     SatelliteStatus,
@@ -103,6 +104,20 @@ SNAP = Snapshot(
             SatelliteStatus("GLONASS", 70, 76, 297, 43, True),
         ),
         sky_ns=NOW - 2 * NS_PER_S,
+    ),
+    clocks=(
+        ClockStatus(
+            "GPS(0)",
+            "NMEA receiver on a serial port /dev/serial0, PPS /dev/pps0",
+            time1_ns=50_000_000,
+            time2_ns=350_000_000,
+            polls=30,
+            noreply=1,
+            baddata=2,
+            badformat=3,
+            gps=True,
+        ),
+        ClockStatus("LOCAL(0)", "the undisciplined local clock", polls=2),
     ),
 )
 

@@ -23,6 +23,7 @@ from appliance.sources.timekeeper import Basis, Timekeeper
 from appliance.state import SystemState
 from appliance.status.snapshot import (
     Alarm,
+    ClockStatus,
     Counters,
     GpsStatus,
     LeapStatus,
@@ -134,13 +135,15 @@ def snapshot_from(
     served: SystemState | None = None,
     gps: GpsClock | None = None,
     serial: SerialLink | None = None,
+    clocks: tuple[ClockStatus, ...] = (),
 ) -> Snapshot:
     """The appliance at ``now_ns`` (a reading of the served clock); ``tk`` None: no clock is steered.
 
     ``previous`` is the last snapshot (for the rates); ``served`` the state the server serves, which is the
     whole story when there is no timekeeper (the local clock's state, or unsynchronised); ``gps`` the
     pairing of the first NMEA receiver (its fix, satellites, pulses), if one is configured; ``serial`` its
-    serial port (whether the receiver is heard at all), when its driver says.
+    serial port (whether the receiver is heard at all), when its driver says; ``clocks`` each reference
+    clock's own state (:func:`appliance.status.clocks.clock_statuses`).
     """
     leap = None
     alarms: list[Alarm] = []
@@ -238,7 +241,7 @@ def snapshot_from(
         )
     alarms[:0] = _alarms(system, sources, gps_status)  # the time's own troubles first, the leap table's after
     tallies = counters_from(counters, previous, now_ns)
-    return Snapshot(now_ns, started_ns, version, system, sources, tallies, gps_status, leap, tuple(alarms))
+    return Snapshot(now_ns, started_ns, version, system, sources, tallies, gps_status, leap, tuple(alarms), clocks)
 
 
 def receiver_counters(link: SerialLink) -> ReceiverCounters:

@@ -196,6 +196,31 @@ class GpsStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ClockStatus:
+    """One reference clock's own state, as ntpq's ``cv`` shows it (ntpd's per-clock ``refclockstat``).
+
+    ``name`` is its source's (``NMEA(0)``); ``device`` what it is, in words; ``time1_ns``/``time2_ns`` the
+    configured ``time1``/``time2`` (None: not given); ``flags`` the ``flag1``..``flag4`` set (bits 0-3);
+    ``polls`` the poll intervals ended, ``noreply`` those that ended without the samples for an update,
+    ``baddata`` the samples refused as bad (from the future, stale, or marked unsynchronised), ``badformat``
+    the input the driver could not read (an NMEA receiver's bad sentences); each None where nothing counts
+    it (the local clock has no filter; most drivers do not count unreadable input). ``gps`` says the
+    snapshot's :class:`GpsStatus` is this receiver's.
+    """
+
+    name: str
+    device: str
+    time1_ns: int | None = None
+    time2_ns: int | None = None
+    flags: int = 0
+    polls: int | None = None
+    noreply: int | None = None
+    baddata: int | None = None
+    badformat: int | None = None
+    gps: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class LeapStatus:
     """The leap-second table in use: where it came from, TAI-UTC now, when it expires (POSIX ns)."""
 
@@ -251,6 +276,8 @@ class Snapshot:
     gps: GpsStatus | None = None
     leap: LeapStatus | None = None
     alarms: tuple[Alarm, ...] = field(default=())
+    #: Each reference clock's own state (ntpq ``cv``), by source name.
+    clocks: tuple[ClockStatus, ...] = field(default=())
 
     def source(self, assoc_id: int) -> SourceStatus | None:
         """The source with association ID ``assoc_id``, or None."""
@@ -258,6 +285,10 @@ class Snapshot:
             if s.assoc_id == assoc_id:
                 return s
         return None
+
+    def clock(self, name: str) -> ClockStatus | None:
+        """The reference clock named ``name`` (a source's name), or None."""
+        return next((c for c in self.clocks if c.name == name), None)
 
     @property
     def system_peer(self) -> SourceStatus | None:
@@ -288,6 +319,7 @@ class Snapshot:
                 gps=GpsStatus.from_dict(d["gps"]) if d.get("gps") else None,
                 leap=LeapStatus(**d["leap"]) if d.get("leap") else None,
                 alarms=tuple(Alarm(**a) for a in d.get("alarms", ())),
+                clocks=tuple(ClockStatus(**c) for c in d.get("clocks", ())),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"status snapshot is malformed: {e}") from e

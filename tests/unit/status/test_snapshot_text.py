@@ -57,3 +57,13 @@ def test_peers_is_the_ntpq_billboard() -> None:
 def test_holdover_names_no_peer() -> None:
     held = replace(SNAP, system=replace(SNAP.system, basis="holdover", peer=2))
     assert status_text(held).startswith("synchronised to reference clock (holdover) at stratum 1\n")
+
+
+def test_each_clock_has_its_own_state_in_the_snapshot() -> None:
+    """``cv`` reads a clock's own state by its source's name; an older daemon's JSON without it reads as none."""
+    back = Snapshot.from_json(SNAP.to_json())
+    assert back.clock("GPS(0)") == SNAP.clocks[0] and back.clock("LOCAL(0)") == SNAP.clocks[1]
+    assert back.clock("NMEA(1)") is None
+    d = SNAP.to_dict()
+    del d["clocks"]
+    assert Snapshot.from_dict(d).clocks == ()
