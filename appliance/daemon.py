@@ -62,9 +62,10 @@ from appliance.refclock.setup import RefclockLine, refclock_lines
 from appliance.sources.client import Association, Reply, Upstreams
 from appliance.sources.timekeeper import DEFAULT_HOLDOVER_BOUND_NS, Timekeeper, TimekeeperStatus
 from appliance.state import UNSYNCHRONISED, SystemState
+from appliance.status.clocks import ClockLine, clock_lines, clock_statuses, nmea_badformat
 from appliance.status.collect import AssocIds, snapshot_from
 from appliance.status.payload import status_line
-from appliance.status.snapshot import Snapshot
+from appliance.status.snapshot import ClockStatus, Snapshot
 from appliance.status.text import leap_jump_line, lock_break_line, rollover_line
 from appliance.timebase import log2_from_ns
 
@@ -205,6 +206,7 @@ class Appliance:
         self.started_ns = read_ns()
         self.snapshot: Snapshot | None = None
         self._assoc_ids = AssocIds()
+        self._clock_lines: tuple[Config | None, tuple[ClockLine, ...]] = (None, ())
         self._status_server: StatusServer | None = None
         self.stats: StatsWriter | None = None
         if config.statsdir is not None and any(g.enabled for g in config.filegens):
@@ -452,6 +454,28 @@ class Appliance:
         link = getattr(parts.get(f"{name} serial"), "link", None)
         return link() if callable(link) else None
 
+    def _clocks(self) -> tuple[ClockStatus, ...]:
+        """Each reference clock's own state (ntpq ``cv``): the config's say, its filter's and driver's counts."""
+        from appliance.io.shm import ShmDriver  # as build.py: only where a shm line is configured is it used
+
+        if self.timekeeper is None:
+            return ()
+        if self._clock_lines[0] is not self.config:
+            self._clock_lines = (self.config, clock_lines(self.config))
+        parts = self.refclocks.parts if self.refclocks is not None else {}
+        badformat = {}
+        gps_name = None
+        for name, part in parts.items():
+            if isinstance(part, NmeaRefclock) and gps_name is None:
+                gps_name = name
+            stream = getattr(part, "stream", None)  # an NMEA receiver's serial reader ("NMEA(0) serial")
+            if name.endswith(" serial") and stream is not None:
+                badformat[name.removesuffix(" serial")] = nmea_badformat(stream.counters)
+            elif isinstance(part, ShmDriver):
+                badformat[name] = part.counters()["bad_mode"]
+        counters = {name: rs.counters for name, rs in self.timekeeper.refclocks.items()}
+        return clock_statuses(self._clock_lines[1], counters, badformat, gps_name)
+
     def publish_status(self) -> None:
         """Build this second's snapshot (mode 6 reads it); hand it to the status socket and the statistics files."""
         previous = self.snapshot
@@ -468,6 +492,7 @@ class Appliance:
             served=self.server.state,
             gps=self._first_gps(),
             serial=self._first_serial(),
+            clocks=self._clocks(),
         )
         broken = lock_break_line(previous, self.snapshot)
         if broken is not None:

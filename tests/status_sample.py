@@ -108,7 +108,7 @@ SNAP = Snapshot(
     clocks=(
         ClockStatus(
             "GPS(0)",
-            "NMEA receiver on a serial port /dev/serial0, PPS /dev/pps0",
+            "NMEA receiver on a serial port /dev/serial0 with PPS /dev/pps0",
             time1_ns=50_000_000,
             time2_ns=350_000_000,
             polls=30,

@@ -23,8 +23,9 @@ What is answered (from the status snapshot, :mod:`appliance.status.snapshot`):
   per source (ntpq ``associations``, the first step of ``peers``);
 - READVAR (2): association 0 the system variables (ntpq ``rv``, ntpstat), association N that source's
   variables (``rv N``, ``peers``); a request that names variables gets those, in its order;
-- READCLOCK (4): a reference clock's variables (``cv``); association 0 means the system peer when it is a
-  clock, else the first clock;
+- READCLOCK (4): a reference clock's variables (``cv``), from that clock's own state (the snapshot's
+  ``clocks``; the GPS's fix and pulses only for the receiver they are of); association 0 means the system
+  peer when it is a clock, else the first clock;
 - REQ_NONCE (12) and READ_MRU (10): the MRU list of recent clients (:mod:`appliance.ntp.mru`), as NTPsec's
   ntpd gives it to ``ntpq -c mrulist`` (below).
 
@@ -416,8 +417,9 @@ class ControlHandler:
             s = next((c for c in clocks if c.assoc_id == assoc), None)
         if s is None or snap is None:
             return _error(version, OP_READCLOCK, seq, assoc, ERR_ASSOC)
-        gps = snap.gps if s.kind == "refclock" else None
-        return self._answer(version, OP_READCLOCK, seq, 0, s.assoc_id, v.clock_variables(s, gps), request)
+        clock = snap.clock(s.name)  # this clock's own state: the GPS lines only for the receiver they are of
+        gps = snap.gps if clock is not None and clock.gps else None
+        return self._answer(version, OP_READCLOCK, seq, 0, s.assoc_id, v.clock_variables(s, clock, gps), request)
 
     def _answer(
         self,

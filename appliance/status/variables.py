@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.status.snapshot import GpsStatus, Snapshot, SourceStatus, SystemStatus
+from appliance.status.snapshot import ClockStatus, GpsStatus, Snapshot, SourceStatus, SystemStatus
 from appliance.timebase import NS_PER_S, ntp64_from_ns
 
 Variables = list[tuple[str, str]]
@@ -168,24 +168,37 @@ def peer_variables(s: SourceStatus, precision: int) -> Variables:
     return out
 
 
-def clock_variables(s: SourceStatus, gps: GpsStatus | None) -> Variables:
-    """A reference clock's variables (ntpq ``cv``): the generic ones, and the GPS's fix and pulses when it is one."""
+def clock_variables(s: SourceStatus, clock: ClockStatus | None = None, gps: GpsStatus | None = None) -> Variables:
+    """A reference clock's variables (ntpq ``cv``): ntpd's generic ones from that clock's own state ``clock``
+    (:class:`ClockStatus`; a count nothing keeps, or a ``time1``/``time2`` not configured, is left out, as
+    ntpd leaves out a fudge time not set), and the GPS's fix and pulses when ``gps`` (the receiver's) is given.
+    """
     name = s.name.split("(")[0]
     out = [
         ("name", f'"{name}"'),
         ("timecode", f'"{_timecode(s.updated_ns)}"'),
-        ("poll", str(s.poll)),
-        ("noreply", "0"),
-        ("badformat", "0"),
-        ("baddata", "0"),
-        ("fudgetime1", "0.000"),
+    ]
+    if clock is not None:
+        for var, count in (
+            ("poll", clock.polls),
+            ("noreply", clock.noreply),
+            ("badformat", clock.badformat),
+            ("baddata", clock.baddata),
+        ):
+            if count is not None:
+                out.append((var, str(count)))
+        if clock.time1_ns is not None:
+            out.append(("fudgetime1", _ms(clock.time1_ns, 3)))
+        if clock.time2_ns is not None:
+            out.append(("fudgetime2", _ms(clock.time2_ns, 3)))
+    out += [
         ("stratum", str(s.stratum)),
         ("refid", s.refid or "INIT"),
-        ("flags", "0"),
+        ("flags", str(clock.flags if clock is not None else 0)),
+        ("device", f'"{clock.device if clock is not None else s.name}"'),
     ]
     if gps is not None and s.kind == "refclock":
         out += [
-            ("device", '"GPS receiver (NMEA) with PPS"'),
             ("fix", f'"{gps.fix_mode}"' if gps.fix else '"none"'),
             ("satellites", str(gps.satellites_used if gps.satellites_used is not None else -1)),
             ("satellites_in_view", str(gps.satellites_in_view if gps.satellites_in_view is not None else -1)),
@@ -195,8 +208,6 @@ def clock_variables(s: SourceStatus, gps: GpsStatus | None) -> Variables:
             ("pulses", str(gps.pulses)),
             ("receiver", f'"{gps.link}"'),
         ]
-    else:
-        out.append(("device", f'"{s.name}"'))
     return out
 
 

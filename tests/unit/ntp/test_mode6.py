@@ -8,13 +8,14 @@ from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
-from status_sample import NOW, SNAP
+from status_sample import NOW, SNAP, source
 
 from appliance.ntp import access as acl
 from appliance.ntp import mode6
 from appliance.ntp.mode6 import HEADER, MAX_DATA, ControlHandler, datagrams, fragments
 from appliance.ntp.mru import MruTable
 from appliance.state import SystemState
+from appliance.status.snapshot import ClockStatus
 from appliance.status.variables import encode, peer_variables
 from appliance.timebase import NS_PER_S, ntp64_from_ns
 
@@ -106,6 +107,26 @@ def test_clock_variables_carry_the_gps_fix() -> None:
     assert reply is not None and reply[1] & 0x40 and body(reply)[1] >> 8 == mode6.ERR_ASSOC
     reply = ask(handler(), request(mode6.OP_READCLOCK, 0))  # 0: the system peer, a clock
     assert reply is not None and body(reply)[2] == 1
+
+
+def test_each_clock_answers_cv_with_its_own_state() -> None:
+    """The GPS's fix and pulses only for the receiver they are of; counts and fudge times each clock's own
+    (they were constants: poll was the poll exponent, noreply/badformat/baddata 0, fudgetime1 0.0)."""
+    second = source(4, "NMEA(1)", "refclock", " ", address="127.127.20.1", refid="GPS1", reach=0)
+    clocks = (*SNAP.clocks, ClockStatus("NMEA(1)", "NMEA receiver on a serial port /dev/ttyUSB1", polls=9, noreply=9))
+    snap = replace(SNAP, sources=(*SNAP.sources, second), clocks=clocks)
+    h = ControlHandler(snapshot=lambda: snap)
+    gps = variables(h.handle(request(mode6.OP_READCLOCK, 1), 0, STATE, NOW) or b"")
+    assert (gps["poll"], gps["noreply"], gps["badformat"], gps["baddata"]) == ("30", "1", "3", "2")
+    assert (gps["fudgetime1"], gps["fudgetime2"]) == ("50.000", "350.000")
+    assert gps["device"] == f'"{SNAP.clocks[0].device}"' and gps["satellites"] == "9"
+    other = variables(h.handle(request(mode6.OP_READCLOCK, 4), 0, STATE, NOW) or b"")
+    assert other["device"] == '"NMEA receiver on a serial port /dev/ttyUSB1"' and other["refid"] == "GPS1"
+    assert (other["poll"], other["noreply"]) == ("9", "9")
+    assert not {"fix", "satellites", "pps", "locked", "pulses", "badformat", "fudgetime1"} & set(other)
+    local = variables(h.handle(request(mode6.OP_READCLOCK, 3), 0, STATE, NOW) or b"")
+    assert local["device"] == '"the undisciplined local clock"' and "satellites" not in local
+    assert "poll" in local and "noreply" not in local
 
 
 def test_unknown_association_is_an_error() -> None:
