@@ -246,6 +246,7 @@ class Association:
                 maxpoll=s.maxpoll,
                 address=address,
                 precision=s.precision,
+                keyid=s.key.keyid if s.key is not None else 0,
             )
         )
         self.counters = ClientCounters()

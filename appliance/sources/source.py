@@ -105,6 +105,8 @@ class SourceConfig:
     maxpoll: int = 10
     address: str | None = None
     precision: int = -20
+    #: The key an NTP server's replies must be signed with (``key N``); 0: none.
+    keyid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class SourceEstimate:
     poll: int = 6
     why_unusable: str = ""
     sample_ns: int | None = None
+    keyid: int = 0
 
 
 def root_distance(
@@ -284,6 +287,7 @@ class Source:
             updated_ns=updated,
             address=c.address,
             poll=self.poll,
+            keyid=c.keyid,
             why_unusable=why,
             sample_ns=sampled,
         )

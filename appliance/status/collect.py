@@ -94,6 +94,7 @@ def source_status(e: SourceEstimate, tally: str, assoc_id: int) -> SourceStatus:
         prefer=e.prefer,
         noselect=e.noselect,
         why=e.why_unusable,
+        keyid=e.keyid,
     )
 
 

@@ -57,6 +57,9 @@ class SourceStatus:
     prefer: bool = False
     noselect: bool = False
     why: str = ""
+    #: The key an NTP server's replies are checked with (``key N``; 0: none): only replies with its valid MAC
+    #: are used, so a keyed server that reaches us is authenticated.
+    keyid: int = 0
 
     @property
     def selection_code(self) -> int:
