@@ -79,7 +79,7 @@ from appliance.ntp import access as acl
 from appliance.ntp.mru import ClientRecorder, MruEntry, MruTable
 from appliance.state import SystemState
 from appliance.status import variables as v
-from appliance.status.snapshot import Snapshot, SystemStatus
+from appliance.status.snapshot import Snapshot, SourceStatus, SystemStatus
 from appliance.timebase import NS_PER_S, ns_from_ntp64, ntp64_from_ns
 
 HEADER = struct.Struct("!BBHHHHH")
@@ -152,8 +152,11 @@ SOURCE_NTP = 6
 #: The clock source in the system status word, by the timekeeper's basis.
 _SOURCE_BY_BASIS = {"refclock": SOURCE_UHF, "holdover": SOURCE_UHF, "upstream": SOURCE_NTP, "local": SOURCE_LOCAL}
 
-#: Peer status word bits (RFC 9327 section 2.2): configured, reachable.
+#: Peer status word bits (RFC 9327 section 2.2): configured, authentication enabled (a keyed server),
+#: authentic (its replies passed the MAC check), reachable.
 PEER_CONFIGURED = 0x8000
+PEER_AUTHENABLE = 0x4000
+PEER_AUTHENTIC = 0x2000
 PEER_REACHABLE = 0x1000
 
 
@@ -162,9 +165,18 @@ def system_status_word(state: SystemState, source: int = SOURCE_UNSPEC) -> int:
     return (state.leap & 3) << 14 | (source & 0x3F) << 8
 
 
-def peer_status_word(reach: int, selection_code: int) -> int:
-    """The 16-bit peer status word: flags (5 bits), selection (3), event count and code (4+4)."""
-    return PEER_CONFIGURED | (PEER_REACHABLE if reach else 0) | (selection_code & 7) << 8
+def peer_status_word(reach: int, selection_code: int, keyid: int = 0) -> int:
+    """The 16-bit peer status word: flags (5 bits), selection (3), event count and code (4+4).
+
+    A keyed server (``keyid``) has authentication enabled, and is authentic once it reaches us: its replies
+    are used only with a valid MAC of its key (ntpq ``as``: ``auth ok``; ``bad`` while it has not answered).
+    """
+    auth = (PEER_AUTHENABLE | (PEER_AUTHENTIC if reach else 0)) if keyid else 0
+    return PEER_CONFIGURED | auth | (PEER_REACHABLE if reach else 0) | (selection_code & 7) << 8
+
+
+def _peer_status(s: SourceStatus) -> int:
+    return peer_status_word(s.reach, s.selection_code, s.keyid)
 
 
 def fragments(version: int, opcode: int, seq: int, status: int, assoc: int, data: bytes) -> list[bytes]:
@@ -369,16 +381,13 @@ class ControlHandler:
 
     def _readstat(self, version: int, seq: int, sys_status: int, assoc: int, snap: Snapshot | None) -> bytes:
         if assoc == 0:
-            pairs = b"".join(
-                struct.pack("!HH", s.assoc_id, peer_status_word(s.reach, s.selection_code))
-                for s in (snap.sources if snap else ())
-            )
+            pairs = b"".join(struct.pack("!HH", s.assoc_id, _peer_status(s)) for s in (snap.sources if snap else ()))
             most = MAX_FRAGMENTS * MAX_DATA
             return _all(version, OP_READSTAT, seq, sys_status, 0, pairs[: most - most % 4])
         s = snap.source(assoc) if snap else None
         if s is None:
             return _error(version, OP_READSTAT, seq, assoc, ERR_ASSOC)
-        return _all(version, OP_READSTAT, seq, peer_status_word(s.reach, s.selection_code), assoc, b"")
+        return _all(version, OP_READSTAT, seq, _peer_status(s), assoc, b"")
 
     def _readvar(
         self,
@@ -405,7 +414,7 @@ class ControlHandler:
             if s is None or snap is None:
                 return _error(version, OP_READVAR, seq, assoc, ERR_ASSOC)
             variables = v.peer_variables(s, snap.system.precision)
-            status = peer_status_word(s.reach, s.selection_code)
+            status = _peer_status(s)
         return self._answer(version, OP_READVAR, seq, status, assoc, variables, request, named)
 
     def _readclock(self, version: int, seq: int, assoc: int, snap: Snapshot | None, request: bytes) -> bytes:

@@ -138,7 +138,7 @@ def peer_variables(s: SourceStatus, precision: int) -> Variables:
     """One association's variables (ntpq ``rv ASSOC``, ``peers``, ``associations``)."""
     out = [
         ("srcadr", s.address),
-        ("srcport", "123"),
+        ("srcport", str(peer_port(s))),
         ("dstadr", "127.0.0.1" if s.kind != "server" else "0.0.0.0"),
         ("dstport", "123"),
         ("leap", str(s.leap)),
@@ -158,7 +158,7 @@ def peer_variables(s: SourceStatus, precision: int) -> Variables:
         ("offset", _ms(s.offset_ns)),
         ("jitter", _ms(s.jitter_ns)),
         ("dispersion", _ms(s.dispersion_ns)),
-        ("keyid", "0"),
+        ("keyid", str(s.keyid)),
         ("flash", "0x0" if s.usable else "0x400"),
         ("mode", "0"),
         ("headway", "0"),

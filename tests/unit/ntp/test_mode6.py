@@ -12,9 +12,12 @@ from status_sample import NOW, SNAP, source
 
 from appliance.ntp import access as acl
 from appliance.ntp import mode6
+from appliance.ntp.keys import Key
 from appliance.ntp.mode6 import HEADER, MAX_DATA, ControlHandler, datagrams, fragments
 from appliance.ntp.mru import MruTable
+from appliance.sources.client import Association, ClientSettings
 from appliance.state import SystemState
+from appliance.status.collect import source_status
 from appliance.status.snapshot import ClockStatus
 from appliance.status.variables import encode, peer_variables
 from appliance.timebase import NS_PER_S, ntp64_from_ns
@@ -443,3 +446,23 @@ def test_a_server_on_its_own_port_is_named_with_it() -> None:
     snap = replace(SNAP, sources=(SNAP.sources[0], server), system=replace(SNAP.system, peer=2))
     reply = ControlHandler(snapshot=lambda: snap).handle(request(mode6.OP_READVAR, data=b"peeradr"), 0, STATE, NOW)
     assert reply is not None and variables(reply) == {"peeradr": "192.0.2.10:11123"}
+
+
+def test_a_keyed_server_shows_auth_ok_its_keyid_and_its_port() -> None:
+    """``server 127.0.0.5 port 11123 key 1`` showed ``auth none``, ``keyid=0``, ``srcport=123``."""
+    key = Key(1, "SHA1", b"secret")
+    assoc = Association("192.0.2.10", NOW, ClientSettings(key=key), port=11123)
+    estimate = assoc.source.estimate(NOW)
+    assert estimate.keyid == 1
+    keyed = replace(source_status(estimate, "*", 2), reach=0o377)
+    snap = replace(SNAP, sources=(SNAP.sources[0], keyed))
+    h = ControlHandler(snapshot=lambda: snap)
+    reply = h.handle(request(mode6.OP_READSTAT), 0, STATE, NOW)
+    assert reply is not None
+    words = dict(struct.unpack_from("!HH", body(reply)[4], i) for i in range(0, 8, 4))
+    # configured, authentication enabled, authentic, reachable: ntpq's "auth ok"; the GPS's unchanged
+    assert words[2] >> 12 == 0xF and words[1] >> 12 == 0x9
+    got = variables(h.handle(request(mode6.OP_READVAR, 2), 0, STATE, NOW) or b"")
+    assert got["keyid"] == "1" and got["srcport"] == "11123" and got["srcadr"] == "192.0.2.10"
+    # not reached yet: enabled, not authentic ("auth bad", as ntpd says before a good reply)
+    assert mode6.peer_status_word(0, 0, 1) >> 12 == 0xC and mode6.peer_status_word(0, 0) >> 12 == 0x8
