@@ -50,7 +50,7 @@ from appliance.io.statussock import StatusServer
 from appliance.io.udp import UdpServerSocket, compiled_wait
 from appliance.leap import leap_to_serve
 from appliance.nmea.link import SerialLink
-from appliance.ntp.access import AccessTable
+from appliance.ntp.access import AccessTable, address_value
 from appliance.ntp.keys import describe_keys
 from appliance.ntp.mode6 import ControlHandler
 from appliance.ntp.mru import MruTable
@@ -277,7 +277,8 @@ class Appliance:
         applied = []
         if changes.restricts or changes.discard or changes.servers:
             limiter = self._rate_limiter(config) if changes.discard else self.server.limiter
-            self.server.reconfigure(AccessTable.from_rules(config.restricts), limiter, _peers(config))
+            access = AccessTable.from_rules(config.restricts, sources=self.server.access.sources)
+            self.server.reconfigure(access, limiter, _peers(config))
             applied += ["restrict lines"] if changes.restricts else []
             applied += ["rate limits (discard)"] if changes.discard else []
         if changes.keys:
@@ -433,9 +434,23 @@ class Appliance:
             peers = _peers(self.config, self.timekeeper.upstreams)  # a peer line's name, once resolved
             if peers != self.server.peers:
                 self.server.peers = peers
+        self._apply_restrict_source()
         if self.timekeeper is not None:
             self._log_status(self.timekeeper.status())
         self.publish_status()
+
+    def _apply_restrict_source(self) -> None:
+        """``restrict source``: a host entry with its flags for each association's address, kept current as
+        servers are resolved and pool servers come and go (ntpd adds and removes them with the associations)."""
+        access = self.server.access
+        if access.source_flags is None:
+            return
+        addresses = set(_peers(self.config))
+        upstreams = self.timekeeper.upstreams if self.timekeeper is not None else None
+        if upstreams is not None:
+            addresses.update(a.address for a in upstreams.associations if _is_address(a.address))
+        if addresses != access.sources:
+            self.server.reconfigure(access.with_sources(addresses), self.server.limiter)
 
     # -- status (issue 10): the snapshot producer and the socket ------------------------------------
 
@@ -645,6 +660,14 @@ class ReloadReport:
 def upstream_hosts(config: Config) -> list[str]:
     """The upstream servers' hosts (``server``, ``pool``, ``peer`` lines that are not reference clocks)."""
     return [s.host for s in config.servers if s.refclock is None]
+
+
+def _is_address(text: str) -> bool:
+    try:
+        address_value(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _peers(config: Config, upstreams: Upstreams | None = None) -> frozenset[str]:

@@ -19,10 +19,14 @@ Matching follows ntpd (``ntp_restrict.c``, documented in ntp_acc(5) and the
 - ``restrict default ...`` (family None) is the entry 0.0.0.0/0 *and* the
   entry ::/0; ``restrict -4 default`` and ``-6 default`` are one of them, so a
   bare ``default`` and a ``-6 default`` line both add to the IPv6 default;
-- ``restrict source ...`` lines apply to the addresses of configured servers
-  as ntpd adds them, not to arbitrary packets: :meth:`AccessTable.lookup`
-  never matches them; :attr:`AccessTable.source_flags` holds the flags of the
-  last such line (ntpd keeps only the last one too);
+- ``restrict source ...`` is a template, as in ntpd (ntp_acc(5): "a template
+  restriction automatically added at runtime for each association"): the
+  flags of the last such line (:attr:`AccessTable.source_flags`; ntpd keeps
+  only the last one too) become a host entry for the address of each
+  association, the servers, pool servers and peers in use
+  (:meth:`AccessTable.with_sources`, which the daemon calls whenever that set
+  of addresses changes), except an address a ``restrict`` line names as a
+  host already (ntpd leaves such an entry alone);
 - a packet from a multicast source address gets ``Restriction(IGNORE, False)``
   whatever the table says (ntpd does the same: such a source is forged);
 - loopback is not exempt: the usual configurations say ``restrict 127.0.0.1``
@@ -168,7 +172,18 @@ class AccessTable:
     the appliance has one event loop thread.
     """
 
-    __slots__ = ("_v4", "_v6", "_ntpport", "_cache", "_cache_ntp", "_cache_size", "source_flags")
+    __slots__ = (
+        "_v4",
+        "_v6",
+        "_ntpport",
+        "_cache",
+        "_cache_ntp",
+        "_cache_size",
+        "source_flags",
+        "rules",
+        "implicit_default",
+        "sources",
+    )
 
     def __init__(
         self,
@@ -188,6 +203,10 @@ class AccessTable:
         self._cache_size = cache_size
         #: Flags of the last ``restrict source`` line (bitmask, no NTPPORT), or None without one.
         self.source_flags = source_flags
+        #: What :meth:`from_rules` was given: the lines, the implicit default, the associations' addresses.
+        self.rules: tuple[RestrictRule, ...] = ()
+        self.implicit_default = IMPLICIT_DEFAULT
+        self.sources: frozenset[str] = frozenset()
 
     @classmethod
     def from_rules(
@@ -195,14 +214,19 @@ class AccessTable:
         rules: Iterable[RestrictRule],
         implicit_default: int = IMPLICIT_DEFAULT,
         *,
+        sources: Iterable[str] = (),
         cache_size: int = CACHE_SIZE,
     ) -> AccessTable:
         """Build the table from ``restrict`` lines in file order.
 
         ``implicit_default`` is the flag bitmask for a family that no
         ``default`` line covers (ntpd would use 0; see the module docstring).
-        Raises ValueError for an unknown flag name.
+        ``sources`` are the associations' addresses, each given a host entry
+        with the ``restrict source`` flags when there is such a line and no
+        line names the address as a host. Raises ValueError for an unknown
+        flag name or an address that is none.
         """
+        rules = tuple(rules)
         # (family, network int, prefix length, ntpport) -> OR of the lines' flags
         merged: dict[tuple[int, int, int, bool], int] = {}
         source_flags: int | None = None
@@ -220,6 +244,12 @@ class AccessTable:
                 keys = [(*_network_key(rule.network), ntponly)]
             for key in keys:
                 merged[key] = merged.get(key, 0) | bits
+        if source_flags is not None:
+            for ip in sources:
+                fam, value = address_value(ip)
+                host = (fam, value, 32 if fam == 4 else 128)
+                if (*host, False) not in merged and (*host, True) not in merged:
+                    merged[(*host, False)] = source_flags
         for fam in (4, 6):
             merged.setdefault((fam, 0, 0, False), implicit_default & ~NTPPORT)
         lists: dict[int, list[_Entry]] = {4: [], 6: []}
@@ -228,7 +258,15 @@ class AccessTable:
             width = 32 if fam == 4 else 128
             mask = ((1 << plen) - 1) << (width - plen)
             lists[fam].append((mask, net, ntponly, Restriction(bits, plen == 0)))
-        return cls(lists[4], lists[6], source_flags, cache_size)
+        table = cls(lists[4], lists[6], source_flags, cache_size)
+        table.rules = rules
+        table.implicit_default = implicit_default
+        table.sources = frozenset(sources)
+        return table
+
+    def with_sources(self, addresses: Iterable[str]) -> AccessTable:
+        """This table's lines with ``restrict source`` applied to ``addresses`` (the associations in use)."""
+        return AccessTable.from_rules(self.rules, self.implicit_default, sources=addresses, cache_size=self._cache_size)
 
     def scan_lists(self) -> tuple[list[_Entry], list[_Entry]]:
         """The IPv4 and IPv6 entries, most specific first, as :meth:`lookup` scans them (copies)."""

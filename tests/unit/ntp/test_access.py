@@ -19,6 +19,7 @@ from appliance.ntp.access import (
     NOMODIFY,
     NOPEER,
     NOQUERY,
+    NOSERVE,
     NOTRAP,
     AccessTable,
     Restriction,
@@ -250,6 +251,27 @@ def test_source_rules_are_not_matched_but_exposed() -> None:
     assert table.lookup("192.0.2.1") == Restriction(KOD, True)
     assert table.source_flags == NOTRAP  # the last line, ntpport is not a restriction
     assert AccessTable.from_rules([rule(None, "kod")]).source_flags is None
+
+
+def test_restrict_source_gives_each_association_its_flags_as_ntpd() -> None:
+    """ntp_acc(5): "a template restriction automatically added at runtime for each association". It was
+    kept and read nowhere: a server's address got the default's noquery whatever restrict source said."""
+    rules = [rule(None, "kod limited nomodify notrap nopeer noquery"), rule(None, "nomodify notrap", source=True)]
+    rules.append(rule("192.0.2.9/32", "noserve"))  # a host line of its own: left alone, as ntpd does
+    table = AccessTable.from_rules(rules, sources=["192.0.2.1", "2001:db8::1", "192.0.2.9", "::ffff:192.0.2.7"])
+    for ip in ("192.0.2.1", "2001:db8::1", "192.0.2.7"):
+        assert table.lookup(ip) == Restriction(NOMODIFY | NOTRAP, False)
+    assert table.lookup("192.0.2.9") == Restriction(NOSERVE, False)
+    assert table.lookup("192.0.2.2").flags & NOQUERY  # not an association: the default
+    assert table.sources == {"192.0.2.1", "2001:db8::1", "192.0.2.9", "::ffff:192.0.2.7"}
+    # the associations change (a pool server replaced): the old address is back to the default
+    moved = table.with_sources(["192.0.2.3"])
+    assert moved.lookup("192.0.2.1").flags & NOQUERY and moved.lookup("192.0.2.3") == Restriction(
+        NOMODIFY | NOTRAP, False
+    )
+    # without a restrict source line the associations get what the other lines say
+    plain = AccessTable.from_rules(rules[:1], sources=["192.0.2.1"])
+    assert plain.lookup("192.0.2.1").flags & NOQUERY and plain.lookup("192.0.2.1").is_default
 
 
 @pytest.mark.parametrize(
