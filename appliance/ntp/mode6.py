@@ -58,9 +58,11 @@ Who gets answers, and how much: the server drops mode 6 from ``noquery`` address
 fragments (:func:`fragments`: M set on all but the last, Offset and Count placing each, each padded to 4
 octets; ntpq reassembles them), at most :data:`MAX_FRAGMENTS` of them: past that an answer is cut at the
 last whole variable that fits (an association list at the last whole pair). The rate limit counts
-datagrams: a request is answered when the token bucket over all askers (:data:`RATE` a second, bursts of
+datagrams: a request is answered when the asking address's token bucket (:data:`RATE` a second, bursts of
 :data:`BURST`) holds a token, and every fragment of its answer takes one (the bucket may go into debt by
 the rest of a long answer, repaid before the next is sent); the rest are dropped and counted by the server.
+Each address has its own bucket (the :data:`MAX_ASKERS` most recent are kept), so a host that floods cannot
+starve another: the local ntpq, ntpstat and the LCD (on loopback) are answered whatever a LAN host does.
 :meth:`ControlHandler.handle` returns an answer's datagrams back to back; :func:`datagrams` cuts them apart
 for the UDP edge, which sends each.
 """
@@ -72,6 +74,7 @@ import hmac
 import re
 import secrets
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -86,9 +89,11 @@ HEADER = struct.Struct("!BBHHHHH")
 HEADER_LEN = HEADER.size  # 12
 #: The most data one fragment carries (RFC 9327 section 2: a 480-octet message less its header).
 MAX_DATA = 468
-#: Mode 6 datagrams per second, and the burst, over all askers (ntpq ``peers`` asks 1 + one per source).
+#: Mode 6 datagrams per second, and the burst, for each asking address (ntpq ``peers`` asks 1 + one per source).
 RATE = 20
 BURST = 40
+#: Asking addresses whose buckets are kept (the least recently seen is forgotten past that: it starts full).
+MAX_ASKERS = 1024
 #: The most fragments one answer takes (3744 octets of data: an association list of 936 sources).
 MAX_FRAGMENTS = 8
 
@@ -237,19 +242,26 @@ class ControlHandler:
         self.version = version
         self.host = host
         self.rate_limited = 0
-        self._tokens = float(BURST)
-        self._last_ns: int | None = None
+        # asking address -> [tokens, when they were counted]; least recently asking first
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
 
-    def _admit(self, now_ns: int) -> bool:
-        """Whether the bucket holds a token for one more answer (which then pays per datagram: :meth:`handle`)."""
-        if self._last_ns is not None:
-            elapsed = max(0, now_ns - self._last_ns)
-            self._tokens = min(float(BURST), self._tokens + elapsed * RATE / NS_PER_S)
-        self._last_ns = now_ns
-        if self._tokens < 1.0:
+    def _admit(self, now_ns: int, ip: str) -> list[float] | None:
+        """``ip``'s bucket when it holds a token for one more answer (which then pays per datagram:
+        :meth:`handle`), else None. Each address has its own, so one asker cannot starve another."""
+        bucket = self._buckets.get(ip)
+        if bucket is None:
+            if len(self._buckets) >= MAX_ASKERS:
+                self._buckets.popitem(last=False)
+            bucket = self._buckets[ip] = [float(BURST), float(now_ns)]
+        else:
+            self._buckets.move_to_end(ip)
+            elapsed = max(0.0, now_ns - bucket[1])
+            bucket[0] = min(float(BURST), bucket[0] + elapsed * RATE / NS_PER_S)
+            bucket[1] = float(now_ns)
+        if bucket[0] < 1.0:
             self.rate_limited += 1
-            return False
-        return True
+            return None
+        return bucket
 
     def handle(
         self,
@@ -266,23 +278,26 @@ class ControlHandler:
         READ_MRU lists nobody). The answer is one datagram, or several back to back when it is longer than
         one fragment (:func:`datagrams` cuts them apart); each datagram takes one token from the rate limit.
         """
+        if len(data) < HEADER_LEN:
+            return None
+        b1 = data[1]
+        count = HEADER.unpack_from(data)[6]
+        if b1 & 0x80:  # a response, not a request: never answer (no loops)
+            return None
+        if count > len(data) - HEADER_LEN:
+            return None
+        bucket = self._admit(now_ns, ip)
+        if bucket is None:
+            return None
         reply = self._handle(data, flags, state, now_ns, ip, clients)
         if reply is not None:
-            self._tokens -= len(datagrams(reply))
+            bucket[0] -= len(datagrams(reply))
         return reply
 
     def _handle(
         self, data: bytes, flags: int, state: SystemState, now_ns: int, ip: str, clients: ClientRecorder | None
     ) -> bytes | None:
-        if len(data) < HEADER_LEN:
-            return None
         b0, b1, seq, _status, assoc, _offset, count = HEADER.unpack_from(data)
-        if b1 & 0x80:  # a response, not a request: never answer (no loops)
-            return None
-        if count > len(data) - HEADER_LEN:
-            return None
-        if not self._admit(now_ns):
-            return None
         opcode = b1 & 0x1F
         version = (b0 >> 3) & 7
         if opcode in _WRITES or opcode in _TRAPS:

@@ -153,11 +153,20 @@ def test_responses_are_never_answered() -> None:
     assert ask(handler(), bytes(data)) is None
 
 
-def test_rate_limited_over_all_askers() -> None:
+def test_rate_limited_per_asking_address() -> None:
+    """One host flooding cannot lock out another: the bucket was shared by all askers, so a LAN host at
+    100 requests a second left the local ntpq and the LCD unanswered."""
     h = handler()
-    answered = sum(ask(h, request(mode6.OP_READSTAT), now_ns=NOW) is not None for _ in range(100))
+    answered = sum(h.handle(request(mode6.OP_READSTAT), 0, STATE, NOW, "192.168.0.50") is not None for _ in range(100))
     assert answered == mode6.BURST and h.rate_limited == 100 - mode6.BURST
-    assert ask(h, request(mode6.OP_READSTAT), now_ns=NOW + NS_PER_S) is not None  # tokens come back
+    assert h.handle(request(mode6.OP_READSTAT), 0, STATE, NOW, "192.168.0.50") is None
+    assert h.handle(request(mode6.OP_READSTAT), 0, STATE, NOW, "127.0.0.1") is not None  # its own bucket
+    later = NOW + NS_PER_S
+    assert h.handle(request(mode6.OP_READSTAT), 0, STATE, later, "192.168.0.50") is not None  # tokens come back
+    # the buckets kept are bounded: the least recently asking address is forgotten (and starts full)
+    for i in range(mode6.MAX_ASKERS):
+        h.handle(request(mode6.OP_READSTAT), 0, STATE, later, f"10.0.{i // 256}.{i % 256}")
+    assert len(h._buckets) == mode6.MAX_ASKERS and "192.168.0.50" not in h._buckets
 
 
 def test_without_a_snapshot_readstat_is_the_header_alone() -> None:
