@@ -29,9 +29,11 @@ What is answered (from the status snapshot, :mod:`appliance.status.snapshot`):
 - REQ_NONCE (12) and READ_MRU (10): the MRU list of recent clients (:mod:`appliance.ntp.mru`), as NTPsec's
   ntpd gives it to ``ntpq -c mrulist`` (below).
 
-Everything else is refused: writes (WRITEVAR, WRITECLOCK, CONFIGURE, SAVECONFIG) and traps with "permission
-denied" (they are never carried out, whatever the restrict flags say), the MRU list and nonces with
-"permission denied" under ``nomrulist``, anything unknown with "invalid opcode".
+A request with the E (error) or M (more) bit set, or a nonzero Offset, is no request ntpq sends: it is
+dropped, as ntpd's ``process_control`` drops it. Everything else is refused: writes (WRITEVAR,
+WRITECLOCK, CONFIGURE, SAVECONFIG) and traps with "permission denied" (they are never carried out,
+whatever the restrict flags say), the MRU list and nonces with "permission denied" under ``nomrulist``,
+anything unknown with "invalid opcode".
 
 The MRU list (NTPsec ntpd's ``read_mru_list``, as the capture in tests/data/mode6 shows it): the asker first
 gets a nonce (REQ_NONCE: ``nonce=`` 24 hex digits: the NTP time it was issued and 32 bits of an HMAC-SHA256
@@ -280,9 +282,8 @@ class ControlHandler:
         """
         if len(data) < HEADER_LEN:
             return None
-        b1 = data[1]
-        count = HEADER.unpack_from(data)[6]
-        if b1 & 0x80:  # a response, not a request: never answer (no loops)
+        _b0, b1, _seq, _status, _assoc, offset, count = HEADER.unpack_from(data)
+        if b1 & 0xE0 or offset:  # a response (no loops), an error or a fragment: dropped, as ntpd drops them
             return None
         if count > len(data) - HEADER_LEN:
             return None

@@ -153,6 +153,19 @@ def test_responses_are_never_answered() -> None:
     assert ask(handler(), bytes(data)) is None
 
 
+def test_error_and_more_bits_and_an_offset_are_dropped_as_ntpd_drops_them() -> None:
+    """A READVAR with the E bit was answered in full (368 octets); ntpd's process_control drops it, and
+    one with the M bit or a nonzero Offset (a fragment of a request, which ntpq never sends)."""
+    h = handler()
+    for bit in (0x40, 0x20):
+        data = bytearray(request(mode6.OP_READVAR))
+        data[1] |= bit
+        assert h.handle(bytes(data), 0, STATE, NOW) is None
+    offset = HEADER.pack((2 << 3) | 6, mode6.OP_READVAR, 7, 0, 0, 4, 0)
+    assert h.handle(offset, 0, STATE, NOW) is None
+    assert h.handle(request(mode6.OP_READVAR), 0, STATE, NOW) is not None  # a plain one still is
+
+
 def test_rate_limited_per_asking_address() -> None:
     """One host flooding cannot lock out another: the bucket was shared by all askers, so a LAN host at
     100 requests a second left the local ntpq and the LCD unanswered."""
