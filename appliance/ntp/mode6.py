@@ -444,7 +444,8 @@ class ControlHandler:
             return _error(version, OP_READCLOCK, seq, assoc, ERR_ASSOC)
         clock = snap.clock(s.name)  # this clock's own state: the GPS lines only for the receiver they are of
         gps = snap.gps if clock is not None and clock.gps else None
-        return self._answer(version, OP_READCLOCK, seq, 0, s.assoc_id, v.clock_variables(s, clock, gps), request)
+        # the header keeps the asked association (0 stays 0, as ntpd's read_clockstatus keeps res_associd)
+        return self._answer(version, OP_READCLOCK, seq, 0, assoc, v.clock_variables(s, clock, gps), request)
 
     def _answer(
         self,

@@ -171,6 +171,17 @@ def test_ntpq_sysinfo_sysstats_and_monstats(
     assert re.search(r"^addresses in use:\s+[1-9]\d*$", mon.stdout, re.M), mon.stdout
 
 
+def test_ntpq_clocklist_without_a_warning(
+    lab: tuple[nsutil.NetNs, nsutil.NetNs, Appliance], ntpsec_tools: dict[str, str]
+) -> None:
+    """``cl`` asks READCLOCK for association 0: the answer keeps 0, as ntpd's (it said "Association ID 1
+    doesn't match expected 0")."""
+    srv, _, _ = lab
+    out = run(srv, ntpsec_tools, "ntpq", "-c", "cl", "127.0.0.1")
+    assert out.returncode == 0 and "doesn't match" not in out.stdout + out.stderr, out.stdout + out.stderr
+    assert 'name="NMEA"' in out.stdout
+
+
 def test_ntpstat_says_synchronised_at_stratum_1(
     lab: tuple[nsutil.NetNs, nsutil.NetNs, Appliance], ntpsec_tools: dict[str, str]
 ) -> None:
