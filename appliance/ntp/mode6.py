@@ -20,7 +20,8 @@ Offset and Count place a fragment's data in the whole response; data is padded t
 What is answered (from the status snapshot, :mod:`appliance.status.snapshot`):
 
 - READSTAT (1): association 0 gets the system status word and one (association ID, peer status word) pair
-  per source (ntpq ``associations``, the first step of ``peers``);
+  per source (ntpq ``associations``, the first step of ``peers``); association N that source's status
+  word and variables (as ntpd's ``read_status``);
 - READVAR (2): association 0 the system variables (ntpq ``rv``, ntpstat), association N that source's
   variables (``rv N``, ``peers``); a request that names variables gets those, in its order;
 - READCLOCK (4): a reference clock's variables (``cv``), from that clock's own state (the snapshot's
@@ -401,9 +402,11 @@ class ControlHandler:
             most = MAX_FRAGMENTS * MAX_DATA
             return _all(version, OP_READSTAT, seq, sys_status, 0, pairs[: most - most % 4])
         s = snap.source(assoc) if snap else None
-        if s is None:
+        if s is None or snap is None:
             return _error(version, OP_READSTAT, seq, assoc, ERR_ASSOC)
-        return _all(version, OP_READSTAT, seq, _peer_status(s), assoc, b"")
+        # the status word and, as ntpd's read_status sends, the association's variables
+        variables = v.peer_variables(s, snap.system.precision)
+        return _all(version, OP_READSTAT, seq, _peer_status(s), assoc, fit(v.encode(variables)))
 
     def _readvar(
         self,

@@ -55,6 +55,15 @@ def test_readstat_lists_every_source_with_its_peer_status_word() -> None:
     assert [w >> 8 for _, w in pairs] == [0x97, 0x94, 0x95]
 
 
+def test_readstat_of_one_association_carries_its_variables_as_ntpd() -> None:
+    """ntpd's read_status answers a peer's status word and its variables (stratum1 sent the word alone)."""
+    reply = ask(handler(), request(mode6.OP_READSTAT, 2))
+    assert reply is not None
+    _b1, status, assoc, _count, data = body(reply)
+    assert assoc == 2 and status == mode6.peer_status_word(SNAP.sources[1].reach, SNAP.sources[1].selection_code)
+    assert data == encode(peer_variables(SNAP.sources[1], SNAP.system.precision))
+
+
 def test_minimal_request_gets_exactly_what_it_asks_for() -> None:
     """A 12-octet READSTAT gets 12 + 4 per source: the answer, nothing padded or repeated."""
     reply = ask(handler(), request(mode6.OP_READSTAT))
