@@ -37,8 +37,11 @@ poll rather than 192 s, at 4 s with ``iburst``. Three samples give the loop
 an offset and a frequency to start from, and their spread a jitter.
 
 The LOCAL kind (ntpd's ``server 127.127.1.0``) measures nothing: its
-estimate is always "offset 0, reach 377, usable", at its configured stratum.
-Selection uses it only when nothing else survives.
+estimate is always "offset 0, usable", at its configured stratum. It is
+polled when first asked for an estimate and every 64 s after, as ntpd's
+LOCAL driver: its reach fills from 1 (never 377 before it existed) and its
+last update is its latest poll. Selection uses it only when nothing else
+survives.
 
 Offsets are reference minus local, in ns: positive means the local clock is
 behind and must move forwards.
@@ -202,6 +205,7 @@ class Source:
         self.samples = 0
         self.disabled: str | None = None
         self._polls_since_sample = 0
+        self._local_since_ns: int | None = None  # the LOCAL kind: when it was first polled
 
     @property
     def name(self) -> str:
@@ -312,6 +316,9 @@ class Source:
     def _local_estimate(self, now_ns: int) -> SourceEstimate:
         c = self.config
         floor = self.filter.jitter_floor_ns
+        if self._local_since_ns is None or now_ns < self._local_since_ns:
+            self._local_since_ns = now_ns  # the first poll (again after the clock went back past it)
+        polls = 1 + (now_ns - self._local_since_ns) // LOCAL_UPDATE_NS
         return SourceEstimate(
             name=c.name,
             kind=c.kind,
@@ -325,11 +332,11 @@ class Source:
             stratum=self.stratum,
             refid=self.refid,
             leap=LEAP_NONE,
-            reach=REACH_FULL,
+            reach=(1 << min(polls, REACH_BITS)) - 1,
             usable=self.disabled is None,
             prefer=c.prefer,
             noselect=c.noselect,
-            updated_ns=now_ns - now_ns % LOCAL_UPDATE_NS,
+            updated_ns=self._local_since_ns + (polls - 1) * LOCAL_UPDATE_NS,
             address=None,
             poll=self.poll,
             why_unusable=self.disabled or "",

@@ -151,10 +151,20 @@ def test_local_clock_is_always_usable_at_offset_zero() -> None:
     src = Source(SourceConfig("LOCAL(0)", SourceKind.LOCAL, refid=refid_from_text("LOCL"), stratum=10))
     now = T0 + 100 * NS_PER_S + 7
     e = src.estimate(now)
-    assert e.usable and e.offset_ns == 0 and e.reach == REACH_FULL and e.stratum == 10
-    assert (
-        e.updated_ns is not None and e.updated_ns % LOCAL_UPDATE_NS == 0 and 0 <= now - e.updated_ns < LOCAL_UPDATE_NS
-    )
+    assert e.usable and e.offset_ns == 0 and e.stratum == 10
+
+
+def test_local_clock_reach_fills_from_its_first_poll_as_ntpds() -> None:
+    """ntpq showed LOCAL(0) with reach 377 and a last update 25 s before the daemon started: the estimate was
+    "reach 377, updated on the 64 s grid" whenever asked. It is polled from its first estimate on."""
+    src = Source(SourceConfig("LOCAL(0)", SourceKind.LOCAL, refid=refid_from_text("LOCL"), stratum=10))
+    start = T0 + 100 * NS_PER_S + 7
+    first = src.estimate(start)
+    assert first.reach == 1 and first.updated_ns == start and first.usable
+    later = src.estimate(start + LOCAL_UPDATE_NS + 5)
+    assert later.reach == 0b11 and later.updated_ns == start + LOCAL_UPDATE_NS
+    full = src.estimate(start + 20 * LOCAL_UPDATE_NS)
+    assert full.reach == REACH_FULL and full.updated_ns == start + 20 * LOCAL_UPDATE_NS
 
 
 def test_reset_forgets_samples_but_not_reach() -> None:
