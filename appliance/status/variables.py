@@ -64,8 +64,7 @@ def system_variables(
         ("processor", f'"{host[0]}"'),
         ("system", f'"{host[1]}"'),
         ("version", f'"{version}"'),
-        ("clk_wander", f"{system.frequency_sd_ppb / 1000:.6f}"),
-        ("mintc", "0"),
+        ("clk_wander", f"{system.frequency_sd_ppb / 1000:.6f}"),  # the frequency's uncertainty (1 sigma)
         ("uptime", str(max(0, (now_ns - snap.started_ns) // NS_PER_S))),
     ]
 

@@ -85,6 +85,7 @@ def test_system_variables_as_ntpq_and_ntpstat_read_them() -> None:
     assert "refid=PPS" in text and "peer=1," in text and "tc=4" in text
     assert 'version="stratum1 test"' in text and 'processor="x86_64"' in text
     assert max(len(line) for line in text.split("\r\n")) <= 72
+    assert "mintc" not in text  # ntpd's minimum time constant: the discipline has none (it said a constant 0)
 
 
 def test_the_served_state_wins_over_the_snapshot() -> None:
