@@ -101,7 +101,7 @@ CASES = {
 def mode6_view(s: Snapshot) -> list[str]:
     """The display's alarms from the clock variables ntpq's cv reads (the shipped display's way)."""
     source = SourceStatus(1, "NMEA(0)", "refclock", "127.127.20.0", " ", 0, "PPS", 0, 0, 0, 0, 0, 0, 0, 0, 0, False)
-    clock = {k: v.strip('"') for k, v in clock_variables(source, s.gps)}
+    clock = {k: v.strip('"') for k, v in clock_variables(source, gps=s.gps)}
     system = {"leap": "0", "stratum": "1", "peer": "0", "offset": "0", "clk_jitter": "0"}
     return list(view_from_mode6(system, 0x0400, clock, now_ns=s.time_ns).alarms)
 
