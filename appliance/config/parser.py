@@ -524,7 +524,8 @@ _SERVER_INTS: Mapping[str, tuple[int, int]] = MappingProxyType(
 _SERVER_IGNORED_FLAGS: Mapping[str, str] = MappingProxyType(
     {
         "preempt": "is not supported, ignored",
-        "xleave": "(interleaved mode) is not supported, ignored",
+        "xleave": "(interleaved mode towards this server) is not supported, ignored (clients that ask the appliance "
+        "in interleaved mode are answered in it)",
         "autokey": "(Autokey authentication) is not supported, ignored",
         "xmtnonce": "is not supported, ignored",
         "nts": "is not supported: this server is used without NTS",
