@@ -249,7 +249,8 @@ def query_mode6(
 class Mode6ViewSource:
     """Views from the appliance's mode 6 variables at ``server`` (READVAR and READCLOCK of association 0);
     from ``fallback`` (NTP) when it does not answer (``noquery``, the rate limit, no daemon). Two requests a
-    refresh: a tenth of mode 6's shared budget (appliance.ntp.mode6.RATE) at one refresh a second."""
+    refresh: a tenth of loopback's own mode 6 budget (appliance.ntp.mode6.RATE, per asking address) at one
+    refresh a second."""
 
     def __init__(self, server: tuple[str, int], fallback: Callable[[], LcdView]) -> None:
         self.server = server
