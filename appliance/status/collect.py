@@ -90,7 +90,7 @@ def source_status(e: SourceEstimate, tally: str, assoc_id: int) -> SourceStatus:
         root_dispersion_ns=e.root_dispersion_ns,
         leap=e.leap,
         usable=e.usable,
-        updated_ns=e.sample_ns if e.sample_ns is not None else e.updated_ns,
+        updated_ns=e.updated_ns,  # the newest sample: ntpq's "when" is the time since the last packet
         prefer=e.prefer,
         noselect=e.noselect,
         why=e.why_unusable,
