@@ -120,6 +120,8 @@ class ServerCounters:
     authenticated: int = 0
     #: Time replies that were a crypto-NAK: the request's MAC was not a trusted key's (in ``served`` too).
     crypto_nak: int = 0
+    #: Time replies in interleaved mode, with an earlier reply's kernel transmit time (in ``served`` too).
+    interleaved: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -318,6 +320,7 @@ class NtpServer:
                 self.transmits.counters.unknown_origin += 1
             else:
                 self.transmits.counters.interleaved += 1
+                c.interleaved += 1
             self.transmits.expect(receive)
         # interleaved: the request's receive field is the origin the client looks for (RFC 9769 section 2)
         head = prefix + (data[32:40] if earlier is not None else data[40:48]) + _TS.pack(receive)

@@ -113,6 +113,7 @@ def counters_from(c: ServerCounters, previous: Snapshot | None = None, now_ns: i
         served_per_s=_per_s(c.served, previous, now_ns),
         authenticated=c.authenticated,
         crypto_nak=c.crypto_nak,
+        interleaved=c.interleaved,
     )
 
 

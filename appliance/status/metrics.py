@@ -25,6 +25,7 @@ stratum1_source_state{source,state}               gauge    1 for the source's se
 stratum1_requests_total{outcome}                  counter  served, kod, rate_limited, refused, dropped
 stratum1_control_requests_total                   counter  mode 6 requests
 stratum1_authenticated_replies_total{result}      counter  replies to requests with a MAC: signed, crypto_nak
+stratum1_interleaved_replies_total                counter  time replies in interleaved mode (RFC 9769: chrony's xleave)
 stratum1_gps_fix                                  gauge    1 when the receiver reports a fix
 stratum1_gps_satellites_used                      gauge    satellites in the fix
 stratum1_gps_satellites_visible                   gauge    satellites in view
@@ -173,6 +174,15 @@ def families(snap: Snapshot) -> list[Family]:
     signed = ((("signed",), float(c.authenticated)), (("crypto_nak",), float(c.crypto_nak)))
     out.append(
         Family("stratum1_authenticated_replies", "counter", "Replies to requests with a MAC", ("result",), signed)
+    )
+    out.append(
+        Family(
+            "stratum1_interleaved_replies",
+            "counter",
+            "Time replies in interleaved mode",
+            (),
+            (((), float(c.interleaved)),),
+        )
     )
     g = snap.gps
     if g is not None:

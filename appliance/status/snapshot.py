@@ -241,7 +241,7 @@ class Counters:
     ``nopeer``), ``dropped`` every other drop (malformed, mode 7...), ``control`` mode 6 requests.
     ``served_per_s`` is the time replies a second since the previous snapshot (0.0 for the first).
     ``authenticated`` of the served replies were signed with a trusted key (``keys``), ``crypto_nak`` were
-    a crypto-NAK to a MAC no trusted key made.
+    a crypto-NAK to a MAC no trusted key made; ``interleaved`` were in interleaved mode (RFC 9769).
     """
 
     received: int
@@ -254,6 +254,7 @@ class Counters:
     served_per_s: float = 0.0
     authenticated: int = 0
     crypto_nak: int = 0
+    interleaved: int = 0
 
 
 @dataclass(frozen=True, slots=True)

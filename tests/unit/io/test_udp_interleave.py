@@ -7,8 +7,10 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from status_sample import SNAP
 from support import replies_before_marker
 
 from appliance.config.model import Discard
@@ -21,6 +23,9 @@ from appliance.ntp.interleave import RX_FLAG
 from appliance.ntp.ratelimit import RateLimiter
 from appliance.ntp.server import NtpServer
 from appliance.state import local_clock_state
+from appliance.status import metrics
+from appliance.status.collect import counters_from
+from appliance.status.text import status_text
 from appliance.timebase import NS_PER_S, ntp64_diff_ns, ntp64_from_ns
 
 PLANES = ["python", pytest.param("compiled", marks=pytest.mark.skipif(not fastpath.available(), reason="not built"))]
@@ -72,5 +77,11 @@ def test_a_client_in_interleaved_mode_gets_the_kernels_transmit_time(plane: str,
         assert 0 <= ntp64_diff_ns(stamped, read_before_send) < NS_PER_S // 20
         assert not stamped & RX_FLAG
         assert server.transmits.counters.interleaved == 1 and server.transmits.counters.captured == 2
+        # what an operator sees: stratum1 status and the exporter count it
+        counts = counters_from(server.counters)
+        assert counts.interleaved == 1 and counts.served == 3
+        assert "1 in interleaved mode" in status_text(replace(SNAP, counters=counts))
+        families = {f.name: f for f in metrics.families(replace(SNAP, counters=counts))}
+        assert families["stratum1_interleaved_replies"].samples == (((), 1.0),)
     finally:
         sock.close()
