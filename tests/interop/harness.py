@@ -57,31 +57,40 @@ def serving(
         app.close()
 
 
-def chronyd_measure(chronyd: Path, workdir: Path, port: int) -> tuple[float, list[tuple[str, int, bytes]]]:
-    """One ``chronyd -Q -x`` run against 127.0.0.1:``port`` (it measures, never sets the clock).
-
-    Returns the offset it reports ("System clock wrong by S seconds") and, from
-    its measurements log, (leap code, stratum, refid) of every reply it took.
-    """
+def chronyd_query(
+    chronyd: Path, workdir: Path, port: int, options: str = "iburst", seconds: int = 20
+) -> tuple[str, list[list[str]]]:
+    """One ``chronyd -Q -x`` run against 127.0.0.1:``port`` with these ``server`` line options (it measures,
+    never sets the clock): what it printed, and the rows of its measurements log, split into columns."""
     workdir.mkdir(exist_ok=True)
     conf = workdir / "chrony.conf"
     # Every test chronyd: no command port and no Unix socket ("bindcmdaddress /"), else it would take over
     # /run/chrony/chronyd.sock and chown /run/chrony, which belong to the host's own chrony.
     conf.write_text(
-        f"server 127.0.0.1 port {port} iburst\ncmdport 0\nbindcmdaddress /\npidfile {workdir}/chronyd.pid\n"
+        f"server 127.0.0.1 port {port} {options}\ncmdport 0\nbindcmdaddress /\npidfile {workdir}/chronyd.pid\n"
         f"logdir {workdir}\nlog measurements\n"
     )
     out = subprocess.run(
-        [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", "20"],
+        [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", str(seconds)],
         capture_output=True,
         text=True,
-        timeout=40,
+        timeout=seconds + 20,
     )
-    m = re.search(r"System clock wrong by (-?[0-9.]+) seconds", out.stdout + out.stderr)
-    assert m, out.stdout + out.stderr
     log = workdir / "measurements.log"
     rows = [ln.split() for ln in log.read_text().splitlines() if ln[:1].isdigit()] if log.exists() else []
-    assert rows, out.stdout + out.stderr
+    return out.stdout + out.stderr, rows
+
+
+def chronyd_measure(chronyd: Path, workdir: Path, port: int) -> tuple[float, list[tuple[str, int, bytes]]]:
+    """One ``chronyd -Q -x`` run against 127.0.0.1:``port`` (:func:`chronyd_query`).
+
+    Returns the offset it reports ("System clock wrong by S seconds") and, from
+    its measurements log, (leap code, stratum, refid) of every reply it took.
+    """
+    printed, rows = chronyd_query(chronyd, workdir, port)
+    m = re.search(r"System clock wrong by (-?[0-9.]+) seconds", printed)
+    assert m, printed
+    assert rows, printed
     # date time ip leap stratum ... and the refid as 8 hex digits
     seen = [(r[3], int(r[4]), bytes.fromhex(next(f for f in r if re.fullmatch(r"[0-9A-F]{8}", f)))) for r in rows]
     return float(m.group(1)), seen

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import LOCAL_CLOCK_CONF, free_port, serving
+from harness import LOCAL_CLOCK_CONF, chronyd_query, free_port, serving
 
 from appliance.cli import main
 
@@ -83,21 +83,9 @@ def test_chronyd_with_xleave_gets_interleaved_replies(chronyd: Path, tmp_path: P
     our previous reply, which it checks against its own receive and transmit timestamps)."""
     with serving(LOCAL_CLOCK_CONF) as app:
         port = app.addresses[0][1]
-        conf = tmp_path / "chrony.conf"
-        conf.write_text(
-            f"server 127.0.0.1 port {port} iburst xleave minpoll -2 maxpoll -2\ncmdport 0\nbindcmdaddress /\n"
-            f"pidfile {tmp_path}/chronyd.pid\nlogdir {tmp_path}\nlog measurements\n"
-        )
-        out = subprocess.run(
-            [str(chronyd), "-Q", "-x", "-f", str(conf), "-u", "root", "-d", "-t", "10"],
-            capture_output=True,
-            text=True,
-            timeout=40,
-        )
+        printed, rows = chronyd_query(chronyd, tmp_path, port, "iburst xleave minpoll -2 maxpoll -2", seconds=10)
         transmits = app.server.transmits.counters
-    log = (tmp_path / "measurements.log").read_text() if (tmp_path / "measurements.log").exists() else ""
-    rows = [ln.split() for ln in log.splitlines() if ln[:1].isdigit()]
-    assert len(rows) >= 3, out.stdout + out.stderr + log
+    assert len(rows) >= 3, printed
     modes = [r[-3] for r in rows]  # MTxRx: the mode with B(asic) or I(nterleaved), then chronyd's own stamps
     assert modes[0] == "4B", modes  # the first exchange cannot be interleaved
     assert all(m == "4I" for m in modes[2:]), modes
