@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
-import math
 import os
 import re
 import sys
@@ -19,7 +18,7 @@ from collections.abc import Sequence
 
 from appliance.status.plot import SERIES, svg
 from appliance.status.statsfiles import LoopPoint, parse_loopstats
-from appliance.usage import OneLineParser
+from appliance.usage import OneLineParser, number_in
 
 DEFAULT_STATSDIR = "/var/log/stratum1"
 _SPAN = re.compile(r"^(\d+)([smhd])$")
@@ -40,13 +39,7 @@ END_MAX_S = 253_402_214_399
 
 def end_seconds(text: str) -> float:
     """``--end``: POSIX seconds from 0 to the year 9999 (argparse type; not nan or inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= END_MAX_S:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time in POSIX seconds from 0 to {END_MAX_S}")
-    return value
+    return number_in(text, 0, END_MAX_S, "a time in POSIX seconds")
 
 
 def load(statsdir: str, start: float, end: float) -> list[LoopPoint]:

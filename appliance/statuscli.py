@@ -19,7 +19,6 @@ read back and rendered here (the same texts; a test holds the two ways to the sa
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 
@@ -45,15 +44,9 @@ _TEXT_KEY = "text"
 
 def watch_seconds(text: str) -> float:
     """``--watch``'s seconds (argparse type): a number from WATCH_MIN_S to WATCH_MAX_S (not 0, inf or nan)."""
-    import argparse
+    from appliance.usage import number_in
 
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not WATCH_MIN_S <= value <= WATCH_MAX_S:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from {WATCH_MIN_S:g} to {WATCH_MAX_S:g}")
-    return value
+    return number_in(text, WATCH_MIN_S, WATCH_MAX_S, "a number of seconds")
 
 
 def add_arguments(p: argparse.ArgumentParser, *, line: bool) -> None:

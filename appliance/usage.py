@@ -9,6 +9,7 @@ top parser's name (``usage: stratum1 [-h] {status,peers} ...``); :class:`OneLine
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -20,6 +21,22 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def number_in(text: str, low: float, high: float, what: str) -> float:
+    """An argparse type's check: ``text`` as a number from ``low`` to ``high`` (not nan or inf), else an
+    ArgumentTypeError saying ``'TEXT' is not WHAT from LOW to HIGH``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what} from {_plain(low)} to {_plain(high)}")
+    return value
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def parse_subcommand(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

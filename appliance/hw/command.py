@@ -9,7 +9,6 @@ partition (an image's, or ``/`` at first boot), idempotently: config.txt keeps o
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from appliance.config import default_config_text
 from appliance.hw import boot, kernel
 from appliance.hw.detect import HAT_DIR, hat_strings, match_hat
 from appliance.refclock.profiles import ProfileError, builtin_profiles, load_builtin
+from appliance.usage import number_in
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -90,15 +90,7 @@ CAPTURE_MAX_S = 600.0
 
 def capture_seconds(text: str) -> float:
     """``doctor --seconds`` (argparse type): from CAPTURE_MIN_S to CAPTURE_MAX_S, not nan or inf."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not CAPTURE_MIN_S <= value <= CAPTURE_MAX_S:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds from {CAPTURE_MIN_S:g} to {CAPTURE_MAX_S:g}"
-        )
-    return value
+    return number_in(text, CAPTURE_MIN_S, CAPTURE_MAX_S, "a number of seconds")
 
 
 def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
