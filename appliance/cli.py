@@ -348,7 +348,11 @@ def _serve(
         if port is None:
             port = NTP_PORT if _port_available(listen[0], NTP_PORT) else SIMULATE_PORT
     else:
-        listen = listen_addresses(config, tuple(args.listen) if args.listen else None)
+        requested = tuple(args.listen) if args.listen else None
+        found = wait_for_addresses(lambda again: listen_addresses(config, requested, quiet=again))
+        if found is None:
+            return 0  # stopped while waiting: nothing was served
+        listen = found
         port = args.port if args.port is not None else NTP_PORT
     clock = args.clock
     if clock is None:
@@ -410,6 +414,33 @@ def _serve(
 
 #: The signals the daemon handles: TERM and INT stop it, HUP reloads the configuration, USR1 logs the counters.
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+
+
+#: How often ``serve`` looks again for the addresses its ``interface listen`` lines name.
+ADDRESS_RECHECK_S = 2.0
+
+
+def wait_for_addresses(
+    resolve: Callable[[bool], tuple[str, ...]],
+    wait: Callable[[float], object] = lambda s: signal.sigtimedwait((signal.SIGTERM, signal.SIGINT), s),
+) -> tuple[str, ...] | None:
+    """``resolve(again)``, again every :data:`ADDRESS_RECHECK_S` while the ``interface listen`` lines name no address
+    yet (:class:`~appliance.daemon.NoAddressYet`: an interface that DHCP has not given its address at boot),
+    as ntpd binds an interface when it comes up; logged once. ``wait(seconds)`` returns something when a TERM
+    or INT came meanwhile (start-up holds them: :class:`HeldSignals`): then None, and nothing is served."""
+    from appliance.daemon import NoAddressYet
+
+    said = False
+    while True:
+        try:
+            return resolve(said)  # the lines' own warnings once, not every 2 s
+        except NoAddressYet as e:
+            if not said:
+                log.warning("%s yet: waiting for one (looking again every %g s)", e, ADDRESS_RECHECK_S)
+                said = True
+        if wait(ADDRESS_RECHECK_S) is not None:
+            log.info("stopped while waiting for an address to listen on")
+            return None
 
 
 class HeldSignals:

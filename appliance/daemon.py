@@ -119,16 +119,24 @@ def measure_precision(read_ns: Callable[[], int], samples: int = 200) -> int:
     return log2_from_ns(best or 1000)
 
 
+class NoAddressYet(ConfigError):
+    """The ``interface listen`` lines name no address of this machine now (an interface not up yet, an address
+    not assigned yet): ``stratum1 serve`` waits for one (:func:`appliance.cli.wait_for_addresses`)."""
+
+
 def listen_addresses(
     config: Config,
     requested: tuple[str, ...] | None,
     interfaces: Sequence[tuple[str, str]] | None = None,
+    *,
+    quiet: bool = False,
 ) -> tuple[str, ...]:
     """The addresses to bind: those asked for on the command line, else the config's ``interface`` lines.
 
     The lines are resolved against ``interfaces`` (``(name, address)`` pairs; None: this machine's, read
     only when a line needs them) by :func:`appliance.config.listen.listen_plan`; each line that names
-    nothing here is logged with its file:line. Lines that name nothing at all are a :class:`ConfigError`:
+    nothing here is logged with its file:line (not when ``quiet``: a look again). Lines that name nothing at
+    all are a :class:`NoAddressYet`:
     serving on the wildcard instead would serve where the user said not to.
     """
     if requested:
@@ -138,11 +146,11 @@ def listen_addresses(
         simple = all(x.action == "listen" and _literal(x.address) for x in lines)
         interfaces = () if simple else interface_addresses()
     plan = listen_plan(lines, interfaces)
-    for w in plan.warnings:
+    for w in () if quiet else plan.warnings:
         log.warning("%s", w)
     if not plan.addresses:
         where = ", ".join(str(x.location) for x in lines if x.action == "listen")
-        raise ConfigError(
+        raise NoAddressYet(
             f"nothing to listen on: the 'interface listen' lines ({where}) name no address of this machine"
         )
     return plan.addresses

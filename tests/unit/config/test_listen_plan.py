@@ -95,3 +95,28 @@ def test_check_config_says_it(tmp_path: Path) -> None:
     assert f"{conf}:2: warning: interface listen nosuch0: no interface named nosuch0 here" in out.stdout
     assert f"{conf}:2: warning: the 'interface listen' lines name no address of this machine" in out.stdout
     assert "'interface ignore' is not supported" not in out.stdout
+
+
+def test_serve_waits_for_an_interface_that_has_no_address_yet(caplog: pytest.LogCaptureFixture) -> None:
+    """At boot eth0 may have no address until DHCP answers: serve waits (once logged), then binds it, as ntpd
+    binds an interface when it comes up, instead of exiting until systemd gives up restarting it."""
+    from appliance.cli import wait_for_addresses
+
+    config = parse_config("interface listen eth0\n", "t.conf")
+    seen = [(), (), (("eth0", "198.51.100.7"),)]
+    waits: list[float] = []
+    found = wait_for_addresses(
+        lambda again: listen_addresses(config, None, seen.pop(0), quiet=again), wait=lambda s: waits.append(s)
+    )
+    assert found == ("198.51.100.7",) and waits == [2.0, 2.0]
+    said = [r.getMessage() for r in caplog.records if "waiting for one" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("nothing to listen on: the 'interface listen' lines (t.conf:1)")
+    assert len([r for r in caplog.records if "no interface named eth0" in r.getMessage()]) == 1  # once
+
+
+def test_a_stop_while_waiting_for_an_address_serves_nothing() -> None:
+    from appliance.cli import wait_for_addresses
+
+    config = parse_config("interface listen eth0\n", "t.conf")
+    stopped = wait_for_addresses(lambda again: listen_addresses(config, None, (), quiet=again), wait=lambda s: 15)
+    assert stopped is None
