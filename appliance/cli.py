@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as e:
-        print(f"stratum1: {e}", file=sys.stderr)
+        for line in str(e).splitlines():  # a file with several bad lines: each on its own line
+            print(f"stratum1: {line}", file=sys.stderr)
     except CommandError as e:
         print(f"stratum1: {e}", file=sys.stderr)
     except OSError as e:
@@ -489,7 +490,8 @@ def reload_config(app: Appliance, config_file: str | None) -> bool:
     try:
         config = load_config(config_file)
     except ConfigError as e:
-        log.error("SIGHUP: %s; still serving with the configuration read before", e)
+        for line in str(e).splitlines():
+            log.error("SIGHUP: %s; still serving with the configuration read before", line)
         return False
     for w in config_warnings(config, devices=app.simulation is None):
         log.warning("%s", w)

@@ -50,7 +50,7 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
 
 
-def read_once(ns: str | None, samples: int = 1) -> tuple[float, int, float] | None:
+def read_once(ns: str | None, samples: int = 1, prefix: tuple[str, ...] = ()) -> tuple[float, int, float] | None:
     """One ntpdig read in ``ns``: (offset s, stratum, ntpdig's +/- s), or None when it got no usable answer.
 
     ``samples`` > 1 is ntpdig's ``-p``: that many queries 10 ms apart (``-g 10``), of which ntpdig reports the
@@ -64,7 +64,7 @@ def read_once(ns: str | None, samples: int = 1) -> tuple[float, int, float] | No
         return None
     several = ("-p", str(samples), "-g", "10") if samples > 1 else ()
     dig = subprocess.Popen(
-        ["ip", "netns", "exec", ns, NTPDIG, "-j", "-t", "1", *several, "127.0.0.1"],
+        ["ip", "netns", "exec", ns, *prefix, NTPDIG, "-j", "-t", "1", *several, "127.0.0.1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -177,7 +177,15 @@ def main() -> int:
     ap.add_argument(
         "--samples", type=int, default=1, help="queries per read, ntpdig -p: it reports the closest (default 1)"
     )
+    ap.add_argument(
+        "--client-fifo",
+        type=int,
+        default=0,
+        metavar="PRIO",
+        help="run each ntpdig at real-time priority PRIO (chrt -f), both servers' reads alike (default: off)",
+    )
     args = ap.parse_args()
+    prefix = ("chrt", "-f", str(args.client_fifo)) if args.client_fifo else ()
     if args.trace and args.samples > 1:
         print("realtime_ntpdig: --trace needs one query per read (--samples 1)", file=sys.stderr)
         return 2
@@ -266,7 +274,7 @@ def main() -> int:
             got: dict[str, tuple[float, int, float] | None] = {}
             for which in order:
                 before = time.time_ns()
-                got[which] = read_once(which, args.samples)
+                got[which] = read_once(which, args.samples, prefix)
                 if args.trace:
                     r = got[which]
                     windows[which].append((before, time.time_ns(), r[0] if r else None))

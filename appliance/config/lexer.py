@@ -57,11 +57,12 @@ class Line:
     tokens: tuple[Token, ...]
 
 
-def tokenize(text: str, filename: str) -> tuple[Line, ...]:
+def tokenize(text: str, filename: str, errors: list[ConfigError] | None = None) -> tuple[Line, ...]:
     """Return the non-blank lines of ntp.conf ``text``; ``filename`` names it in errors.
 
     Raises :class:`ConfigError` ("FILE:LINE: ...") for an unterminated or
-    misplaced quote and for control characters.
+    misplaced quote and for control characters; with an ``errors`` list, such
+    a line's error is appended to it instead and the line left out.
     """
     if text.startswith(_BOM):
         text = text[1:]
@@ -70,7 +71,13 @@ def tokenize(text: str, filename: str) -> tuple[Line, ...]:
     ends = "\r" if mac else "\n"
     lines = []
     for number, raw in enumerate(text.split(ends), start=1):
-        tokens = _tokenize_line(raw, Location(filename, number))
+        try:
+            tokens = _tokenize_line(raw, Location(filename, number))
+        except ConfigError as e:
+            if errors is None:
+                raise
+            errors.append(e)
+            continue
         if tokens:
             lines.append(Line(number, tokens))
     return tuple(lines)

@@ -46,7 +46,7 @@ from types import MappingProxyType
 from typing import NoReturn
 
 from appliance.config.errors import ConfigError
-from appliance.config.lexer import Token, tokenize
+from appliance.config.lexer import Line, Token, tokenize
 from appliance.config.model import (
     LOCALCLOCK_PUBLIC,
     LOCALCLOCK_START,
@@ -122,10 +122,13 @@ def parse_config(text: str, filename: str, *, include_loader: IncludeLoader | No
 
     ``includefile`` lines are read through ``include_loader`` (relative paths
     join the including file's directory); without a loader they are an error.
-    Raises :class:`ConfigError` for the first line that cannot be used.
+    Raises :class:`ConfigError` for the first line that cannot be used, with
+    every other such line (of the file and its includes) in its ``more``.
     """
     builder = _Builder(include_loader)
     builder.feed(text, filename, ())
+    if builder.errors:
+        raise ConfigError.of(builder.errors)
     return builder.finish(filename)
 
 
@@ -216,6 +219,13 @@ class _Cursor:
 
     def fail(self, message: str) -> NoReturn:
         raise ConfigError(message, self.where)
+
+
+def _line_number(item: Line | ConfigError) -> int:
+    """Where a lexed line or a lexer's error is in its file."""
+    if isinstance(item, ConfigError):
+        return item.location.line if item.location is not None else 0
+    return item.number
 
 
 def _unknown(kind: str, word: str, known: Iterable[str]) -> str:
@@ -342,6 +352,8 @@ class _Builder:
         self.trusted: set[int] = set()
         self.trusted_at: dict[int, Location] = {}
         self.warnings: list[ConfigWarning] = []
+        #: the lines that cannot be used, in the order read (an include's where its includefile line is)
+        self.errors: list[ConfigError] = []
         #: (driver name, unit) -> where that reference clock was configured
         self.clocks: dict[tuple[str, int], Location] = {}
 
@@ -351,22 +363,35 @@ class _Builder:
     def feed(self, text: str, filename: str, stack: tuple[str, ...]) -> None:
         """Parse one file's text; ``stack`` holds the (normalised) files that include it."""
         stack = (*stack, os.path.normpath(filename))
-        for line in tokenize(text, filename):
-            head, words = line.tokens[0], line.tokens[1:]
-            where = Location(filename, line.number)
-            if head.quoted:
-                raise ConfigError(f'a line must start with a directive, not the quoted string "{head.text}"', where)
-            c = _Cursor(head.text, where, words)
-            if head.text == "includefile":
-                self.include(c, filename, stack)
-            elif head.text in _HANDLERS:
-                _HANDLERS[head.text](self, c)
-            elif head.text in _IGNORED_DIRECTIVES:
-                self.warn(where, f"'{head.text}' is not supported, ignored")
-            elif head.text in _REFUSED_DIRECTIVES:
-                c.fail(_REFUSED_DIRECTIVES[head.text])
-            else:
-                c.fail(_unknown("directive", head.text, _KNOWN_DIRECTIVES))
+        unreadable: list[ConfigError] = []  # lines the lexer could not split into words
+        lines = tokenize(text, filename, unreadable)
+        items: list[Line | ConfigError] = [*lines, *unreadable]
+        for item in sorted(items, key=_line_number):
+            if isinstance(item, ConfigError):
+                self.errors.append(item)
+                continue
+            try:
+                self.line(item, filename, stack)
+            except ConfigError as e:
+                self.errors.append(e)  # and on to the next line: every bad line is reported at once
+
+    def line(self, line: Line, filename: str, stack: tuple[str, ...]) -> None:
+        """Parse one line into the builder, or raise its ConfigError."""
+        head, words = line.tokens[0], line.tokens[1:]
+        where = Location(filename, line.number)
+        if head.quoted:
+            raise ConfigError(f'a line must start with a directive, not the quoted string "{head.text}"', where)
+        c = _Cursor(head.text, where, words)
+        if head.text == "includefile":
+            self.include(c, filename, stack)
+        elif head.text in _HANDLERS:
+            _HANDLERS[head.text](self, c)
+        elif head.text in _IGNORED_DIRECTIVES:
+            self.warn(where, f"'{head.text}' is not supported, ignored")
+        elif head.text in _REFUSED_DIRECTIVES:
+            c.fail(_REFUSED_DIRECTIVES[head.text])
+        else:
+            c.fail(_unknown("directive", head.text, _KNOWN_DIRECTIVES))
 
     def include(self, c: _Cursor, including: str, stack: tuple[str, ...]) -> None:
         """``includefile PATH``: parse that file here, relative to the including file's directory."""

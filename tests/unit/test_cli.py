@@ -42,6 +42,18 @@ def test_check_config_error_is_one_line_naming_file_and_line(tmp_path: Path) -> 
     assert out.stderr.startswith(f"stratum1: {bad}:2:") and "nomodfy" in out.stderr
 
 
+def test_check_config_names_every_bad_line(tmp_path: Path) -> None:
+    bad = tmp_path / "ntp.conf"
+    bad.write_text(
+        "sever a.example\nserver b.example iburst\nrestrict default kod nomodfy\nfudge 127.127.1.0 stratum x\n"
+    )
+    out = run("check-config", str(bad))
+    assert out.returncode == 1 and out.stdout == "" and "Traceback" not in out.stderr
+    lines = out.stderr.splitlines()
+    assert [line.split(":")[2] for line in lines] == ["1", "3", "4"], out.stderr
+    assert all(line.startswith(f"stratum1: {bad}:") for line in lines)
+
+
 @pytest.mark.parametrize("line", ["server 127.127.8.0 mode 5", "refclock generic unit 0"])
 def test_check_config_refuses_a_driver_stratum1_has_not(tmp_path: Path, line: str) -> None:
     conf = tmp_path / "ntp.conf"

@@ -100,12 +100,15 @@ WORDS = [
 
 
 def assert_names_a_line(e: ConfigError, texts: dict[str, str]) -> None:
-    """The error is "FILE:LINE: message", about a file that was read, at a line that file has."""
-    assert e.location is not None, "every error in text has a line"
-    assert str(e) == f"{e.location.file}:{e.location.line}: {e.message}"
-    assert "\n" not in e.message, "one line"
-    assert e.location.file in texts, e.location.file
-    assert 1 <= e.location.line <= texts[e.location.file].count("\n") + 1
+    """Each error is "FILE:LINE: message", about a file that was read, at a line that file has; one a line."""
+    for one in (e, *e.more):
+        assert one.location is not None, "every error in text has a line"
+        assert one.first() == f"{one.location.file}:{one.location.line}: {one.message}"
+        assert "\n" not in one.message, "one line"
+        assert one.location.file in texts, one.location.file
+        assert 1 <= one.location.line <= texts[one.location.file].count("\n") + 1
+        assert one is e or one.more == ()
+    assert str(e).splitlines()[0] == e.first()
 
 
 def check(text: str) -> None:
@@ -113,7 +116,10 @@ def check(text: str) -> None:
     try:
         assert isinstance(parse_config(text, "fuzz.conf", include_loader=lambda path: half), Config)
     except ConfigError as e:
-        included = {} if e.location is None else {e.location.file: half}  # every include reads ``half``
+        # every include reads ``half``
+        included = {
+            m.location.file: half for m in (e, *e.more) if m.location is not None and m.location.file != "fuzz.conf"
+        }
         assert_names_a_line(e, included | {"fuzz.conf": text})
 
 

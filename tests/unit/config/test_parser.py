@@ -48,6 +48,40 @@ def test_config_error_text_and_attributes() -> None:
     assert str(ConfigError("plain")) == "plain"
 
 
+def test_every_bad_line_is_reported_not_only_the_first() -> None:
+    loader = files({"inc.conf": "server ok.example\nrestrict default nomodfy\n"})
+    text = (
+        "driftfile /d\n"
+        "sever a.example\n"  # 2: a typo
+        "server b.example minpoll 99\n"  # 3: a bad number
+        "server c.example iburst\n"  # good
+        'restrict "default\n'  # 5: the lexer's error
+        "includefile inc.conf\n"  # 6: an error inside the include (its own line 2)
+        "server 127.127.28.0 mode x\n"  # 7
+    )
+    e = error(text, loader)
+    where = [e.location, *(m.location for m in e.more)]
+    assert where == [at(2), at(3), at(5), Location("inc.conf", 2), at(7)]
+    lines = str(e).splitlines()
+    assert len(lines) == 5 and lines[0].startswith("t.conf:2: unknown directive 'sever'")
+    assert lines[3].startswith("inc.conf:2:") and "nomodfy" in lines[3]
+    assert all(m.more == () for m in e.more)
+
+
+def test_a_file_of_many_bad_lines_prints_twenty_and_counts_the_rest() -> None:
+    e = error("".join(f"sever {i}.example\n" for i in range(25)))
+    lines = str(e).splitlines()
+    assert len(e.more) == 24 and len(lines) == 21
+    assert lines[19].startswith("t.conf:20:") and lines[20] == "... and 5 more errors"
+
+
+def test_one_bad_line_is_one_line_and_cross_line_checks_wait_for_clean_lines() -> None:
+    e = error("server a.example key 4\nsever b\n")  # key 4 without a key file: checked only once lines parse
+    assert e.more == () and str(e) == "t.conf:2: unknown directive 'sever' (did you mean 'server'?)"
+    e = error("server a.example key 4\n")
+    assert e.location == at(1) and "no 'keys' file" in str(e)
+
+
 # -- server, pool, peer ---------------------------------------------------------
 
 
