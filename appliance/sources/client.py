@@ -392,6 +392,7 @@ class Association:
             # that lost its own sync is unfit for selection at once, not only once its reach runs out
             self.source.leap = m.leap
             self.source.stratum = m.stratum if 0 < m.stratum < 16 else 16
+            self.source.says_unsynchronised = True
             return self._drop("unsynchronised", answered=True)
         if m.root_delay_ns // 2 + m.root_dispersion_ns >= MAXDISP_NS:
             return self._drop("distance", answered=True)

@@ -204,6 +204,9 @@ class Source:
         self.root_dispersion_ns = 0
         self.samples = 0
         self.disabled: str | None = None
+        #: The last reply (an NTP server's) said the server has no time itself: leap 3 or stratum 0/16+.
+        #: Cleared by the next sample; until then the estimate says so instead of "no samples yet".
+        self.says_unsynchronised = False
         self._polls_since_sample = 0
         self._local_since_ns: int | None = None  # the LOCAL kind: when it was first polled
 
@@ -219,6 +222,7 @@ class Source:
         """
         self.reach |= 1
         self.samples += 1
+        self.says_unsynchronised = False
         self._polls_since_sample = 0
         if sample.stratum is not None:
             self.stratum = sample.stratum
@@ -300,6 +304,8 @@ class Source:
         if self.disabled:
             return self.disabled
         if not has_sample:
+            if self.says_unsynchronised:
+                return f"its replies say it is unsynchronised itself (leap {self.leap}, stratum {self.stratum})"
             return "no samples yet"
         if self.config.kind is SourceKind.SERVER and self.filter.valid_samples < MIN_SERVER_SAMPLES:
             return f"{self.filter.valid_samples} of the {MIN_SERVER_SAMPLES} samples needed"

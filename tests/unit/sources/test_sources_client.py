@@ -251,6 +251,20 @@ def test_unsynchronised_server_gives_no_sample() -> None:
     assert a.reach == 0 and not a.unreachable
 
 
+def test_a_server_that_answers_unsynchronised_says_so_not_no_samples() -> None:
+    """What ``stratum1 peers`` shows for an upstream that answers, but with leap 3 / stratum 16 (e.g. a
+    stratum1 serving only its local clock, which it gives the public as unsynchronised)."""
+    a = assoc()
+    assert a.estimate(T0).why_unusable == "no samples yet"
+    req = a.request(M0)
+    a.sent(T0)
+    a.receive(reply_to(req, T0 + MS, T0 + MS, leap=LEAP_UNSYNC, stratum=16), T0 + 2 * MS)
+    why = a.estimate(T0 + 3 * MS).why_unusable
+    assert why == "its replies say it is unsynchronised itself (leap 3, stratum 16)"
+    exchange(a, M0 + 64 * NS_PER_S, T0 + 64 * NS_PER_S)  # it has time again: the next sample clears it
+    assert "unsynchronised" not in a.estimate(T0 + 65 * NS_PER_S).why_unusable
+
+
 def test_server_too_far_from_its_reference_gives_no_sample() -> None:
     a = assoc()
     req = a.request(M0)
