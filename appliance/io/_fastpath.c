@@ -206,6 +206,7 @@ typedef struct {
     int64_t avg_step, min_step, kod_step;
     uint64_t seed0, seed1;
     long long passed, limited, kod_sent, kod_suppressed, evictions;
+    int kod_poll; /* a RATE KoD's poll field is at least this (log2 s): ntpd's max(client's, discard average) */
 } Limiter;
 
 static uint64_t
@@ -313,20 +314,25 @@ seed_arg(PyObject *o, uint64_t *out)
     return 0;
 }
 
-/* Limiter(avg_ns, avg_tau, min_ns, min_tau, kod_ns, kod_tau, slots, ways, seed0, seed1): the whole
- * table is set up here, so no Limiter (nor an instance of a subclass) exists without one. */
+/* Limiter(avg_ns, avg_tau, min_ns, min_tau, kod_ns, kod_tau, slots, ways, seed0, seed1, kod_poll=3): the
+ * whole table is set up here, so no Limiter (nor an instance of a subclass) exists without one. */
 static PyObject *
 Limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"avg_ns", "avg_tau", "min_ns", "min_tau", "kod_ns", "kod_tau", "slots", "ways",
-                             "seed0", "seed1", NULL};
+                             "seed0", "seed1", "kod_poll", NULL};
     long long avg_ns, avg_tau, min_ns, min_tau, kod_ns, kod_tau;
     Py_ssize_t slots, ways;
     PyObject *seed0_obj, *seed1_obj;
     uint64_t seed0, seed1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LLLLLLnnOO", kwlist, &avg_ns, &avg_tau, &min_ns, &min_tau,
-                                     &kod_ns, &kod_tau, &slots, &ways, &seed0_obj, &seed1_obj))
+    int kod_poll = 3;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LLLLLLnnOO|i", kwlist, &avg_ns, &avg_tau, &min_ns, &min_tau,
+                                     &kod_ns, &kod_tau, &slots, &ways, &seed0_obj, &seed1_obj, &kod_poll))
         return NULL;
+    if (kod_poll < -128 || kod_poll > 127) {
+        PyErr_SetString(PyExc_ValueError, "kod_poll must fit the poll field (-128 .. 127)");
+        return NULL;
+    }
     if (ways < 1 || (ways & (ways - 1)) || slots < ways || (slots & (slots - 1)) || slots > (1 << 26)) {
         PyErr_SetString(PyExc_ValueError, "slots and ways must be powers of two, ways <= slots <= 2**26");
         return NULL;
@@ -360,6 +366,7 @@ Limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->avg_step = avg_tau + avg_ns + STEP_SLACK_NS;
     self->min_step = min_tau + min_ns + STEP_SLACK_NS;
     self->kod_step = kod_tau + kod_ns + STEP_SLACK_NS;
+    self->kod_poll = kod_poll;
     self->seed0 = seed0;
     self->seed1 = seed1;
     self->passed = self->limited = self->kod_sent = self->kod_suppressed = self->evictions = 0;
@@ -439,6 +446,12 @@ COUNTER_GETSET(kod_sent)
 COUNTER_GETSET(kod_suppressed)
 COUNTER_GETSET(evictions)
 
+static PyObject *
+Limiter_get_kod_poll(Limiter *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(self->kod_poll);
+}
+
 static PyGetSetDef Limiter_getset[] = {
     {"slots", (getter)Limiter_get_slots, NULL, "the number of clients the table remembers", NULL},
     {"passed", (getter)Limiter_get_passed, NULL, NULL, NULL},
@@ -446,6 +459,7 @@ static PyGetSetDef Limiter_getset[] = {
     {"kod_sent", (getter)Limiter_get_kod_sent, NULL, NULL, NULL},
     {"kod_suppressed", (getter)Limiter_get_kod_suppressed, NULL, NULL, NULL},
     {"evictions", (getter)Limiter_get_evictions, NULL, NULL, NULL},
+    {"kod_poll", (getter)Limiter_get_kod_poll, NULL, "a RATE Kiss-o'-Death's poll is at least this", NULL},
     {NULL},
 };
 
@@ -1207,11 +1221,13 @@ decide(Server *s, const uint8_t *d, Py_ssize_t len, addr128 a, int port, int64_t
     if (flags & b->limited) {
         int verdict = limiter_check(s->limiter, a, rx_ns, (flags & b->kod) != 0);
         if (verdict == LIMITED_KOD) {
-            /* RATE KoD: leap 3, stratum 0, the client's poll, "RATE", and the client's own transmit
-             * timestamp in the reference, origin, receive and transmit fields */
+            /* RATE KoD: leap 3, stratum 0, the client's poll or the discard average if that is longer,
+             * "RATE", and the client's own transmit timestamp in the reference, origin, receive and
+             * transmit fields */
+            int asked = (int8_t)d[2];
             memset(out, 0, 16);
             out[0] = (uint8_t)((3 << 6) | (version << 3) | 4);
-            out[2] = d[2];
+            out[2] = (uint8_t)(asked > s->limiter->kod_poll ? asked : s->limiter->kod_poll);
             memcpy(out + 12, "RATE", 4);
             for (int k = 16; k < 48; k += 8)
                 memcpy(out + k, d + 40, 8);

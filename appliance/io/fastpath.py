@@ -125,6 +125,7 @@ class FastRateLimiter(_LimiterBase):  # type: ignore[misc]
             ways,
             int.from_bytes(seed[:8], "little"),
             int.from_bytes(seed[8:], "little"),
+            discard.average_log2,
         )
         return table
 

@@ -199,6 +199,7 @@ class RateLimiter:
         "_avg_step",
         "_min_step",
         "_kod_step",
+        "kod_poll",
         "passed",
         "limited",
         "kod_sent",
@@ -235,6 +236,9 @@ class RateLimiter:
         self._avg_step = self._avg_tau + self._avg_ns + STEP_SLACK_NS
         self._min_step = self._min_tau + self._min_ns + STEP_SLACK_NS
         self._kod_step = self._kod_tau + self._kod_ns + STEP_SLACK_NS
+        #: a RATE Kiss-o'-Death's poll field is at least this (log2 s), as ntpd's: the client's own poll, or
+        #: the average spacing ``discard average`` allows if that is longer
+        self.kod_poll = discard.average_log2
         self.passed = 0
         self.limited = 0
         self.kod_sent = 0

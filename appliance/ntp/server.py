@@ -305,7 +305,7 @@ class NtpServer:
             if verdict != PASS:
                 if verdict == LIMITED_KOD:
                     c.kod_sent += 1
-                    return _kiss(data, version, reply_mode), None
+                    return _kiss(data, version, reply_mode, self.limiter.kod_poll), None
                 c.drop("rate")
                 return None
         c.served += 1
@@ -397,9 +397,15 @@ def finish_reply(head: bytes, tail: bytes | Key | Interleave | None, tx_ns: int)
     return body + tail
 
 
-def _kiss(data: bytes, version: int, mode: int) -> bytes:
-    """A RATE Kiss-o'-Death for a request (RFC 5905 section 7.4): no usable time in it."""
+def _kiss(data: bytes, version: int, mode: int, min_poll: int) -> bytes:
+    """A RATE Kiss-o'-Death for a request (RFC 5905 section 7.4): no usable time in it.
+
+    Its poll is the client's, or ``min_poll`` (the ``discard average``) if that is longer: what ntpd sends,
+    the interval the client should poll at from now on.
+    """
     xmt = data[40:48]
-    head = _PREFIX.pack((LEAP_UNSYNC << 6) | (version << 3) | mode, 0, data[2], 0, 0, 0, _RATE, 0)
+    asked = data[2] - 256 if data[2] > 127 else data[2]
+    poll = max(asked, min_poll) & 0xFF
+    head = _PREFIX.pack((LEAP_UNSYNC << 6) | (version << 3) | mode, 0, poll, 0, 0, 0, _RATE, 0)
     # reference, origin, receive and transmit all carry the client's own transmit timestamp (as ntpd does)
     return head[:16] + xmt + xmt + xmt + xmt

@@ -207,6 +207,19 @@ def test_flood_is_limited_with_rate_kod_and_kod_carries_no_time() -> None:
     assert s.counters.dropped["rate"] >= 30
 
 
+@pytest.mark.parametrize(("average", "poll", "told"), [(3, 0, 3), (3, 6, 6), (5, 4, 5), (3, -2, 3), (0, 17, 17)])
+def test_a_kods_poll_is_the_clients_or_the_discard_average_if_longer(average: int, poll: int, told: int) -> None:
+    """As ntpd: the KoD tells a client polling faster than ``discard average`` allows to poll at that."""
+    s = NtpServer(AccessTable.from_rules(POOL_RULES), RateLimiter(Discard(average_log2=average)), state=STATE)
+    polls = []
+    for i in range(40):
+        data, _ = client_request(NOW + i * NS_PER_S // 10, poll=poll)
+        reply = serve(s, data, rx=NOW + i * NS_PER_S // 10)
+        if reply is not None and NtpPacket.decode(reply).stratum == 0:
+            polls.append(reply[2])
+    assert polls and set(polls) == {told}
+
+
 def test_localhost_is_not_limited() -> None:
     s = make_server()
     for i in range(100):
