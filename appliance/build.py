@@ -243,7 +243,7 @@ def start_refclocks(edge: Edge, lines: tuple[RefclockLine, ...], simulation: Sim
 def _start_nmea(edge: Edge, line: RefclockLine, running: Running) -> None:
     setup = line.gps
     assert setup is not None
-    stream = NmeaStream(RolloverPolicy(edge.build_date_ns))
+    stream = NmeaStream(RolloverPolicy(edge.build_date_ns), sentences=setup.sentences)
     nmea = _add_nmea(edge, line.settings, setup, setup.convention, stream, explicit_refid=line.settings.refid != "GPS")
     open_serial = edge.open_serial
     if open_serial is None:
@@ -326,14 +326,14 @@ def _start_simulation(edge: Edge, simulation: Simulation, running: Running, line
     clock = tk.clock
     clock.step_ns(simulation.initial_offset_ns)
     convention = Convention.NEXT if MODELS[simulation.receiver].labels == "next" else Convention.CURRENT
-    stream = NmeaStream(RolloverPolicy(BUILD_DATE_NS))
+    setup = None if line is None else line.gps
+    stream = NmeaStream(RolloverPolicy(BUILD_DATE_NS), sentences=0 if setup is None else setup.sentences)
     if line is None:
         name = "NMEA(0)"
         settings = RefclockSettings(name=name, refid="GPS", poll=0)
         nmea = _add_nmea(edge, settings, None, convention, stream, explicit_refid=False)
     else:
         name = line.name
-        setup = line.gps
         nmea = _add_nmea(edge, line.settings, setup, convention, stream, explicit_refid=line.settings.refid != "GPS")
     true_ns = time.time_ns
     receiver = FakeGps(simulation.receiver, start_ns=true_ns(), seed=simulation.seed)

@@ -9,7 +9,7 @@ bucket, so the counts add up (the fuzz tests check it)::
     lines == decoded + ignored + proprietary + unknown_type
              + bad_checksum + no_checksum + truncated + too_long + decode_error
 
-    decoded == placed + unplaced
+    decoded == placed + unplaced + unselected
 
 A decoder owns one :class:`Tally` (mutable, never shared, never global) and
 hands out :class:`NmeaCounters` snapshots, which are frozen values.
@@ -66,6 +66,9 @@ class NmeaCounters:
     #: sentence, untimed sentences before the first time, or sentences that
     #: arrived after their epoch had already been reported.
     unplaced: int = 0
+    #: Timed sentences left out by the receiver's sentence selection (ntpd's NMEA ``mode`` bits 0-3): the
+    #: types the line did not choose.
+    unselected: int = 0
     #: Epochs reported as :class:`~appliance.nmea.epoch.Fix` values.
     epochs: int = 0
     #: Epochs reported without a UTC time (no date known yet, or refused).

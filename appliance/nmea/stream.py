@@ -28,7 +28,32 @@ from appliance.nmea.counters import NmeaCounters, Tally
 from appliance.nmea.epoch import EpochAssembler, Fix
 from appliance.nmea.framing import DEFAULT_MAX_LINE, Framer, RawLine
 from appliance.nmea.rollover import RolloverPolicy
-from appliance.nmea.sentence import Reject, Sentence, decode
+from appliance.nmea.sentence import Gga, Gll, Gns, Pubx04, Reject, Rmc, Sentence, Zda, decode
+
+#: ntpd's NMEA ``mode`` bits 0-3 (refclock_nmea.c): which timed sentences give the time. None set: all of them.
+SENTENCE_BITS: tuple[tuple[int, type[Sentence], str], ...] = (
+    (1, Rmc, "RMC"),
+    (2, Gga, "GGA"),
+    (4, Gll, "GLL"),
+    (8, Zda, "ZDA"),
+)
+#: The sentences that carry a time of day (and so start and number an epoch).
+TIMED: tuple[type[Sentence], ...] = (Rmc, Gga, Gll, Gns, Zda, Pubx04)
+
+
+def selected_types(bits: int) -> tuple[type[Sentence], ...]:
+    """The timed sentence types ``mode`` bits 0-3 choose (all of :data:`TIMED` when none is set).
+
+    A choice with no dated sentence (GGA or GLL alone) keeps RMC and ZDA as well: ntpd takes the date from
+    the system clock then, which on a Pi without a real-time clock is the fake-hwclock's, days off; the
+    receiver's own date is the one to trust (:func:`appliance.refclock.setup` says so with the line).
+    """
+    chosen = tuple(kind for bit, kind, _ in SENTENCE_BITS if bits & bit)
+    if not chosen:
+        return TIMED
+    if Rmc not in chosen and Zda not in chosen:
+        chosen += (Rmc, Zda)
+    return chosen
 
 
 class SentenceStream:
@@ -95,7 +120,7 @@ class NmeaStream:
     believe; the other options are :class:`SentenceStream`'s.
     """
 
-    __slots__ = ("_tally", "_sentences", "_epochs", "_stepped_ns")
+    __slots__ = ("_tally", "_sentences", "_epochs", "_stepped_ns", "_left_out")
 
     def __init__(
         self,
@@ -103,7 +128,13 @@ class NmeaStream:
         *,
         checksum_optional: bool = False,
         max_line: int = DEFAULT_MAX_LINE,
+        sentences: int = 0,
     ) -> None:
+        """``sentences``: ntpd's NMEA ``mode`` bits 0-3 (1 RMC, 2 GGA, 4 GLL, 8 ZDA); the timed sentences
+        of other types are left out (counted ``unselected``), so the epoch and its arrival time are those of
+        the chosen ones, as the line's ``time2`` was measured for. 0: every timed sentence."""
+        chosen = selected_types(sentences & 0x0F)
+        self._left_out = tuple(kind for kind in TIMED if kind not in chosen)
         self._tally = Tally()
         self._sentences = SentenceStream(checksum_optional=checksum_optional, max_line=max_line, tally=self._tally)
         self._epochs = EpochAssembler(rollover, self._tally)
@@ -135,8 +166,14 @@ class NmeaStream:
         """
         out: list[Fix] = []
         for s in self._sentences.feed(data, now_ns):
-            out += self._epochs.add(s)
+            out += self._add(s)
         return out
+
+    def _add(self, s: Sentence) -> list[Fix]:
+        if self._left_out and isinstance(s, self._left_out):
+            self._tally.add("unselected")
+            return []
+        return self._epochs.add(s)
 
     def clock_stepped(self, step_ns: int) -> None:
         """The local clock was stepped by ``step_ns`` (positive: forwards): restate the arrival times held.
@@ -166,5 +203,5 @@ class NmeaStream:
         """End of stream: decode what is pending and report the open epoch."""
         out: list[Fix] = []
         for s in self._sentences.flush():
-            out += self._epochs.add(s)
+            out += self._add(s)
         return out + self._epochs.flush()

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from appliance.config.model import Config, ConfigWarning, Location, Refclock, ServerLine
+from appliance.nmea.stream import SENTENCE_BITS
 from appliance.refclock.driver import DRIVERS, DriverInfo, Time2, offsets_ns
 from appliance.refclock.gps import Convention
 from appliance.refclock.sample import SampleKind
@@ -81,6 +82,8 @@ class GpsSetup:
     prefer: bool = False
     #: the refid of the updates made of pulses (a paired ``pps`` line's ``refid``; None: ``PPS``)
     pulse_refid: str | None = None
+    #: ntpd's ``mode`` bits 0-3, the timed sentences used (1 RMC, 2 GGA, 4 GLL, 8 ZDA; 0: all)
+    sentences: int = 0
 
 
 def gps_setup(config: Config) -> GpsSetup | None:
@@ -170,6 +173,7 @@ def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, _PpsLine | No
             autobaud=baud.lower() == "auto",
             prefer=r.prefer or (found is not None and found.said.prefer),
             pulse_refid=found.said.refid if found is not None else None,
+            sentences=int(opts["mode"]) & _NMEA_MODE_SENTENCES if "mode" in opts else 0,
         )
         out.append((r.location, setup, found))
     for s in config.servers:
@@ -200,6 +204,7 @@ def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, _PpsLine | No
             pps_offset_ns=pps_offset,
             prefer=s.prefer or (found is not None and found.said.prefer),
             pulse_refid=found.said.refid if found is not None else None,
+            sentences=mode & _NMEA_MODE_SENTENCES,
         )
         out.append((s.location, setup, found))
     return out
@@ -452,8 +457,8 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
     return out
 
 
-#: ntpd's NMEA ``mode`` bits (refclock_nmea.c, NTPsec driver_nmea) other than the baud rate (bits 4-6):
-#: none of them is acted on. The sentence selection is the one that changes what is used.
+#: ntpd's NMEA ``mode`` bits (refclock_nmea.c, NTPsec driver_nmea) other than the baud rate (bits 4-6) and the
+#: sentence selection (bits 0-3, :func:`appliance.nmea.stream.selected_types`): none of them is acted on.
 _NMEA_MODE_BAUD_BITS = 0x70
 _NMEA_MODE_SENTENCES = 0x0F
 _NMEA_MODE_BITS = MappingProxyType(
@@ -468,18 +473,21 @@ _NMEA_MODE_BITS = MappingProxyType(
 
 
 def _nmea_mode_warning(at: Location, what: str, mode: str | None) -> list[ConfigWarning]:
-    """The NMEA ``mode`` bits stratum1 does not act on: all but the baud rate's, each named."""
+    """The NMEA ``mode`` bits stratum1 does not act on (all but the baud rate's and the sentence selection's),
+    each named; and a sentence selection with no dated sentence, which stratum1 widens."""
     if mode is None:
         return []
     m = int(mode)
     out = []
-    if m & _NMEA_MODE_SENTENCES:
-        chosen = [name for bit, name in ((1, "RMC"), (2, "GGA"), (4, "GLL"), (8, "ZDA/ZDG")) if m & bit]
+    if m & _NMEA_MODE_SENTENCES and not m & 0b1001:
+        chosen = [name for bit, _, name in SENTENCE_BITS if m & bit]
         out.append(
             ConfigWarning(
                 at,
-                f"{what} mode {mode}: the sentence selection (bits 0-3: only {', '.join(chosen)}) is not "
-                "supported: every sentence the receiver sends that gives the time is used; ignored",
+                f"{what} mode {mode}: the sentence selection (bits 0-3) chooses {' and '.join(chosen)}, which "
+                "carry no date; ntpd takes the date from the system clock, which on a Pi without a real-time "
+                "clock is days off after a power cut: stratum1 takes it from the receiver's RMC or ZDA, "
+                "so those are used too",
             )
         )
     rest = m & ~(_NMEA_MODE_SENTENCES | _NMEA_MODE_BAUD_BITS)

@@ -56,7 +56,7 @@ def one_input(data: bytes) -> None:
     if not (
         c.bytes_in == len(payload) == c.garbage_bytes + c.eol_bytes + c.line_bytes
         and c.lines == c.decoded + c.ignored + c.proprietary + c.unknown_type + refused
-        and c.decoded == c.placed + c.unplaced
+        and c.decoded == c.placed + c.unplaced + c.unselected
         and c.epochs == len(fixes)
         and c.undated_epochs == sum(f.utc_ns is None for f in fixes)
     ):

@@ -84,7 +84,7 @@ def assert_adds_up(data: bytes, fixes: list[Fix], c: NmeaCounters, policy: Rollo
     assert c.bytes_in == c.garbage_bytes + c.eol_bytes + c.line_bytes
     refused = c.bad_checksum + c.no_checksum + c.truncated + c.too_long + c.decode_error
     assert c.lines == c.decoded + c.ignored + c.proprietary + c.unknown_type + refused
-    assert c.decoded == c.placed + c.unplaced
+    assert c.decoded == c.placed + c.unplaced + c.unselected
     assert c.epochs == len(fixes)
     assert c.undated_epochs == sum(f.utc_ns is None for f in fixes)
     assert all(f.utc_ns is None or f.utc_ns >= policy.earliest_ns for f in fixes)

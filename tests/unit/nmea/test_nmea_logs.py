@@ -178,7 +178,7 @@ def test_counters_add_up(shared_data: Path) -> None:
             c.truncated + c.too_long + c.decode_error
         )
         assert c.lines == outcomes, log.name
-        assert c.decoded == c.placed + c.unplaced, log.name
+        assert c.decoded == c.placed + c.unplaced + c.unselected, log.name
         assert c.epochs == len(fixes), log.name
 
 

@@ -1,7 +1,6 @@
-"""ntpd's NMEA ``mode`` bits other than the baud rate are not acted on: each is warned about with file:line.
-
-Bits 0-3 choose the sentences ntpd uses (RMC, GGA, GLL, ZDA); 0x80, 0x100, 0x10000, 0x20000, 0x40000 are
-other behaviours. stratum1 reads bits 4-6 (the baud rate) only, and said nothing about the rest.
+"""ntpd's NMEA ``mode`` bits: the baud rate (bits 4-6) and the sentence selection (bits 0-3: 1 RMC, 2 GGA,
+4 GLL, 8 ZDA) are acted on; 0x80, 0x100, 0x10000, 0x20000, 0x40000 (other behaviours) are warned about with
+file:line, and so is a selection with no dated sentence, which stratum1 widens with RMC and ZDA.
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ def warned(text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("server 127.127.20.0 mode 8\nfudge 127.127.20.0 time2 0.4\n", ["sentence selection", "only ZDA/ZDG"]),
-        ("server 127.127.20.0 mode 17\nfudge 127.127.20.0 time2 0.4\n", ["sentence selection", "only RMC"]),
-        ("refclock nmea unit 0 mode 3 time2 0.4\n", ["only RMC, GGA"]),
         ("server 127.127.20.0 mode 128\nfudge 127.127.20.0 time2 0.4\n", ["0x80"]),
         ("server 127.127.20.0 mode 65536\nfudge 127.127.20.0 time2 0.4\n", ["0x10000"]),
         ("refclock nmea unit 0 mode 262160 time2 0.4\n", ["0x40000"]),
@@ -32,6 +28,24 @@ def test_bits_not_acted_on_are_warned_about_with_the_line(text: str, words: list
     assert w.startswith("t.conf:1: warning: ") and w.endswith("ignored")
     for word in words:
         assert word in w
+
+
+@pytest.mark.parametrize(("mode", "bits"), [(8, 8), (17, 1), (3, 3), (25, 9), (16, 0), (0, 0)])
+def test_the_sentence_selection_is_taken_not_warned_about(mode: int, bits: int) -> None:
+    for text in (
+        f"server 127.127.20.0 mode {mode}\nfudge 127.127.20.0 time2 0.4\n",
+        f"refclock nmea unit 0 mode {mode} time2 0.4\n",
+    ):
+        assert warned(text) == []
+        (line,) = refclock_lines(parse_config(text, "t.conf"))
+        assert line.gps is not None and line.gps.sentences == bits
+
+
+@pytest.mark.parametrize(("mode", "chosen"), [(2, "GGA"), (4, "GLL"), (22, "GGA and GLL")])
+def test_a_selection_without_a_date_says_rmc_and_zda_are_used_too(mode: int, chosen: str) -> None:
+    (w,) = warned(f"server 127.127.20.0 mode {mode}\nfudge 127.127.20.0 time2 0.4\n")
+    assert w.startswith("t.conf:1: warning: ") and f"chooses {chosen}, which carry no date" in w
+    assert w.endswith("RMC or ZDA, so those are used too")
 
 
 @pytest.mark.parametrize("mode", [0, 16, 32, 80])

@@ -1,0 +1,97 @@
+"""ntpd's NMEA sentence selection (``mode`` bits 0-3): only the chosen timed sentences make the epochs.
+
+1 RMC, 2 GGA, 4 GLL, 8 ZDA; none set, every timed sentence. The others are counted ``unselected``, and an
+epoch's arrival time is its first chosen sentence's, which is what a ``time2`` measured for ntpd is for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from support import log_build_date_ns, log_payload, nmea_logs
+
+from appliance.nmea import NmeaStream, RolloverPolicy
+from appliance.nmea.sentence import Gga, Gll, Gns, Pubx04, Rmc, Zda, render
+from appliance.nmea.stream import TIMED, SentenceStream, selected_types
+from appliance.timebase import NS_PER_S
+
+MS = 1_000_000
+POLICY = RolloverPolicy(build_date_ns=int(dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()) * NS_PER_S)
+
+
+def second(hhmmss: str) -> list[str]:
+    """One epoch as many receivers send it: GGA first, then GSA, RMC, ZDA."""
+    return [
+        f"GPGGA,{hhmmss}.00,4404.1306,N,12118.8515,W,1,10,0.98,1127.7,M,-19.6,M,,",
+        "GPGSA,A,3,20,16,09,03,07,10,23,19,27,30,,,1.64,0.98,1.31",
+        f"GPRMC,{hhmmss}.00,A,4404.1306,N,12118.8515,W,0.03,225.97,130425,,,A",
+        f"GPZDA,{hhmmss}.00,13,04,2025,,",
+    ]
+
+
+def feed(stream: NmeaStream, seconds: list[str]) -> list[tuple[int, int | None]]:
+    """Each second's sentences 10 ms apart, the first at the second + 100 ms; (arrival, utc) of each fix."""
+    out = []
+    for k, hhmmss in enumerate(seconds):
+        for i, body in enumerate(second(hhmmss)):
+            out += stream.feed(render(body), (1000 + k) * NS_PER_S + (100 + 10 * i) * MS)
+    out += stream.flush()
+    return [(f.arrival_ns, f.utc_ns) for f in out]
+
+
+SECONDS = ["202640", "202641", "202642", "202643"]
+
+
+def test_no_bits_use_every_timed_sentence() -> None:
+    s = NmeaStream(POLICY)
+    fixes = feed(s, SECONDS)
+    assert [a % NS_PER_S for a, _ in fixes] == [100 * MS] * 4  # the GGA starts each epoch
+    assert s.counters.unselected == 0 and s.counters.rollover_repaired == 0
+
+
+@pytest.mark.parametrize(("bits", "first_ms", "left_out"), [(1, 120, 2), (8, 130, 2), (9, 120, 1), (3, 100, 1)])
+def test_the_chosen_sentences_make_the_epoch_and_its_arrival(bits: int, first_ms: int, left_out: int) -> None:
+    s = NmeaStream(POLICY, sentences=bits)
+    fixes = feed(s, SECONDS)
+    whole = feed(NmeaStream(POLICY), SECONDS)
+    assert [u for _, u in fixes] == [u for _, u in whole]  # the same seconds, the same dates
+    assert [a % NS_PER_S for a, _ in fixes] == [first_ms * MS] * 4
+    c = s.counters
+    assert c.unselected == left_out * 4
+    assert c.decoded == c.placed + c.unplaced + c.unselected
+
+
+def test_gga_alone_keeps_the_receivers_date() -> None:
+    """GGA carries no date: RMC and ZDA still give it, so the fixes are dated (ntpd would read the system's)."""
+    assert set(selected_types(2)) == {Gga, Rmc, Zda}
+    assert set(selected_types(4)) == {Gll, Rmc, Zda}
+    s = NmeaStream(POLICY, sentences=2)
+    fixes = feed(s, SECONDS)
+    assert all(u is not None for _, u in fixes) and len(fixes) == 4
+    assert [a % NS_PER_S for a, _ in fixes] == [100 * MS] * 4
+
+
+def test_types_ntpd_cannot_choose_are_left_out_once_any_is_chosen() -> None:
+    assert set(selected_types(0)) == set(TIMED)
+    for bits in range(1, 16):
+        chosen = selected_types(bits)
+        assert Gns not in chosen and Pubx04 not in chosen
+        assert (Rmc in chosen) == bool(bits & 1 or not bits & 9) and (Gga in chosen) == bool(bits & 2)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_every_receiver_log_accounts_for_every_sentence(shared_data: Path, bits: int) -> None:
+    """On gpsd's receiver logs: a sentence left out is counted, and every fix's epoch begins with a chosen one."""
+    kinds = selected_types(bits)
+    for log in nmea_logs(shared_data):
+        payload = log_payload(log)
+        s = NmeaStream(RolloverPolicy(log_build_date_ns(log)), sentences=bits)
+        s.feed(payload, 0)
+        s.flush()
+        c = s.counters
+        assert c.decoded == c.placed + c.unplaced + c.unselected, log.name
+        every = SentenceStream().feed(payload, 0)
+        others = sum(1 for t in every if isinstance(t, TIMED) and not isinstance(t, kinds))
+        assert c.unselected == others, log.name  # each timed sentence of another type, and only those
