@@ -457,13 +457,14 @@ class _Builder:
             if s.key is None or s.refclock is not None:
                 continue
             if self.keys_file is None:
-                raise ConfigError(f"{s.kind} {s.host}: key {s.key}, but no 'keys' file is configured", s.location)
-            if s.key not in self.keys:
-                raise ConfigError(f"{s.kind} {s.host}: key {s.key} is not in the key file {self.keys_file}", s.location)
-            if s.key not in self.trusted:
-                raise ConfigError(
-                    f"{s.kind} {s.host}: key {s.key} is not trusted (add it to a 'trustedkey' line)", s.location
-                )
+                why = f"{s.kind} {s.host}: key {s.key}, but no 'keys' file is configured"
+            elif s.key not in self.keys:
+                why = f"{s.kind} {s.host}: key {s.key} is not in the key file {self.keys_file}"
+            elif s.key not in self.trusted:
+                why = f"{s.kind} {s.host}: key {s.key} is not trusted (add it to a 'trustedkey' line)"
+            else:
+                continue
+            self.errors.append(ConfigError(why, s.location))
         for keyid in sorted(self.trusted - self.keys.keys()):
             where = self.trusted_at[keyid]
             if self.keys_file is None:
@@ -478,6 +479,8 @@ class _Builder:
         self.check_fudges()
         self.check_localclock()
         self.check_keys()
+        if self.errors:
+            raise ConfigError.of(self.errors)  # the servers' key errors, in the order the lines were read
         return Config(
             path=filename,
             servers=tuple(self.servers),

@@ -78,8 +78,9 @@ def test_a_file_of_many_bad_lines_prints_twenty_and_counts_the_rest() -> None:
 def test_one_bad_line_is_one_line_and_cross_line_checks_wait_for_clean_lines() -> None:
     e = error("server a.example key 4\nsever b\n")  # key 4 without a key file: checked only once lines parse
     assert e.more == () and str(e) == "t.conf:2: unknown directive 'sever' (did you mean 'server'?)"
-    e = error("server a.example key 4\n")
-    assert e.location == at(1) and "no 'keys' file" in str(e)
+    e = error("server a.example key 4\nserver b.example\nserver c.example key 5\n")
+    assert [e.location, *(m.location for m in e.more)] == [at(1), at(3)]
+    assert "key 4, but no 'keys' file" in str(e) and "key 5, but no 'keys' file" in str(e).splitlines()[1]
 
 
 # -- server, pool, peer ---------------------------------------------------------
