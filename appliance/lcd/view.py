@@ -105,6 +105,7 @@ _ALARM_WORDS = {
     "gps-gone": "GPS: device gone",
     "gps-silent": "GPS: silent",
     "gps-unknown-rate": "GPS: wrong baud",
+    "gps-unselected": "GPS: mode bits",
     "pps-missing": "GPS: no PPS",
     "gps-not-locked": "GPS: locking",
     "falseticker": "A falseticker",

@@ -266,6 +266,7 @@ def receiver_counters(link: SerialLink) -> ReceiverCounters:
         open_failures=link.open_failures,
         baud_switches=link.baud_switches,
         baud_searches=link.baud_searches,
+        unselected=n.unselected,
     )
 
 
@@ -301,6 +302,17 @@ def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatu
         )
     if gps is not None and gps.link != LinkState.TALKING.value:
         out.append(_link_alarm(gps))
+    elif gps is not None and not gps.fix and gps.counters.unselected and not gps.counters.epochs:
+        out.append(
+            Alarm(
+                "gps-unselected",
+                "warning",
+                f"the GPS sends none of the sentences its refclock line's mode chooses: "
+                f"{gps.counters.unselected} sentences of other types left out",
+                "set the mode's bits 0-3 to a sentence the receiver sends (1 RMC, 2 GGA, 4 GLL, 8 ZDA), or none "
+                "of them for every one ('stratum1 check-config' shows the line)",
+            )
+        )
     elif gps is not None and not gps.fix:
         out.append(Alarm("gps-no-fix", "warning", "the GPS reports no fix", "give the antenna a clear view of the sky"))
     if gps is not None and gps.fix and not gps.pps:

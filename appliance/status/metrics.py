@@ -80,6 +80,7 @@ ALARMS = {
     "gps-gone": "warning",
     "gps-silent": "warning",
     "gps-unknown-rate": "warning",
+    "gps-unselected": "warning",
     "pps-missing": "warning",
     "gps-not-locked": "warning",
     "falseticker": "warning",

@@ -131,3 +131,35 @@ def test_no_fix_only_when_the_receiver_talks_and_says_so() -> None:
         assert [a.code for a in s.alarms if a.code.startswith("gps-")] == ["gps-no-fix"]
         assert "gps:       fix none, satellites ? used / ? in view" in status_text(s)
         assert "GPS: no fix" in view_from_snapshot(s).alarms and "GPS: no fix" in mode6_view(s)
+
+
+def test_a_receiver_that_sends_none_of_the_chosen_sentences_is_told_apart_from_no_fix() -> None:
+    """mode 8 (ZDA only) on a receiver that sends RMC and GGA: it talks NMEA, every sentence is left out, so
+    the alarm names the mode bits, not the antenna."""
+    from appliance.nmea.counters import NmeaCounters
+
+    now = T0 + 30 * NS_PER_S
+    tk = Timekeeper(SimulatedClock(random.Random(1), start_ns=T0), precision=-20)
+    recent = now - NS_PER_S // 2
+    counts = NmeaCounters(lines=60, decoded=60, unselected=60, epochs=0)
+    link = SerialLink(PATH, is_open=True, baud=9600, opened_ns=T0, bytes_ns=recent, nmea_ns=recent, nmea=counts)
+
+    def alarms(link: SerialLink) -> list[str]:
+        s = snapshot_from(
+            tk,
+            ServerCounters(),
+            now,
+            ids=AssocIds(),
+            started_ns=T0,
+            version="t",
+            precision=-20,
+            gps=GpsClock(),
+            serial=link,
+        )
+        return [a.code for a in s.alarms]
+
+    got = alarms(link)
+    assert "gps-unselected" in got and "gps-no-fix" not in got
+    plain = SerialLink(PATH, is_open=True, baud=9600, opened_ns=T0, bytes_ns=recent, nmea_ns=recent)
+    got = alarms(plain)
+    assert "gps-no-fix" in got and "gps-unselected" not in got
