@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as e:
-        for line in str(e).splitlines():  # a file with several bad lines: each on its own line
+        for line in str(e).split("\n"):  # a file with several bad lines: each on its own line
             print(f"stratum1: {line}", file=sys.stderr)
     except CommandError as e:
         print(f"stratum1: {e}", file=sys.stderr)
@@ -490,7 +490,7 @@ def reload_config(app: Appliance, config_file: str | None) -> bool:
     try:
         config = load_config(config_file)
     except ConfigError as e:
-        for line in str(e).splitlines():
+        for line in str(e).split("\n"):
             log.error("SIGHUP: %s; still serving with the configuration read before", line)
         return False
     for w in config_warnings(config, devices=app.simulation is None):

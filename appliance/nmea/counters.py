@@ -66,8 +66,8 @@ class NmeaCounters:
     #: sentence, untimed sentences before the first time, or sentences that
     #: arrived after their epoch had already been reported.
     unplaced: int = 0
-    #: Timed sentences left out by the receiver's sentence selection (ntpd's NMEA ``mode`` bits 0-3): the
-    #: types the line did not choose.
+    #: Timed sentences left out by the receiver's sentence selection (ntpd's NMEA ``mode`` bits): of a type
+    #: the line did not choose, in a second that brought none of the chosen ones.
     unselected: int = 0
     #: Epochs reported as :class:`~appliance.nmea.epoch.Fix` values.
     epochs: int = 0

@@ -28,21 +28,30 @@ from appliance.nmea.counters import NmeaCounters, Tally
 from appliance.nmea.epoch import EpochAssembler, Fix
 from appliance.nmea.framing import DEFAULT_MAX_LINE, Framer, RawLine
 from appliance.nmea.rollover import RolloverPolicy
-from appliance.nmea.sentence import Gga, Gll, Gns, Pubx04, Reject, Rmc, Sentence, Zda, decode
+from appliance.nmea.sentence import Gga, Gll, Gns, Gsa, Gsv, Pubx04, Reject, Rmc, Sentence, Zda, decode
 
-#: ntpd's NMEA ``mode`` bits 0-3 (refclock_nmea.c): which timed sentences give the time. None set: all of them.
+#: ntpd's NMEA ``mode`` bits 0-3 and 9 (refclock_nmea.c): which timed sentences give the time. None set: all.
 SENTENCE_BITS: tuple[tuple[int, type[Sentence], str], ...] = (
     (1, Rmc, "RMC"),
     (2, Gga, "GGA"),
     (4, Gll, "GLL"),
     (8, Zda, "ZDA"),
+    (0x200, Pubx04, "PUBX,04"),
 )
+#: The ``mode`` bits that choose sentences (0x100, Garmin's PGRMF, is one ntpd has and stratum1 does not read).
+SENTENCE_MASK = 0x20F
+#: At most this many sentences wait for their second's chosen sentence (one second's worth).
+MAX_HELD = 16
 #: The sentences that carry a time of day (and so start and number an epoch).
 TIMED: tuple[type[Sentence], ...] = (Rmc, Gga, Gll, Gns, Zda, Pubx04)
 
 
+def _tod(s: Sentence) -> int | None:
+    return None if isinstance(s, Gsa | Gsv) else s.tod_ns
+
+
 def selected_types(bits: int) -> tuple[type[Sentence], ...]:
-    """The timed sentence types ``mode`` bits 0-3 choose (all of :data:`TIMED` when none is set).
+    """The timed sentence types ``mode`` bits 0-3 and 9 choose (all of :data:`TIMED` when none is set).
 
     A choice with no dated sentence (GGA or GLL alone) keeps RMC and ZDA as well: ntpd takes the date from
     the system clock then, which on a Pi without a real-time clock is the fake-hwclock's, days off; the
@@ -51,7 +60,7 @@ def selected_types(bits: int) -> tuple[type[Sentence], ...]:
     chosen = tuple(kind for bit, kind, _ in SENTENCE_BITS if bits & bit)
     if not chosen:
         return TIMED
-    if Rmc not in chosen and Zda not in chosen:
+    if not any(kind in chosen for kind in (Rmc, Zda, Pubx04)):  # the dated ones
         chosen += (Rmc, Zda)
     return chosen
 
@@ -120,7 +129,7 @@ class NmeaStream:
     believe; the other options are :class:`SentenceStream`'s.
     """
 
-    __slots__ = ("_tally", "_sentences", "_epochs", "_stepped_ns", "_left_out")
+    __slots__ = ("_tally", "_sentences", "_epochs", "_stepped_ns", "_left_out", "_chosen_tod", "_held")
 
     def __init__(
         self,
@@ -130,11 +139,16 @@ class NmeaStream:
         max_line: int = DEFAULT_MAX_LINE,
         sentences: int = 0,
     ) -> None:
-        """``sentences``: ntpd's NMEA ``mode`` bits 0-3 (1 RMC, 2 GGA, 4 GLL, 8 ZDA); the timed sentences
-        of other types are left out (counted ``unselected``), so the epoch and its arrival time are those of
-        the chosen ones, as the line's ``time2`` was measured for. 0: every timed sentence."""
-        chosen = selected_types(sentences & 0x0F)
+        """``sentences``: ntpd's NMEA ``mode`` sentence bits (1 RMC, 2 GGA, 4 GLL, 8 ZDA, 0x200 PUBX,04; 0:
+        every timed sentence). Only the chosen ones start an epoch, so its arrival time (the first byte of
+        its first sentence) is theirs, as the line's ``time2`` was measured for. A timed sentence of another
+        type still joins the epoch of its own second (its fix status, satellites, date), after the chosen
+        one when it came first; one whose second brings no chosen sentence is left out (``unselected``)."""
+        chosen = selected_types(sentences & SENTENCE_MASK)
         self._left_out = tuple(kind for kind in TIMED if kind not in chosen)
+        self._chosen_tod: int | None = None  # the time of day of the last chosen sentence
+        #: one second's sentences of other types (and the GSA/GSV after them), waiting for its chosen one
+        self._held: list[Sentence] = []
         self._tally = Tally()
         self._sentences = SentenceStream(checksum_optional=checksum_optional, max_line=max_line, tally=self._tally)
         self._epochs = EpochAssembler(rollover, self._tally)
@@ -170,10 +184,43 @@ class NmeaStream:
         return out
 
     def _add(self, s: Sentence) -> list[Fix]:
-        if self._left_out and isinstance(s, self._left_out):
+        """One decoded sentence through the selection (see ``__init__``) into the epochs."""
+        if not self._left_out:
+            return self._epochs.add(s)
+        if isinstance(s, Gsa | Gsv):
+            if self._held and len(self._held) < MAX_HELD:  # of the second that waits for its chosen sentence
+                self._held.append(s)
+                return []
+            return self._epochs.add(s)
+        tod = s.tod_ns
+        if not isinstance(s, self._left_out):
+            out = self._epochs.add(s)
+            self._chosen_tod = tod
+            held, self._held = self._held, []
+            for h in held:
+                out += self._epochs.add(h)  # all of this second (the held ones of another were let go)
+            return out
+        if tod is not None and tod == self._chosen_tod:
+            return self._epochs.add(s)  # its second's epoch is open: it joins it
+        out = []
+        if tod is None or (self._held and _tod(self._held[0]) != tod):
+            out = self._let_go()
+        if tod is None or len(self._held) >= MAX_HELD:
             self._tally.add("unselected")
-            return []
-        return self._epochs.add(s)
+        else:
+            self._held.append(s)
+        return out
+
+    def _let_go(self) -> list[Fix]:
+        """The held second brought no chosen sentence: its timed sentences are left out, the others go on."""
+        out: list[Fix] = []
+        held, self._held = self._held, []
+        for h in held:
+            if isinstance(h, Gsa | Gsv):
+                out += self._epochs.add(h)
+            else:
+                self._tally.add("unselected")
+        return out
 
     def clock_stepped(self, step_ns: int) -> None:
         """The local clock was stepped by ``step_ns`` (positive: forwards): restate the arrival times held.
@@ -204,4 +251,5 @@ class NmeaStream:
         out: list[Fix] = []
         for s in self._sentences.flush():
             out += self._add(s)
+        out += self._let_go()
         return out + self._epochs.flush()

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from appliance.config.model import Config, ConfigWarning, Location, Refclock, ServerLine
-from appliance.nmea.stream import SENTENCE_BITS
+from appliance.nmea.stream import SENTENCE_BITS, SENTENCE_MASK
 from appliance.refclock.driver import DRIVERS, DriverInfo, Time2, offsets_ns
 from appliance.refclock.gps import Convention
 from appliance.refclock.sample import SampleKind
@@ -460,7 +460,7 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
 #: ntpd's NMEA ``mode`` bits (refclock_nmea.c, NTPsec driver_nmea) other than the baud rate (bits 4-6) and the
 #: sentence selection (bits 0-3, :func:`appliance.nmea.stream.selected_types`): none of them is acted on.
 _NMEA_MODE_BAUD_BITS = 0x70
-_NMEA_MODE_SENTENCES = 0x0F
+_NMEA_MODE_SENTENCES = SENTENCE_MASK
 _NMEA_MODE_BITS = MappingProxyType(
     {
         0x80: "0x80 (measure the sentence delay from its end)",
@@ -479,7 +479,7 @@ def _nmea_mode_warning(at: Location, what: str, mode: str | None) -> list[Config
         return []
     m = int(mode)
     out = []
-    if m & _NMEA_MODE_SENTENCES and not m & 0b1001:
+    if m & _NMEA_MODE_SENTENCES and not m & 0x209:  # RMC, ZDA, PUBX,04: the dated ones
         chosen = [name for bit, _, name in SENTENCE_BITS if m & bit]
         out.append(
             ConfigWarning(

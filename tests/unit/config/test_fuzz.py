@@ -108,7 +108,7 @@ def assert_names_a_line(e: ConfigError, texts: dict[str, str]) -> None:
         assert one.location.file in texts, one.location.file
         assert 1 <= one.location.line <= texts[one.location.file].count("\n") + 1
         assert one is e or one.more == ()
-    assert str(e).splitlines()[0] == e.first()
+    assert str(e).split("\n")[0] == e.first()
 
 
 def check(text: str) -> None:

@@ -1,7 +1,9 @@
-"""ntpd's NMEA sentence selection (``mode`` bits 0-3): only the chosen timed sentences make the epochs.
+"""ntpd's NMEA sentence selection (``mode`` bits 0-3 and 9): only the chosen timed sentences start epochs.
 
-1 RMC, 2 GGA, 4 GLL, 8 ZDA; none set, every timed sentence. The others are counted ``unselected``, and an
-epoch's arrival time is its first chosen sentence's, which is what a ``time2`` measured for ntpd is for.
+1 RMC, 2 GGA, 4 GLL, 8 ZDA, 0x200 PUBX,04; none set, every timed sentence. An epoch's arrival time is its
+first chosen sentence's, which is what a ``time2`` measured for ntpd is for; the other sentences of the same
+second still join it (fix status, satellites, date), and those of a second without a chosen one are counted
+``unselected``.
 """
 
 from __future__ import annotations
@@ -51,16 +53,54 @@ def test_no_bits_use_every_timed_sentence() -> None:
     assert s.counters.unselected == 0 and s.counters.rollover_repaired == 0
 
 
-@pytest.mark.parametrize(("bits", "first_ms", "left_out"), [(1, 120, 2), (8, 130, 2), (9, 120, 1), (3, 100, 1)])
-def test_the_chosen_sentences_make_the_epoch_and_its_arrival(bits: int, first_ms: int, left_out: int) -> None:
+@pytest.mark.parametrize(("bits", "first_ms"), [(1, 120), (8, 130), (9, 120), (3, 100), (2, 100)])
+def test_the_chosen_sentences_start_the_epoch_and_give_its_arrival(bits: int, first_ms: int) -> None:
     s = NmeaStream(POLICY, sentences=bits)
     fixes = feed(s, SECONDS)
     whole = feed(NmeaStream(POLICY), SECONDS)
     assert [u for _, u in fixes] == [u for _, u in whole]  # the same seconds, the same dates
     assert [a % NS_PER_S for a, _ in fixes] == [first_ms * MS] * 4
     c = s.counters
-    assert c.unselected == left_out * 4
+    assert c.unselected == 0 and c.placed == c.decoded  # the others joined their second's epoch
+
+
+def test_the_others_still_say_whether_there_is_a_fix() -> None:
+    """ZDA carries no fix status: chosen alone (mode 8), the epoch's validity comes from the RMC and GGA of
+    the same second, before or after it; an RMC saying V makes the second invalid."""
+    s = NmeaStream(POLICY, sentences=8)
+    assert all(f.valid and f.has_time for f in _fixes(s, SECONDS))
+    bad = [b.replace(",A,4404", ",V,4404") for b in second("202650")]
+    out = [*s.feed(b"".join(render(b) for b in bad), 2000 * NS_PER_S), *s.flush()]
+    assert len(out) == 1 and not out[0].valid
+
+
+def test_a_second_without_a_chosen_sentence_is_left_out_and_counted() -> None:
+    s = NmeaStream(POLICY, sentences=0x200)  # PUBX,04 only, from a receiver that sends none
+    fixes = feed(s, SECONDS)
+    assert fixes == []
+    c = s.counters
+    assert c.unselected == 3 * 4 and c.epochs == 0
     assert c.decoded == c.placed + c.unplaced + c.unselected
+
+
+def test_held_sentences_are_bounded() -> None:
+    """A stream of one second's unchosen sentences, over and over, keeps at most MAX_HELD of them."""
+    from appliance.nmea.stream import MAX_HELD
+
+    s = NmeaStream(POLICY, sentences=8)
+    body = "GPGGA,202640.00,4404.1306,N,12118.8515,W,1,10,0.98,1127.7,M,-19.6,M,,"
+    s.feed(render(body) * 1000, 0)
+    assert s.counters.unselected == 1000 - MAX_HELD
+    s.flush()
+    assert s.counters.unselected == 1000
+
+
+def _fixes(stream: NmeaStream, seconds: list[str]) -> list:  # type: ignore[type-arg]
+    out = []
+    for k, hhmmss in enumerate(seconds):
+        for i, body in enumerate(second(hhmmss)):
+            out += stream.feed(render(body), (1000 + k) * NS_PER_S + (100 + 10 * i) * MS)
+    return out
 
 
 def test_gga_alone_keeps_the_receivers_date() -> None:
@@ -79,6 +119,7 @@ def test_types_ntpd_cannot_choose_are_left_out_once_any_is_chosen() -> None:
         chosen = selected_types(bits)
         assert Gns not in chosen and Pubx04 not in chosen
         assert (Rmc in chosen) == bool(bits & 1 or not bits & 9) and (Gga in chosen) == bool(bits & 2)
+    assert selected_types(0x200) == (Pubx04,)
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
@@ -94,4 +135,7 @@ def test_every_receiver_log_accounts_for_every_sentence(shared_data: Path, bits:
         assert c.decoded == c.placed + c.unplaced + c.unselected, log.name
         every = SentenceStream().feed(payload, 0)
         others = sum(1 for t in every if isinstance(t, TIMED) and not isinstance(t, kinds))
-        assert c.unselected == others, log.name  # each timed sentence of another type, and only those
+        assert c.unselected <= others, log.name  # only timed sentences of other types are ever left out
+        chosen = sum(1 for t in every if isinstance(t, kinds))
+        if chosen == 0:
+            assert c.unselected == others and c.epochs == 0, log.name

@@ -30,7 +30,7 @@ def test_bits_not_acted_on_are_warned_about_with_the_line(text: str, words: list
         assert word in w
 
 
-@pytest.mark.parametrize(("mode", "bits"), [(8, 8), (17, 1), (3, 3), (25, 9), (16, 0), (0, 0)])
+@pytest.mark.parametrize(("mode", "bits"), [(8, 8), (17, 1), (3, 3), (25, 9), (16, 0), (0, 0), (528, 0x200)])
 def test_the_sentence_selection_is_taken_not_warned_about(mode: int, bits: int) -> None:
     for text in (
         f"server 127.127.20.0 mode {mode}\nfudge 127.127.20.0 time2 0.4\n",
