@@ -68,9 +68,9 @@ def cut_points(data: bytes, most: int = 10) -> st.SearchStrategy[list[int]]:
 
 
 def run(
-    data: bytes, cuts: list[int], checksum_optional: bool = False, policy: RolloverPolicy = POLICY
+    data: bytes, cuts: list[int], checksum_optional: bool = False, policy: RolloverPolicy = POLICY, sentences: int = 0
 ) -> tuple[list[Fix], NmeaCounters]:
-    stream = NmeaStream(policy, checksum_optional=checksum_optional, max_line=90)
+    stream = NmeaStream(policy, checksum_optional=checksum_optional, max_line=90, sentences=sentences)
     fixes: list[Fix] = []
     for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
         fixes += stream.feed(data[start:end], 0)
@@ -114,6 +114,15 @@ def test_clean_lines_decode_whatever_the_chunking(lines: list[bytes], draw: st.D
     assert_adds_up(data, fixes, counts)
     assert counts.bad_checksum == counts.no_checksum == counts.truncated == counts.decode_error == 0
     assert (fixes, counts) == run(data, [])
+
+
+@settings(max_examples=100, deadline=None)
+@given(mutated(), st.data(), st.sampled_from([1, 2, 4, 8, 9, 0x200, 0x20F]))
+def test_sentence_selection_whatever_the_chunking(data: bytes, draw: st.DataObject, bits: int) -> None:
+    """With any ``mode`` sentence bits the counts still add up, and chunking changes nothing."""
+    fixes, counts = run(data, draw.draw(cut_points(data)), sentences=bits)
+    assert_adds_up(data, fixes, counts)
+    assert (fixes, counts) == run(data, [], sentences=bits)
 
 
 @functools.cache
