@@ -25,7 +25,7 @@ clock by ``from_kernel_ns`` (the soft clock's; None when the served clock
 is the kernel's).
 
 The timers that keep the rest of the running parts honest live here too:
-:func:`start_leap_table` (the leap-second table, its expiry checked daily)
+:func:`start_leap_table` (the leap-second table, logged and its expiry checked)
 and :func:`start_drift_file` (the drift file, written at most hourly and
 at the end).
 
@@ -520,29 +520,28 @@ def _on_clock(edge: Edge, sample: Sample) -> Sample:
 # -- the leap-second table and the drift file -------------------------------------------------------
 
 
-def start_leap_table(
-    loop: EventLoop, leapfile: str | None, now_ns: int, read_ns: Callable[[], int]
-) -> LeapTable | None:
-    """The leap-second table (``leapfile``, else tzdata's), logged; its expiry checked now and daily."""
+def start_leap_table(leapfile: str | None, now_ns: int) -> LeapTable | None:
+    """The leap-second table (``leapfile``, else tzdata's), logged, its expiry checked (the daemon reads the
+    file again when it changes, and warns daily while the table is expired: ``Appliance.check_leap_file``)."""
     found = find_leap_table(leapfile)
     for message in found.messages:
         log.warning("%s", message)
     table = found.table
     if table is not None:
         offset = table.tai_offset(now_ns)
-        log.info("leap-second table %s: TAI-UTC %d s, expires %s", table.path, offset, _utc_date(table.expires_ns))
-        _warn_if_expired(table, now_ns)
-        loop.call_every(86_400.0, lambda: _warn_if_expired(table, read_ns()))
+        log.info("leap-second table %s: TAI-UTC %d s, expires %s", table.path, offset, utc_date(table.expires_ns))
+        warn_if_expired(table, now_ns)
     return table
 
 
-def _warn_if_expired(table: LeapTable, now_ns: int) -> None:
+def warn_if_expired(table: LeapTable, now_ns: int) -> None:
+    """Log the loud warning of an expired table (nothing while it is current)."""
     warning = expiry_warning(table, now_ns)
     if warning is not None:
         log.warning("%s", warning)
 
 
-def _utc_date(t_ns: int) -> str:
+def utc_date(t_ns: int) -> str:
     return datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, datetime.UTC).strftime("%Y-%m-%d")
 
 

@@ -12,6 +12,7 @@ it; tests build one on loopback, run it in a thread and stop it.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import logging
 import os
@@ -32,6 +33,8 @@ from appliance.build import (
     start_drift_file,
     start_leap_table,
     start_refclocks,
+    utc_date,
+    warn_if_expired,
 )
 from appliance.clock.base import Clock
 from appliance.clock.discipline import Discipline
@@ -48,7 +51,7 @@ from appliance.io.netns import NetNs
 from appliance.io.statsfiles import StatsWriter
 from appliance.io.statussock import StatusServer
 from appliance.io.udp import UdpServerSocket, compiled_wait
-from appliance.leap import leap_to_serve
+from appliance.leap import find_leap_table, leap_to_serve, leapfile_signature
 from appliance.nmea.link import SerialLink
 from appliance.ntp.access import AccessTable, address_value
 from appliance.ntp.keys import describe_keys
@@ -85,6 +88,8 @@ NTP_PORT = 123
 #: What mode 6's ``version`` variable and the status snapshot say.
 VERSION = "stratum1 " + _package_version()
 SIMULATE_PORT = 11123
+#: How often (s) the leap-second file is looked at for a change (a stat, read again only when it changed).
+LEAP_CHECK_S = 3600.0
 LOOPBACK = ("127.0.0.1", "::1")
 
 
@@ -187,7 +192,10 @@ class Appliance:
         self.loop = EventLoop()
         self.precision = measure_precision(read_ns)
         self.local_clock = LocalClock.from_config(config)
-        self.leap_table = start_leap_table(self.loop, config.leapfile, read_ns(), lambda: self.read_ns())
+        self.leap_table = start_leap_table(config.leapfile, read_ns())
+        self._leap_signature = leapfile_signature(config.leapfile)
+        self._leap_checks = 0
+        self.loop.call_every(LEAP_CHECK_S, self.check_leap_file)
         self.clock: Clock | None = None
         self.timekeeper: Timekeeper | None = None
         self.drift_file: DriftFile | None = None
@@ -310,8 +318,63 @@ class Appliance:
                 self.timekeeper.holdover_bound_ns = config.holdover_ns or DEFAULT_HOLDOVER_BOUND_NS
             applied.append("holdover")
         self.config = config
+        if self.refresh_leap_table("SIGHUP"):  # read again at every SIGHUP, as the key file is
+            applied.append("leap-second table")
         self.refresh_state()
         return ReloadReport(tuple(applied), tuple(restart))
+
+    def check_leap_file(self) -> None:
+        """Every :data:`LEAP_CHECK_S`: a leap-second file replaced or rewritten (a tzdata upgrade, a fresh
+        download) is read again, as ntpd does, so that a leap second announced in it is served without a
+        restart; an expired table is warned about once a day."""
+        self._leap_checks += 1
+        if leapfile_signature(self.config.leapfile) != self._leap_signature:
+            self.refresh_leap_table("the leap-second file changed")
+        elif self.leap_table is not None and self._leap_checks % round(86_400 / LEAP_CHECK_S) == 0:
+            warn_if_expired(self.leap_table, self.read_ns())
+
+    def refresh_leap_table(self, why: str) -> bool:
+        """Read the leap-second file again (``leapfile``, else tzdata's); take it when it loads and differs.
+
+        A file that no longer loads leaves the table read before in use (logged). Returns whether the table
+        changed; the served leap bits, and the kernel's TAI offset on the kernel clock, follow it."""
+        self._leap_signature = leapfile_signature(self.config.leapfile)
+        found = find_leap_table(self.config.leapfile)
+        old, new = self.leap_table, found.table
+        if new is None:
+            for message in found.messages[:-1] if old is not None else found.messages:
+                log.warning("%s: %s", why, message)
+            if old is not None:
+                log.warning("%s: still using the leap-second table read before (%s)", why, old.path)
+            return False
+        if old is not None and (old.path, old.updated_ns, old.expires_ns, old.entries) == (
+            new.path,
+            new.updated_ns,
+            new.expires_ns,
+            new.entries,
+        ):
+            return False
+        now_ns = self.read_ns()
+        self.leap_table = new
+        before = f"expired {utc_date(old.expires_ns)}" if old is not None else "none before"
+        log.info(
+            "%s: leap-second table %s read again: TAI-UTC %d s, expires %s (%s)",
+            why,
+            new.path,
+            new.tai_offset(now_ns),
+            utc_date(new.expires_ns),
+            before.replace("expired", "expires", 1) if old is not None and not old.expired(now_ns) else before,
+        )
+        warn_if_expired(new, now_ns)
+        if self.timekeeper is not None:
+            self.timekeeper.leap = functools.partial(leap_to_serve, new)
+        clock = self.clock
+        if clock is not None and not isinstance(clock, SoftClock) and hasattr(clock, "set_tai_offset"):
+            try:
+                clock.set_tai_offset(new.tai_offset(now_ns))
+            except OSError as e:
+                log.warning("cannot set the kernel's TAI offset: %s", e)
+        return True
 
     def _reload_upstreams(self, config: Config) -> bool:
         """Follow the new ``server``/``pool``/``peer`` lines; False when there is no clock they could steer."""

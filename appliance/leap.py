@@ -43,6 +43,7 @@ so in its messages) and takes leap warnings from its sources only.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -352,6 +353,20 @@ def find_leap_table(leapfile: str | None) -> LeapTableLoad:
         "running without a leap-second table: leap seconds are announced only when the selected source does"
     )
     return LeapTableLoad(None, tuple(messages))
+
+
+def leapfile_signature(leapfile: str | None) -> tuple[tuple[str, int, int, int] | None, ...]:
+    """What :func:`find_leap_table` would read, as (path, inode, size, mtime) each (None: absent), to tell
+    a replaced or rewritten file (a tzdata upgrade, a fresh download) from an unchanged one cheaply."""
+    out: list[tuple[str, int, int, int] | None] = []
+    for path in (leapfile,) if leapfile is not None else default_leapfile_paths():
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def expiry_warning(table: LeapTable, now_ns: int) -> str | None:

@@ -12,11 +12,13 @@ applied on reload           ``restrict`` lines (the access table, both data
                             127.127.1.u``, its ``fudge``, ``refclock local``,
                             ``localclock``), ``holdover``, the keys
                             (``keys``: the key file read again, whether its
-                            line changed or not; ``trustedkey``)
+                            line changed or not; ``trustedkey``); the daemon
+                            reads the leap-second file (``leapfile``) again
+                            at every SIGHUP too
 needs a restart             ``interface``/``nic`` (listen addresses), the
                             other reference clocks (GPS serial port, PPS,
                             their ``refclock``/``fudge``/``server 127.127.t.u``
-                            lines), ``driftfile``, ``leapfile``, ``logfile``,
+                            lines), ``driftfile``, ``logfile``,
                             ``statsdir``
 ==========================  ===================================================
 
@@ -70,7 +72,6 @@ def config_changes(old: Config, new: Config) -> ConfigChanges:
             ("interface listen lines", old.listen, new.listen),
             ("reference clocks (GPS, PPS)", _refclocks(old, local=False), _refclocks(new, local=False)),
             ("driftfile", old.driftfile, new.driftfile),
-            ("leapfile", old.leapfile, new.leapfile),
             ("logfile", old.logfile, new.logfile),
             ("statsdir", old.statsdir, new.statsdir),
             ("statistics files (statistics, filegen)", old.filegens, new.filegens),

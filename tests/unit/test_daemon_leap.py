@@ -68,3 +68,49 @@ def test_damaged_table_is_named_and_serving_goes_on(tmp_path: Path, caplog: pyte
         assert any("running without a leap-second table" in m for m in messages)
     finally:
         app.close()
+
+
+def test_a_replaced_leap_file_is_read_again_without_a_restart(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """tzdata upgraded (the file replaced, a new leap second in it): within the hour the new table decides the
+    served leap bits, as ntpd reads a changed leapfile again; at a SIGHUP at once. A file that no longer loads
+    leaves the table read before in use."""
+    caplog.set_level(logging.INFO)
+    leapfile = tmp_path / "leap-seconds.list"
+    old = load_leapfile(str(REAL))  # no leap at the end of 2026 in it, expired in mid-2026
+    leapfile.write_text(
+        render_leapfile(old.updated_ns, old.expires_ns, [(e.at_ns, e.tai_offset_s) for e in old.entries])
+    )
+    now = JAN_2027 - DAY + S  # the last day of 2026
+    app = app_at(tmp_path, now, leapfile)
+    try:
+        assert app.current_state(now).leap == LEAP_NONE
+        app.check_leap_file()  # unchanged: nothing read
+        assert not any("read again" in r.getMessage() for r in caplog.records)
+        replacement = tmp_path / "new.list"
+        write_table(replacement, expires_ns=JAN_2027 + 180 * DAY)
+        replacement.replace(leapfile)  # as dpkg installs a file: a new inode under the old name
+        app.check_leap_file()
+        assert app.leap_table is not None and app.leap_table.expires_ns == JAN_2027 + 180 * DAY
+        assert app.current_state(now).leap == LEAP_INSERT
+        assert any("leap-second table" in r.getMessage() and "read again" in r.getMessage() for r in caplog.records)
+        leapfile.write_text("garbage\n")  # broken: the table read before stays
+        assert not app.refresh_leap_table("SIGHUP")
+        assert app.current_state(now).leap == LEAP_INSERT
+        assert any("still using the leap-second table read before" in r.getMessage() for r in caplog.records)
+    finally:
+        app.close()
+
+
+def test_sighup_reads_the_leap_file_again(tmp_path: Path) -> None:
+    leapfile = tmp_path / "leap-seconds.list"
+    write_table(leapfile, expires_ns=JAN_2027 - 30 * DAY)
+    now = JAN_2027 - 2 * DAY
+    app = app_at(tmp_path, now, leapfile)
+    try:
+        write_table(leapfile, expires_ns=JAN_2027 + 180 * DAY)  # rewritten in place
+        report = app.reload(app.config)
+        assert "leap-second table" in report.applied
+        assert app.leap_table is not None and not app.leap_table.expired(now)
+        assert "leap-second table" not in app.reload(app.config).applied  # the same file: nothing to apply
+    finally:
+        app.close()
