@@ -21,6 +21,11 @@ from appliance.status.statsfiles import StatsPlan, file_name
 log = logging.getLogger("stratum1.stats")
 
 
+#: The files' mode: the service's group (the web page's and ``stratum1 plot``'s users are in it) reads them,
+#: though the unit's ``UMask=0077`` would make them the owner's alone; nobody else (ntpd makes them 0644).
+FILE_MODE = 0o640
+
+
 class StatsWriter:
     """Appends the due lines of each snapshot to the enabled files in ``statsdir``."""
 
@@ -40,7 +45,10 @@ class StatsWriter:
         name = file_name(gen, t_ns)
         path = os.path.join(self.statsdir, name)
         try:
-            with open(path, "a", encoding="ascii") as f:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+            with open(fd, "a", encoding="ascii", closefd=True) as f:
+                if os.fstat(fd).st_size == 0:  # new (or empty): readable by the group whatever the umask
+                    os.fchmod(fd, FILE_MODE)
                 f.write(line + "\n")
             if gen.link and name != gen.file:
                 self._link(gen.file, name)

@@ -74,6 +74,18 @@ def test_writer_appends_daily_files_and_links_today(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("clockstats*"))  # not enabled
 
 
+def test_files_are_readable_by_the_group_under_the_units_umask(tmp_path: Path) -> None:
+    """The unit runs with UMask=0077; the web page and 'stratum1 plot' read the files as group stratum1."""
+    old = os.umask(0o077)
+    try:
+        w = StatsWriter(str(tmp_path), [Filegen("loopstats", "loopstats")])
+        w.observe(SNAP)
+    finally:
+        os.umask(old)
+    day = tmp_path / file_name(Filegen("loopstats", "loopstats"), NOW)
+    assert day.stat().st_mode & 0o777 == 0o640 and w.lines == 1
+
+
 def test_missing_statsdir_is_a_warning_not_a_failure(tmp_path: Path) -> None:
     w = StatsWriter(str(tmp_path / "missing"), [Filegen("loopstats", "loopstats")])
     w.observe(SNAP)
