@@ -64,13 +64,19 @@ class ConfigChanges:
         return tuple(name for changed, name in names if changed)
 
 
+#: How a reload names changed GPS and PPS lines: the unit's device list (DeviceAllow=, made by the generator
+#: systemd runs at daemon-reload) follows the devices only after a daemon-reload, so a restart alone may
+#: leave the new device shut out.
+REFCLOCKS_RESTART = "reference clocks (GPS, PPS: systemctl daemon-reload first, for the unit's device list)"
+
+
 def config_changes(old: Config, new: Config) -> ConfigChanges:
     """What differs from ``old`` to ``new`` (see the module docstring)."""
     restart = [
         name
         for name, a, b in (
             ("interface listen lines", old.listen, new.listen),
-            ("reference clocks (GPS, PPS)", _refclocks(old, local=False), _refclocks(new, local=False)),
+            (REFCLOCKS_RESTART, _refclocks(old, local=False), _refclocks(new, local=False)),
             ("driftfile", old.driftfile, new.driftfile),
             ("logfile", old.logfile, new.logfile),
             ("statsdir", old.statsdir, new.statsdir),

@@ -19,7 +19,7 @@ import pytest
 
 from appliance.cli import reload_config
 from appliance.config import load_config, parse_config
-from appliance.config.changes import ConfigChanges, config_changes
+from appliance.config.changes import REFCLOCKS_RESTART, ConfigChanges, config_changes
 from appliance.daemon import Appliance, ServeSettings
 from appliance.io import fastpath
 from appliance.ntp.exchange import client_request
@@ -92,7 +92,8 @@ def test_each_part_is_sorted_into_applied_or_restart() -> None:
     )
     changes = config_changes(old, new)
     assert changes.applied == ("rate limits (discard)", "servers", "local clock", "holdover")
-    assert changes.restart == ("interface listen lines", "reference clocks (GPS, PPS)", "driftfile")
+    assert changes.restart == ("interface listen lines", REFCLOCKS_RESTART, "driftfile")
+    assert "daemon-reload" in REFCLOCKS_RESTART
 
 
 # -- applied to a running appliance -----------------------------------------------------------------
