@@ -373,7 +373,8 @@ class _Builder:
             try:
                 self.line(item, filename, stack)
             except ConfigError as e:
-                self.errors.append(e)  # and on to the next line: every bad line is reported at once
+                self.errors += [e, *e.more]  # and on to the next line: every bad line is reported at once
+                e.more = ()
 
     def line(self, line: Line, filename: str, stack: tuple[str, ...]) -> None:
         """Parse one line into the builder, or raise its ConfigError."""
@@ -438,7 +439,8 @@ class _Builder:
         try:
             self.keys = parse_keys(text, path)
         except KeyFileError as e:
-            raise ConfigError(e.message, Location(e.path, e.line)) from None
+            errors = [ConfigError(k.message, Location(k.path, k.line)) for k in (e, *e.others)]
+            raise ConfigError.of(errors) from None
         try:
             mode = os.stat(path).st_mode & 0o777
         except OSError:

@@ -71,6 +71,8 @@ class KeyFileError(ValueError):
         self.path = path
         self.line = line
         self.message = message
+        #: the file's later bad lines, when it has several (:func:`parse_keys` reports them all at once)
+        self.others: tuple[KeyFileError, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,33 +134,46 @@ class KeyRing:
 
 
 def parse_keys(text: str, path: str) -> dict[int, Key]:
-    """The keys of a key file's ``text`` (``path`` names it in errors); raises :class:`KeyFileError`."""
+    """The keys of a key file's ``text`` (``path`` names it in errors); raises :class:`KeyFileError` for the
+    first bad line, with the others in its ``others``."""
     keys: dict[int, Key] = {}
     where: dict[int, int] = {}
+    errors: list[KeyFileError] = []
     for number, raw in enumerate(text.splitlines(), start=1):
-        words = raw.split("#", 1)[0].split()
-        if not words:
-            continue
-        if len(words) < 3:
-            raise KeyFileError(path, number, "a key line is 'keyno type key [addresses]'")
-        if len(words) > 4:
-            raise KeyFileError(path, number, f"unexpected {words[4]!r} after the addresses")
-        keyid = _keyid(path, number, words[0])
-        kind = words[1].upper()
-        if kind in CIPHERS:
-            raise KeyFileError(
-                path, number, f"key {keyid}: type {words[1]} (a CMAC) is not supported; use SHA1 or another digest"
-            )
-        if kind not in DIGESTS or not _available(DIGESTS[kind]):
-            known = ", ".join(k for k in DIGESTS if len(k) > 1 and _available(DIGESTS[k]))
-            raise KeyFileError(path, number, f"key {keyid}: unknown type {words[1]!r} (known: {known})")
-        secret = _secret(path, number, keyid, words[2])
-        networks = _networks(path, number, keyid, words[3]) if len(words) == 4 else ()
-        if keyid in keys:
-            raise KeyFileError(path, number, f"key {keyid} again (first on line {where[keyid]})")
-        keys[keyid] = Key(keyid, kind, secret, networks)
-        where[keyid] = number
+        try:
+            _key_line(path, number, raw, keys, where)
+        except KeyFileError as e:
+            errors.append(e)
+    if errors:
+        errors[0].others = tuple(errors[1:])
+        raise errors[0]
     return keys
+
+
+def _key_line(path: str, number: int, raw: str, keys: dict[int, Key], where: dict[int, int]) -> None:
+    """One line of a key file into ``keys`` (``where``: each key's line), or its KeyFileError."""
+    words = raw.split("#", 1)[0].split()
+    if not words:
+        return
+    if len(words) < 3:
+        raise KeyFileError(path, number, "a key line is 'keyno type key [addresses]'")
+    if len(words) > 4:
+        raise KeyFileError(path, number, f"unexpected {words[4]!r} after the addresses")
+    keyid = _keyid(path, number, words[0])
+    kind = words[1].upper()
+    if kind in CIPHERS:
+        raise KeyFileError(
+            path, number, f"key {keyid}: type {words[1]} (a CMAC) is not supported; use SHA1 or another digest"
+        )
+    if kind not in DIGESTS or not _available(DIGESTS[kind]):
+        known = ", ".join(k for k in DIGESTS if len(k) > 1 and _available(DIGESTS[k]))
+        raise KeyFileError(path, number, f"key {keyid}: unknown type {words[1]!r} (known: {known})")
+    secret = _secret(path, number, keyid, words[2])
+    networks = _networks(path, number, keyid, words[3]) if len(words) == 4 else ()
+    if keyid in keys:
+        raise KeyFileError(path, number, f"key {keyid} again (first on line {where[keyid]})")
+    keys[keyid] = Key(keyid, kind, secret, networks)
+    where[keyid] = number
 
 
 def parse_trusted(words: Iterable[str]) -> frozenset[int]:

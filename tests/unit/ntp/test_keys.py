@@ -73,6 +73,26 @@ def test_a_bad_key_line_names_its_file_and_line_never_the_secret(text: str, line
     assert "zz" not in str(e.value)
 
 
+def test_every_bad_key_line_is_named_at_once(tmp_path: Path) -> None:
+    text = "1 SHA1 abc\n2 CRC32 abc\n3 SHA1\n4 MD5 def\n1 MD5 ghi\n"
+    with pytest.raises(KeyFileError) as e:
+        parse_keys(text, "/etc/ntp.keys")
+    assert [k.line for k in (e.value, *e.value.others)] == [2, 3, 5]
+    keys = tmp_path / "ntp.keys"
+    keys.write_text(text)
+    keys.chmod(0o600)
+    conf = tmp_path / "ntp.conf"
+    conf.write_text(f"sever x\nkeys {keys}\ntrustedkey 1\nrestrict default nomodfy\n")
+    with pytest.raises(ConfigError) as c:
+        load_config(conf)
+    where = [c.value.location, *(m.location for m in c.value.more)]
+    assert where == [
+        Location(str(conf), 1),
+        *(Location(str(keys), n) for n in (2, 3, 5)),
+        Location(str(conf), 4),
+    ]
+
+
 def test_trustedkey_numbers_and_ntpsec_ranges() -> None:
     assert parse_trusted(["1", "(3", "...", "5)", "9"]) == {1, 3, 4, 5, 9}
     assert parse_trusted(["(", "7", "...", "7", ")"]) == {7}
