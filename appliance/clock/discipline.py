@@ -207,7 +207,8 @@ class DisciplineConfig:
       only to within its 1-sigma uncertainty of zero, from the side the error is on (for sparse
       network samples: one queued sample must not slew the clock past zero, nor set the first
       frequency that then carries it further for a whole poll).
-    - ``holdover_after_ns``: with no sample for this long the discipline reports holdover.
+    - ``holdover_after_ns``: with no sample for this long (and for twice the interval between the last two
+      samples, when that is longer) the discipline reports holdover.
     - ``unsync_error_ns``: the clock is reported unsynchronised when the error estimate exceeds this.
     """
 
@@ -409,6 +410,7 @@ class Discipline:
         self._anchors: deque[tuple[float, float, float]] = deque([(0.0, 0.0, self._freq0)], maxlen=_ANCHORS)
         self._meas_local: int | None = None  # the clock reading of the last sample taken (its local time)
         self._filter: _Filter | None = None
+        self._gap_ns = 0  # between the last two samples' reference times: the source's own interval
         self._updates = 0
         self._changes = 0
         self._last_offset = 0.0
@@ -596,6 +598,7 @@ class Discipline:
         filt = self._filter
         if filt is not None and t <= filt.t:
             return ()
+        self._gap_ns = t - filt.t if filt is not None else 0
         cfg = self._cfg
         now = sample.local_ns if now_ns is None else max(now_ns, sample.local_ns)
         offset = sample.offset_ns - pending_ns  # against the clock once its slew is done
@@ -802,10 +805,12 @@ class Discipline:
         return self._base
 
     def mode(self, now_ns: int) -> Mode:
-        """UNSYNCHRONISED before the first sample, HOLDOVER after ``holdover_after_ns`` without one."""
+        """UNSYNCHRONISED before the first sample; HOLDOVER when no sample came for ``holdover_after_ns`` and
+        for twice the interval between the last two (an upstream server polled every 64 s is not missed
+        between its replies; one that misses two is)."""
         if self._filter is None:
             return Mode.UNSYNCHRONISED
-        if now_ns - self._filter.t > self._cfg.holdover_after_ns:
+        if now_ns - self._filter.t > max(self._cfg.holdover_after_ns, 2 * self._gap_ns):
             return Mode.HOLDOVER
         return Mode.TRACKING
 

@@ -124,6 +124,17 @@ def test_holdover_error_estimate_grows_and_mode_changes() -> None:
     assert snapshot.mode is Mode.HOLDOVER and snapshot.updates == 120
 
 
+def test_a_source_polled_every_64_s_is_tracked_between_its_samples_not_in_holdover() -> None:
+    """An upstream server at poll 6: the gap between its replies is its poll, not holdover; two missed are."""
+    discipline = Discipline(frequency_ppb=0.0)
+    for i in range(20):
+        discipline.update(sample(T0 + i * 64 * S, 0))
+    last = T0 + 19 * 64 * S
+    assert discipline.mode(last + 63 * S) is Mode.TRACKING
+    assert discipline.mode(last + 127 * S) is Mode.TRACKING
+    assert discipline.mode(last + 129 * S) is Mode.HOLDOVER
+
+
 def test_unsynchronised_before_the_first_sample() -> None:
     discipline = Discipline()
     assert discipline.mode(T0) is Mode.UNSYNCHRONISED
