@@ -594,6 +594,8 @@ class Upstreams:
                 e.line = line
                 kept.append(e)
         for gone in old.values():
+            for a in gone.members:
+                a.stopped = a.stopped or "its line is gone from the configuration"
             self._removed.extend(gone.members)
         self._entries = kept
         for line in fresh:

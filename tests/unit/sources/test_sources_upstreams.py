@@ -169,7 +169,10 @@ def test_reconfigure_keeps_unchanged_lines_and_retires_the_rest() -> None:
     assert (added, removed) == (["192.0.2.3"], ["192.0.2.2", "pool.example"])
     assert [a.address for a in u.associations] == ["192.0.2.1", "192.0.2.3"]
     assert u.associations[0] is kept
-    assert [a.address for a in u.retire(M0 + NS_PER_S)] == ["192.0.2.2"]
+    (gone,) = u.retire(M0 + NS_PER_S)
+    assert (
+        gone.address == "192.0.2.2" and gone.stopped == "its line is gone from the configuration"
+    )  # not "unreachable"
     assert u.resolved(lookup.key, ["198.51.100.1"], M0 + NS_PER_S) == []  # the pool's answer comes too late
     u.resolution_failed(lookup.key, M0 + NS_PER_S)  # and so does its failure: nothing to retry
 
