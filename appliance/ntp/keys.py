@@ -139,9 +139,9 @@ def parse_keys(text: str, path: str) -> dict[int, Key]:
     keys: dict[int, Key] = {}
     where: dict[int, int] = {}
     errors: list[KeyFileError] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):  # LF ends a line, as editors number them
         try:
-            _key_line(path, number, raw, keys, where)
+            _key_line(path, number, raw.rstrip("\r"), keys, where)
         except KeyFileError as e:
             errors.append(e)
     if errors:

@@ -261,9 +261,15 @@ class NtpServer:
                 return None
             c.control += 1
             state = UNSYNCHRONISED if self._told_unsync(restriction.is_default) else self._state
+            limited, nonces = self.control.rate_limited, self.control.bad_nonces
             reply = self.control.handle(data, flags, state, rx_ns, ip, self.mru)
             if reply is None:
-                c.drop("control")
+                if self.control.rate_limited != limited:
+                    c.drop("control-rate")  # the asker's mode 6 bucket is empty
+                elif self.control.bad_nonces != nonces:
+                    c.drop("control-nonce")  # an MRU list request with a nonce not given to that address
+                else:
+                    c.drop("control")  # malformed, or a request ntpq never sends
                 return None
             return reply, None
         if mode == MODE_PRIVATE:

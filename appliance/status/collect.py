@@ -110,6 +110,7 @@ def counters_from(c: ServerCounters, previous: Snapshot | None = None, now_ns: i
         refused=refused,
         dropped=c.dropped_total - refused - limited,
         control=c.control,
+        drops=tuple(sorted(c.dropped.items())),
         served_per_s=_per_s(c.served, previous, now_ns),
         authenticated=c.authenticated,
         crypto_nak=c.crypto_nak,

@@ -24,6 +24,7 @@ stratum1_source_reach{source,kind}                gauge    the reach register (0
 stratum1_source_state{source,state}               gauge    1 for the source's selection state, 0 for the others
 stratum1_requests_total{outcome}                  counter  served, kod, rate_limited, refused, dropped
 stratum1_control_requests_total                   counter  mode 6 requests
+stratum1_dropped_requests_total{reason}           counter  requests not answered, by the server's reason
 stratum1_authenticated_replies_total{result}      counter  replies to requests with a MAC: signed, crypto_nak
 stratum1_interleaved_replies_total                counter  time replies in interleaved mode (RFC 9769: chrony's xleave)
 stratum1_gps_fix                                  gauge    1 when the receiver reports a fix
@@ -172,6 +173,15 @@ def families(snap: Snapshot) -> list[Family]:
     )
     out.append(Family("stratum1_requests", "counter", "NTP requests by outcome", ("outcome",), outcomes))
     out.append(Family("stratum1_control_requests", "counter", "Mode 6 (ntpq) requests", (), (((), float(c.control)),)))
+    out.append(
+        Family(
+            "stratum1_dropped_requests",
+            "counter",
+            "Requests not answered, by reason (rate, noquery, control-rate, control-nonce, short, mode7...)",
+            ("reason",),
+            tuple(((reason,), float(n)) for reason, n in c.drops),
+        )
+    )
     signed = ((("signed",), float(c.authenticated)), (("crypto_nak",), float(c.crypto_nak)))
     out.append(
         Family("stratum1_authenticated_replies", "counter", "Replies to requests with a MAC", ("result",), signed)

@@ -244,6 +244,7 @@ class Counters:
     ``served_per_s`` is the time replies a second since the previous snapshot (0.0 for the first).
     ``authenticated`` of the served replies were signed with a trusted key (``keys``), ``crypto_nak`` were
     a crypto-NAK to a MAC no trusted key made; ``interleaved`` were in interleaved mode (RFC 9769).
+    ``drops`` every drop by its reason, sorted (``rate``, ``noquery``, ``control-rate``, ``short``...).
     """
 
     received: int
@@ -257,6 +258,7 @@ class Counters:
     authenticated: int = 0
     crypto_nak: int = 0
     interleaved: int = 0
+    drops: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +323,9 @@ class Snapshot:
                 version=d["version"],
                 system=SystemStatus(**d["system"]),
                 sources=tuple(SourceStatus(**s) for s in d["sources"]),
-                counters=Counters(**d["counters"]),
+                counters=Counters(
+                    **{**d["counters"], "drops": tuple((r, int(n)) for r, n in d["counters"].get("drops", ()))}
+                ),
                 gps=GpsStatus.from_dict(d["gps"]) if d.get("gps") else None,
                 leap=LeapStatus(**d["leap"]) if d.get("leap") else None,
                 alarms=tuple(Alarm(**a) for a in d.get("alarms", ())),

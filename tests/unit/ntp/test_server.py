@@ -257,3 +257,21 @@ def test_every_datagram_not_ignored_is_in_the_mru_list_whatever_it_gets() -> Non
     server.handle(mode6, "203.0.113.5", 40001, NOW + 1)  # noquery: dropped, but seen
     got = {e.addr: (e.port, e.count, e.mv, e.first_ns, e.last_ns) for e in server.mru.entries()}
     assert got == {"203.0.113.5": (40001, 4, 0x16, NOW, NOW + 1), "192.0.2.8": (123, 1, 0x23, NOW, NOW)}
+
+
+def test_mode_6_drops_are_counted_by_reason() -> None:
+    """An asker over its mode 6 budget, a malformed mode 6 request and a noquery one: each its own reason,
+    as stratum1_dropped_requests_total{reason} and status --json's counters.drops show them."""
+    from appliance.status.collect import counters_from
+
+    s = make_server([rule(None, "nomodify", "notrap", "nopeer"), rule("203.0.113.9/32", "noquery")])
+    readstat = bytes([0x16, 0x01, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0])  # ntpq's READSTAT, association 0
+    answered = sum(serve(s, readstat, ip="203.0.113.5", rx=NOW) is not None for _ in range(100))
+    assert 0 < answered < 100
+    assert s.counters.dropped["control-rate"] == 100 - answered
+    assert serve(s, readstat[:11], ip="203.0.113.6") is None  # cut short: malformed
+    assert serve(s, readstat, ip="203.0.113.9") is None
+    assert s.counters.dropped["noquery"] == 1
+    drops = dict(counters_from(s.counters).drops)
+    assert drops["control-rate"] == 100 - answered and drops["noquery"] == 1
+    assert sum(drops.values()) == s.counters.dropped_total
