@@ -50,7 +50,7 @@ from appliance.io.loop import EventLoop
 from appliance.io.netns import NetNs
 from appliance.io.statsfiles import StatsWriter
 from appliance.io.statussock import StatusServer
-from appliance.io.udp import UdpServerSocket, compiled_wait
+from appliance.io.udp import UdpServerSocket, compiled_wait, kernel_drops
 from appliance.leap import find_leap_table, leap_to_serve, leapfile_signature
 from appliance.nmea.link import SerialLink
 from appliance.ntp.access import AccessTable, address_value
@@ -579,6 +579,7 @@ class Appliance:
             gps=self._first_gps(),
             serial=self._first_serial(),
             clocks=self._clocks(),
+            queue_drops=kernel_drops(self.sockets),
         )
         broken = lock_break_line(previous, self.snapshot)
         if broken is not None:

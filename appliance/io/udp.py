@@ -93,6 +93,34 @@ class SocketCounters:
     no_timestamp: int = 0
 
 
+# -- what the kernel dropped -------------------------------------------------------------
+
+
+def receive_queue_drops(text: str, inodes: set[int]) -> int:
+    """The datagrams the kernel dropped for the sockets ``inodes`` (their receive queue was full, or a
+    filter refused them), from a ``/proc/net/udp`` or ``udp6`` ``text``: the last column, ``drops``. Pure."""
+    total = 0
+    for line in text.splitlines()[1:]:
+        words = line.split()
+        if len(words) >= 13 and words[9].isdigit() and int(words[9]) in inodes and words[-1].isdigit():
+            total += int(words[-1])
+    return total
+
+
+def kernel_drops(sockets: list[UdpServerSocket]) -> int:
+    """:func:`receive_queue_drops` for ``sockets``, read from this network namespace's ``/proc/net``; 0 where
+    it cannot be read (not Linux)."""
+    inodes = {s.inode for s in sockets}
+    total = 0
+    for name in ("/proc/self/net/udp", "/proc/self/net/udp6"):
+        try:
+            with open(name, encoding="ascii", errors="replace") as f:
+                total += receive_queue_drops(f.read(), inodes)
+        except OSError:
+            continue
+    return total
+
+
 # -- the socket ------------------------------------------------------------------
 
 
@@ -171,6 +199,11 @@ class UdpServerSocket:
     def address(self) -> tuple[str, int]:
         name = self.sock.getsockname()
         return name[0], name[1]
+
+    @property
+    def inode(self) -> int:
+        """The socket's inode: its row in ``/proc/net/udp`` (:func:`kernel_drops`)."""
+        return os.fstat(self.sock.fileno()).st_ino
 
     def fileno(self) -> int:
         return self.sock.fileno()

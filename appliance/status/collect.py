@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from appliance.leap import LeapTable, expiry_warning
 from appliance.nmea.link import LinkState, SerialLink, link_state
@@ -139,6 +140,7 @@ def snapshot_from(
     gps: GpsClock | None = None,
     serial: SerialLink | None = None,
     clocks: tuple[ClockStatus, ...] = (),
+    queue_drops: int = 0,
 ) -> Snapshot:
     """The appliance at ``now_ns`` (a reading of the served clock); ``tk`` None: no clock is steered.
 
@@ -146,7 +148,8 @@ def snapshot_from(
     whole story when there is no timekeeper (the local clock's state, or unsynchronised); ``gps`` the
     pairing of the first NMEA receiver (its fix, satellites, pulses), if one is configured; ``serial`` its
     serial port (whether the receiver is heard at all), when its driver says; ``clocks`` each reference
-    clock's own state (:func:`appliance.status.clocks.clock_statuses`).
+    clock's own state (:func:`appliance.status.clocks.clock_statuses`); ``queue_drops`` the requests the
+    kernel dropped before the server saw them.
     """
     leap = None
     alarms: list[Alarm] = []
@@ -179,7 +182,7 @@ def snapshot_from(
             poll=6,
             discipline="none",
         )
-        tallies = counters_from(counters, previous, now_ns)
+        tallies = replace(counters_from(counters, previous, now_ns), queue_drops=queue_drops)
         return Snapshot(now_ns, started_ns, version, system, (), tallies, None, leap, tuple(alarms))
     status = tk.status()
     selection = status.selection
@@ -243,7 +246,7 @@ def snapshot_from(
             counters=receiver_counters(serial) if serial is not None else ReceiverCounters(),
         )
     alarms[:0] = _alarms(system, sources, gps_status)  # the time's own troubles first, the leap table's after
-    tallies = counters_from(counters, previous, now_ns)
+    tallies = replace(counters_from(counters, previous, now_ns), queue_drops=queue_drops)
     return Snapshot(now_ns, started_ns, version, system, sources, tallies, gps_status, leap, tuple(alarms), clocks)
 
 

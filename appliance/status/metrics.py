@@ -25,6 +25,7 @@ stratum1_source_state{source,state}               gauge    1 for the source's se
 stratum1_requests_total{outcome}                  counter  served, kod, rate_limited, refused, dropped
 stratum1_control_requests_total                   counter  mode 6 requests
 stratum1_dropped_requests_total{reason}           counter  requests not answered, by the server's reason
+stratum1_receive_queue_drops_total                counter  requests the kernel dropped (receive queue full)
 stratum1_authenticated_replies_total{result}      counter  replies to requests with a MAC: signed, crypto_nak
 stratum1_interleaved_replies_total                counter  time replies in interleaved mode (RFC 9769: chrony's xleave)
 stratum1_gps_fix                                  gauge    1 when the receiver reports a fix
@@ -180,6 +181,15 @@ def families(snap: Snapshot) -> list[Family]:
             "Requests not answered, by reason (rate, noquery, control-rate, control-nonce, short, mode7...)",
             ("reason",),
             tuple(((reason,), float(n)) for reason, n in c.drops),
+        )
+    )
+    out.append(
+        Family(
+            "stratum1_receive_queue_drops",
+            "counter",
+            "Requests the kernel dropped before the server read them (its sockets' receive queues were full)",
+            (),
+            (((), float(c.queue_drops)),),
         )
     )
     signed = ((("signed",), float(c.authenticated)), (("crypto_nak",), float(c.crypto_nak)))

@@ -245,6 +245,8 @@ class Counters:
     ``authenticated`` of the served replies were signed with a trusted key (``keys``), ``crypto_nak`` were
     a crypto-NAK to a MAC no trusted key made; ``interleaved`` were in interleaved mode (RFC 9769).
     ``drops`` every drop by its reason, sorted (``rate``, ``noquery``, ``control-rate``, ``short``...).
+    ``queue_drops``: requests the kernel dropped before the server saw them (the sockets' receive queues
+    were full: more than the appliance can answer), from ``/proc/net/udp``; counted in no other field.
     """
 
     received: int
@@ -259,6 +261,7 @@ class Counters:
     crypto_nak: int = 0
     interleaved: int = 0
     drops: tuple[tuple[str, int], ...] = ()
+    queue_drops: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,6 +206,8 @@ def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
         lines.append(f"           {c.authenticated} signed with a key, {c.crypto_nak} crypto-NAK (a key not trusted)")
     if c.interleaved:
         lines.append(f"           {c.interleaved} in interleaved mode (clients with xleave)")
+    if c.queue_drops:
+        lines.append(f"           {c.queue_drops} lost in the kernel's receive queue (more than it can answer)")
     up = (snap.time_ns - snap.started_ns) // NS_PER_S
     clock = f"{up % 86400 // 3600:02d}:{up % 3600 // 60:02d}:{up % 60:02d}"
     lines.append(f"uptime:    {up // 86400}d {clock}, {snap.version}")
