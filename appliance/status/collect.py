@@ -168,7 +168,7 @@ def snapshot_from(
             stratum=st.stratum,
             precision=st.precision,
             root_delay_ns=st.root_delay_ns,
-            root_dispersion_ns=st.root_dispersion_ns,
+            root_dispersion_ns=st.root_dispersion_at(now_ns),  # aged, as the clients are told it now
             refid=refid_text(st.refid, 0),  # the local clock's code (LOCL) or INIT: never an address
             reference_ns=st.reference_ns,
             basis=(Basis.LOCAL if st.leap != LEAP_UNSYNC else Basis.UNSYNCHRONISED).value,
@@ -195,7 +195,7 @@ def snapshot_from(
         stratum=state.stratum,
         precision=state.precision,
         root_delay_ns=state.root_delay_ns,
-        root_dispersion_ns=state.root_dispersion_ns,
+        root_dispersion_ns=state.root_dispersion_at(now_ns),  # aged, as the clients are told it now
         # an address only when an upstream server is the reason; a code (PPS, GPS, LOCL, INIT) otherwise
         refid=refid_text(state.refid, state.stratum if status.basis is Basis.UPSTREAM else 0),
         reference_ns=state.reference_ns,

@@ -55,6 +55,7 @@ and OpenMetrics' StateSet do): a series that vanished when its state ended would
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from appliance.sources.timekeeper import Basis
@@ -88,6 +89,11 @@ ALARMS = {
     "falseticker": "warning",
     "leapfile-expiry": "warning",
 }
+
+
+def _known(n: int | None) -> float:
+    """A count, or NaN when it is not known (Prometheus's "no value": a stale number would mislead)."""
+    return math.nan if n is None else float(n)
 
 
 def _one_of(current: str, every: list[str]) -> tuple[tuple[str, float], ...]:
@@ -207,10 +213,11 @@ def families(snap: Snapshot) -> list[Family]:
     )
     g = snap.gps
     if g is not None:
+        sats_used = g.satellites_used if g.fix else None  # the last fix's count is not the count now
         out += [
             _g("stratum1_gps_fix", "1 when the GPS reports a fix", 1.0 if g.fix else 0.0),
-            _g("stratum1_gps_satellites_used", "Satellites in the fix", float(g.satellites_used or 0)),
-            _g("stratum1_gps_satellites_visible", "Satellites in view", float(g.satellites_in_view or 0)),
+            _g("stratum1_gps_satellites_used", "Satellites in the fix (NaN: no fix, unknown)", _known(sats_used)),
+            _g("stratum1_gps_satellites_visible", "Satellites in view (NaN: unknown)", _known(g.satellites_in_view)),
             _g("stratum1_gps_locked", "1 while the GPS seconds number the pulses", 1.0 if g.locked else 0.0),
             _g("stratum1_pps_ok", "1 while PPS pulses arrive (numbered yet or not)", 1.0 if g.pps else 0.0),
             Family("stratum1_pps_pulses", "counter", "PPS pulses seen", (), (((), float(g.pulses)),)),

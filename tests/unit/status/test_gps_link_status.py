@@ -163,3 +163,15 @@ def test_a_receiver_that_sends_none_of_the_chosen_sentences_is_told_apart_from_n
     plain = SerialLink(PATH, is_open=True, baud=9600, opened_ns=T0, bytes_ns=recent, nmea_ns=recent)
     got = alarms(plain)
     assert "gps-no-fix" in got and "gps-unselected" not in got
+
+
+def test_the_root_dispersion_shown_is_the_one_the_clients_are_told_now() -> None:
+    """Aged at PHI (15 us/s) since the reference time, as the server sends it; not frozen at the last update."""
+    from appliance.state import SystemState, refid_from_text
+
+    state = SystemState(leap=0, stratum=10, root_dispersion_ns=10_000, refid=refid_from_text("LOCL"), reference_ns=T0)
+    now = T0 + 100 * NS_PER_S
+    s = snapshot_from(
+        None, ServerCounters(), now, ids=AssocIds(), started_ns=T0, version="t", precision=-20, served=state
+    )
+    assert s.system.root_dispersion_ns == state.root_dispersion_at(now) == 10_000 + 1_500_000

@@ -139,3 +139,15 @@ def test_every_alarm_the_daemon_raises_is_listed_with_its_severity() -> None:
     source = (ROOT / "appliance" / "status" / "collect.py").read_text()
     raised = dict(re.findall(r'Alarm\(\s*"([a-z-]+)",\s*"([a-z]+)"', source))
     assert raised == ALARMS
+
+
+def test_satellite_counts_are_nan_when_not_known_not_the_last_fix() -> None:
+    """GPS unplugged or without a fix: the exporter must not keep saying the last fix's count."""
+    import math
+    from dataclasses import replace
+
+    assert SNAP.gps is not None and SNAP.gps.fix and SNAP.gps.satellites_used
+    assert _series(SNAP, "stratum1_gps_satellites_used")[()] == SNAP.gps.satellites_used
+    lost = replace(SNAP, gps=replace(SNAP.gps, fix=False, satellites_in_view=None))
+    assert math.isnan(_series(lost, "stratum1_gps_satellites_used")[()])
+    assert math.isnan(_series(lost, "stratum1_gps_satellites_visible")[()])
