@@ -117,8 +117,9 @@ def view_from_snapshot(snap: Snapshot, *, ip_address: str | None = None, load: f
     """The view from one status snapshot: the time it was taken, the served stratum and refid, the basis
     (``holdover`` included), the clock's offset and jitter, the GPS fix and satellites, the alarms.
 
-    The snapshot's offset is reference minus local; the pages show the appliance minus the reference, so
-    the sign turns. The jitter is the discipline's (what ``stratum1 status`` calls the clock's jitter).
+    The offset is the snapshot's, reference minus local, with the sign ``stratum1 status``, the web page,
+    the exporter and ntpq give it (+: the appliance's clock is behind). The jitter is the discipline's
+    (what ``stratum1 status`` calls the clock's jitter).
     """
     s = snap.system
     unsynchronised = s.leap == 3 or s.stratum >= 16
@@ -131,14 +132,15 @@ def view_from_snapshot(snap: Snapshot, *, ip_address: str | None = None, load: f
         stratum=s.stratum,
         refid=s.refid,
         basis=basis,
-        offset_ns=None if unsynchronised else -s.offset_ns,
+        offset_ns=None if unsynchronised else s.offset_ns,
         jitter_ns=None if unsynchronised else s.clock_jitter_ns,
         fix=fix,
         satellites=None if g is None or not g.fix or not heard else g.satellites_used,
         satellites_seen=None if g is None or not heard else g.satellites_in_view,
         ip_address=ip_address,
         load=load,
-        alarms=tuple(_ALARM_WORDS.get(a.code, a.message) for a in snap.alarms),
+        alarms=tuple(_ALARM_WORDS.get(a.code, a.message) for a in snap.alarms)
+        + (("Leap second due",) if s.leap in (1, 2) else ()),
     )
 
 
@@ -158,8 +160,8 @@ def view_from_mode6(
     """The view from mode 6: the system variables and status word (READVAR 0), the clock's (READCLOCK 0).
 
     ``now_ns`` (this host's clock) chooses the NTP era of the appliance's ``clock`` variable and stands in
-    when there is none. ``offset`` is reference minus local in ms, as ntpd's: the pages show the appliance
-    minus the reference, so the sign turns. A satellite clock source with no system peer (``peer=0``) is
+    when there is none. ``offset`` is reference minus local in ms, as ntpd's, and the pages show it so (the
+    sign of ``stratum1 status`` and ntpq). A satellite clock source with no system peer (``peer=0``) is
     holdover: the timekeeper serves its own clock on, as mode6.py encodes it.
     """
     leap, stratum = _int(system.get("leap")), _int(system.get("stratum"))
@@ -197,12 +199,14 @@ def view_from_mode6(
         alarms.append(_ALARM_WORDS["pps-missing"])
     elif g is not None and g.get("locked") == "0":
         alarms.append(_ALARM_WORDS["gps-not-locked"])
+    if leap in (1, 2):
+        alarms.append("Leap second due")  # as view_from_ntp says it
     return LcdView(
         utc_ns=ntp_time_ns(system.get("clock", ""), now_ns) or now_ns,
         stratum=stratum,
         refid=system.get("refid", ""),
         basis=basis,
-        offset_ns=None if unsynchronised or offset_ms is None else -round(offset_ms * 1e6),
+        offset_ns=None if unsynchronised or offset_ms is None else round(offset_ms * 1e6),
         jitter_ns=None if unsynchronised or jitter_ms is None else round(jitter_ms * 1e6),
         fix=fix,
         satellites=used,

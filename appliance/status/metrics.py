@@ -10,6 +10,7 @@ metric                                            type     meaning
 ================================================  =======  ===================================================
 stratum1_synchronised                             gauge    1 when the time served is synchronised (leap != 3)
 stratum1_stratum                                  gauge    the stratum served
+stratum1_leap_indicator                           gauge    the leap indicator served (1, 2: a leap second due today)
 stratum1_offset_seconds                           gauge    combined offset of the last selection (+: behind)
 stratum1_system_jitter_seconds                    gauge    the selection's jitter
 stratum1_clock_jitter_seconds                     gauge    the discipline's measured jitter
@@ -123,6 +124,11 @@ def families(snap: Snapshot) -> list[Family]:
     out = [
         _g("stratum1_synchronised", "1 when the time served is synchronised", 0.0 if s.leap == 3 else 1.0),
         _g("stratum1_stratum", "The stratum served", float(s.stratum)),
+        _g(
+            "stratum1_leap_indicator",
+            "The leap indicator served (1 insert, 2 delete: at the end of the UTC day)",
+            float(s.leap),
+        ),
         _g(
             "stratum1_offset_seconds",
             "Combined offset of the last selection (positive: clock behind)",

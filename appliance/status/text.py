@@ -47,6 +47,15 @@ def synchronised_line(snap: Snapshot) -> str:
     return f"synchronised to {what} at stratum {s.stratum}"
 
 
+def leap_words(leap: int) -> str | None:
+    """What a served leap indicator of 1 or 2 announces, in words (None for 0 and 3)."""
+    if leap == 1:
+        return "a leap second is due: 23:59:60 UTC is inserted at the end of this UTC day"
+    if leap == 2:
+        return "a leap second is due: 23:59:59 UTC is left out at the end of this UTC day"
+    return None
+
+
 def health_line(snap: Snapshot) -> str:
     """One line: OK/WARNING/CRITICAL, what is served, the worst alarm."""
     level = "OK"
@@ -194,6 +203,9 @@ def status_text(snap: Snapshot, rate: dict[str, float] | None = None) -> str:
             f"leap:      TAI-UTC {snap.leap.tai_offset_s} s, table {snap.leap.path},"
             f" expires {_utc(snap.leap.expires_ns)}"
         )
+    due = leap_words(s.leap)
+    if due:
+        lines.append(f"{'leap:' if snap.leap is None else '':<11}{due}")
     c = snap.counters
     per_s = f" ({c.served_per_s:.1f}/s served)"
     if rate:

@@ -22,7 +22,7 @@ import datetime
 from html import escape
 
 from appliance.status.snapshot import Snapshot, SourceStatus
-from appliance.status.text import receiver_words, synchronised_line
+from appliance.status.text import leap_words, receiver_words, synchronised_line
 from appliance.timebase import NS_PER_S
 
 #: How often the script refreshes (ms); carried on the page as data-refresh-ms.
@@ -63,7 +63,7 @@ def system_fields(snap: Snapshot) -> list[tuple[str, str, str]]:
         ("stratum", "Stratum", str(s.stratum)),
         ("refid", "Reference ID", s.refid),
         ("basis", "Basis", s.basis),
-        ("leap", "Leap indicator", str(s.leap)),
+        ("leap", "Leap indicator", str(s.leap) + (f" ({due})" if (due := leap_words(s.leap)) else "")),
         ("offset", "Offset", us(s.offset_ns)),
         ("jitter", "Jitter", us(s.clock_jitter_ns)),
         ("frequency", "Frequency", f"{s.frequency_ppb / 1000:+.3f} ppm"),

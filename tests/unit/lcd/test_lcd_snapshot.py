@@ -23,8 +23,9 @@ def test_healthy_appliance() -> None:
     v = view_from_snapshot(SNAP, ip_address="192.168.1.20", load=0.25)
     assert pages(v) == ("time", "offset", "gps", "net")  # no alarm page
     assert glass("time", v) == ["2026-11-18 11:06:40", "Stratum 1  refid PPS", "Locked to GPS", "No alarms"]
-    # the snapshot's offset is reference minus local (-3.981 us): the appliance is 3.981 us ahead
-    assert glass("offset", v)[:2] == ["Offset  +0.004ms", "Jitter  0.002ms"]
+    # the snapshot's offset, reference minus local (-3.981 us: the appliance 3.981 us ahead), with the sign
+    # stratum1 status and ntpq give it
+    assert glass("offset", v)[:2] == ["Offset  -0.004ms", "Jitter  0.002ms"]
     assert glass("gps", v) == ["GPS fix 3D", "Satellites used 9", "Satellites seen 12", "Locked to GPS"]
     assert glass("net", v) == ["IP address", "192.168.1.20", "Load 0.25", ""]
     assert [line.rstrip() for line in render("time", v, LCD_16X2)] == ["11:06:40 UTC", "S1 PPS  locked"]

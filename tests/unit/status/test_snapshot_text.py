@@ -67,3 +67,26 @@ def test_each_clock_has_its_own_state_in_the_snapshot() -> None:
     d = SNAP.to_dict()
     del d["clocks"]
     assert Snapshot.from_dict(d).clocks == ()
+
+
+@pytest.mark.parametrize("leap", [1, 2])
+def test_a_leap_second_due_is_said_on_every_display(leap: int) -> None:
+    """status, the web page, the exporter and the LCD (from the snapshot and from mode 6) all say it."""
+    from dataclasses import replace
+
+    from appliance.lcd.view import view_from_mode6, view_from_snapshot
+    from appliance.status.metrics import families
+    from appliance.web.page import system_fields
+
+    snap = replace(SNAP, system=replace(SNAP.system, leap=leap))
+    text = status_text(snap)
+    assert ("23:59:60" if leap == 1 else "23:59:59 UTC is left out") in text
+    assert "leap second is due" not in status_text(SNAP)
+    assert "Leap second due" in view_from_snapshot(snap).alarms
+    assert "Leap second due" not in view_from_snapshot(SNAP).alarms
+    m6 = view_from_mode6({"leap": str(leap), "stratum": "1"}, 0x0400, None, now_ns=snap.time_ns)
+    assert "Leap second due" in m6.alarms
+    gauge = next(f for f in families(snap) if f.name == "stratum1_leap_indicator")
+    assert dict(gauge.samples)[()] == float(leap)
+    row = next(r for r in system_fields(snap) if r[0] == "leap")
+    assert "leap second is due" in row[2]
