@@ -145,6 +145,9 @@ class GpsStatus:
     #: and that epoch's arrival (local ns); None before the first.
     satellites: tuple[Satellite, ...] | None = None
     satellites_ns: int | None = None
+    #: The arrival (local ns) of the last epoch with a fix and a time (valid, 2D or 3D, dated): the last fix,
+    #: where ``last_fix`` is the last epoch heard, fix or not.
+    last_timed_ns: int | None = None
 
     @property
     def usable(self) -> bool:
@@ -372,7 +375,8 @@ class GpsClock:
         fix_ok = self._fix_recent(now_ns)
         pps_ok = self._last_pulse_seen is not None and now_ns - self._last_pulse_seen < PULSE_TIMEOUT_NS
         sky, sky_ns = self._sky if self._sky is not None else (None, None)
-        return GpsStatus(fix_ok, pps_ok, self.locked and fix_ok, self.nmea_delay_ns, self._last_fix, sky, sky_ns)
+        timed = self._last_timed.arrival_ns if self._last_timed is not None else None
+        return GpsStatus(fix_ok, pps_ok, self.locked and fix_ok, self.nmea_delay_ns, self._last_fix, sky, sky_ns, timed)
 
 
 def _moved(fix: Fix, step_ns: int) -> Fix:

@@ -228,7 +228,7 @@ def snapshot_from(
             satellites_used=fix.sats_used if fix else None,
             satellites_in_view=in_view,
             nmea_delay_ns=g.nmea_delay_ns,
-            last_fix_ns=fix.arrival_ns if fix else None,
+            last_fix_ns=g.last_timed_ns,  # the last epoch with a fix, not the last one heard
             pps_samples=gps.counters.pps_samples,
             nmea_samples=gps.counters.nmea_samples,
             pulses=gps.counters.pulses,

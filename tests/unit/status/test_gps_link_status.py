@@ -175,3 +175,19 @@ def test_the_root_dispersion_shown_is_the_one_the_clients_are_told_now() -> None
         None, ServerCounters(), now, ids=AssocIds(), started_ns=T0, version="t", precision=-20, served=state
     )
     assert s.system.root_dispersion_ns == state.root_dispersion_at(now) == 10_000 + 1_500_000
+
+
+def test_last_fix_is_the_last_epoch_with_a_fix_not_the_last_heard() -> None:
+    """The receiver still talks after it lost its fix (RMC 'V'): 'last fix' stays at the last good epoch."""
+    clock = GpsClock()
+    for k in range(25):
+        true = T0 + k * NS_PER_S
+        clock.on_pulse(Pulse(true))
+        good = k < 20
+        mode = FixMode.THREE_D if good else FixMode.NONE
+        clock.on_fix(Fix(true + 350_000_000, true % (86400 * NS_PER_S), true, good, mode))
+    tk = Timekeeper(SimulatedClock(random.Random(1), start_ns=T0), precision=-20)
+    now = T0 + 25 * NS_PER_S
+    s = snapshot_from(tk, ServerCounters(), now, ids=AssocIds(), started_ns=T0, version="t", precision=-20, gps=clock)
+    assert s.gps is not None and not s.gps.fix
+    assert s.gps.last_fix_ns == T0 + 19 * NS_PER_S + 350_000_000
