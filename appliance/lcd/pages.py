@@ -113,9 +113,15 @@ def _refid(view: LcdView) -> str:
     return view.refid[:15] if view.refid else "--"
 
 
+def _fitting(width: int, *lines: str) -> str:
+    """The first of ``lines`` that fits ``width`` columns whole; else the last, cut."""
+    return next((line for line in lines if len(line) <= width), lines[-1])
+
+
 def _stratum_line(view: LcdView, width: int = 20) -> str:
-    line = f"Stratum {_stratum(view):<3}refid {_refid(view)}"
-    return line if len(line) <= width else f"Stratum {_stratum(view):<3}{_refid(view)}"
+    """Stratum and refid, shortened before an address is cut (``127.100.2`` would read as another address)."""
+    st, refid = _stratum(view), _refid(view)
+    return _fitting(width, f"Stratum {st:<3}refid {refid}", f"Stratum {st:<3}{refid}", f"S{st} {refid}")
 
 
 def _utc(view: LcdView) -> datetime.datetime:
@@ -126,12 +132,16 @@ def _time_page(view: LcdView, wide: bool) -> list[str]:
     t = _utc(view)
     basis = _basis(view)
     if not wide:
-        short = _BASIS_SHORT.get(basis, "no answer")
-        return [f"{t:%H:%M:%S} UTC", f"S{_stratum(view)} {_refid(view)[:4]:<4} {short}"]
+        if basis not in _BASIS_SHORT:
+            return [f"{t:%H:%M:%S} UTC", "NTP: no answer"]
+        st, refid, short = _stratum(view), _refid(view), _BASIS_SHORT[basis]
+        # a code (PPS, LOCL) and the basis; an upstream's address alone, whole, when it fits (the stratum
+        # says it is an NTP server); never an address cut short, which would read as another address
+        return [f"{t:%H:%M:%S} UTC", _fitting(16, f"S{st} {refid:<4} {short}", f"S{st} {refid}", f"S{st} {short}")]
     return [
         f"{t:%Y-%m-%d %H:%M:%S}",
         _stratum_line(view),
-        BASIS_TEXT.get(basis, "No answer from NTP"),
+        BASIS_TEXT.get(basis, "NTP: no answer"),
         "No alarms" if not view.alarms else f"{len(view.alarms)} alarm{'s' if len(view.alarms) > 1 else ''}",
     ]
 

@@ -49,7 +49,7 @@ def refid_label(m: Measurement) -> str:
 def ntp_alarms(m: Measurement | None) -> tuple[str, ...]:
     """What an NTP reply (or its absence) says is wrong."""
     if m is None:
-        return ("No answer from NTP",)
+        return ("NTP: no answer",)
     alarms = []
     if not m.synchronised:
         alarms.append("Not synchronised")
@@ -99,7 +99,7 @@ _FIX = {"three_d": "3D", "two_d": "2D"}
 #: Alarms in the few words a display line holds (the alarm's code; the message when the code is not here).
 _ALARM_WORDS = {
     "unsynchronised": "Not synchronised",
-    "holdover": "GPS lost: holdover",
+    "holdover": "Holdover: no GPS",
     "local-clock": "Local clock only",
     "gps-no-fix": "GPS: no fix",
     "gps-gone": "GPS: device gone",
@@ -109,7 +109,7 @@ _ALARM_WORDS = {
     "pps-missing": "GPS: no PPS",
     "gps-not-locked": "GPS: locking",
     "falseticker": "A falseticker",
-    "leapfile-expiry": "Leap file expired",
+    "leapfile-expiry": "Leapfile expired",
 }
 
 

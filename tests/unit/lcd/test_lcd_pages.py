@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from dataclasses import replace
 
 import pytest
 
@@ -24,7 +25,7 @@ HEALTHY = LcdView(
 )  # fmt: skip
 HOLDOVER = LcdView(
     utc_ns=T, stratum=1, refid="GPS", basis="holdover", offset_ns=-210_000, jitter_ns=45_000, fix="none",
-    satellites=0, satellites_seen=2, ip_address="192.168.1.40", load=0.2, alarms=("GPS lost: holdover",),
+    satellites=0, satellites_seen=2, ip_address="192.168.1.40", load=0.2, alarms=("Holdover: no GPS",),
 )  # fmt: skip
 UNSYNC = LcdView(
     utc_ns=T, stratum=16, refid="INIT", basis="unsynchronised", ip_address=None, load=1.5,
@@ -62,7 +63,7 @@ def test_healthy_16x2() -> None:
 def test_holdover_16x2_alarm_first() -> None:
     got = shown(HOLDOVER, 16, 2)
     assert list(got) == ["alarm", "time", "offset", "gps", "net"]
-    assert got["alarm"] == ["ALARM", "GPS lost: holdov"]
+    assert got["alarm"] == ["ALARM", "Holdover: no GPS"]  # whole: every alarm's words fit 16 columns
     assert got["time"] == ["11:54:56 UTC", "S1 GPS  holdover"]
     assert got["offset"] == ["Offset -0.210ms", "Jitter  0.045ms"]
     assert got["gps"] == ["GPS fix none", "Satellites 0/2"]
@@ -86,7 +87,7 @@ def test_three_appliances_20x4() -> None:
     ]
     assert shown(HEALTHY, 20, 4)["gps"] == ["GPS fix 3D", "Satellites used 9", "Satellites seen 12", "Locked to GPS"]
     hold = shown(HOLDOVER, 20, 4)
-    assert hold["alarm"] == ["ALARM", "GPS lost: holdover", "", ""]
+    assert hold["alarm"] == ["ALARM", "Holdover: no GPS", "", ""]
     assert hold["time"] == ["2026-12-02 11:54:56", "Stratum 1  refid GPS", "Holdover: no GPS", "1 alarm"]
     unsync = shown(UNSYNC, 20, 4)
     assert unsync["alarm"] == ["2 ALARMS", "Not synchronised", "No GPS fix", ""]
@@ -251,3 +252,22 @@ def test_view_from_ntp_shows_the_appliances_time_and_its_alarms() -> None:
         T, Measurement(0, 0, 2, 1, bytes([192, 0, 2, 1]), 4, 6, -20, 0, 0), [], ip_address=None, load=None
     )
     assert (leap.basis, leap.refid, leap.alarms) == ("upstream", "192.0.2.1", ("Leap second due",))
+
+
+def test_an_upstream_address_is_never_cut_into_another_address() -> None:
+    """127.100.200.201 cut to '127.100.2' or '127.' reads as a different server: shorten the rest instead."""
+    up = replace(HOLDOVER, stratum=2, refid="127.100.200.201", basis="upstream", alarms=())
+    assert shown(up, 20, 4)["time"][1] == "S2 127.100.200.201"
+    assert shown(up, 16, 2)["time"][1] == "S2 NTP"
+    near = replace(up, refid="192.168.0.1")
+    assert shown(near, 20, 4)["time"][1] == "S2 192.168.0.1"
+    assert shown(replace(up, refid="10.0.0.1"), 20, 4)["time"][1] == "Stratum 2  10.0.0.1"
+    assert shown(near, 16, 2)["time"][1] == "S2 192.168.0.1"
+    assert shown(replace(up, stratum=None, basis=None, refid=None), 16, 2)["time"][1] == "NTP: no answer"
+
+
+def test_every_alarm_word_fits_a_16x2() -> None:
+    from appliance.lcd.view import _ALARM_WORDS, ntp_alarms
+
+    words = [*_ALARM_WORDS.values(), *ntp_alarms(None), "Leap second due", "Local clock, S10"]
+    assert all(len(w) <= 16 for w in words), [w for w in words if len(w) > 16]

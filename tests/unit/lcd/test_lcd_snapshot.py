@@ -34,7 +34,7 @@ def test_healthy_appliance() -> None:
 def test_holdover_appliance() -> None:
     v = view_from_snapshot(HOLDOVER)
     assert v.basis == "holdover" and pages(v)[0] == "alarm"
-    assert glass("alarm", v) == ["2 ALARMS", "GPS lost: holdover", "GPS: no fix", ""]
+    assert glass("alarm", v) == ["2 ALARMS", "Holdover: no GPS", "GPS: no fix", ""]
     assert glass("time", v) == ["2026-11-18 11:06:40", "Stratum 1  refid PPS", "Holdover: no GPS", "2 alarms"]
     assert glass("gps", v) == ["GPS fix none", "Satellites used --", "Satellites seen 12", "Holdover: no GPS"]
     assert [line.rstrip() for line in render("time", v, LCD_16X2)] == ["11:06:40 UTC", "S1 PPS  holdover"]
