@@ -356,14 +356,18 @@ class Appliance:
             return False
         now_ns = self.read_ns()
         self.leap_table = new
-        before = f"expired {utc_date(old.expires_ns)}" if old is not None else "none before"
+        if old is None:
+            before = "there was none before"
+        else:
+            verb = "expired" if old.expired(now_ns) else "expires"
+            before = f"the one before: {old.path}, {verb} {utc_date(old.expires_ns)}"
         log.info(
             "%s: leap-second table %s read again: TAI-UTC %d s, expires %s (%s)",
             why,
             new.path,
             new.tai_offset(now_ns),
             utc_date(new.expires_ns),
-            before.replace("expired", "expires", 1) if old is not None and not old.expired(now_ns) else before,
+            before,
         )
         warn_if_expired(new, now_ns)
         if self.timekeeper is not None:

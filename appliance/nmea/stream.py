@@ -51,18 +51,14 @@ def _tod(s: Sentence) -> int | None:
 
 
 def selected_types(bits: int) -> tuple[type[Sentence], ...]:
-    """The timed sentence types ``mode`` bits 0-3 and 9 choose (all of :data:`TIMED` when none is set).
-
-    A choice with no dated sentence (GGA or GLL alone) keeps RMC and ZDA as well: ntpd takes the date from
-    the system clock then, which on a Pi without a real-time clock is the fake-hwclock's, days off; the
-    receiver's own date is the one to trust (:func:`appliance.refclock.setup` says so with the line).
+    """The timed sentence types ``mode`` bits 0-3 and 9 choose (all of :data:`TIMED` when none is set): the
+    ones that start a second and time it. A choice with no dated sentence (GGA or GLL alone) still gets its
+    date from the RMC or ZDA of the same second, which join its epoch as every other sentence of that second
+    does, but never time it (ntpd takes the date from the system clock then, which on a Pi without a
+    real-time clock is the fake-hwclock's, days off: :func:`appliance.refclock.setup` says so with the line).
     """
     chosen = tuple(kind for bit, kind, _ in SENTENCE_BITS if bits & bit)
-    if not chosen:
-        return TIMED
-    if not any(kind in chosen for kind in (Rmc, Zda, Pubx04)):  # the dated ones
-        chosen += (Rmc, Zda)
-    return chosen
+    return chosen or TIMED
 
 
 class SentenceStream:

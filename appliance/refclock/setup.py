@@ -487,8 +487,8 @@ def _nmea_mode_warning(at: Location, what: str, mode: str | None) -> list[Config
                 f"{what} mode {mode}: the sentence selection chooses {' and '.join(chosen)}, which "
                 f"{'carries' if len(chosen) == 1 else 'carry'} no date; ntpd takes the date from the system "
                 "clock, which on a Pi without a real-time clock is days off after a power cut: stratum1 takes "
-                "it from the receiver's RMC or ZDA, "
-                "so those are used too",
+                "it from the receiver's RMC or ZDA of the same second (for the date only: the chosen sentence "
+                "times it), so the receiver must send one of them too",
             )
         )
     rest = m & ~(_NMEA_MODE_SENTENCES | _NMEA_MODE_BAUD_BITS)

@@ -313,8 +313,8 @@ def _alarms(system: SystemStatus, sources: Iterable[SourceStatus], gps: GpsStatu
                 "warning",
                 f"the GPS sends none of the sentences its refclock line's mode chooses: "
                 f"{gps.counters.unselected} sentences of other types left out",
-                "set the mode's bits 0-3 to a sentence the receiver sends (1 RMC, 2 GGA, 4 GLL, 8 ZDA), or none "
-                "of them for every one ('stratum1 check-config' shows the line)",
+                "set the mode's sentence bits to a sentence the receiver sends (1 RMC, 2 GGA, 4 GLL, 8 ZDA, "
+                "512 PUBX,04), or none of them for every one ('stratum1 check-config' shows the line)",
             )
         )
     elif gps is not None and not gps.fix:

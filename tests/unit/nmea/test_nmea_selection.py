@@ -15,7 +15,7 @@ import pytest
 from support import log_build_date_ns, log_payload, nmea_logs
 
 from appliance.nmea import NmeaStream, RolloverPolicy
-from appliance.nmea.sentence import Gga, Gll, Gns, Pubx04, Rmc, Zda, render
+from appliance.nmea.sentence import Gga, Gll, Gns, Pubx04, Rmc, render
 from appliance.nmea.stream import TIMED, SentenceStream, selected_types
 from appliance.timebase import NS_PER_S
 
@@ -105,12 +105,26 @@ def _fixes(stream: NmeaStream, seconds: list[str]) -> list:  # type: ignore[type
 
 def test_gga_alone_keeps_the_receivers_date() -> None:
     """GGA carries no date: RMC and ZDA still give it, so the fixes are dated (ntpd would read the system's)."""
-    assert set(selected_types(2)) == {Gga, Rmc, Zda}
-    assert set(selected_types(4)) == {Gll, Rmc, Zda}
+    assert selected_types(2) == (Gga,) and selected_types(4) == (Gll,)  # RMC/ZDA give the date, never the time
     s = NmeaStream(POLICY, sentences=2)
     fixes = feed(s, SECONDS)
     assert all(u is not None for _, u in fixes) and len(fixes) == 4
     assert [a % NS_PER_S for a, _ in fixes] == [100 * MS] * 4
+
+
+def test_gga_chosen_times_the_second_even_when_rmc_comes_first() -> None:
+    """RMC at +50 ms, GGA at +450 ms, mode 2: the second's arrival is GGA's (the time2 an ntpd user measured
+    for GGA), and RMC only dates it. Timed by RMC, the served time was 0.4 s off."""
+    s = NmeaStream(POLICY, sentences=2)
+    out = []
+    for k, hhmmss in enumerate(SECONDS):
+        rmc, gga = second(hhmmss)[2], second(hhmmss)[0]
+        out += s.feed(render(rmc), (1000 + k) * NS_PER_S + 50 * MS)
+        out += s.feed(render(gga), (1000 + k) * NS_PER_S + 450 * MS)
+    out += s.flush()
+    assert len(out) == 4 and all(f.has_time for f in out)
+    assert [f.arrival_ns % NS_PER_S for f in out] == [450 * MS] * 4
+    assert s.counters.unselected == 0  # RMC joined its second's epoch: the date
 
 
 def test_types_ntpd_cannot_choose_are_left_out_once_any_is_chosen() -> None:
@@ -118,7 +132,7 @@ def test_types_ntpd_cannot_choose_are_left_out_once_any_is_chosen() -> None:
     for bits in range(1, 16):
         chosen = selected_types(bits)
         assert Gns not in chosen and Pubx04 not in chosen
-        assert (Rmc in chosen) == bool(bits & 1 or not bits & 9) and (Gga in chosen) == bool(bits & 2)
+        assert (Rmc in chosen) == bool(bits & 1) and (Gga in chosen) == bool(bits & 2)
     assert selected_types(0x200) == (Pubx04,)
 
 

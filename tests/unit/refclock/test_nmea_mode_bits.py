@@ -47,7 +47,7 @@ def test_the_sentence_selection_is_taken_not_warned_about(mode: int, bits: int) 
 def test_a_selection_without_a_date_says_rmc_and_zda_are_used_too(mode: int, chosen: str) -> None:
     (w,) = warned(f"server 127.127.20.0 mode {mode}\nfudge 127.127.20.0 time2 0.4\n")
     assert w.startswith("t.conf:1: warning: ") and f"chooses {chosen} no date" in w
-    assert w.endswith("RMC or ZDA, so those are used too")
+    assert "for the date only: the chosen sentence times it" in w
 
 
 @pytest.mark.parametrize("mode", [0, 16, 32, 80])
