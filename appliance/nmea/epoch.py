@@ -21,7 +21,10 @@ epoch all carrying the same UTC time of day. Facts and rules used here:
   GNS any constellation letter in ``ADPRFE`` (``N`` is no fix, ``M``/``S``
   manual and simulator), GLL status ``A``. An epoch is valid when some
   sentence says valid and none says invalid: receivers that disagree with
-  themselves serve no time. ZDA and ``$PUBX,04`` say nothing about validity.
+  themselves serve no time. ZDA and ``$PUBX,04`` say nothing about validity:
+  an epoch of them alone is not valid, unless the receiver's line chose only
+  them (ntpd's ``mode 8`` or ``512``, ``trust_unrated``): then, as ntpd
+  ("no quality: assume best"), it is, as a 2D fix.
 - Fix mode: the best GSA fix type (2D/3D) when there is one, else 3D when
   GGA/GNS give an altitude, else 2D; NONE when the epoch is invalid,
   UNKNOWN when no sentence says (a ZDA alone).
@@ -150,11 +153,22 @@ class EpochAssembler:
     the end of a stream to report the epoch still open.
     """
 
-    __slots__ = ("_policy", "_tally", "_epoch", "_ender", "_prev_last", "_spoiled", "_anchor", "_year4")
+    __slots__ = (
+        "_policy",
+        "_tally",
+        "_epoch",
+        "_ender",
+        "_prev_last",
+        "_spoiled",
+        "_anchor",
+        "_year4",
+        "_trust_unrated",
+    )
 
-    def __init__(self, policy: RolloverPolicy, tally: Tally) -> None:
+    def __init__(self, policy: RolloverPolicy, tally: Tally, *, trust_unrated: bool = False) -> None:
         self._policy = policy
         self._tally = tally
+        self._trust_unrated = trust_unrated  # an epoch no sentence rates is valid (see the module docstring)
         self._epoch: _Epoch | None = None
         self._ender: EpochKey | None = None  # learned last sentence of an epoch
         self._prev_last: EpochKey | None = None  # last sentence of the previous epoch
@@ -213,6 +227,8 @@ class EpochAssembler:
     def _report(self, ep: _Epoch) -> Fix:
         ss = ep.sentences
         valid, said = _validity(ss)
+        trusted = self._trust_unrated and not said
+        valid = valid or trusted
         utc_ns, source, steps = self._utc(ep, valid)
         leap = next((s for s in ss if isinstance(s, Pubx04)), None)
         self._tally.add("epochs")
@@ -226,7 +242,7 @@ class EpochAssembler:
             time_of_day_ns=ep.tod_ns,
             utc_ns=utc_ns,
             valid=valid,
-            mode=_mode(ss) if valid else (FixMode.NONE if said else FixMode.UNKNOWN),
+            mode=FixMode.TWO_D if trusted else _mode(ss) if valid else (FixMode.NONE if said else FixMode.UNKNOWN),
             date_source=source,
             rollover_steps=steps,
             sats_used=_sats_used(ss),

@@ -147,7 +147,9 @@ class NmeaStream:
         self._held: list[Sentence] = []
         self._tally = Tally()
         self._sentences = SentenceStream(checksum_optional=checksum_optional, max_line=max_line, tally=self._tally)
-        self._epochs = EpochAssembler(rollover, self._tally)
+        # chosen explicitly, sentences that say nothing of the fix (ZDA, PUBX,04) are trusted as ntpd trusts them
+        unrated = bool(sentences & SENTENCE_MASK) and all(kind in (Zda, Pubx04) for kind in chosen)
+        self._epochs = EpochAssembler(rollover, self._tally, trust_unrated=unrated)
         self._stepped_ns = 0
 
     @property

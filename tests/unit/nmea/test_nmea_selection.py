@@ -153,3 +153,25 @@ def test_every_receiver_log_accounts_for_every_sentence(shared_data: Path, bits:
         chosen = sum(1 for t in every if isinstance(t, kinds))
         if chosen == 0:
             assert c.unselected == others and c.epochs == 0, log.name
+
+
+def test_zda_chosen_alone_is_trusted_as_ntpd_trusts_it_and_only_then() -> None:
+    """A receiver that sends only ZDA: with mode 8 (or 512) its seconds give time, as ntpd's "no quality:
+    assume best"; without the choice nothing says it has a fix, so nothing is served; and whenever an RMC or
+    GGA of the same second says there is no fix, there is none."""
+    zda_only = [f"GPZDA,{t}.00,13,04,2025,," for t in SECONDS]
+
+    def fixes(bits: int, bodies: list[str]) -> list:  # type: ignore[type-arg]
+        s = NmeaStream(POLICY, sentences=bits)
+        out = []
+        for k, body in enumerate(bodies):
+            out += s.feed(render(body), (1000 + k) * NS_PER_S + 130 * MS)
+        return out + s.flush()
+
+    assert all(f.has_time for f in fixes(8, zda_only)) and len(fixes(8, zda_only)) == 4
+    assert not any(f.has_time for f in fixes(0, zda_only))
+    assert not any(f.has_time for f in fixes(1 | 8, zda_only))  # RMC chosen too: RMC's word is wanted
+    no_fix = [b.replace(",A,4404", ",V,4404") for t in SECONDS for b in second(t)]
+    s = NmeaStream(POLICY, sentences=8)
+    out = [*s.feed(b"".join(render(b) for b in no_fix), 0), *s.flush()]
+    assert out and not any(f.valid for f in out)
