@@ -522,7 +522,7 @@ def _on_clock(edge: Edge, sample: Sample) -> Sample:
 
 def start_leap_table(leapfile: str | None, now_ns: int) -> LeapTable | None:
     """The leap-second table (``leapfile``, else tzdata's), logged, its expiry checked (the daemon reads the
-    file again when it changes, and warns daily while the table is expired: ``Appliance.check_leap_file``)."""
+    file again when it changes, ``Appliance.check_leap_file``, and warns daily while the table is expired)."""
     found = find_leap_table(leapfile)
     for message in found.messages:
         log.warning("%s", message)

@@ -194,8 +194,8 @@ class Appliance:
         self.local_clock = LocalClock.from_config(config)
         self.leap_table = start_leap_table(config.leapfile, read_ns())
         self._leap_signature = leapfile_signature(config.leapfile)
-        self._leap_checks = 0
         self.loop.call_every(LEAP_CHECK_S, self.check_leap_file)
+        self.loop.call_every(86_400.0, self._warn_daily_if_expired)
         self.clock: Clock | None = None
         self.timekeeper: Timekeeper | None = None
         self.drift_file: DriftFile | None = None
@@ -326,11 +326,12 @@ class Appliance:
     def check_leap_file(self) -> None:
         """Every :data:`LEAP_CHECK_S`: a leap-second file replaced or rewritten (a tzdata upgrade, a fresh
         download) is read again, as ntpd does, so that a leap second announced in it is served without a
-        restart; an expired table is warned about once a day."""
-        self._leap_checks += 1
+        restart."""
         if leapfile_signature(self.config.leapfile) != self._leap_signature:
             self.refresh_leap_table("the leap-second file changed")
-        elif self.leap_table is not None and self._leap_checks % round(86_400 / LEAP_CHECK_S) == 0:
+
+    def _warn_daily_if_expired(self) -> None:
+        if self.leap_table is not None:
             warn_if_expired(self.leap_table, self.read_ns())
 
     def refresh_leap_table(self, why: str) -> bool:

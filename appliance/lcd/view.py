@@ -56,7 +56,7 @@ def ntp_alarms(m: Measurement | None) -> tuple[str, ...]:
     elif m.stratum >= LOCAL_STRATUM:
         alarms.append(f"Local clock, S{m.stratum}")
     if m.leap in (1, 2):
-        alarms.append("Leap second due")
+        alarms.append(LEAP_DUE)
     return tuple(alarms)
 
 
@@ -96,6 +96,8 @@ def view_from_ntp(
 _SNAPSHOT_BASIS = {"refclock": "gps"}
 #: The fix as the pages show it, from :class:`~appliance.status.snapshot.GpsStatus` ``fix_mode``.
 _FIX = {"three_d": "3D", "two_d": "2D"}
+#: What the pages say while a leap second is due (the served leap indicator 1 or 2), whichever way they read.
+LEAP_DUE = "Leap second due"
 #: Alarms in the few words a display line holds (the alarm's code; the message when the code is not here).
 _ALARM_WORDS = {
     "unsynchronised": "Not synchronised",
@@ -140,7 +142,7 @@ def view_from_snapshot(snap: Snapshot, *, ip_address: str | None = None, load: f
         ip_address=ip_address,
         load=load,
         alarms=tuple(_ALARM_WORDS.get(a.code, a.message) for a in snap.alarms)
-        + (("Leap second due",) if s.leap in (1, 2) else ()),
+        + ((LEAP_DUE,) if s.leap in (1, 2) else ()),
     )
 
 
@@ -200,7 +202,7 @@ def view_from_mode6(
     elif g is not None and g.get("locked") == "0":
         alarms.append(_ALARM_WORDS["gps-not-locked"])
     if leap in (1, 2):
-        alarms.append("Leap second due")  # as view_from_ntp says it
+        alarms.append(LEAP_DUE)  # as view_from_ntp says it
     return LcdView(
         utc_ns=ntp_time_ns(system.get("clock", ""), now_ns) or now_ns,
         stratum=stratum,

@@ -180,7 +180,7 @@ class EpochAssembler:
         """Take the next sentence; return the fixes it completes (zero or one, rarely two)."""
         out: list[Fix] = []
         timed = not isinstance(s, Gsa | Gsv)
-        tod = _time_of_day(s)
+        tod = time_of_day(s)
         if timed and tod is None:
             self._tally.add("unplaced")  # a timed sentence with an empty time field
             return out
@@ -292,7 +292,8 @@ class EpochAssembler:
             return None
 
 
-def _time_of_day(s: Sentence) -> int | None:
+def time_of_day(s: Sentence) -> int | None:
+    """A sentence's time of day (ns since midnight); None for GSA/GSV, which carry none."""
     return None if isinstance(s, Gsa | Gsv) else s.tod_ns
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from appliance.nmea.counters import NmeaCounters, Tally
-from appliance.nmea.epoch import EpochAssembler, Fix
+from appliance.nmea.epoch import EpochAssembler, Fix, time_of_day
 from appliance.nmea.framing import DEFAULT_MAX_LINE, Framer, RawLine
 from appliance.nmea.rollover import RolloverPolicy
 from appliance.nmea.sentence import Gga, Gll, Gns, Gsa, Gsv, Pubx04, Reject, Rmc, Sentence, Zda, decode
@@ -44,10 +44,8 @@ SENTENCE_MASK = 0x20F
 MAX_HELD = 16
 #: The sentences that carry a time of day (and so start and number an epoch).
 TIMED: tuple[type[Sentence], ...] = (Rmc, Gga, Gll, Gns, Zda, Pubx04)
-
-
-def _tod(s: Sentence) -> int | None:
-    return None if isinstance(s, Gsa | Gsv) else s.tod_ns
+#: The selection bits of the sentences that carry a date (RMC, ZDA, PUBX,04).
+DATED_BITS = sum(bit for bit, kind, _ in SENTENCE_BITS if kind in (Rmc, Zda, Pubx04))
 
 
 def selected_types(bits: int) -> tuple[type[Sentence], ...]:
@@ -201,7 +199,7 @@ class NmeaStream:
         if tod is not None and tod == self._chosen_tod:
             return self._epochs.add(s)  # its second's epoch is open: it joins it
         out = []
-        if tod is None or (self._held and _tod(self._held[0]) != tod):
+        if tod is None or (self._held and time_of_day(self._held[0]) != tod):
             out = self._let_go()
         if tod is None or len(self._held) >= MAX_HELD:
             self._tally.add("unselected")

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from appliance.config.model import Config, ConfigWarning, Location, Refclock, ServerLine
-from appliance.nmea.stream import SENTENCE_BITS, SENTENCE_MASK
+from appliance.nmea.stream import DATED_BITS, SENTENCE_BITS, SENTENCE_MASK
 from appliance.refclock.driver import DRIVERS, DriverInfo, Time2, offsets_ns
 from appliance.refclock.gps import Convention
 from appliance.refclock.sample import SampleKind
@@ -82,7 +82,8 @@ class GpsSetup:
     prefer: bool = False
     #: the refid of the updates made of pulses (a paired ``pps`` line's ``refid``; None: ``PPS``)
     pulse_refid: str | None = None
-    #: ntpd's ``mode`` bits 0-3, the timed sentences used (1 RMC, 2 GGA, 4 GLL, 8 ZDA; 0: all)
+    #: ntpd's ``mode`` sentence bits, the sentences that time the seconds (1 RMC, 2 GGA, 4 GLL, 8 ZDA,
+    #: 0x200 PUBX,04; 0: all)
     sentences: int = 0
 
 
@@ -173,7 +174,7 @@ def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, _PpsLine | No
             autobaud=baud.lower() == "auto",
             prefer=r.prefer or (found is not None and found.said.prefer),
             pulse_refid=found.said.refid if found is not None else None,
-            sentences=int(opts["mode"]) & _NMEA_MODE_SENTENCES if "mode" in opts else 0,
+            sentences=int(opts["mode"]) & SENTENCE_MASK if "mode" in opts else 0,
         )
         out.append((r.location, setup, found))
     for s in config.servers:
@@ -204,7 +205,7 @@ def _nmea_setups(config: Config) -> list[tuple[Location, GpsSetup, _PpsLine | No
             pps_offset_ns=pps_offset,
             prefer=s.prefer or (found is not None and found.said.prefer),
             pulse_refid=found.said.refid if found is not None else None,
-            sentences=mode & _NMEA_MODE_SENTENCES,
+            sentences=mode & SENTENCE_MASK,
         )
         out.append((s.location, setup, found))
     return out
@@ -458,9 +459,8 @@ def refclock_warnings(config: Config) -> list[ConfigWarning]:
 
 
 #: ntpd's NMEA ``mode`` bits (refclock_nmea.c, NTPsec driver_nmea) other than the baud rate (bits 4-6) and the
-#: sentence selection (bits 0-3, :func:`appliance.nmea.stream.selected_types`): none of them is acted on.
+#: sentence selection (bits 0-3 and 9, :func:`appliance.nmea.stream.selected_types`): none of them is acted on.
 _NMEA_MODE_BAUD_BITS = 0x70
-_NMEA_MODE_SENTENCES = SENTENCE_MASK
 _NMEA_MODE_BITS = MappingProxyType(
     {
         0x80: "0x80 (measure the sentence delay from its end)",
@@ -474,12 +474,13 @@ _NMEA_MODE_BITS = MappingProxyType(
 
 def _nmea_mode_warning(at: Location, what: str, mode: str | None) -> list[ConfigWarning]:
     """The NMEA ``mode`` bits stratum1 does not act on (all but the baud rate's and the sentence selection's),
-    each named; and a sentence selection with no dated sentence, which stratum1 widens."""
+    each named; and a sentence selection with no dated sentence (the date then comes from the second's RMC
+    or ZDA, which the receiver must send too)."""
     if mode is None:
         return []
     m = int(mode)
     out = []
-    if m & _NMEA_MODE_SENTENCES and not m & 0x209:  # RMC, ZDA, PUBX,04: the dated ones
+    if m & SENTENCE_MASK and not m & DATED_BITS:
         chosen = [name for bit, _, name in SENTENCE_BITS if m & bit]
         out.append(
             ConfigWarning(
@@ -491,7 +492,7 @@ def _nmea_mode_warning(at: Location, what: str, mode: str | None) -> list[Config
                 "times it), so the receiver must send one of them too",
             )
         )
-    rest = m & ~(_NMEA_MODE_SENTENCES | _NMEA_MODE_BAUD_BITS)
+    rest = m & ~(SENTENCE_MASK | _NMEA_MODE_BAUD_BITS)
     if rest:
         names = [_NMEA_MODE_BITS.get(bit, f"0x{bit:x}") for bit in (1 << i for i in range(32)) if rest & bit]
         out.append(

@@ -143,7 +143,7 @@ class ReceiverCounters:
     open_failures: int = 0
     baud_switches: int = 0
     baud_searches: int = 0
-    #: timed sentences left out by the refclock line's sentence selection (``mode`` bits 0-3)
+    #: timed sentences left out by the refclock line's sentence selection (its ``mode`` sentence bits)
     unselected: int = 0
 
 
